@@ -1,0 +1,7 @@
+"""Entry point of ``python -m esrgan``."""
+
+import sys
+
+from esrgan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""The command line: ``python -m esrgan upscale|models ...``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from esrgan import registry
+from esrgan.errors import RemasterError
+from esrgan.imageio import OUTPUT_FORMATS, encode, format_for_path, read_image, write_atomic
+from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.weights import ModelStore
+
+log = logging.getLogger("esrgan")
+
+
+def _add_upscale(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("upscale", help="upscale images", description="Upscale one or more images.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    p.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
+    p.add_argument("--anime", action="store_true", help="use the anime model")
+    p.add_argument("--model", help="registry name, custom name or checkpoint file (overrides --anime)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (one input) or folder (any number of inputs)")
+    p.add_argument("--tile", type=int, help="tile side in input pixels (0 = whole image)")
+    p.add_argument("--tile-pad", type=int, default=UpscaleOptions.tile_pad)
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp32", dest="half", action="store_false", default=None)
+    precision.add_argument("--half", dest="half", action="store_true")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by extension, else png)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
+    p.set_defaults(func=cmd_upscale)
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list available models and how each scale is made")
+    p.set_defaults(func=cmd_models)
+
+
+def _targets(inputs: list[Path], output: str, scale: int, fmt: str | None) -> list[tuple[Path, Path]]:
+    """(input, output file) pairs: ``output`` is a folder for several inputs or when it is one."""
+    as_dir = len(inputs) > 1 or Path(output).is_dir() or output.endswith(("/", "\\"))
+    if not as_dir:
+        return [(inputs[0], Path(output))]
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    return [(src, output / f"{src.stem}_x{scale}.{fmt or 'png'}") for src in inputs]
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    options = UpscaleOptions(device=args.device, half=args.half, tile=args.tile, tile_pad=args.tile_pad)
+    upscaler = Upscaler(ModelStore(), options)
+    failures = 0
+    for src, dst in _targets(args.inputs, args.output, args.scale, args.format):
+        try:
+            image = read_image(src)
+            with tqdm(desc=src.name, unit="tile", leave=False, file=sys.stderr) as bar:
+                def progress(done: int, total: int) -> None:
+                    bar.total = total
+                    bar.update(done - bar.n)
+
+                result = upscaler.upscale(image, args.scale, args.anime, args.model, progress=progress)
+            fmt = args.format or format_for_path(dst)
+            write_atomic(dst, encode(result.image, fmt, args.quality))
+        except RemasterError as exc:
+            print(f"error: {src}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        p = result.provenance
+        how = p.model + (f" + {p.resample}" if p.resample else "")
+        print(f"{src} -> {dst} ({result.image.width}x{result.image.height}, {how}, "
+              f"{p.device} {p.precision}, {p.seconds:.1f}s)")
+    return 1 if failures else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    upscaler = Upscaler(ModelStore(), UpscaleOptions(device="cpu"))
+    entries = upscaler.store.entries()
+    print("Available models:")
+    for entry in entries.values():
+        print(f"  {entry.name:28} {entry.scale}x  {'anime ' if entry.anime else ''}{entry.source}")
+    for name, why in upscaler.store.unavailable().items():
+        print(f"  {name:28} unavailable: {why}")
+    for name, why in upscaler.store.problems.items():
+        print(f"  {name:28} skipped: {why}")
+    print("How each scale is made:")
+    for scale, anime in registry.ROUTES:
+        try:
+            plan = upscaler.plan(scale, anime)
+            how = plan.model + (f" + {plan.resample}" if plan.resample else " (native)")
+        except RemasterError as exc:
+            how = f"unavailable: {exc}"
+        print(f"  {scale}x{' anime' if anime else '      '}  {how}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m esrgan", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_upscale(sub)
+    _add_models(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except RemasterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,31 @@
+"""Typed errors a user can cause, each with a message the user can act on."""
+
+from __future__ import annotations
+
+
+class RemasterError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class InvalidImageError(RemasterError):
+    """The input is not a readable image (empty, truncated, not an image, unsupported format)."""
+
+
+class ImageTooLargeError(RemasterError):
+    """The input, or the output it would give, has more pixels than the configured limit."""
+
+
+class UnsupportedScaleError(RemasterError):
+    """The asked scale is not one the engine offers."""
+
+
+class ModelNotFoundError(RemasterError):
+    """No model of that name is registered, and no checkpoint exists at that path."""
+
+
+class WeightsError(RemasterError):
+    """A weights file is missing, corrupt, or not of a recognised architecture."""
+
+
+class Cancelled(RemasterError):
+    """The caller asked to stop; raised between tiles."""

@@ -1,0 +1,284 @@
+"""Decode and encode images: format by content, pixel limits before decoding, EXIF orientation,
+alpha, grayscale, palette, 16-bit PNG and ICC profiles. Writes are atomic.
+
+Pixels travel through the engine as ``(H, W, C)`` float32 in [0, 1] with C = 1 (gray), 2 (gray +
+alpha), 3 (RGB) or 4 (RGBA).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from esrgan.errors import ImageTooLargeError, InvalidImageError
+
+OutputFormat = Literal["png", "jpg", "webp"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("png", "jpg", "webp")
+# What we accept, by the decoder's reading of the content (never the file name). MPO is what many
+# phone cameras write for JPEG; we take its first picture.
+INPUT_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff"}
+DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EXIF_ORIENTATION_TAG = 0x0112
+# Pillow warns (and can raise) on huge images itself; we check our own limit first, so lift its.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass
+class DecodedImage:
+    """An image ready for the engine.
+
+    Attributes:
+        pixels: (H, W, C) float32 in [0, 1]; C is 1, 2, 3 or 4 (gray, gray+alpha, RGB, RGBA).
+        bit_depth: 8 or 16: the precision of the source, kept on output where the format allows.
+        source_format: The format read from the content, e.g. ``"png"``.
+        icc_profile: The embedded colour profile, carried over to the output.
+    """
+
+    pixels: np.ndarray
+    bit_depth: int = 8
+    source_format: str = "png"
+    icc_profile: bytes | None = field(default=None, repr=False)
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.pixels.shape[2] in (2, 4)
+
+    @property
+    def is_gray(self) -> bool:
+        return self.pixels.shape[2] in (1, 2)
+
+
+def probe(data: bytes, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> tuple[str, int, int]:
+    """Read only the header: (format, width, height). Refuses what `decode` would refuse for size.
+
+    Raises:
+        InvalidImageError: Empty, not an image, or a format we do not accept.
+        ImageTooLargeError: More pixels than ``max_pixels`` (checked before any pixel is decoded).
+    """
+    with _open(data) as image:
+        return _check_header(image, max_pixels)
+
+
+def decode(data: bytes, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> DecodedImage:
+    """Decode image bytes for the engine, applying EXIF orientation.
+
+    Raises:
+        InvalidImageError: Empty, truncated, not an image, animated, or an unsupported format.
+        ImageTooLargeError: More pixels than ``max_pixels`` (checked before decoding the pixels).
+    """
+    with _open(data) as image:
+        source_format, _, _ = _check_header(image, max_pixels)
+        icc = image.info.get("icc_profile")
+        try:
+            orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+            if _is_16bit_png(data) and image.mode not in ("I;16", "I", "I;16B"):
+                pixels, depth = _decode_png16_color(data), 16
+            else:
+                pixels, depth = _pil_to_float(image)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InvalidImageError(f"the image is damaged or truncated ({exc})") from exc
+    pixels = _apply_orientation(pixels, orientation)
+    return DecodedImage(np.ascontiguousarray(pixels), depth, source_format, icc)
+
+
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> DecodedImage:
+    """Read and decode an image file. Raises as `decode`, and InvalidImageError if unreadable."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidImageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return decode(data, max_pixels)
+
+
+def encode(
+    image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95
+) -> bytes:
+    """Encode to PNG (8 or 16 bit, as the source), JPEG or WebP; returns the file's bytes.
+
+    JPEG has no alpha channel: a transparent image is flattened onto white.
+    """
+    if fmt not in OUTPUT_FORMATS:
+        raise InvalidImageError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}")
+    pixels = np.clip(image.pixels, 0.0, 1.0)
+    if fmt == "png" and image.bit_depth == 16:
+        return _encode_png16(pixels, image.icc_profile)
+    if fmt == "jpg" and image.has_alpha:
+        color, alpha = pixels[..., :-1], pixels[..., -1:]
+        pixels = color * alpha + (1.0 - alpha)
+    pil = Image.fromarray(_to_uint8(pixels), _PIL_MODES[pixels.shape[2]])
+    options: dict = {"icc_profile": image.icc_profile} if image.icc_profile else {}
+    buffer = io.BytesIO()
+    if fmt == "png":
+        pil.save(buffer, "PNG", compress_level=6, **options)
+    elif fmt == "jpg":
+        pil.save(buffer, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2, **options)
+    else:
+        pil.save(buffer, "WEBP", quality=quality, method=4, **options)
+    return buffer.getvalue()
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write bytes so that ``path`` holds either nothing new or the whole file, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_for_path(path: str | Path) -> OutputFormat:
+    """The output format a file name asks for by its extension (png when it names none we write)."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return {"jpeg": "jpg", "jpg": "jpg", "webp": "webp"}.get(suffix, "png")  # type: ignore[return-value]
+
+
+# --- decoding helpers -------------------------------------------------------------------------
+
+_PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def _open(data: bytes) -> Image.Image:
+    if not data:
+        raise InvalidImageError("the file is empty (0 bytes)")
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(
+            "not an image we can read; upload a JPEG, PNG, WebP, BMP or TIFF file"
+        ) from exc
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
+        raise InvalidImageError(f"the image header is damaged ({exc})") from exc
+
+
+def _check_header(image: Image.Image, max_pixels: int | None) -> tuple[str, int, int]:
+    kind = INPUT_FORMATS.get(image.format or "")
+    if kind is None:
+        raise InvalidImageError(
+            f"{image.format or 'this'} images are not supported; use JPEG, PNG, WebP, BMP or TIFF"
+        )
+    if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
+        raise InvalidImageError("animated or multi-page images are not supported; upload one frame")
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImageError("the image has no pixels")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} ({width * height / 1e6:.1f} MP); "
+            f"the limit is {max_pixels / 1e6:.1f} MP. Downscale or crop it first."
+        )
+    return kind, width, height
+
+
+def _pil_to_float(image: Image.Image) -> tuple[np.ndarray, int]:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float32) / 65535.0
+        return np.clip(array, 0, 1)[..., None], 16
+    if mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)[..., None], 16
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode == "PA":
+        image = image.convert("RGBA")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode == "La":
+        image = image.convert("LA")
+    elif mode == "RGBa":
+        image = image.convert("RGBA")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        array = array[..., None]
+    return array, 8
+
+
+def _is_16bit_png(data: bytes) -> bool:
+    return data.startswith(PNG_SIGNATURE) and len(data) > 25 and data[24] == 16
+
+
+def _decode_png16_color(data: bytes) -> np.ndarray:
+    """Pillow keeps only 8 bits of colour PNGs; OpenCV keeps all 16."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise InvalidImageError("the 16-bit PNG is damaged or truncated")
+    if array.ndim == 2:
+        array = array[..., None]
+    elif array.shape[2] == 3:
+        array = array[..., ::-1]
+    elif array.shape[2] == 4:
+        array = array[..., [2, 1, 0, 3]]
+    return array.astype(np.float32) / 65535.0
+
+
+def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip (H, W, C) pixels so they look as EXIF orientation 1 would (see ImageOps)."""
+    transforms = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.rot90(a[:, ::-1], 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a[:, ::-1], -1),
+        8: lambda a: np.rot90(a, 1),
+    }
+    return transforms.get(orientation, lambda a: a)(pixels)
+
+
+# --- encoding helpers -------------------------------------------------------------------------
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    out = (pixels * 255.0 + 0.5).astype(np.uint8)
+    return out[..., 0] if out.shape[2] == 1 else out
+
+
+def _encode_png16(pixels: np.ndarray, icc_profile: bytes | None) -> bytes:
+    array = (pixels * 65535.0 + 0.5).astype(np.uint16)
+    if array.shape[2] == 3:
+        array = array[..., ::-1]
+    elif array.shape[2] == 4:
+        array = array[..., [2, 1, 0, 3]]
+    elif array.shape[2] == 2:  # OpenCV has no gray+alpha: widen to RGBA
+        gray, alpha = array[..., 0], array[..., 1]
+        array = np.stack([gray, gray, gray, alpha], axis=-1)
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(array), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise InvalidImageError("could not encode the 16-bit PNG")
+    data = buffer.tobytes()
+    return _insert_iccp(data, icc_profile) if icc_profile else data
+
+
+def _insert_iccp(png: bytes, profile: bytes) -> bytes:
+    """Add an iCCP chunk right after IHDR (OpenCV cannot write one)."""
+    payload = b"icc\x00\x00" + zlib.compress(profile)
+    chunk = struct.pack(">I", len(payload)) + b"iCCP" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"iCCP" + payload) & 0xFFFFFFFF)
+    ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4
+    return png[:ihdr_end] + chunk + png[ihdr_end:]

@@ -1,0 +1,184 @@
+"""decode -> pick a model -> tiled inference -> resample -> (the caller encodes).
+
+`Upscaler` is the engine's front: stateless per call and safe to share between threads; the only
+state it keeps is the cache of loaded models in its `ModelStore`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from esrgan import registry
+from esrgan.errors import ImageTooLargeError
+from esrgan.imageio import DecodedImage
+from esrgan.tiling import CancelFn, ProgressFn, TileOptions, count_tiles, upscale_tiled
+from esrgan.weights import LoadedModel, ModelStore, resolve_device
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTPUT_PIXELS = 16384 * 16384
+DEFAULT_TILE_CPU = 256
+DEFAULT_TILE_CUDA = 512
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    """How to run the engine.
+
+    Attributes:
+        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+        half: fp16 (default: on CUDA only).
+        tile: Tile side in input pixels; None picks by device, 0 runs the whole image.
+        tile_pad: Context pixels around each tile.
+        pre_pad: Reflect padding around the image.
+        max_output_pixels: Refuse results larger than this.
+    """
+
+    device: str = "auto"
+    half: bool | None = None
+    tile: int | None = None
+    tile_pad: int = 24
+    pre_pad: int = 8
+    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a result was made, for the UI, the API and the CLI."""
+
+    model: str
+    model_title: str
+    weights: str
+    native_scale: int
+    scale: int
+    resample: str | None
+    device: str
+    precision: str
+    tiles: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class UpscaleResult:
+    image: DecodedImage
+    provenance: Provenance
+    extra: dict = field(default_factory=dict)
+
+
+class Upscaler:
+    """Upscale decoded images with the registry's choice of model.
+
+    Args:
+        store: Where models come from (and are cached once loaded).
+        options: Device, precision, tiling and limits.
+    """
+
+    def __init__(self, store: ModelStore | None = None, options: UpscaleOptions = UpscaleOptions()) -> None:
+        self.store = store or ModelStore()
+        self.options = options
+        self.device = resolve_device(options.device)
+
+    def plan(self, scale: int, anime: bool = False, model: str | None = None) -> registry.Plan:
+        """How a ``scale``x result would be made (which model, which resample)."""
+        entries = self.store.entries()
+        if model is not None:
+            entry = self.store.entry(model)
+            return registry.plan(scale, anime, [*entries, model], model=model, model_scale=entry.scale)
+        return registry.plan(scale, anime, entries)
+
+    def tile_options(self, loaded: LoadedModel | None = None) -> TileOptions:
+        """The tiling used on this device."""
+        tile = self.options.tile
+        if tile is None:
+            tile = DEFAULT_TILE_CUDA if self.device.type == "cuda" else DEFAULT_TILE_CPU
+        return TileOptions(tile=tile, tile_pad=self.options.tile_pad, pre_pad=self.options.pre_pad)
+
+    def count_tiles(self, width: int, height: int, plan: registry.Plan) -> int:
+        """How many tiles an image of this size needs under ``plan`` (for progress and estimates)."""
+        multiple = self.load(plan.model).size_multiple
+        return count_tiles(height, width, self.tile_options(), multiple)
+
+    def load(self, model: str) -> LoadedModel:
+        return self.store.load(model, self.device, self.options.half)
+
+    def check_output_size(self, width: int, height: int, scale: int) -> None:
+        """Raise ImageTooLargeError when the result would exceed the output pixel limit."""
+        pixels = width * scale * height * scale
+        if pixels > self.options.max_output_pixels:
+            raise ImageTooLargeError(
+                f"a {scale}x result of this {width}x{height} image would be {pixels / 1e6:.0f} MP; "
+                f"the limit is {self.options.max_output_pixels / 1e6:.0f} MP. Choose a smaller scale."
+            )
+
+    def upscale(
+        self,
+        image: DecodedImage,
+        scale: int,
+        anime: bool = False,
+        model: str | None = None,
+        progress: ProgressFn | None = None,
+        cancelled: CancelFn | None = None,
+    ) -> UpscaleResult:
+        """Upscale one image.
+
+        Args:
+            image: The decoded input (gray, RGB, with or without alpha; 8 or 16 bit).
+            scale: 2, 4 or 8.
+            anime: Prefer the anime model.
+            model: A registry name, custom name or checkpoint path to use instead of the route.
+            progress: Called with (tiles done, total tiles).
+            cancelled: Polled between tiles; True stops the work with `Cancelled`.
+
+        Raises:
+            UnsupportedScaleError, ModelNotFoundError, ImageTooLargeError, WeightsError, Cancelled.
+        """
+        started = time.perf_counter()
+        chosen = self.plan(scale, anime, model)
+        self.check_output_size(image.width, image.height, chosen.scale)
+        loaded = self.load(chosen.model)
+        pixels = image.pixels
+        color = pixels[..., :-1] if image.has_alpha else pixels
+        rgb = np.repeat(color, 3, axis=2) if image.is_gray else color
+        tiles = count_tiles(image.height, image.width, self.tile_options(), loaded.size_multiple)
+        out = upscale_tiled(
+            loaded.module, rgb, scale=loaded.entry.scale, size_multiple=loaded.size_multiple,
+            options=self.tile_options(), device=loaded.device, dtype=loaded.dtype,
+            progress=progress, cancelled=cancelled,
+        )
+        size = (image.width * chosen.scale, image.height * chosen.scale)
+        if chosen.resample is not None:
+            out = resample(out, size)
+        if image.is_gray:
+            out = out.mean(axis=2, keepdims=True)
+        if image.has_alpha:
+            out = np.concatenate([out, resample(pixels[..., -1:], size)], axis=2)
+        provenance = Provenance(
+            model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
+            native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
+            device=str(loaded.device), precision="fp16" if loaded.dtype == torch.float16 else "fp32",
+            tiles=tiles, seconds=round(time.perf_counter() - started, 3),
+        )
+        log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
+                 loaded.entry.name, provenance.seconds)
+        return UpscaleResult(replace(image, pixels=np.clip(out, 0, 1)), provenance)
+
+
+def resample(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Lanczos-resample (H, W, C) float32 pixels to ``size`` = (width, height), channel by channel.
+
+    Pillow's Lanczos on float ("F") images keeps full precision and antialiases when shrinking.
+    """
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c]), "F").resize(size, Image.LANCZOS))
+        for c in range(pixels.shape[2])
+    ]
+    return np.clip(np.stack(channels, axis=2), 0, 1).astype(np.float32)

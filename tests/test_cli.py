@@ -1,0 +1,51 @@
+"""The command line as a user runs it: real process, real files, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from PIL import Image
+
+from tests.conftest import ROOT, crop_of
+
+
+def run_cli(*args: str, env_weights) -> subprocess.CompletedProcess:
+    env = {"REMASTER_WEIGHTS_DIR": str(env_weights), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "esrgan", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_upscale_two_files_into_a_folder(tmp_path, weights_dir):
+    inputs = []
+    for name, box in [("bird.png", (80, 80, 104, 100)), ("head.png", (100, 100, 120, 116))]:
+        path = tmp_path / name
+        crop_of(f"Set5/{name}", box).save(path)
+        inputs.append(str(path))
+    out = tmp_path / "out"
+    done = run_cli("upscale", *inputs, "-s", "2", "-o", str(out), "--format", "webp", env_weights=weights_dir)
+    assert done.returncode == 0, done.stderr
+    with Image.open(out / "bird_x2.webp") as image:
+        assert image.size == (48, 40)
+    with Image.open(out / "head_x2.webp") as image:
+        assert image.size == (40, 32)
+    assert "realesrgan-x4plus + Lanczos 4x -> 2x" in done.stdout
+
+
+def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(tmp_path, weights_dir):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    target = tmp_path / "result.png"
+    done = run_cli("upscale", str(bad), "-o", str(target), env_weights=weights_dir)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not an image" in errors[0]
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_models_lists_what_is_available_and_why_not(weights_dir):
+    done = run_cli("models", env_weights=weights_dir)
+    assert done.returncode == 0
+    assert "realesrgan-x4plus " in done.stdout and "realesr-animevideov3" in done.stdout
+    assert "put RealESRGAN_x2plus.pth in" in done.stdout
+    assert "2x anime  realesrgan-x4plus-anime + Lanczos 4x -> 2x" in done.stdout
