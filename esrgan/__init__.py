@@ -6,6 +6,7 @@ from esrgan.errors import (
     InvalidImageError,
     ModelNotFoundError,
     RemasterError,
+    UnsupportedFormatError,
     UnsupportedScaleError,
     WeightsError,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "InvalidImageError",
     "ModelNotFoundError",
     "RemasterError",
+    "UnsupportedFormatError",
     "UnsupportedScaleError",
     "WeightsError",
 ]

@@ -11,6 +11,10 @@ class InvalidImageError(RemasterError):
     """The input is not a readable image (empty, truncated, not an image, unsupported format)."""
 
 
+class UnsupportedFormatError(InvalidImageError):
+    """The content is not an image format we accept (text, HTML, SVG, GIF, animated images...)."""
+
+
 class ImageTooLargeError(RemasterError):
     """The input, or the output it would give, has more pixels than the configured limit."""
 

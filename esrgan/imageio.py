@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from esrgan.errors import ImageTooLargeError, InvalidImageError
+from esrgan.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 
 OutputFormat = Literal["png", "jpg", "webp"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("png", "jpg", "webp")
@@ -168,7 +168,7 @@ def _open(data: bytes) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(
+        raise UnsupportedFormatError(
             "not an image we can read; upload a JPEG, PNG, WebP, BMP or TIFF file"
         ) from exc
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
@@ -178,11 +178,11 @@ def _open(data: bytes) -> Image.Image:
 def _check_header(image: Image.Image, max_pixels: int | None) -> tuple[str, int, int]:
     kind = INPUT_FORMATS.get(image.format or "")
     if kind is None:
-        raise InvalidImageError(
+        raise UnsupportedFormatError(
             f"{image.format or 'this'} images are not supported; use JPEG, PNG, WebP, BMP or TIFF"
         )
     if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
-        raise InvalidImageError("animated or multi-page images are not supported; upload one frame")
+        raise UnsupportedFormatError("animated or multi-page images are not supported; upload one frame")
     width, height = image.size
     if width < 1 or height < 1:
         raise InvalidImageError("the image has no pixels")

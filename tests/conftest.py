@@ -64,3 +64,33 @@ def crop_of(relative: str, box: tuple[int, int, int, int], mode: str = "RGB") ->
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+@pytest.fixture
+def make_app(tmp_path, weights_dir):
+    """Build an app on temporary folders; extra config as keyword arguments."""
+    from web import create_app
+
+    apps = []
+
+    def build(**config):
+        app = create_app({
+            "TESTING": True, "UPLOAD_FOLDER": str(tmp_path / "uploads"), "WEIGHTS_FOLDER": str(weights_dir),
+            "PRELOAD_MODELS": False, "DEVICE": "cpu", "MAX_CONTENT_LENGTH": 4 * 2**20, **config,
+        })
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["remaster"].close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

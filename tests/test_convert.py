@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -90,5 +91,7 @@ def test_converted_cache_is_checked_and_rebuilt_when_corrupt(tmp_path, caplog):
         again = ModelStore(tmp_path).state_dict(spec.name)
     assert "rebuilding" in caplog.text
     torch.testing.assert_close(again, first)
-    assert json.loads(cached.with_suffix(".sha256").read_text()) == record
+    rebuilt = json.loads(cached.with_suffix(".sha256").read_text())
+    assert rebuilt["sha256"] == hashlib.sha256(cached.read_bytes()).hexdigest()
+    assert rebuilt["source_sha256"] == record["source_sha256"]
     assert not list(cached.parent.glob("*.part"))

@@ -1,0 +1,86 @@
+"""A real browser (Debian's Chromium driven by Playwright) against the app served by waitress."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, crop_of
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = ROOT / "test-artifacts"
+# Without these, Chromium tries to reach Google's services, which this network refuses.
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def server(make_app):
+    from waitress.server import create_server
+
+    app = make_app(MAX_CONTENT_LENGTH=8 * 2**20)
+    wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=wsgi.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{wsgi.effective_port}"
+    wsgi.close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def page(tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 1000})
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def test_upload_2x_compare_and_download(server, page, tmp_path):
+    photo = tmp_path / "butterfly.png"
+    crop_of("Set5/butterfly.png", (60, 60, 124, 108)).save(photo)  # 64x48
+
+    page.goto(server)
+    page.set_input_files("#file", str(photo))
+    page.check('input[name="scale"][value="2"]')
+    estimate = page.locator("#selected .estimate")
+    estimate.filter(has_text="128×96").wait_for(timeout=30_000)
+    assert "64×48 → 128×96" in estimate.inner_text()
+    page.click("#submit")
+
+    card = page.locator(".job.done")
+    card.wait_for(timeout=180_000)
+    after = card.locator("img.after")
+    assert after.evaluate("img => img.complete && img.naturalWidth") == 128
+    assert card.locator(".fact-output").inner_text() == "128 × 96"
+    assert "Real-ESRGAN x4plus" in card.locator(".fact-how").inner_text()
+
+    # The comparison answers the keyboard: focus the slider, move it, and the split follows.
+    split = card.locator("input.split")
+    split.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowLeft")
+    stage_split = card.locator(".compare-stage").evaluate("el => el.style.getPropertyValue('--split')")
+    assert stage_split == "45%"
+    card.locator("input.zoom").fill("2")
+    assert card.locator(".zoom-value").inner_text() == "2×"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "result-page.png"), full_page=True)
+
+    with page.expect_download() as download_info:
+        card.locator("a.download").click()
+    download = download_info.value
+    assert download.suggested_filename == "butterfly_x2.png"
+    saved = Path(download.path())
+    with Image.open(saved) as image:
+        assert image.size == (128, 96)

@@ -1,0 +1,256 @@
+"""The web app through Flask's test client: the page, the synchronous contract, the job API, files."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import crop_of, png_bytes
+from web.storage import FileStore
+
+
+def upload(client, data: bytes, name="photo.png", url="/upscale", **fields):
+    form = {"scale": "2", "anime": "false", **fields, "file": (io.BytesIO(data), name)}
+    return client.post(url, data=form, content_type="multipart/form-data")
+
+
+def bird(size=(24, 20)) -> bytes:
+    return png_bytes(crop_of("Set5/bird.png", (90, 90, 90 + size[0], 90 + size[1])))
+
+
+def get(client, url: str):
+    """GET and read the whole body, closing the served file (pytest turns a leak into an error)."""
+    response = client.get(url)
+    response.get_data()
+    response.close()
+    return response
+
+
+def wait_for(client, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").get_json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_page_is_self_contained_and_has_the_controls(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    for control in ('type="file"', 'name="scale" value="2"', 'value="8"', 'name="anime"', 'name="format"'):
+        assert control in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # no CDN, everything served locally
+    assert get(client, "/static/app.js").status_code == 200
+
+
+def test_synchronous_upscale_keeps_the_seed_contract(client):
+    response = upload(client, bird(), name="My Holiday.png", scale="2")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert (body["original_width"], body["original_height"]) == (24, 20)
+    assert (body["output_width"], body["output_height"]) == (48, 40)
+    assert body["model"] == "realesrgan-x4plus" and body["resample"] == "Lanczos 4x -> 2x"
+    output = get(client, body["output_path"])
+    assert output.status_code == 200 and output.mimetype == "image/png"
+    assert output.headers["X-Content-Type-Options"] == "nosniff"
+    assert Image.open(io.BytesIO(output.data)).size == (48, 40)
+    download = get(client, body["download_path"])
+    assert 'attachment; filename=My_Holiday_x2.png' in download.headers["Content-Disposition"]
+    original = get(client, body["original_path"])
+    assert original.data == bird()
+
+
+@pytest.mark.parametrize(("fmt", "mime"), [("jpg", "image/jpeg"), ("webp", "image/webp")])
+def test_output_format_and_quality(client, fmt, mime):
+    body = upload(client, bird(), format=fmt, quality="80", model="realesr-animevideov3").get_json()
+    served = get(client, body["output_path"])
+    assert served.mimetype == mime and body["output_path"].endswith(f".{fmt}")
+
+
+def test_anime_toggle_picks_the_anime_model(client):
+    body = upload(client, bird(), anime="true", scale="4").get_json()
+    assert body["model"] == "realesrgan-x4plus-anime" and body["resample"] is None
+
+
+def test_job_api_submit_poll_result(client):
+    response = upload(client, bird(), url="/api/jobs", scale="4")
+    assert response.status_code == 202
+    job = response.get_json()
+    assert response.headers["Location"].endswith(f"/api/jobs/{job['id']}")
+    finished = wait_for(client, job["id"])
+    assert finished["status"] == "done"
+    assert finished["progress"]["done"] == finished["progress"]["total"] >= 1
+    result = get(client, f"/api/jobs/{job['id']}/result")
+    assert result.status_code == 200 and Image.open(io.BytesIO(result.data)).size == (96, 80)
+
+
+def test_cancel_a_running_and_a_queued_job_leaves_no_output(make_app):
+    app = make_app(TILE=32, WORKERS=1)
+    client = app.test_client()
+    big = png_bytes(crop_of("Set5/baby.png", (0, 0, 160, 160)))
+    running = upload(client, big, url="/api/jobs", scale="4").get_json()
+    queued = upload(client, bird(), url="/api/jobs").get_json()
+    deadline = time.time() + 60
+    while client.get(f"/api/jobs/{running['id']}").get_json()["progress"]["done"] < 1:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert client.delete(f"/api/jobs/{queued['id']}").get_json()["status"] == "cancelled"
+    client.delete(f"/api/jobs/{running['id']}")
+    stopped = wait_for(client, running["id"])
+    assert stopped["status"] == "cancelled" and stopped["progress"]["done"] < stopped["progress"]["total"]
+    assert client.get(f"/api/jobs/{running['id']}/result").status_code == 409
+    folder = app.extensions["remaster"].files.root
+    assert not list(folder.glob("*_out.*")) and not list(folder.glob(".*part"))
+
+
+def test_full_queue_answers_503_with_retry_after_and_keeps_nothing(make_app):
+    app = make_app(TILE=32, WORKERS=1, MAX_QUEUE=1)
+    client = app.test_client()
+    big = png_bytes(crop_of("Set5/baby.png", (0, 0, 128, 128)))
+    first = upload(client, big, url="/api/jobs", scale="4").get_json()
+    upload(client, bird(), url="/api/jobs")  # waits in the queue (or runs, if the first is quick)
+    refused = [upload(client, bird(), url="/api/jobs") for _ in range(2)]
+    assert any(r.status_code == 503 for r in refused)
+    busy = next(r for r in refused if r.status_code == 503)
+    assert busy.headers["Retry-After"].isdigit() and "queue is full" in busy.get_json()["error"]
+    files = app.extensions["remaster"].files.root
+    assert len(list(files.glob("*_in.*"))) == 2
+    client.delete(f"/api/jobs/{first['id']}")
+
+
+def test_batch_zip_holds_every_result(client):
+    ids = [upload(client, bird(), url="/api/jobs", name=f"shot{i}.png",
+                  model="realesr-animevideov3").get_json()["id"] for i in range(2)]
+    for job_id in ids:
+        assert wait_for(client, job_id)["status"] == "done"
+    response = get(client, f"/api/jobs.zip?ids={','.join(ids)}")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(response.data)).namelist()
+    assert sorted(names) == ["shot0_x2.png", "shot1_x2.png"]
+
+
+def test_estimate_and_models(client):
+    estimate = client.get("/api/estimate?width=100&height=50&scale=8&anime=false").get_json()
+    assert (estimate["output_width"], estimate["output_height"]) == (800, 400)
+    assert estimate["resample"] == "Lanczos 4x -> 8x" and estimate["seconds"] > 0
+    models = client.get("/api/models").get_json()
+    assert {m["name"] for m in models["models"]} >= {"realesrgan-x4plus", "realesr-animevideov3"}
+    assert len(models["routes"]) == 6
+
+
+def test_files_expire_and_then_are_gone(app, client):
+    body = upload(client, bird(), model="realesr-animevideov3").get_json()
+    files: FileStore = app.extensions["remaster"].files
+    assert files.sweep(now=time.time() + files.ttl_seconds + 1) >= 3  # input, output, record
+    assert get(client, body["output_path"]).status_code == 404
+    assert not [p for p in files.root.iterdir() if not p.name.startswith(".")]
+
+
+# --- bad input: a clear 4xx, nothing left behind, the server keeps answering -------------------
+
+def gif_animation() -> bytes:
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    from tests.test_imageio import png_header_only
+
+    return png_header_only(width, height)
+
+
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+BAD_UPLOADS = {
+    "zero-byte": (b"", {}, 400, "empty"),
+    "truncated png": (bird((64, 64))[:300], {}, 400, "damaged|truncated"),
+    "truncated jpeg": (jpeg(crop_of("Set5/bird.png", (0, 0, 64, 64)))[:400], {}, 400, "damaged|truncated"),
+    "text as png": (b"just some words\n", {}, 415, "not an image"),
+    "html as png": (b"<html><script>alert(1)</script></html>", {}, 415, "not an image"),
+    "svg as png": (b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"></svg>', {}, 415, "not an image"),
+    "50000x50000 png": (header_only_png(50000, 50000), {}, 413, "50000x50000"),
+    "animated gif": (gif_animation(), {}, 415, "not supported"),
+    "scale 3": (None, {"scale": "3"}, 400, "2, 4 or 8"),
+    "scale abc": (None, {"scale": "abc"}, 400, "2, 4 or 8"),
+    "anime maybe": (None, {"anime": "maybe"}, 400, "anime"),
+    "unknown model": (None, {"model": "nope"}, 400, "nope"),
+    "format gif": (None, {"format": "gif"}, 400, "format"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_bad_uploads_get_a_clear_4xx_and_leave_nothing(app, client, case):
+    data, fields, status, message = BAD_UPLOADS[case]
+    response = upload(client, bird() if data is None else data, **fields)
+    assert response.status_code == status, response.get_json()
+    assert re.search(message, response.get_json()["error"])
+    assert not [p for p in app.extensions["remaster"].files.root.iterdir() if not p.name.startswith(".")]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_missing_file_empty_name_and_missing_scale(client):
+    no_file = client.post("/upscale", data={"scale": "2"}, content_type="multipart/form-data")
+    assert no_file.status_code == 400 and "file" in no_file.get_json()["error"]
+    nameless = upload(client, bird(), name="")
+    assert nameless.status_code == 400
+    missing_scale = client.post("/upscale", data={"file": (io.BytesIO(bird()), "a.png")},
+                                content_type="multipart/form-data")
+    assert missing_scale.status_code == 400 and "2, 4 or 8" in missing_scale.get_json()["error"]
+
+
+def test_body_over_the_limit_is_413(make_app):
+    client = make_app(MAX_CONTENT_LENGTH=10_000).test_client()
+    response = upload(client, bird((200, 200)) + b"\0" * 20_000)
+    assert response.status_code == 413 and "larger than" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/uploads/../app.py", "/uploads/..%2fapp.py", "/uploads/%2e%2e%2fapp.py",
+                                  "/uploads/app.py", "/uploads/" + "0" * 32 + "_out.png", "/uploads/.gitkeep"])
+def test_uploads_serves_only_files_the_app_stored(client, path):
+    response = get(client, path)
+    assert response.status_code == 404
+    assert b"import" not in response.data
+
+
+@pytest.mark.parametrize(
+    ("name", "image", "scale", "size"),
+    [
+        ("1x1", Image.new("RGB", (1, 1), "red"), "2", (2, 2)),
+        ("1x10000", Image.new("RGB", (1, 10000), "gray"), "2", (2, 20000)),
+        ("cmyk", crop_of("Set5/bird.png", (0, 0, 16, 16)).convert("CMYK"), "2", (32, 32)),
+        ("rgba", crop_of("Set5/bird.png", (0, 0, 16, 16), "RGBA"), "2", (32, 32)),
+    ],
+)
+def test_odd_but_valid_images_work(client, name, image, scale, size):
+    data = jpeg(image) if image.mode == "CMYK" else png_bytes(image)
+    response = upload(client, data, scale=scale, model="realesr-animevideov3")
+    assert response.status_code == 200, response.get_json()
+    served = Image.open(io.BytesIO(get(client, response.get_json()["output_path"]).data))
+    assert served.size == size
+    if name == "rgba":
+        assert served.mode == "RGBA"
+
+
+def test_16bit_png_comes_back_16bit(client):
+    array = (np.asarray(crop_of("Set5/head.png", (60, 60, 76, 72)), np.uint16) * 257)[..., ::-1]
+    data = cv2.imencode(".png", np.ascontiguousarray(array))[1].tobytes()
+    body = upload(client, data, model="realesr-animevideov3").get_json()
+    out = cv2.imdecode(np.frombuffer(get(client, body["output_path"]).data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == np.uint16 and out.shape == (24, 32, 3)

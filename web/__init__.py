@@ -1,0 +1,62 @@
+"""The Flask application: `create_app(config)` builds it; nothing heavy happens at import time."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+from web.service import Remaster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    "UPLOAD_FOLDER": str(ROOT / "uploads"),
+    "WEIGHTS_FOLDER": None,
+    "MAX_CONTENT_LENGTH": 25 * 1024 * 1024,  # bytes per request
+    "MAX_INPUT_PIXELS": 2048 * 2048,
+    "MAX_OUTPUT_PIXELS": 8192 * 8192,
+    "FILE_TTL_SECONDS": 3600,
+    "WORKERS": 1,  # inferences at once; one already uses every CPU core
+    "MAX_QUEUE": 8,  # jobs waiting; one more is answered 503 with Retry-After
+    "RETRY_AFTER_SECONDS": 30,
+    "SYNC_TIMEOUT_SECONDS": 900,
+    "DEVICE": "auto",
+    "TILE": None,  # None: chosen by device
+    "TORCH_THREADS": None,
+    "PRELOAD_MODELS": True,  # load the default models in the background at start
+    "HOST": "127.0.0.1",
+    "PORT": 5000,
+}
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: defaults, then ``REMASTER_*`` environment variables, then ``config``."""
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("REMASTER")
+    if config:
+        app.config.from_mapping(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    Remaster().init_app(app)
+
+    from web import api, pages
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+            "object-src 'none'; frame-ancestors 'none'",
+        )
+        return response
+
+    return app
