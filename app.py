@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from web import create_app
@@ -14,6 +13,8 @@ if __name__ == "__main__":
 
     host = os.environ.get("HOST", app.config["HOST"])
     port = int(os.environ.get("PORT", app.config["PORT"]))
-    logging.getLogger("remaster").info("serving on http://%s:%d", host, port)
     print(f"Remaster: http://{host}:{port}/", flush=True)
-    serve(app, host=host, port=port, threads=8, channel_timeout=120)
+    # Synchronous /upscale requests hold a thread while they wait for their job, so there are
+    # enough threads for a full queue plus the page, polling and file downloads.
+    threads = int(app.config["WSGI_THREADS"])
+    serve(app, host=host, port=port, threads=threads, channel_timeout=120)

@@ -11,7 +11,12 @@ from tqdm import tqdm
 
 from esrgan import registry
 from esrgan.errors import RemasterError
-from esrgan.imageio import OUTPUT_FORMATS, encode, format_for_path, read_image, write_atomic
+import numpy as np
+
+from esrgan.evaluate import IMAGE_SUFFIXES, VGG19_FILE, VGGDistance, build_methods, evaluate, image_seed, make_lr
+from esrgan.evaluate import to_uint8, write_csv
+from esrgan.imageio import OUTPUT_FORMATS, DecodedImage, encode, format_for_path, read_image, write_atomic
+from esrgan.metrics import mod_crop
 from esrgan.pipeline import UpscaleOptions, Upscaler
 from esrgan.weights import ModelStore
 
@@ -99,12 +104,83 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_degrade(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("degrade", help="make a paired LR/HR folder with the realistic degradation")
+    p.add_argument("hr_dir", type=Path, metavar="HR_DIR")
+    p.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder for HR/ and LR/")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_degrade)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score methods against ground truth (PSNR/SSIM)")
+    p.add_argument("hr_dir", type=Path, metavar="HR_DIR")
+    p.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
+    p.add_argument("--lr-dir", type=Path, help="LR inputs (NAME.* or NAMEx{scale}.*) instead of making them")
+    p.add_argument("--degradation", choices=("bicubic", "realistic"), default="bicubic")
+    p.add_argument("--methods", default="nearest,bicubic,lanczos,realesrgan,realesrgan-anime",
+                   help="comma-separated: nearest, bicubic, lanczos, realesrgan, realesrgan-anime, or model names")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the realistic degradation")
+    p.add_argument("--csv", type=Path, required=True, help="per-image and mean scores")
+    p.add_argument("--report", type=Path, help="folder for a markdown report with figures")
+    p.add_argument("--vgg-weights", type=Path, help=f"torchvision VGG19 weights ({VGG19_FILE})")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_degrade(args: argparse.Namespace) -> int:
+    paths = sorted(p for p in args.hr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for folder in ("HR", "LR"):
+        (args.output / folder).mkdir(parents=True, exist_ok=True)
+    for path in tqdm(paths, desc="degrading", unit="image", file=sys.stderr):
+        try:
+            image = read_image(path, max_pixels=None)
+        except RemasterError as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            continue
+        pixels = image.pixels[..., :-1] if image.has_alpha else image.pixels
+        hr = to_uint8(mod_crop(pixels, args.scale))
+        lr = make_lr(hr, args.scale, "realistic", image_seed(args.seed, path.name))
+        for folder, pixels_out, name in (("HR", hr, path.stem), ("LR", lr, f"{path.stem}x{args.scale}")):
+            data = encode(DecodedImage(pixels_out.astype(np.float32) / 255.0), "png")
+            write_atomic(args.output / folder / f"{name}.png", data)
+    print(f"{len(paths)} pairs in {args.output}/HR and {args.output}/LR (seed {args.seed})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    upscaler = Upscaler(ModelStore(), UpscaleOptions(device=args.device, half=False))
+    methods = build_methods(names, upscaler)
+    weights = VGGDistance.find(args.vgg_weights)
+    from esrgan.report import Crops, markdown_table, write_report
+
+    crops = Crops() if args.report else None
+    result = evaluate(args.hr_dir, args.scale, methods, args.lr_dir, args.degradation, args.seed,
+                      VGGDistance(weights) if weights else None, crops)
+    write_csv(result, args.csv)
+    source = "given LR" if args.lr_dir else f"{args.degradation} degradation"
+    title = f"{args.hr_dir.name} x{args.scale}, {source}"
+    print(title)
+    print(markdown_table(result))
+    for note in result.notes:
+        print(f"note: {note}")
+    for name, why in result.failures.items():
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    if args.report:
+        print(f"report: {write_report(result, crops, args.scale, title, args.report)}")
+    return 1 if not result.rows else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m esrgan", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_upscale(sub)
     _add_models(sub)
+    _add_degrade(sub)
+    _add_evaluate(sub)
     return parser
 
 

@@ -28,6 +28,7 @@ DEFAULTS = {
     "PRELOAD_MODELS": True,  # load the default models in the background at start
     "HOST": "127.0.0.1",
     "PORT": 5000,
+    "WSGI_THREADS": 32,
 }
 
 

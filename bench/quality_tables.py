@@ -1,0 +1,53 @@
+"""The README's quality tables: Set5 and Set14 at 2x, 4x and 8x, bicubic and realistic degradation.
+
+Runs `python -m esrgan evaluate` for each setting (x4 bicubic uses the given MATLAB LR files) and
+prints one markdown table per setting, with the machine it ran on. CSVs and reports go to OUT.
+
+    python bench/quality_tables.py --out bench/results/quality [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ROOT.parent / "shared" / "datasets"
+METHODS = "nearest,bicubic,lanczos,realesrgan,realesrgan-anime,realesr-animevideov3"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sets", default="Set5,Set14")
+    parser.add_argument("--scales", default="4,2,8")
+    args = parser.parse_args()
+    print(f"# machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, "
+          f"{time.strftime('%Y-%m-%d')}")
+    for scale in (int(s) for s in args.scales.split(",")):
+        for degradation in ("bicubic", "realistic"):
+            for name in args.sets.split(","):
+                tag = f"{name}_x{scale}_{degradation}"
+                command = [sys.executable, "-m", "esrgan", "evaluate", str(DATASETS / name), "-s", str(scale),
+                           "--degradation", degradation, "--methods", METHODS, "--device", args.device,
+                           "--csv", str(args.out / f"{tag}.csv"), "--report", str(args.out / tag)]
+                lr_dir = DATASETS / f"{name}_LRx{scale}"
+                if degradation == "bicubic" and lr_dir.is_dir():
+                    command += ["--lr-dir", str(lr_dir)]
+                args.out.mkdir(parents=True, exist_ok=True)
+                done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+                print(f"\n## {tag}\n")
+                print(done.stdout.strip())
+                if done.returncode:
+                    print(done.stderr[-2000:])
+                sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The metric conventions: known pairs, mod-crop and border rules, grayscale, the published figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from esrgan.evaluate import build_methods, evaluate, find_lr, write_csv
+from esrgan.metrics import mod_crop, psnr, quality, shave, ssim, to_y
+from esrgan.resize import imresize
+from tests.conftest import DATASETS, dataset_image
+
+
+def test_identical_images_score_perfectly():
+    image = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    scores = quality(image, image, 4)
+    assert scores["psnr_y"] == float("inf") and scores["ssim_y"] == pytest.approx(1.0)
+
+
+def test_known_error_gives_the_known_psnr():
+    a = np.full((32, 32), 100.0)
+    assert psnr(a, a + 5) == pytest.approx(10 * np.log10(255**2 / 25))
+
+
+def test_a_one_pixel_shift_costs_psnr_and_ssim():
+    hr = np.asarray(Image.open(dataset_image("Set5/butterfly.png")))
+    shifted = np.roll(hr, 1, axis=1)
+    scores = quality(shifted, hr, 4)
+    assert 15 < scores["psnr_y"] < 30 and scores["ssim_y"] < 0.95
+
+
+def test_mod_crop_and_border_shave():
+    image = np.zeros((390, 587, 3))
+    assert mod_crop(image, 4).shape == (388, 584, 3)
+    assert shave(np.zeros((20, 30)), 4).shape == (12, 22)
+    # Differences confined to the shaved border do not count.
+    hr = np.full((40, 40, 3), 128, np.uint8)
+    sr = hr.copy()
+    sr[:4] = 0
+    assert quality(sr, hr, 4)["psnr_y"] == float("inf")
+
+
+def test_y_channel_is_bt601_and_gray_is_its_own_y():
+    white, black = np.full((1, 1, 3), 255.0), np.zeros((1, 1, 3))
+    assert to_y(white)[0, 0] == pytest.approx(235.0) and to_y(black)[0, 0] == pytest.approx(16.0)
+    gray = np.full((16, 16, 1), 77.0)
+    assert (to_y(gray) == 77.0).all()
+    assert ssim(gray, gray) == pytest.approx(1.0)
+
+
+def test_matlab_bicubic_matches_the_benchmark_lr_files():
+    hr = np.asarray(Image.open(dataset_image("Set14/comic.png")))
+    lr = np.asarray(Image.open(dataset_image("Set14_LRx4/comicx4.png")))
+    ours = imresize(mod_crop(hr, 4), 0.25)
+    difference = np.abs(ours.astype(int) - lr.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.005
+
+
+def test_set5_bicubic_reproduces_the_published_x4_figure(tmp_path):
+    dataset_image("Set5/baby.png")
+    methods = build_methods(["bicubic"], upscaler=None)
+    result = evaluate(DATASETS / "Set5", 4, methods, lr_dir=DATASETS / "Set5_LRx4")
+    mean = result.summary()[0]
+    assert mean["psnr_y"] == pytest.approx(28.42, abs=0.05)
+    assert mean["ssim_y"] == pytest.approx(0.8104, abs=0.002)
+    write_csv(result, tmp_path / "scores.csv")
+    lines = (tmp_path / "scores.csv").read_text().splitlines()
+    assert lines[0].startswith("image,method,scale,degradation,psnr_y,ssim_y,psnr_rgb")
+    assert lines[-1].startswith("MEAN,bicubic,4,given,28.4")
+
+
+def test_grayscale_benchmark_image_is_scored(tmp_path):
+    hr_dir = tmp_path / "hr"
+    hr_dir.mkdir()
+    Image.open(dataset_image("Set14/bridge.png")).crop((0, 0, 96, 96)).save(hr_dir / "bridge.png")
+    methods = build_methods(["nearest", "bicubic"], upscaler=None)
+    for degradation in ("bicubic", "realistic"):
+        rows = evaluate(hr_dir, 4, methods, degradation=degradation).rows
+        assert [r["method"] for r in rows] == ["nearest", "bicubic"]
+        assert all(np.isfinite(r["psnr_y"]) for r in rows)
+
+
+def test_lr_files_are_found_by_the_benchmark_naming(tmp_path):
+    (tmp_path / "babyx4.png").touch()
+    (tmp_path / "bird.jpg").touch()
+    assert find_lr(tmp_path, "baby", 4).name == "babyx4.png"
+    assert find_lr(tmp_path, "bird", 4).name == "bird.jpg"
+    assert find_lr(tmp_path, "head", 4) is None
+
+
+def test_a_broken_image_is_skipped_not_fatal(tmp_path):
+    Image.open(dataset_image("Set5/bird.png")).crop((0, 0, 64, 64)).save(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    result = evaluate(tmp_path, 4, build_methods(["bicubic"], None))
+    assert [r["image"] for r in result.rows] == ["good.png"] and "broken.png" in result.failures
