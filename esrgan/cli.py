@@ -173,6 +173,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 1 if not result.rows else 0
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune a model on your own images",
+                       description="Fine-tune a Real-ESRGAN generator on a folder of HR images.")
+    p.add_argument("--hr-dir", type=Path, required=True, help="your high-resolution images")
+    p.add_argument("--lr-dir", type=Path, help="paired LR images (else degraded on the fly)")
+    p.add_argument("--config", type=Path, help="YAML file of training options (see TrainConfig)")
+    p.add_argument("--model", help="x4plus, anime, animevideov3, a registry name or a checkpoint")
+    p.add_argument("--iters", type=int)
+    p.add_argument("--patch", type=int, help="LR crop side (HR crop is patch x scale)")
+    p.add_argument("--batch", type=int)
+    p.add_argument("--freeze", help="frozen layers, e.g. conv_first,body.0-15 ('' trains everything)")
+    p.add_argument("--lr-g", type=float, dest="lr_g", help="generator learning rate")
+    p.add_argument("--gan-weight", type=float, dest="gan_weight", help="0 disables the discriminator")
+    p.add_argument("--pixel-loss", choices=("l1", "mse"), dest="pixel_loss")
+    p.add_argument("--no-perceptual", action="store_const", const=0.0, dest="perceptual_weight",
+                   help="train without the VGG19 perceptual loss")
+    p.add_argument("--vgg-weights", type=Path, help=f"torchvision VGG19 ImageNet weights ({VGG19_FILE})")
+    p.add_argument("--val-every", type=int, dest="val_every")
+    p.add_argument("--patience", type=int, help="early stop after this many validations without gain")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--name", help="the custom model's name (default: finetuned-RUN_DIR)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="RUN_DIR")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from esrgan.train.config import load_config
+    from esrgan.train.loop import Trainer
+
+    options = ("model", "iters", "patch", "batch", "freeze", "lr_g", "gan_weight", "pixel_loss",
+               "perceptual_weight", "val_every", "patience", "seed", "device", "name")
+    config = load_config(args.config, {k: getattr(args, k) for k in options})
+    trainer = Trainer(config, args.hr_dir, args.output, lr_dir=args.lr_dir, vgg_weights=args.vgg_weights)
+    trainer.run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m esrgan", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
@@ -181,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_degrade(sub)
     _add_evaluate(sub)
+    _add_train(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Fine-tuning Real-ESRGAN on one's own images: data, losses and the training loop."""

@@ -1,0 +1,139 @@
+"""Fine-tuning end to end on the CPU with the real x4plus weights and a handful of real images."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from esrgan.archs import UNetDiscriminatorSN
+from esrgan.errors import RemasterError
+from esrgan.imageio import DecodedImage
+from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.train.config import TrainConfig, load_config
+from esrgan.train.data import split_folder
+from esrgan.train.loop import Trainer, default_freeze, expand_freeze, freeze
+from esrgan.train.losses import PerceptualLoss
+from esrgan.weights import ModelStore
+from tests.conftest import crop_of
+
+SMOKE = TrainConfig(iters=3, patch=16, batch=2, perceptual_weight=0.0, val_every=3, val_crop=64, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def hr_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hr")
+    for name, box in [("Set5/baby.png", (100, 100, 196, 196)), ("Set5/bird.png", (60, 60, 156, 156)),
+                      ("Set14/comic.png", (40, 80, 136, 176)), ("Set14/zebra.png", (100, 100, 196, 196)),
+                      ("Set5/head.png", (80, 80, 176, 176))]:
+        crop_of(name, box).save(folder / name.replace("/", "-"))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finished(hr_dir, store, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    trainer = Trainer(SMOKE, hr_dir, run_dir, store=store)
+    before = {k: v.detach().clone() for k, v in trainer.net_g.state_dict().items()}
+    path = trainer.run(report=lambda line: None)
+    return trainer, before, path, run_dir
+
+
+def test_frozen_layers_stay_bit_identical_and_the_rest_learns(finished):
+    trainer, before, _, _ = finished
+    after = trainer.net_g.state_dict()
+    frozen = [k for k in before if k.startswith(("conv_first.", *(f"body.{i}." for i in range(16))))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    trained = [k for k in before if k not in frozen]
+    assert all(not torch.equal(before[k], after[k]) for k in trained if k.endswith("weight"))
+    assert trainer.frozen > 0 and trainer.trainable > 0
+
+
+def test_losses_are_finite_and_logged_with_validation(finished):
+    _, _, _, run_dir = finished
+    with (run_dir / "log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["iter"]) for r in rows] == [1, 2, 3]
+    for row in rows:
+        assert math.isfinite(float(row["l_pix"])) and math.isfinite(float(row["l_gan"]))
+        assert math.isfinite(float(row["l_d"]))
+    assert float(rows[-1]["psnr_y"]) > 15
+    assert (run_dir / "curves.png").stat().st_size > 0 and (run_dir / "split.json").is_file()
+
+
+def test_split_is_recorded_and_skips_broken_images(finished, hr_dir):
+    trainer = finished[0]
+    assert "broken.png" in trainer.split.skipped
+    again = split_folder(hr_dir, (0.7, 0.2, 0.1), seed=0)
+    assert [p.name for p in again.train] == [p.name for p in trainer.split.train]
+    assert len(again.train) + len(again.val) + len(again.test) == 5 and again.val and again.test
+
+
+def test_checkpoint_loads_through_the_registry_and_upscales(finished, tmp_path):
+    _, _, path, run_dir = finished
+    saved = torch.load(path, weights_only=True)
+    assert saved["name"] == f"finetuned-{run_dir.name}" and "conv_first.weight" in saved["params_ema"]
+    upscaler = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu"))
+    result = upscaler.upscale(DecodedImage(np.random.default_rng(0).random((12, 10, 3), np.float32)), 4,
+                              model=str(path))
+    assert result.image.pixels.shape == (48, 40, 3) and result.provenance.model == saved["name"]
+    # Dropped into weights/, it is a custom model by its own name, not an override of x4plus.
+    path_copy = tmp_path / "mine.pth"
+    path_copy.write_bytes(path.read_bytes())
+    entries = ModelStore(tmp_path).entries()
+    assert saved["name"] in entries and "shipped" in entries["realesrgan-x4plus"].source
+
+
+def test_resume_continues_from_the_last_checkpoint(finished, hr_dir, store):
+    _, _, _, run_dir = finished
+    longer = Trainer(TrainConfig(**{**SMOKE.__dict__, "iters": 4}), hr_dir, run_dir, store=store)
+    assert longer.resume() and longer.step == 3
+
+
+def test_freeze_rules():
+    assert expand_freeze("conv_first, body.0-2") == ["conv_first", "body.0", "body.1", "body.2"]
+    from esrgan.archs import describe_state_dict
+
+    x4plus = describe_state_dict(ModelStore().state_dict("realesrgan-x4plus"))
+    assert default_freeze(x4plus) == "conv_first,body.0-15"
+    with pytest.raises(RemasterError, match="no layer"):
+        freeze(torch.nn.Conv2d(3, 3, 3), "body.0")
+
+
+def test_perceptual_loss_needs_real_vgg_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(RemasterError, match="--no-perceptual"):
+        PerceptualLoss()
+
+
+def test_perceptual_loss_reads_a_local_vgg19_file(tmp_path):
+    from torchvision.models import vgg19
+
+    torch.manual_seed(0)
+    weights = tmp_path / "vgg19.pth"
+    torch.save(vgg19().state_dict(), weights)  # the file format torchvision caches
+    loss = PerceptualLoss(weights)
+    a, b = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    assert loss(a, a).item() == 0 and loss(a, b).item() > 0
+
+
+def test_unet_discriminator_scores_every_pixel():
+    net = UNetDiscriminatorSN(num_feat=16)
+    assert net(torch.rand(2, 3, 32, 40)).shape == (2, 1, 32, 40)
+    assert hasattr(net.conv1, "parametrizations") or hasattr(net.conv1, "weight_orig")  # spectral norm
+
+
+def test_yaml_config_and_unknown_options(tmp_path):
+    path = tmp_path / "run.yml"
+    path.write_text("iters: 10\nmilestones: [5, 8]\ndegradation:\n  noise_range: [1, 10]\n")
+    config = load_config(path, {"batch": 2, "iters": None})
+    assert (config.iters, config.batch, config.milestones) == (10, 2, (5, 8))
+    assert config.degradation.noise_range == (1, 10)
+    path.write_text("iterations: 10\n")
+    with pytest.raises(RemasterError, match="unknown"):
+        load_config(path, {})
