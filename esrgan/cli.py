@@ -18,6 +18,7 @@ from esrgan.evaluate import to_uint8, write_csv
 from esrgan.imageio import OUTPUT_FORMATS, DecodedImage, encode, format_for_path, read_image, write_atomic
 from esrgan.metrics import mod_crop
 from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.speed import BACKENDS, PRECISIONS
 from esrgan.weights import ModelStore
 
 log = logging.getLogger("esrgan")
@@ -34,8 +35,12 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, help="tile side in input pixels (0 = whole image)")
     p.add_argument("--tile-pad", type=int, default=UpscaleOptions.tile_pad)
     precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--fp32", dest="half", action="store_false", default=None)
-    precision.add_argument("--half", dest="half", action="store_true")
+    precision.add_argument("--precision", choices=PRECISIONS, default="auto",
+                           help="auto: fp16 on CUDA; on the CPU bf16 where measured faster and faithful, else fp32")
+    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32")
+    precision.add_argument("--half", dest="precision", action="store_const", const="fp16", help="fp16 (CUDA)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="torch-cl (channels-last, default) or torch (NCHW, as the official code runs)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by extension, else png)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
@@ -58,7 +63,8 @@ def _targets(inputs: list[Path], output: str, scale: int, fmt: str | None) -> li
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    options = UpscaleOptions(device=args.device, half=args.half, tile=args.tile, tile_pad=args.tile_pad)
+    options = UpscaleOptions(device=args.device, precision=args.precision, backend=args.backend,
+                             tile=args.tile, tile_pad=args.tile_pad)
     upscaler = Upscaler(ModelStore(), options)
     failures = 0
     for src, dst in _targets(args.inputs, args.output, args.scale, args.format):
@@ -79,7 +85,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         p = result.provenance
         how = p.model + (f" + {p.resample}" if p.resample else "")
         print(f"{src} -> {dst} ({result.image.width}x{result.image.height}, {how}, "
-              f"{p.device} {p.precision}, {p.seconds:.1f}s)")
+              f"{p.device} {p.precision} {p.backend}, {p.seconds:.1f}s)")
     return 1 if failures else 0
 
 
@@ -151,7 +157,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
-    upscaler = Upscaler(ModelStore(), UpscaleOptions(device=args.device, half=False))
+    upscaler = Upscaler(ModelStore(), UpscaleOptions(device=args.device, precision="fp32"))
     methods = build_methods(names, upscaler)
     weights = VGGDistance.find(args.vgg_weights)
     from esrgan.report import Crops, markdown_table, write_report

@@ -7,6 +7,7 @@ state it keeps is the cache of loaded models in its `ModelStore`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -15,15 +16,16 @@ import torch
 from PIL import Image
 
 from esrgan import registry
-from esrgan.errors import ImageTooLargeError
+from esrgan.errors import ImageTooLargeError, RemasterError
 from esrgan.imageio import DecodedImage
+from esrgan.speed import Runtime, choose_runtime
 from esrgan.tiling import CancelFn, ProgressFn, TileOptions, count_tiles, upscale_tiled
 from esrgan.weights import LoadedModel, ModelStore, resolve_device
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT_PIXELS = 16384 * 16384
-DEFAULT_TILE_CPU = 256
+DEFAULT_TILE_CPU = 384  # bench/speed.py: larger tiles waste less on context; ~1.3 GB peak
 DEFAULT_TILE_CUDA = 512
 
 
@@ -33,7 +35,8 @@ class UpscaleOptions:
 
     Attributes:
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
-        half: fp16 (default: on CUDA only).
+        precision: ``"auto"`` (measured: see `esrgan.speed`), ``"fp32"``, ``"fp16"`` (CUDA), ``"bf16"``.
+        backend: ``"auto"``/``"torch-cl"`` (channels-last) or ``"torch"`` (NCHW, the official path).
         tile: Tile side in input pixels; None picks by device, 0 runs the whole image.
         tile_pad: Context pixels around each tile.
         pre_pad: Reflect padding around the image.
@@ -41,7 +44,8 @@ class UpscaleOptions:
     """
 
     device: str = "auto"
-    half: bool | None = None
+    precision: str = "auto"
+    backend: str = "auto"
     tile: int | None = None
     tile_pad: int = 24
     pre_pad: int = 8
@@ -60,6 +64,7 @@ class Provenance:
     resample: str | None
     device: str
     precision: str
+    backend: str
     tiles: int
     seconds: float
 
@@ -86,6 +91,22 @@ class Upscaler:
         self.store = store or ModelStore()
         self.options = options
         self.device = resolve_device(options.device)
+        self._runtime: Runtime | None = None
+        self._runtime_lock = threading.Lock()
+
+    @property
+    def runtime(self) -> Runtime:
+        """Precision and layout: the user's, or measured on first use (then recorded)."""
+        with self._runtime_lock:
+            if self._runtime is None:
+                try:
+                    self._runtime = choose_runtime(
+                        self.device, self.options.precision, self.options.backend, self.store,
+                        self.store.weights_dir / "converted" / "calibration.json")
+                except ValueError as exc:
+                    raise RemasterError(str(exc)) from exc
+                log.info("runtime: %s %s (%s)", self._runtime.precision, self._runtime.backend, self._runtime.reason)
+            return self._runtime
 
     def plan(self, scale: int, anime: bool = False, model: str | None = None) -> registry.Plan:
         """How a ``scale``x result would be made (which model, which resample)."""
@@ -108,7 +129,8 @@ class Upscaler:
         return count_tiles(height, width, self.tile_options(), multiple)
 
     def load(self, model: str) -> LoadedModel:
-        return self.store.load(model, self.device, self.options.half)
+        runtime = self.runtime
+        return self.store.load(model, self.device, runtime.dtype, runtime.channels_last)
 
     def check_output_size(self, width: int, height: int, scale: int) -> None:
         """Raise ImageTooLargeError when the result would exceed the output pixel limit."""
@@ -152,6 +174,7 @@ class Upscaler:
         out = upscale_tiled(
             loaded.module, rgb, scale=loaded.entry.scale, size_multiple=loaded.size_multiple,
             options=self.tile_options(), device=loaded.device, dtype=loaded.dtype,
+            channels_last=loaded.channels_last,
             progress=progress, cancelled=cancelled,
         )
         size = (image.width * chosen.scale, image.height * chosen.scale)
@@ -164,7 +187,7 @@ class Upscaler:
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
-            device=str(loaded.device), precision="fp16" if loaded.dtype == torch.float16 else "fp32",
+            device=str(loaded.device), precision=self.runtime.precision, backend=self.runtime.backend,
             tiles=tiles, seconds=round(time.perf_counter() - started, 3),
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,

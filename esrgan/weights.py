@@ -74,6 +74,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     size_multiple: int
+    channels_last: bool = False
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -159,7 +160,7 @@ def _build(spec: registry.ModelSpec) -> torch.nn.Module:
 
 
 class ModelStore:
-    """Finds available models and keeps loaded ones, one per (name, device, dtype). Thread-safe.
+    """Finds available models and keeps loaded ones, one per (name, device, dtype, layout). Thread-safe.
 
     Args:
         weights_dir: Folder of user checkpoints and of the converted cache.
@@ -170,7 +171,7 @@ class ModelStore:
         self.weights_dir = Path(weights_dir or os.environ.get("REMASTER_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR)
         self.ncnn_dir = ncnn_dir if ncnn_dir is not None else ncnn_models_dir()
         self._lock = threading.RLock()
-        self._loaded: dict[tuple[str, str, torch.dtype], LoadedModel] = {}
+        self._loaded: dict[tuple[str, str, torch.dtype, bool], LoadedModel] = {}
         self._scanned: dict[tuple[str, int, int], ModelEntry | None] = {}
         self.problems: dict[str, str] = {}
 
@@ -220,25 +221,27 @@ class ModelStore:
 
     # --- loading --------------------------------------------------------------------------
 
-    def load(self, name_or_path: str, device: torch.device | str = "cpu", half: bool | None = None) -> LoadedModel:
-        """The model ready to run; loaded once per (model, device, dtype) and then shared.
+    def load(self, name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+             channels_last: bool = False) -> LoadedModel:
+        """The model ready to run; loaded once per (model, device, dtype, layout) and then shared.
 
         Args:
             name_or_path: Registry name, custom name, or checkpoint path.
             device: Where to run it.
-            half: fp16 weights and activations; by default on CUDA only.
+            dtype: Weights and activations: float32, float16 (CUDA) or bfloat16.
+            channels_last: NHWC memory layout, which oneDNN and cuDNN convolutions run faster.
         """
         device = torch.device(device)
-        half = device.type == "cuda" if half is None else half
-        dtype = torch.float16 if half else torch.float32
         entry = self.entry(name_or_path)
-        key = (str(entry.checkpoint or entry.name), str(device), dtype)
+        key = (str(entry.checkpoint or entry.name), str(device), dtype, channels_last)
         with self._lock:
             if key not in self._loaded:
                 module, multiple = self._materialise(entry)
                 module = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
-                self._loaded[key] = LoadedModel(entry, module, device, dtype, multiple)
-                log.info("loaded %s on %s (%s)", entry.name, device, dtype)
+                if channels_last:
+                    module = module.to(memory_format=torch.channels_last)
+                self._loaded[key] = LoadedModel(entry, module, device, dtype, multiple, channels_last)
+                log.info("loaded %s on %s (%s%s)", entry.name, device, dtype, ", channels-last" if channels_last else "")
             return self._loaded[key]
 
     def state_dict(self, name_or_path: str) -> dict[str, torch.Tensor]:

@@ -54,7 +54,10 @@
     img.src = url;
   });
 
+  let estimateRound = 0; // a newer round of estimates makes the answers of older ones stale
+
   async function refreshEstimates() {
+    const round = ++estimateRound;
     const opts = options();
     for (const entry of files) {
       const note = entry.li.querySelector(".estimate");
@@ -67,6 +70,7 @@
       try {
         const response = await fetch(`/api/estimate?${query}`);
         const body = await response.json();
+        if (round !== estimateRound) return;
         if (!response.ok) throw new Error(body.error);
         const warn = body.errors.length ? ` — ${body.errors.join("; ")}` : "";
         note.textContent = `${entry.width}×${entry.height} → ${body.output_width}×${body.output_height}, ` +

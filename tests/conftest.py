@@ -40,7 +40,7 @@ def store(weights_dir) -> ModelStore:
 
 @pytest.fixture(scope="session")
 def upscaler(store) -> Upscaler:
-    return Upscaler(store, UpscaleOptions(device="cpu"))
+    return Upscaler(store, UpscaleOptions(device="cpu", precision="fp32"))
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ def test_graph_that_is_not_the_expected_architecture_is_refused():
 def test_converted_model_matches_the_original_ncnn_model(stem, store, small_photo):
     ncnn = pytest.importorskip("ncnn")
     spec = next(s for s in registry.all_specs() if s.ncnn_stem == stem)
-    model = store.load(spec.name, "cpu", half=False).module
+    model = store.load(spec.name, "cpu").module
     x = np.ascontiguousarray(small_photo.transpose(2, 0, 1))
     with torch.inference_mode():
         ours = model(torch.from_numpy(x)[None])[0].clamp(0, 1).numpy()

@@ -57,7 +57,7 @@ def test_official_x2plus_checkpoint_is_recognised_by_shape_and_preferred(tmp_pat
     torch.manual_seed(0)
     state = RRDBNet(scale=2, num_block=23).state_dict()
     torch.save({"params_ema": state}, tmp_path / "my-upload.pth")
-    upscaler = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", tile=0))
+    upscaler = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32", tile=0))
     plan = upscaler.plan(2)
     assert (plan.model, plan.native_scale, plan.resample) == ("realesrgan-x2plus", 2, None)
     assert upscaler.plan(4).model == "realesrgan-x4plus"  # shipped weights still serve 4x

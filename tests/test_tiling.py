@@ -21,7 +21,7 @@ class Nearest(torch.nn.Module):
 
 
 def test_tiled_x4plus_matches_whole_image_on_a_real_photo(store):
-    model = store.load("realesrgan-x4plus", "cpu", half=False).module
+    model = store.load("realesrgan-x4plus", "cpu").module
     image = read_image(dataset_image("Set14_LRx4/zebrax4.png")).pixels[:64, :192]
     whole = upscale_tiled(model, image, scale=4, options=TileOptions(tile=0))
     tiled = upscale_tiled(model, image, scale=4, options=TileOptions(tile=96))

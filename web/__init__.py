@@ -23,6 +23,8 @@ DEFAULTS = {
     "RETRY_AFTER_SECONDS": 30,
     "SYNC_TIMEOUT_SECONDS": 900,
     "DEVICE": "auto",
+    "PRECISION": "auto",  # fp32, bf16, fp16 (CUDA), or measured on first use
+    "BACKEND": "auto",
     "TILE": None,  # None: chosen by device
     "TORCH_THREADS": None,
     "PRELOAD_MODELS": True,  # load the default models in the background at start

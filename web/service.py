@@ -29,7 +29,8 @@ class Remaster:
         if cfg["TORCH_THREADS"]:
             torch.set_num_threads(int(cfg["TORCH_THREADS"]))
         self.files = FileStore(cfg["UPLOAD_FOLDER"], float(cfg["FILE_TTL_SECONDS"]))
-        options = UpscaleOptions(device=cfg["DEVICE"], tile=cfg["TILE"],
+        options = UpscaleOptions(device=cfg["DEVICE"], precision=cfg["PRECISION"], backend=cfg["BACKEND"],
+                                 tile=cfg["TILE"],
                                  max_output_pixels=int(cfg["MAX_OUTPUT_PIXELS"]))
         self.upscaler = Upscaler(ModelStore(cfg["WEIGHTS_FOLDER"]), options)
         runner = InProcessRunner(self.upscaler, self.files, int(cfg["WORKERS"]), int(cfg["MAX_QUEUE"]))
