@@ -28,6 +28,8 @@ DEFAULTS = {
     "TILE": None,  # None: chosen by device
     "TORCH_THREADS": None,
     "PRELOAD_MODELS": True,  # load the default models in the background at start
+    "BROKER_URL": None,  # e.g. redis://host:6379/0: run jobs on Celery workers instead of in-process
+    "ROUTE_BY_DEVICE": False,  # with a broker: heavy models to queue "gpu", the fast one to "cpu"
     "HOST": "127.0.0.1",
     "PORT": 5000,
     "WSGI_THREADS": 32,

@@ -57,6 +57,7 @@ class Job:
     error: str | None = None
     error_status: int | None = None
     cancel_requested: bool = False
+    worker: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

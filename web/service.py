@@ -8,7 +8,7 @@ import threading
 import torch
 from flask import Flask, current_app
 
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import UpscaleOptions, Upscaler, flops_per_pixel
 from esrgan.registry import ROUTES
 from esrgan.weights import ModelStore
 from web.jobs import InProcessRunner, JobRunner
@@ -33,13 +33,22 @@ class Remaster:
                                  tile=cfg["TILE"],
                                  max_output_pixels=int(cfg["MAX_OUTPUT_PIXELS"]))
         self.upscaler = Upscaler(ModelStore(cfg["WEIGHTS_FOLDER"]), options)
-        runner = InProcessRunner(self.upscaler, self.files, int(cfg["WORKERS"]), int(cfg["MAX_QUEUE"]))
-        runner.start()
-        self.runner = runner
+        if cfg["BROKER_URL"]:
+            from web.distributed import CeleryRunner
+
+            self.runner = CeleryRunner(cfg["BROKER_URL"], self.files, int(cfg["MAX_QUEUE"]),
+                                       bool(cfg["ROUTE_BY_DEVICE"]), self._flops_per_pixel)
+        else:
+            self.runner = InProcessRunner(self.upscaler, self.files, int(cfg["WORKERS"]), int(cfg["MAX_QUEUE"]))
+        self.runner.start()
         self.files.start_sweeper()
         if cfg["PRELOAD_MODELS"]:
             threading.Thread(target=self._preload, name="preload-models", daemon=True).start()
         app.extensions["remaster"] = self
+
+    def _flops_per_pixel(self, model: str) -> float:
+        loaded = self.upscaler.load(model)
+        return flops_per_pixel(loaded.module, loaded.size_multiple)
 
     def close(self) -> None:
         """Stop the workers and the sweeper (tests, and a clean shutdown)."""

@@ -1,0 +1,207 @@
+"""Speed of every way to run Real-ESRGAN here, against the official path, in one process sitting.
+
+The reference ("official path") is what Real-ESRGAN's own inference does: the whole image at once,
+fp32, NCHW, torch eager. Every other setting runs the same real photo crops and is reported with
+its time, throughput, share of this machine's measured matmul ceiling, ratio to the reference in
+the same round, PSNR of its output to the reference output, and peak RSS. Then the CLI end to end
+(process start, model load, inference, encode) for a 256x256 photo at 4x, reference vs default.
+
+    python bench/speed.py [--sizes 128,256,512] [--rounds 2] [--cli] [--big]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from esrgan.imageio import read_image  # noqa: E402
+from esrgan.pipeline import flops_per_pixel  # noqa: E402
+from esrgan.tiling import TileOptions, upscale_tiled  # noqa: E402
+from esrgan.weights import ModelStore  # noqa: E402
+
+PHOTO = ROOT.parent / "shared" / "datasets" / "Set14" / "baboon.png"
+
+
+def reset_peak_rss() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM to the current RSS
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def matmul_ceiling(device: str, dtype: torch.dtype, n: int = 2048) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best / 1e9
+
+
+def crop(side: int) -> np.ndarray:
+    with Image.open(PHOTO) as image:
+        big = image.convert("RGB").resize((max(side, 500), max(side, 480)), Image.LANCZOS)
+    return np.asarray(big, np.float32)[:side, :side] / 255.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def settings(device: str) -> list[tuple[str, str, torch.dtype, bool, int]]:
+    """(label, device, dtype, channels_last, tile); the first is the reference."""
+    rows = [("official: fp32 NCHW eager, whole", "cpu", torch.float32, False, 0),
+            ("fp32 channels-last, whole", "cpu", torch.float32, True, 0),
+            ("bf16 channels-last, whole", "cpu", torch.bfloat16, True, 0),
+            ("bf16 channels-last, tiles 384 (default)", "cpu", torch.bfloat16, True, 384)]
+    if device == "cuda":
+        rows += [("cuda fp32 channels-last", "cuda", torch.float32, True, 0),
+                 ("cuda fp16 channels-last", "cuda", torch.float16, True, 0),
+                 ("cuda bf16 channels-last", "cuda", torch.bfloat16, True, 0)]
+    return rows
+
+
+def timed(loaded, image, device, dtype, channels_last, tile) -> tuple[float, np.ndarray]:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    out = upscale_tiled(loaded.module, image, scale=4, options=TileOptions(tile=tile, tile_pad=24),
+                        device=device, dtype=dtype, channels_last=channels_last)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started, out
+
+
+def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, model: str) -> None:
+    ceilings = {("cpu", torch.float32): matmul_ceiling("cpu", torch.float32),
+                ("cpu", torch.bfloat16): matmul_ceiling("cpu", torch.bfloat16)}
+    if device == "cuda":
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            ceilings[("cuda", dtype)] = matmul_ceiling("cuda", dtype, 8192)
+    print("matmul ceilings (GFLOP/s): " + ", ".join(f"{d} {str(t).split('.')[-1]} {v:.0f}" for (d, t), v in ceilings.items()))
+    per_pixel = flops_per_pixel(store.load(model, "cpu").module)
+    print(f"\n{model}: {per_pixel / 1e6:.1f} MFLOP per input pixel at 4x\n")
+    print("| size | setting | s (best) | MP/s in | GFLOP/s | % of matmul | vs official | PSNR to official | peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for side in sizes:
+        image = crop(side)
+        best: dict[str, float] = {}
+        outputs: dict[str, np.ndarray] = {}
+        peaks: dict[str, float] = {}
+        for _ in range(rounds):  # interleaved rounds: a noisy machine affects all settings alike
+            for label, dev, dtype, cl, tile in settings(device):
+                if dev == "cpu" and side >= 512 and label.startswith("official") and rounds > 1 and label in best:
+                    continue  # one round of the slowest reference at 512 is enough
+                loaded = store.load(model, dev, dtype, cl)
+                gc.collect()
+                reset_peak_rss()
+                try:
+                    seconds, out = timed(loaded, image, dev, dtype, cl, tile)
+                except RuntimeError as exc:
+                    print(f"| {side} | {label} | failed: {str(exc)[:60]} |")
+                    continue
+                peaks[label] = max(peaks.get(label, 0), peak_rss_mb())
+                best[label] = min(best.get(label, float("inf")), seconds)
+                outputs[label] = out
+        reference = settings(device)[0][0]
+        for label, dev, dtype, _, _ in settings(device):
+            if label not in best:
+                continue
+            s = best[label]
+            gflops = per_pixel * side * side / s / 1e9
+            ceiling = ceilings[(dev, dtype)]
+            print(f"| {side} | {label} | {s:.2f} | {side * side / s / 1e6:.4f} | {gflops:.0f} | {100 * gflops / ceiling:.0f}% | "
+                  f"{best[reference] / s:.2f}x | {psnr(outputs[label], outputs[reference]):.1f} dB | {peaks[label]:.0f} |")
+        sys.stdout.flush()
+
+
+def cli_end_to_end(side: int = 256) -> None:
+    """The whole command, as a user runs it: reference settings against the defaults."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "photo.png"
+        Image.fromarray((crop(side) * 255).round().astype(np.uint8)).save(source)
+        runs = {"official path (--backend torch --fp32 --tile 0)": ["--backend", "torch", "--fp32", "--tile", "0"],
+                "default (auto)": []}
+        times, outputs = {}, {}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        for _ in range(2):
+            for label, extra in runs.items():
+                target = Path(folder) / f"{len(outputs)}-{abs(hash(label))}.png"
+                started = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "esrgan", "upscale", str(source), "-s", "4", "-o", str(target),
+                                "--device", "cpu", *extra], check=True, env=env, cwd=ROOT, capture_output=True)
+                times[label] = min(times.get(label, float("inf")), time.perf_counter() - started)
+                outputs[label] = np.asarray(Image.open(target), np.float32) / 255
+        reference = next(iter(runs))
+        print(f"\nCLI end to end, {side}x{side} photo at 4x on the CPU (best of 2, process start to file written):\n")
+        print("| command | seconds | vs official | PSNR to official |")
+        print("| --- | --- | --- | --- |")
+        for label in runs:
+            print(f"| {label} | {times[label]:.2f} | {times[reference] / times[label]:.2f}x | "
+                  f"{psnr(outputs[label], outputs[reference]):.1f} dB |")
+
+
+def big_memory(side: int = 2048) -> None:
+    """Peak RSS of a 2048x2048 input at 4x through the CLI (the output alone is 805 MB in float32)."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "big.png"
+        Image.fromarray((np.tile(crop(512), (side // 512, side // 512, 1)) * 255).astype(np.uint8)).save(source)
+        started = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "esrgan", "upscale", str(source), "-s", "4",
+                               "-o", str(Path(folder) / "out.png"), "--device", "cpu"],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True)
+        peak = next(int(line.split()[-1]) for line in done.stderr.splitlines() if "Maximum resident" in line)
+        canvas = 3 * (side * 4) ** 2 * 4 / 2**20
+        print(f"\n{side}x{side} at 4x via the CLI: {time.perf_counter() - started:.0f} s, peak RSS {peak / 1024:.0f} MB "
+              f"(float32 output canvas {canvas:.0f} MB; budget canvas + 1536 MB = {canvas + 1536:.0f} MB)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="128,256,512")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--models", default="realesrgan-x4plus,realesr-animevideov3")
+    parser.add_argument("--cli", action="store_true", help="also time the CLI end to end")
+    parser.add_argument("--big", action="store_true", help="also the 2048x2048 memory run (minutes)")
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"# {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"CPU kernels {torch.backends.cpu.get_cpu_capability()}"
+          + (f", GPU {torch.cuda.get_device_name()}" if device == "cuda" else ""))
+    store = ModelStore()
+    for model in args.models.split(","):
+        model_table(store, [int(s) for s in args.sizes.split(",")], args.rounds, device, model)
+    if args.cli:
+        cli_end_to_end()
+    if args.big:
+        big_memory()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

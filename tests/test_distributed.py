@@ -1,0 +1,166 @@
+"""The web app with real Celery workers and a real Redis: jobs spread, a worker dies, nothing is lost."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, crop_of, png_bytes
+
+REDIS_SERVER = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs Debian's redis-server (.ci/run installs it)")
+VISIBILITY_TIMEOUT = 5  # seconds before a dead worker's job goes back to the queue
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    port = free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    server = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "yes", "--dir", str(data)], stdout=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.time() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert time.time() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.fixture
+def cluster(redis_url, tmp_path, weights_dir, make_app):
+    uploads = tmp_path / "uploads"
+    env = {**os.environ, "REMASTER_BROKER_URL": redis_url, "REMASTER_UPLOAD_FOLDER": str(uploads),
+           "REMASTER_WEIGHTS_DIR": str(weights_dir), "REMASTER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+           "REMASTER_DEVICE": "cpu", "REMASTER_PRECISION": "fp32", "OMP_NUM_THREADS": "1"}
+    workers, logs = {}, []
+    for name in ("alpha", "beta"):
+        log = (tmp_path / f"{name}.log").open("w")
+        logs.append(log)
+        workers[name] = subprocess.Popen([sys.executable, "-m", "esrgan", "worker", "--name", f"{name}@test"],
+                                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(uploads))
+    yield app, workers, tmp_path
+    for process in workers.values():
+        if process.poll() is None:
+            process.terminate()
+            process.wait(20)
+    for log in logs:
+        log.close()
+
+
+def submit(client, data: bytes, **fields):
+    form = {"scale": "4", "anime": "false", **fields, "file": (io.BytesIO(data), "photo.png")}
+    return client.post("/api/jobs", data=form, content_type="multipart/form-data")
+
+
+def records(client, ids):
+    return {i: client.get(f"/api/jobs/{i}").get_json() for i in ids}
+
+
+def test_jobs_spread_over_two_workers_and_survive_one_being_killed(cluster):
+    app, workers, tmp_path = cluster
+    client = app.test_client()
+    photo = png_bytes(crop_of("Set14/baboon.png", (100, 100, 196, 196)))  # 96x96: seconds per job
+    ids = [submit(client, photo).get_json()["id"] for _ in range(6)]
+    files = app.extensions["remaster"].files
+
+    seen_workers, victim = set(), None
+    deadline = time.time() + 120
+    while victim is None:
+        assert time.time() < deadline, f"workers never started: {(tmp_path / 'alpha.log').read_text()[-2000:]}"
+        for job_id in ids:
+            record = files.load_record(job_id)
+            if record["status"] == "running" and record.get("worker"):
+                seen_workers.add(record["worker"])
+                if record["tiles_done"] == 0 and victim is None and len(seen_workers) == 2:
+                    victim = record
+        time.sleep(0.05)
+    pid = int(victim["worker"].rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGKILL)  # mid-job, no chance to clean up
+
+    deadline = time.time() + 180
+    while True:
+        states = records(client, ids)
+        if all(s["status"] in ("done", "failed", "cancelled") for s in states.values()):
+            break
+        assert time.time() < deadline, f"jobs did not finish: {[s['status'] for s in states.values()]}"
+        time.sleep(0.3)
+
+    assert all(s["status"] == "done" for s in states.values()), states
+    assert len(seen_workers) == 2  # both workers took jobs
+    rerun = files.load_record(victim["id"])
+    assert rerun["worker"] != victim["worker"]  # the killed worker's job was finished by the other
+    for job_id in ids:
+        response = client.get(f"/api/jobs/{job_id}/result")
+        assert Image.open(io.BytesIO(response.data)).size == (384, 384)
+        response.close()
+    leftovers = sorted(p.name for p in files.root.iterdir())
+    expected = sorted(f"{i}{suffix}" for i in ids for suffix in ("_in.png", "_out.png", ".json"))
+    assert leftovers == expected  # no partial outputs, no temp files
+
+    health = client.get("/healthz").get_json()
+    assert health["runner"] == "celery" and health["queued"] == 0
+    assert any(name.endswith(f":{workers['beta'].pid}") or name.endswith(f":{workers['alpha'].pid}")
+               for name in health["workers_seen"])
+
+
+def test_bad_input_fails_once_and_cancel_works_across_processes(cluster):
+    from web.jobs import Job
+    from web.storage import new_id
+
+    app, _, _ = cluster
+    client = app.test_client()
+    service = app.extensions["remaster"]
+    photo = png_bytes(crop_of("Set14/baboon.png", (0, 0, 96, 96)))
+    busy = [submit(client, photo).get_json()["id"] for _ in range(2)]  # both workers at work
+    waiting = submit(client, photo).get_json()["id"]
+    assert client.delete(f"/api/jobs/{waiting}").get_json()["status"] == "cancelled"
+
+    # An input that went bad in storage fails in the worker: once, with its reason, no retries.
+    job_id = new_id()
+    truncated = photo[: len(photo) // 2]
+    job = Job(id=job_id, scale=4, anime=False, model="realesrgan-x4plus", output_format="png", quality=90,
+              original_name="bad.png", input_file=service.files.write(job_id, "in", "png", truncated),
+              input_width=96, input_height=96, output_width=384, output_height=384)
+    service.runner.submit(job)
+
+    deadline = time.time() + 120
+    while True:
+        states = records(client, [*busy, waiting, job_id])
+        if all(s["status"] in ("done", "failed", "cancelled") for s in states.values()):
+            break
+        assert time.time() < deadline, states
+        time.sleep(0.3)
+    assert [states[i]["status"] for i in busy] == ["done", "done"]
+    assert states[waiting]["status"] == "cancelled"
+    assert not service.files.root.joinpath(f"{waiting}_out.png").exists()
+    failed = states[job_id]
+    assert failed["status"] == "failed" and ("truncated" in failed["error"] or "damaged" in failed["error"])
+    finished_at = service.files.load_record(job_id)["finished_at"]
+    time.sleep(VISIBILITY_TIMEOUT + 2)  # past the time a lost job would be redelivered
+    assert service.files.load_record(job_id)["finished_at"] == finished_at
+    assert client.get("/healthz").get_json()["queued"] == 0
