@@ -9,6 +9,7 @@ prints one markdown table per setting, with the machine it ran on. CSVs and repo
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = ROOT.parent / "shared" / "datasets"
+DATASETS = Path(os.environ.get("REMASTER_DATASETS", ROOT.parent / "shared" / "datasets"))
 METHODS = "nearest,bicubic,lanczos,realesrgan,realesrgan-anime,realesr-animevideov3"
 
 

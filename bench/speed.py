@@ -32,7 +32,8 @@ from esrgan.pipeline import flops_per_pixel  # noqa: E402
 from esrgan.tiling import TileOptions, upscale_tiled  # noqa: E402
 from esrgan.weights import ModelStore  # noqa: E402
 
-PHOTO = ROOT.parent / "shared" / "datasets" / "Set14" / "baboon.png"
+DATASETS = Path(os.environ.get("REMASTER_DATASETS", ROOT.parent / "shared" / "datasets"))
+PHOTO = DATASETS / "Set14" / "baboon.png"
 
 
 def reset_peak_rss() -> None:
@@ -74,23 +75,25 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def settings(device: str) -> list[tuple[str, str, torch.dtype, bool, int]]:
-    """(label, device, dtype, channels_last, tile); the first is the reference."""
-    rows = [("official: fp32 NCHW eager, whole", "cpu", torch.float32, False, 0),
-            ("fp32 channels-last, whole", "cpu", torch.float32, True, 0),
-            ("bf16 channels-last, whole", "cpu", torch.bfloat16, True, 0),
-            ("bf16 channels-last, tiles 384 (default)", "cpu", torch.bfloat16, True, 384)]
-    if device == "cuda":
-        rows += [("cuda fp32 channels-last", "cuda", torch.float32, True, 0),
-                 ("cuda fp16 channels-last", "cuda", torch.float16, True, 0),
-                 ("cuda bf16 channels-last", "cuda", torch.bfloat16, True, 0)]
-    return rows
+    """(label, device, dtype, channels_last, tile); the first is the reference of its table."""
+    if device == "cpu":
+        return [("official: fp32 NCHW eager, whole", "cpu", torch.float32, False, 0),
+                ("fp32 channels-last, whole", "cpu", torch.float32, True, 0),
+                ("bf16 channels-last, whole", "cpu", torch.bfloat16, True, 0),
+                ("bf16 channels-last, tiles 384 (CPU default)", "cpu", torch.bfloat16, True, 384)]
+    return [("cuda fp32 NCHW, whole (official --fp32)", "cuda", torch.float32, False, 0),
+            ("cuda fp16 NCHW, whole (official default)", "cuda", torch.float16, False, 0),
+            ("cuda fp16 channels-last, whole", "cuda", torch.float16, True, 0),
+            ("cuda bf16 channels-last, whole", "cuda", torch.bfloat16, True, 0),
+            ("cuda fp16 channels-last, tiles 512 x4 batch (default)", "cuda", torch.float16, True, 512)]
 
 
 def timed(loaded, image, device, dtype, channels_last, tile) -> tuple[float, np.ndarray]:
     if device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    out = upscale_tiled(loaded.module, image, scale=4, options=TileOptions(tile=tile, tile_pad=24),
+    options = TileOptions(tile=tile, tile_pad=24, batch=4 if device == "cuda" else 1)
+    out = upscale_tiled(loaded.module, image, scale=4, options=options,
                         device=device, dtype=dtype, channels_last=channels_last)
     if device == "cuda":
         torch.cuda.synchronize()
@@ -98,15 +101,15 @@ def timed(loaded, image, device, dtype, channels_last, tile) -> tuple[float, np.
 
 
 def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, model: str) -> None:
-    ceilings = {("cpu", torch.float32): matmul_ceiling("cpu", torch.float32),
-                ("cpu", torch.bfloat16): matmul_ceiling("cpu", torch.bfloat16)}
-    if device == "cuda":
-        for dtype in (torch.float32, torch.float16, torch.bfloat16):
-            ceilings[("cuda", dtype)] = matmul_ceiling("cuda", dtype, 8192)
+    if device == "cpu":
+        ceilings = {("cpu", t): matmul_ceiling("cpu", t, 4096) for t in (torch.float32, torch.bfloat16)}
+    else:
+        ceilings = {("cuda", t): matmul_ceiling("cuda", t, 8192) for t in (torch.float32, torch.float16, torch.bfloat16)}
     print("matmul ceilings (GFLOP/s): " + ", ".join(f"{d} {str(t).split('.')[-1]} {v:.0f}" for (d, t), v in ceilings.items()))
     per_pixel = flops_per_pixel(store.load(model, "cpu").module)
     print(f"\n{model}: {per_pixel / 1e6:.1f} MFLOP per input pixel at 4x\n")
-    print("| size | setting | s (best) | MP/s in | GFLOP/s | % of matmul | vs official | PSNR to official | peak RSS MB |")
+    memory = "peak GPU MB" if device == "cuda" else "peak RSS MB"
+    print(f"| size | setting | s (best) | MP/s in | GFLOP/s | % of matmul | vs first row | PSNR to first row | {memory} |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for side in sizes:
         image = crop(side)
@@ -115,17 +118,21 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
         peaks: dict[str, float] = {}
         for _ in range(rounds):  # interleaved rounds: a noisy machine affects all settings alike
             for label, dev, dtype, cl, tile in settings(device):
-                if dev == "cpu" and side >= 512 and label.startswith("official") and rounds > 1 and label in best:
+                if dev == "cpu" and side >= 512 and label.startswith("official") and label in best:
                     continue  # one round of the slowest reference at 512 is enough
                 loaded = store.load(model, dev, dtype, cl)
                 gc.collect()
                 reset_peak_rss()
+                if dev == "cuda":
+                    timed(loaded, image[:64, :64], dev, dtype, cl, tile)  # cuDNN picks its kernels
+                    torch.cuda.reset_peak_memory_stats()
                 try:
                     seconds, out = timed(loaded, image, dev, dtype, cl, tile)
                 except RuntimeError as exc:
                     print(f"| {side} | {label} | failed: {str(exc)[:60]} |")
                     continue
-                peaks[label] = max(peaks.get(label, 0), peak_rss_mb())
+                memory = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else peak_rss_mb()
+                peaks[label] = max(peaks.get(label, 0), memory)
                 best[label] = min(best.get(label, float("inf")), seconds)
                 outputs[label] = out
         reference = settings(device)[0][0]
@@ -140,7 +147,30 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
         sys.stdout.flush()
 
 
-def cli_end_to_end(side: int = 256) -> None:
+def default_path(store: ModelStore, device: str, sizes: list[int]) -> None:
+    """The product's own path (registry, runtime choice, tiling), as the web app calls it."""
+    from esrgan.imageio import DecodedImage
+    from esrgan.pipeline import UpscaleOptions, Upscaler
+
+    upscaler = Upscaler(store, UpscaleOptions(device=device))
+    print(f"\nDefault path (Upscaler.upscale, x4plus at 4x, {upscaler.runtime.precision} {upscaler.runtime.backend}, "
+          f"tile {upscaler.tile_options().tile}):\n")
+    print("| size | seconds (best of 3) | tiles |")
+    print("| --- | --- | --- |")
+    for side in sizes:
+        image = DecodedImage(crop(side))
+        upscaler.upscale(DecodedImage(crop(64)), 4)
+        best = float("inf")
+        for _ in range(3):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            result = upscaler.upscale(image, 4)
+            best = min(best, time.perf_counter() - started)
+        print(f"| {side} | {best:.2f} | {result.provenance.tiles} |")
+
+
+def cli_end_to_end(side: int = 256, device: str = "cpu") -> None:
     """The whole command, as a user runs it: reference settings against the defaults."""
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "photo.png"
@@ -148,17 +178,17 @@ def cli_end_to_end(side: int = 256) -> None:
         runs = {"official path (--backend torch --fp32 --tile 0)": ["--backend", "torch", "--fp32", "--tile", "0"],
                 "default (auto)": []}
         times, outputs = {}, {}
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         for _ in range(2):
             for label, extra in runs.items():
                 target = Path(folder) / f"{len(outputs)}-{abs(hash(label))}.png"
                 started = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "esrgan", "upscale", str(source), "-s", "4", "-o", str(target),
-                                "--device", "cpu", *extra], check=True, env=env, cwd=ROOT, capture_output=True)
+                                "--device", device, *extra], check=True, env=env, cwd=ROOT, capture_output=True)
                 times[label] = min(times.get(label, float("inf")), time.perf_counter() - started)
                 outputs[label] = np.asarray(Image.open(target), np.float32) / 255
         reference = next(iter(runs))
-        print(f"\nCLI end to end, {side}x{side} photo at 4x on the CPU (best of 2, process start to file written):\n")
+        print(f"\nCLI end to end, {side}x{side} photo at 4x on {device} (best of 2, process start to file written):\n")
         print("| command | seconds | vs official | PSNR to official |")
         print("| --- | --- | --- | --- |")
         for label in runs:
@@ -188,16 +218,23 @@ def main() -> int:
     parser.add_argument("--models", default="realesrgan-x4plus,realesr-animevideov3")
     parser.add_argument("--cli", action="store_true", help="also time the CLI end to end")
     parser.add_argument("--big", action="store_true", help="also the 2048x2048 memory run (minutes)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--default-path", default="", help="sizes to time through Upscaler, e.g. 256,1024")
     args = parser.parse_args()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = args.device
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
     print(f"# {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"CPU kernels {torch.backends.cpu.get_cpu_capability()}"
-          + (f", GPU {torch.cuda.get_device_name()}" if device == "cuda" else ""))
+          + (f", GPU {torch.cuda.get_device_name()} (TF32 convolutions: {torch.backends.cudnn.allow_tf32})"
+             if device == "cuda" else ""))
     store = ModelStore()
-    for model in args.models.split(","):
+    for model in filter(None, args.models.split(",")):
         model_table(store, [int(s) for s in args.sizes.split(",")], args.rounds, device, model)
+    if args.default_path:
+        default_path(store, device, [int(v) for v in args.default_path.split(",")])
     if args.cli:
-        cli_end_to_end()
+        cli_end_to_end(device=device)
     if args.big:
         big_memory()
     return 0

@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT_PIXELS = 16384 * 16384
 DEFAULT_TILE_CPU = 384  # bench/speed.py: larger tiles waste less on context; ~1.3 GB peak
-DEFAULT_TILE_CUDA = 512
+# GPU memory per input pixel of x4plus in fp16, measured on an H100 (bench/speed.py: 9.2 GB for a
+# 1040x1040 window); fp32 takes twice as much. Tiles are sized to half the free GPU memory.
+CUDA_BYTES_PER_PIXEL_FP16 = 8.5 * 1024
+CUDA_TILE_RANGE = (256, 2048)
+SMALL_TILE_BATCH = 4  # same-shape tiles per forward pass when tiles are small on a GPU
 
 
 @dataclass(frozen=True)
@@ -116,12 +120,20 @@ class Upscaler:
             return registry.plan(scale, anime, [*entries, model], model=model, model_scale=entry.scale)
         return registry.plan(scale, anime, entries)
 
-    def tile_options(self, loaded: LoadedModel | None = None) -> TileOptions:
-        """The tiling used on this device."""
+    def tile_options(self) -> TileOptions:
+        """The tiling used on this device: on a GPU as large as half its free memory allows."""
         tile = self.options.tile
         if tile is None:
-            tile = DEFAULT_TILE_CUDA if self.device.type == "cuda" else DEFAULT_TILE_CPU
-        return TileOptions(tile=tile, tile_pad=self.options.tile_pad, pre_pad=self.options.pre_pad)
+            tile = self._cuda_tile() if self.device.type == "cuda" else DEFAULT_TILE_CPU
+        small = self.device.type == "cuda" and 0 < tile <= 512
+        return TileOptions(tile=tile, tile_pad=self.options.tile_pad, pre_pad=self.options.pre_pad,
+                           batch=SMALL_TILE_BATCH if small else 1)
+
+    def _cuda_tile(self) -> int:
+        free, _ = torch.cuda.mem_get_info(self.device)
+        per_pixel = CUDA_BYTES_PER_PIXEL_FP16 * (2 if self.runtime.precision == "fp32" else 1)
+        side = int((0.5 * free / per_pixel) ** 0.5) // 64 * 64
+        return max(CUDA_TILE_RANGE[0], min(CUDA_TILE_RANGE[1], side))
 
     def count_tiles(self, width: int, height: int, plan: registry.Plan) -> int:
         """How many tiles an image of this size needs under ``plan`` (for progress and estimates)."""
@@ -170,10 +182,11 @@ class Upscaler:
         pixels = image.pixels
         color = pixels[..., :-1] if image.has_alpha else pixels
         rgb = np.repeat(color, 3, axis=2) if image.is_gray else color
-        tiles = count_tiles(image.height, image.width, self.tile_options(), loaded.size_multiple)
+        tiling = self.tile_options()
+        tiles = count_tiles(image.height, image.width, tiling, loaded.size_multiple)
         out = upscale_tiled(
             loaded.module, rgb, scale=loaded.entry.scale, size_multiple=loaded.size_multiple,
-            options=self.tile_options(), device=loaded.device, dtype=loaded.dtype,
+            options=tiling, device=loaded.device, dtype=loaded.dtype,
             channels_last=loaded.channels_last,
             progress=progress, cancelled=cancelled,
         )

@@ -29,10 +29,11 @@ def test_tiled_x4plus_matches_whole_image_on_a_real_photo(store):
     assert psnr(tiled, whole) >= 45
 
 
-@pytest.mark.parametrize(("height", "width", "tile", "multiple"), [(50, 77, 16, 1), (64, 30, 24, 4), (9, 9, 4, 1)])
-def test_blended_tiles_weigh_every_output_pixel_exactly_once(height, width, tile, multiple):
+@pytest.mark.parametrize(("height", "width", "tile", "multiple", "batch"),
+                         [(50, 77, 16, 1, 1), (64, 30, 24, 4, 1), (9, 9, 4, 1, 1), (70, 90, 16, 1, 4)])
+def test_blended_tiles_weigh_every_output_pixel_exactly_once(height, width, tile, multiple, batch):
     image = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
-    options = TileOptions(tile=tile, tile_pad=8, pre_pad=3)
+    options = TileOptions(tile=tile, tile_pad=8, pre_pad=3, batch=batch)
     out = upscale_tiled(Nearest(), image, scale=4, size_multiple=multiple, options=options)
     np.testing.assert_allclose(out, image.repeat(4, 0).repeat(4, 1), atol=1e-5)
 

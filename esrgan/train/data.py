@@ -79,6 +79,7 @@ class PatchSampler:
                  lr_dir: Path | None = None) -> None:
         self.hr_patch, self.scale, self.rng = hr_patch, scale, generator
         self.images = []
+        self.too_small: list[str] = []
         for path in paths:
             hr = load_rgb(path)
             lr = None
@@ -89,9 +90,13 @@ class PatchSampler:
                 lr = load_rgb(lr_path)
                 hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
             if min(hr.shape[:2]) < hr_patch:
-                raise RemasterError(f"{path.name} is smaller than the {hr_patch}px training crop; lower --patch")
+                log.warning("not training on %s: smaller than the %dpx crop", path.name, hr_patch)
+                self.too_small.append(path.name)
+                continue
             self.images.append((torch.from_numpy(hr).permute(2, 0, 1), None if lr is None else
                                 torch.from_numpy(lr).permute(2, 0, 1)))
+        if not self.images:
+            raise RemasterError(f"no training image is at least {hr_patch}px on each side; lower --patch")
 
     def _randint(self, high: int) -> int:
         return int(torch.randint(high, (), generator=self.rng))
