@@ -49,8 +49,9 @@ def main() -> int:
     print(f"\nfine-tune of {config.model_name}: {trainer.step} iterations, batch {args.batch}, LR patch {args.patch}, "
           f"{seconds:.0f} s on {trainer.device}"
           + (f" ({__import__('torch').cuda.get_device_name()})" if trainer.device.type == "cuda" else ""))
-    print(f"losses: L1 x{config.pixel_weight} + GAN x{config.gan_weight}"
-          + (f" + perceptual x{config.perceptual_weight}" if config.perceptual_weight else " (no perceptual: no VGG19 weights here)"))
+    perceptual = (f" + perceptual x{config.perceptual_weight}" if config.perceptual_weight
+                  else " (no perceptual: no VGG19 weights here)")
+    print(f"losses: L1 x{config.pixel_weight} + GAN x{config.gan_weight}{perceptual}")
     print(f"held-back images ({len(held)}): {', '.join(p.name for p in held)}\n")
     print("| generator | PSNR-Y (dB) | SSIM-Y |")
     print("| --- | --- | --- |")

@@ -27,7 +27,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esrgan.imageio import read_image  # noqa: E402
 from esrgan.pipeline import flops_per_pixel  # noqa: E402
 from esrgan.tiling import TileOptions, upscale_tiled  # noqa: E402
 from esrgan.weights import ModelStore  # noqa: E402
@@ -104,12 +103,15 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
     if device == "cpu":
         ceilings = {("cpu", t): matmul_ceiling("cpu", t, 4096) for t in (torch.float32, torch.bfloat16)}
     else:
-        ceilings = {("cuda", t): matmul_ceiling("cuda", t, 8192) for t in (torch.float32, torch.float16, torch.bfloat16)}
-    print("matmul ceilings (GFLOP/s): " + ", ".join(f"{d} {str(t).split('.')[-1]} {v:.0f}" for (d, t), v in ceilings.items()))
+        dtypes = (torch.float32, torch.float16, torch.bfloat16)
+        ceilings = {("cuda", t): matmul_ceiling("cuda", t, 8192) for t in dtypes}
+    listed = ", ".join(f"{d} {str(t).split('.')[-1]} {v:.0f}" for (d, t), v in ceilings.items())
+    print(f"matmul ceilings (GFLOP/s): {listed}")
     per_pixel = flops_per_pixel(store.load(model, "cpu").module)
     print(f"\n{model}: {per_pixel / 1e6:.1f} MFLOP per input pixel at 4x\n")
     memory = "peak GPU MB" if device == "cuda" else "peak RSS MB"
-    print(f"| size | setting | s (best) | MP/s in | GFLOP/s | % of matmul | vs first row | PSNR to first row | {memory} |")
+    print("| size | setting | s (best) | MP/s in | GFLOP/s | % of matmul | vs first row | PSNR to first row | "
+          f"{memory} |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for side in sizes:
         image = crop(side)
@@ -142,8 +144,10 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
             s = best[label]
             gflops = per_pixel * side * side / s / 1e9
             ceiling = ceilings[(dev, dtype)]
-            print(f"| {side} | {label} | {s:.2f} | {side * side / s / 1e6:.4f} | {gflops:.0f} | {100 * gflops / ceiling:.0f}% | "
-                  f"{best[reference] / s:.2f}x | {psnr(outputs[label], outputs[reference]):.1f} dB | {peaks[label]:.0f} |")
+            quality = psnr(outputs[label], outputs[reference])
+            print(f"| {side} | {label} | {s:.2f} | {side * side / s / 1e6:.4f} | {gflops:.0f} | "
+                  f"{100 * gflops / ceiling:.0f}% | {best[reference] / s:.2f}x | {quality:.1f} dB | "
+                  f"{peaks[label]:.0f} |")
         sys.stdout.flush()
 
 
@@ -207,7 +211,8 @@ def big_memory(side: int = 2048) -> None:
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True)
         peak = next(int(line.split()[-1]) for line in done.stderr.splitlines() if "Maximum resident" in line)
         canvas = 3 * (side * 4) ** 2 * 4 / 2**20
-        print(f"\n{side}x{side} at 4x via the CLI: {time.perf_counter() - started:.0f} s, peak RSS {peak / 1024:.0f} MB "
+        seconds = time.perf_counter() - started
+        print(f"\n{side}x{side} at 4x via the CLI: {seconds:.0f} s, peak RSS {peak / 1024:.0f} MB "
               f"(float32 output canvas {canvas:.0f} MB; budget canvas + 1536 MB = {canvas + 1536:.0f} MB)")
 
 

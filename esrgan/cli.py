@@ -7,14 +7,22 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from esrgan import registry
 from esrgan.errors import RemasterError
-import numpy as np
-
-from esrgan.evaluate import IMAGE_SUFFIXES, VGG19_FILE, VGGDistance, build_methods, evaluate, image_seed, make_lr
-from esrgan.evaluate import to_uint8, write_csv
+from esrgan.evaluate import (
+    IMAGE_SUFFIXES,
+    VGG19_FILE,
+    VGGDistance,
+    build_methods,
+    evaluate,
+    image_seed,
+    make_lr,
+    to_uint8,
+    write_csv,
+)
 from esrgan.imageio import OUTPUT_FORMATS, DecodedImage, encode, format_for_path, read_image, write_atomic
 from esrgan.metrics import mod_crop
 from esrgan.pipeline import UpscaleOptions, Upscaler
@@ -30,6 +38,8 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
     p.add_argument("--anime", action="store_true", help="use the anime model")
     p.add_argument("--model", help="registry name, custom name or checkpoint file (overrides --anime)")
+    p.add_argument("--fast", dest="model", action="store_const", const=registry.ANIMEVIDEO_V3.name,
+                   help=f"the fast compact model ({registry.ANIMEVIDEO_V3.name}, ~29x cheaper than x4plus)")
     p.add_argument("-o", "--output", required=True,
                    help="output file (one input) or folder (any number of inputs)")
     p.add_argument("--tile", type=int, help="tile side in input pixels (0 = whole image)")

@@ -140,7 +140,8 @@ def random_kernel(rng: torch.Generator, cfg: DegradationConfig, second: bool = F
         else:
             sigma_y, theta = _uniform(rng, *sigma), _uniform(rng, -math.pi, math.pi)
         if kind.startswith("generalized"):
-            beta = _uniform(rng, betag[0], 1) if torch.rand((), generator=rng).item() < 0.5 else _uniform(rng, 1, betag[1])
+            below_one = torch.rand((), generator=rng).item() < 0.5
+            beta = _uniform(rng, betag[0], 1) if below_one else _uniform(rng, 1, betag[1])
             kernel = anisotropic_kernel(size, sigma_x, sigma_y, theta, "generalized", beta)
         elif kind.startswith("plateau"):
             kernel = anisotropic_kernel(size, sigma_x, sigma_y, theta, "plateau", _uniform(rng, *betap))

@@ -18,7 +18,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from esrgan.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 
@@ -67,17 +67,6 @@ class DecodedImage:
         return self.pixels.shape[2] in (1, 2)
 
 
-def probe(data: bytes, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> tuple[str, int, int]:
-    """Read only the header: (format, width, height). Refuses what `decode` would refuse for size.
-
-    Raises:
-        InvalidImageError: Empty, not an image, or a format we do not accept.
-        ImageTooLargeError: More pixels than ``max_pixels`` (checked before any pixel is decoded).
-    """
-    with _open(data) as image:
-        return _check_header(image, max_pixels)
-
-
 def decode(data: bytes, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> DecodedImage:
     """Decode image bytes for the engine, applying EXIF orientation.
 
@@ -118,11 +107,11 @@ def encode(
     """
     if fmt not in OUTPUT_FORMATS:
         raise InvalidImageError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}")
-    pixels = np.clip(image.pixels, 0.0, 1.0)
-    if fmt == "png" and image.bit_depth == 16:
-        return _encode_png16(pixels, image.icc_profile)
+    pixels = image.pixels
+    if fmt == "png" and (image.bit_depth == 16 or pixels.shape[2] != 2):
+        return _encode_png(pixels, image.icc_profile, 16 if image.bit_depth == 16 else 8)
     if fmt == "jpg" and image.has_alpha:
-        color, alpha = pixels[..., :-1], pixels[..., -1:]
+        color, alpha = pixels[..., :-1], np.clip(pixels[..., -1:], 0, 1)
         pixels = color * alpha + (1.0 - alpha)
     pil = Image.fromarray(_to_uint8(pixels), _PIL_MODES[pixels.shape[2]])
     options: dict = {"icc_profile": image.icc_profile} if image.icc_profile else {}
@@ -254,23 +243,37 @@ def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
 # --- encoding helpers -------------------------------------------------------------------------
 
 
+QUANTISE_ROWS = 256  # rows converted at a time: no full-size float temporary for a huge image
+
+
+def _quantise(pixels: np.ndarray, dtype: type, peak: float, channels: list[int] | None = None) -> np.ndarray:
+    """[0, 1] floats (clipped here) to rounded integers, a band of rows at a time, optionally
+    picking and reordering channels on the way."""
+    channels = channels if channels is not None else list(range(pixels.shape[2]))
+    out = np.empty((*pixels.shape[:2], len(channels)), dtype)
+    for top in range(0, pixels.shape[0], QUANTISE_ROWS):
+        band = pixels[top : top + QUANTISE_ROWS][..., channels]
+        out[top : top + QUANTISE_ROWS] = np.clip(band * peak + 0.5, 0, peak)
+    return out
+
+
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
-    out = (pixels * 255.0 + 0.5).astype(np.uint8)
+    out = _quantise(pixels, np.uint8, 255.0)
     return out[..., 0] if out.shape[2] == 1 else out
 
 
-def _encode_png16(pixels: np.ndarray, icc_profile: bytes | None) -> bytes:
-    array = (pixels * 65535.0 + 0.5).astype(np.uint16)
-    if array.shape[2] == 3:
-        array = array[..., ::-1]
-    elif array.shape[2] == 4:
-        array = array[..., [2, 1, 0, 3]]
-    elif array.shape[2] == 2:  # OpenCV has no gray+alpha: widen to RGBA
-        gray, alpha = array[..., 0], array[..., 1]
-        array = np.stack([gray, gray, gray, alpha], axis=-1)
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(array), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+# OpenCV's channel order (BGR, BGRA) for our (gray, gray+alpha, RGB, RGBA); it has no gray+alpha.
+_OPENCV_ORDER = {1: [0], 2: [0, 0, 0, 1], 3: [2, 1, 0], 4: [2, 1, 0, 3]}
+
+
+def _encode_png(pixels: np.ndarray, icc_profile: bytes | None, bits: int) -> bytes:
+    """PNG through OpenCV: 16-bit colour (which Pillow cannot write), and for 8 bits without the
+    4-bytes-per-pixel copy Pillow would make of a huge result."""
+    dtype, peak = (np.uint16, 65535.0) if bits == 16 else (np.uint8, 255.0)
+    array = _quantise(pixels, dtype, peak, _OPENCV_ORDER[pixels.shape[2]])
+    ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
-        raise InvalidImageError("could not encode the 16-bit PNG")
+        raise InvalidImageError(f"could not encode the {bits}-bit PNG")
     data = buffer.tobytes()
     return _insert_iccp(data, icc_profile) if icc_profile else data
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -80,7 +80,6 @@ class Provenance:
 class UpscaleResult:
     image: DecodedImage
     provenance: Provenance
-    extra: dict = field(default_factory=dict)
 
 
 class Upscaler:
@@ -134,11 +133,6 @@ class Upscaler:
         per_pixel = CUDA_BYTES_PER_PIXEL_FP16 * (2 if self.runtime.precision == "fp32" else 1)
         side = int((0.5 * free / per_pixel) ** 0.5) // 64 * 64
         return max(CUDA_TILE_RANGE[0], min(CUDA_TILE_RANGE[1], side))
-
-    def count_tiles(self, width: int, height: int, plan: registry.Plan) -> int:
-        """How many tiles an image of this size needs under ``plan`` (for progress and estimates)."""
-        multiple = self.load(plan.model).size_multiple
-        return count_tiles(height, width, self.tile_options(), multiple)
 
     def load(self, model: str) -> LoadedModel:
         runtime = self.runtime
@@ -205,7 +199,7 @@ class Upscaler:
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
                  loaded.entry.name, provenance.seconds)
-        return UpscaleResult(replace(image, pixels=np.clip(out, 0, 1)), provenance)
+        return UpscaleResult(replace(image, pixels=np.clip(out, 0, 1, out=out)), provenance)
 
 
 def resample(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

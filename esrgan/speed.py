@@ -74,7 +74,8 @@ def machine_key() -> str:
                 break
     except OSError:
         cpu = platform.processor() or cpu
-    return f"{cpu} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    kernels = torch.backends.cpu.get_cpu_capability()
+    return f"{cpu} | {kernels} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
 def test_image(side: int = CALIBRATION_SIDE) -> torch.Tensor:

@@ -68,8 +68,8 @@ def plan_tiles(height: int, width: int, tile: int, tile_pad: int, multiple: int 
         return [Tile((0, height, 0, width), (0, height, 0, width))]
     ys, xs = _cuts(height, tile, multiple), _cuts(width, tile, multiple)
     tiles = []
-    for y0, y1 in zip(ys, ys[1:]):
-        for x0, x1 in zip(xs, xs[1:]):
+    for y0, y1 in zip(ys, ys[1:], strict=False):
+        for x0, x1 in zip(xs, xs[1:], strict=False):
             window = (max(y0 - tile_pad, 0), min(y1 + tile_pad, height),
                       max(x0 - tile_pad, 0), min(x1 + tile_pad, width))
             tiles.append(Tile((y0, y1, x0, x1), window))
@@ -128,7 +128,7 @@ def upscale_tiled(
         cancelled: Polled between tiles; when it returns True, `Cancelled` is raised.
 
     Returns:
-        (H*scale, W*scale, 3) float32 RGB in [0, 1].
+        (H*scale, W*scale, 3) float32 RGB in [0, 1] (a view into the output canvas).
     """
     height, width = image.shape[:2]
     m = size_multiple
@@ -143,7 +143,8 @@ def upscale_tiled(
 
     tiles = plan_tiles(padded_h, padded_w, tile, tile_pad, m)
     blend = min(tile_pad // 2, tile // 4) if len(tiles) > 1 else 0
-    canvas = np.zeros((3, padded_h * scale, padded_w * scale), dtype=np.float32)
+    # The output lives on the host in (H, W, C) order, so the result needs no transposed copy.
+    canvas = np.zeros((padded_h * scale, padded_w * scale, 3), dtype=np.float32)
     done = 0
     for group in _batches(tiles, options.batch):
         if cancelled is not None and cancelled():
@@ -158,15 +159,15 @@ def upscale_tiled(
             ya, yb, wy = _ramp(t.core[0], t.core[1], 0, padded_h, blend, scale)
             xa, xb, wx = _ramp(t.core[2], t.core[3], 0, padded_w, blend, scale)
             region = out[:, (ya - wy0) * scale : (yb - wy0) * scale, (xa - wx0) * scale : (xb - wx0) * scale]
+            region = region.transpose(1, 2, 0)
             if blend:
-                region = region * wy[None, :, None] * wx[None, None, :]
-            canvas[:, ya * scale : yb * scale, xa * scale : xb * scale] += region
+                region = region * wy[:, None, None] * wx[None, :, None]
+            canvas[ya * scale : yb * scale, xa * scale : xb * scale] += region
             done += 1
             if progress is not None:
                 progress(done, len(tiles))
     s = scale
-    canvas = canvas[:, pre * s : (pre + height) * s, pre * s : (pre + width) * s]
-    return np.ascontiguousarray(canvas.transpose(1, 2, 0))
+    return canvas[pre * s : (pre + height) * s, pre * s : (pre + width) * s]  # a view: no copy
 
 
 def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:

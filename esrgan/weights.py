@@ -241,7 +241,8 @@ class ModelStore:
                 if channels_last:
                     module = module.to(memory_format=torch.channels_last)
                 self._loaded[key] = LoadedModel(entry, module, device, dtype, multiple, channels_last)
-                log.info("loaded %s on %s (%s%s)", entry.name, device, dtype, ", channels-last" if channels_last else "")
+                layout = ", channels-last" if channels_last else ""
+                log.info("loaded %s on %s (%s%s)", entry.name, device, dtype, layout)
             return self._loaded[key]
 
     def state_dict(self, name_or_path: str) -> dict[str, torch.Tensor]:

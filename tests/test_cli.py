@@ -61,8 +61,10 @@ def test_degrade_makes_reproducible_pairs(tmp_path, weights_dir):
                        env_weights=weights_dir)
         assert done.returncode == 0, done.stderr
         outputs.append((tmp_path / run / "LR" / "birdx4.png").read_bytes())
-        with Image.open(tmp_path / run / "HR" / "bird.png") as hr, Image.open(tmp_path / run / "LR" / "birdx4.png") as lr:
-            assert hr.size == (64, 48) and lr.size == (16, 12)
+        with Image.open(tmp_path / run / "HR" / "bird.png") as hr:
+            assert hr.size == (64, 48)
+        with Image.open(tmp_path / run / "LR" / "birdx4.png") as lr:
+            assert lr.size == (16, 12)
     assert outputs[0] == outputs[1]
 
 

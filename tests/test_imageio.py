@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from esrgan.errors import ImageTooLargeError, InvalidImageError
-from esrgan.imageio import DecodedImage, decode, encode, probe
+from esrgan.imageio import DecodedImage, decode, encode
 from tests.conftest import crop_of, png_bytes
 
 
@@ -34,8 +34,6 @@ def jpeg_bytes(image: Image.Image, **options) -> bytes:
 
 def test_decompression_bomb_is_refused_from_the_header():
     with pytest.raises(ImageTooLargeError, match="50000x50000"):
-        probe(png_header_only(50000, 50000))
-    with pytest.raises(ImageTooLargeError):
         decode(png_header_only(50000, 50000))
 
 

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Literal, Protocol
 
 from esrgan.errors import Cancelled, RemasterError
-from esrgan.imageio import encode
 from esrgan.imageio import decode as decode_image
+from esrgan.imageio import encode
 from esrgan.pipeline import Upscaler, flops_per_pixel
 from web.errors import QueueFull, http_status
 from web.storage import FileStore

@@ -39,7 +39,8 @@ class Remaster:
             self.runner = CeleryRunner(cfg["BROKER_URL"], self.files, int(cfg["MAX_QUEUE"]),
                                        bool(cfg["ROUTE_BY_DEVICE"]), self._flops_per_pixel)
         else:
-            self.runner = InProcessRunner(self.upscaler, self.files, int(cfg["WORKERS"]), int(cfg["MAX_QUEUE"]))
+            self.runner = InProcessRunner(self.upscaler, self.files, int(cfg["WORKERS"]),
+                                          int(cfg["MAX_QUEUE"]))
         self.runner.start()
         self.files.start_sweeper()
         if cfg["PRELOAD_MODELS"]:

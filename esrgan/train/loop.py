@@ -247,8 +247,9 @@ class Trainer:
         resumed = self.resume()
         report(f"model {self.cfg.model_name}: {self.trainable:,} trainable, {self.frozen:,} frozen parameters "
                f"(freeze: {self.freeze_rule or 'nothing'})")
+        skipped = f"; skipped {', '.join(self.split.skipped)}" if self.split.skipped else ""
         report(f"data: {len(self.split.train)} train / {len(self.split.val)} val / {len(self.split.test)} test "
-               f"images from {self.hr_dir}" + (f"; skipped {', '.join(self.split.skipped)}" if self.split.skipped else ""))
+               f"images from {self.hr_dir}{skipped}")
         if resumed:
             report(f"resumed at iteration {self.step}")
         log_path = self.run_dir / LOG_FILE
@@ -311,7 +312,7 @@ def plot_log(log_path: Path, out: Path) -> None:
     ax_loss.legend(fontsize=8)
     val = [(int(r["iter"]), float(r["psnr_y"])) for r in rows if r.get("psnr_y")]
     if val:
-        ax_psnr.plot(*zip(*val), marker="o")
+        ax_psnr.plot([v[0] for v in val], [v[1] for v in val], marker="o")
     ax_psnr.set_xlabel("iteration")
     ax_psnr.set_ylabel("val PSNR-Y (dB)")
     fig.tight_layout()
