@@ -23,7 +23,15 @@ from esrgan.evaluate import (
     to_uint8,
     write_csv,
 )
-from esrgan.imageio import OUTPUT_FORMATS, DecodedImage, encode, format_for_path, read_image, write_atomic
+from esrgan.imageio import (
+    OUTPUT_FORMATS,
+    DecodedImage,
+    encode,
+    format_for_path,
+    read_image,
+    write_atomic,
+    write_image,
+)
 from esrgan.metrics import mod_crop
 from esrgan.pipeline import UpscaleOptions, Upscaler
 from esrgan.speed import BACKENDS, PRECISIONS
@@ -87,7 +95,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
                 result = upscaler.upscale(image, args.scale, args.anime, args.model, progress=progress)
             fmt = args.format or format_for_path(dst)
-            write_atomic(dst, encode(result.image, fmt, args.quality))
+            write_image(dst, result.image, fmt, args.quality)
         except RemasterError as exc:
             print(f"error: {src}: {exc}", file=sys.stderr)
             failures += 1

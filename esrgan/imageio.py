@@ -140,6 +140,27 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
+def write_image(path: str | Path, image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95) -> None:
+    """Encode and write atomically. A PNG without a colour profile streams from OpenCV straight
+    into the file, so a huge result is never held compressed in memory as well."""
+    path = Path(path)
+    pixels = image.pixels
+    if fmt != "png" or image.icc_profile or (image.bit_depth != 16 and pixels.shape[2] == 2):
+        write_atomic(path, encode(image, fmt, quality))
+        return
+    dtype, peak = (np.uint16, 65535.0) if image.bit_depth == 16 else (np.uint8, 255.0)
+    array = _quantise(pixels, dtype, peak, _OPENCV_ORDER[pixels.shape[2]])
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part.png")
+    os.close(fd)
+    try:
+        if not cv2.imwrite(tmp, array, [cv2.IMWRITE_PNG_COMPRESSION, 6]):
+            raise InvalidImageError(f"could not write {path}")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def format_for_path(path: str | Path) -> OutputFormat:
     """The output format a file name asks for by its extension (png when it names none we write)."""
     suffix = Path(path).suffix.lower().lstrip(".")

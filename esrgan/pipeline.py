@@ -25,7 +25,13 @@ from esrgan.weights import LoadedModel, ModelStore, resolve_device
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT_PIXELS = 16384 * 16384
-DEFAULT_TILE_CPU = 384  # bench/speed.py: larger tiles waste less on context; ~1.3 GB peak
+DEFAULT_TILE_CPU = 384  # bench/speed.py: larger tiles waste less on context
+# x4plus activations on the CPU per pixel of tile window, bf16 (fp32: twice), measured: ~700 MB for a
+# 432 px window. When the float32 output canvas alone passes LARGE_CANVAS_BYTES, tiles shrink so
+# the activations stay within CPU_ACTIVATION_BUDGET (peak RSS ~ canvas + 1.5 GB for 2048 px at 4x).
+CPU_ACTIVATION_BYTES_PER_PIXEL = 3.8e3
+CPU_ACTIVATION_BUDGET = 512 * 2**20
+LARGE_CANVAS_BYTES = 512 * 2**20
 # GPU memory per input pixel of x4plus in fp16, measured on an H100 (bench/speed.py: 9.2 GB for a
 # 1040x1040 window); fp32 takes twice as much. Tiles are sized to half the free GPU memory.
 CUDA_BYTES_PER_PIXEL_FP16 = 8.5 * 1024
@@ -119,14 +125,22 @@ class Upscaler:
             return registry.plan(scale, anime, [*entries, model], model=model, model_scale=entry.scale)
         return registry.plan(scale, anime, entries)
 
-    def tile_options(self) -> TileOptions:
-        """The tiling used on this device: on a GPU as large as half its free memory allows."""
+    def tile_options(self, output_pixels: int = 0) -> TileOptions:
+        """The tiling for a result of ``output_pixels``: on a GPU as large as half its free memory
+        allows; on the CPU 384 px (fastest), smaller when a huge output canvas needs the room."""
         tile = self.options.tile
         if tile is None:
-            tile = self._cuda_tile() if self.device.type == "cuda" else DEFAULT_TILE_CPU
+            tile = self._cuda_tile() if self.device.type == "cuda" else self._cpu_tile(output_pixels)
         small = self.device.type == "cuda" and 0 < tile <= 512
         return TileOptions(tile=tile, tile_pad=self.options.tile_pad, pre_pad=self.options.pre_pad,
                            batch=SMALL_TILE_BATCH if small else 1)
+
+    def _cpu_tile(self, output_pixels: int) -> int:
+        if output_pixels * 3 * 4 <= LARGE_CANVAS_BYTES:
+            return DEFAULT_TILE_CPU
+        per_pixel = CPU_ACTIVATION_BYTES_PER_PIXEL * (1 if self.runtime.precision == "bf16" else 2)
+        window = int((CPU_ACTIVATION_BUDGET / per_pixel) ** 0.5)
+        return max(128, (window - 2 * self.options.tile_pad) // 16 * 16)
 
     def _cuda_tile(self) -> int:
         free, _ = torch.cuda.mem_get_info(self.device)
@@ -176,7 +190,7 @@ class Upscaler:
         pixels = image.pixels
         color = pixels[..., :-1] if image.has_alpha else pixels
         rgb = np.repeat(color, 3, axis=2) if image.is_gray else color
-        tiling = self.tile_options()
+        tiling = self.tile_options(image.width * image.height * loaded.entry.scale**2)
         tiles = count_tiles(image.height, image.width, tiling, loaded.size_multiple)
         out = upscale_tiled(
             loaded.module, rgb, scale=loaded.entry.scale, size_multiple=loaded.size_multiple,

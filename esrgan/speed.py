@@ -45,6 +45,7 @@ class Runtime:
     precision: str
     channels_last: bool
     reason: str
+    seconds_per_pixel: float | None = None  # x4plus at 4x, as measured by the calibration
 
     @property
     def dtype(self) -> torch.dtype:
@@ -153,4 +154,5 @@ def choose_runtime(device: torch.device, precision: str = "auto", backend: str =
         return Runtime("fp32", channels_last, f"not calibrated: {exc}")
     reason = (f"measured here: fp32 {calibration.fp32_seconds:.2f}s, bf16 {calibration.bf16_seconds:.2f}s "
               f"at {calibration.bf16_psnr:.1f} dB to fp32")
-    return Runtime(calibration.chosen, channels_last, reason)
+    seconds = calibration.bf16_seconds if calibration.chosen == "bf16" else calibration.fp32_seconds
+    return Runtime(calibration.chosen, channels_last, reason, seconds / CALIBRATION_SIDE**2)

@@ -128,7 +128,7 @@ def upscale_tiled(
         cancelled: Polled between tiles; when it returns True, `Cancelled` is raised.
 
     Returns:
-        (H*scale, W*scale, 3) float32 RGB in [0, 1] (a view into the output canvas).
+        (H*scale, W*scale, 3) float32 RGB in [0, 1].
     """
     height, width = image.shape[:2]
     m = size_multiple
@@ -143,8 +143,10 @@ def upscale_tiled(
 
     tiles = plan_tiles(padded_h, padded_w, tile, tile_pad, m)
     blend = min(tile_pad // 2, tile // 4) if len(tiles) > 1 else 0
-    # The output lives on the host in (H, W, C) order, so the result needs no transposed copy.
-    canvas = np.zeros((padded_h * scale, padded_w * scale, 3), dtype=np.float32)
+    # The output lives on the host in (H, W, C) order, so the result needs no transposed copy, and
+    # only the image's own area is kept (what falls on the padding is never stored).
+    s = scale
+    canvas = np.zeros((height * s, width * s, 3), dtype=np.float32)
     done = 0
     for group in _batches(tiles, options.batch):
         if cancelled is not None and cancelled():
@@ -162,12 +164,15 @@ def upscale_tiled(
             region = region.transpose(1, 2, 0)
             if blend:
                 region = region * wy[:, None, None] * wx[None, :, None]
-            canvas[ya * scale : yb * scale, xa * scale : xb * scale] += region
+            top, left = (ya - pre) * s, (xa - pre) * s  # where the region starts on the canvas
+            y0, y1 = max(top, 0), min(top + region.shape[0], height * s)
+            x0, x1 = max(left, 0), min(left + region.shape[1], width * s)
+            if y0 < y1 and x0 < x1:
+                canvas[y0:y1, x0:x1] += region[y0 - top : y1 - top, x0 - left : x1 - left]
             done += 1
             if progress is not None:
                 progress(done, len(tiles))
-    s = scale
-    return canvas[pre * s : (pre + height) * s, pre * s : (pre + width) * s]  # a view: no copy
+    return canvas
 
 
 def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from esrgan.errors import ImageTooLargeError, InvalidImageError
-from esrgan.imageio import DecodedImage, decode, encode
+from esrgan.imageio import DecodedImage, decode, encode, write_image
 from tests.conftest import crop_of, png_bytes
 
 
@@ -121,3 +121,15 @@ def test_jpeg_output_flattens_alpha_onto_white():
     pixels = np.zeros((4, 4, 4), np.float32)  # transparent black
     with Image.open(io.BytesIO(encode(DecodedImage(pixels), "jpg"))) as jpg:
         assert jpg.mode == "RGB" and np.asarray(jpg).min() > 250
+
+
+@pytest.mark.parametrize(("bits", "channels"), [(8, 3), (8, 1), (16, 4), (8, 2)])
+def test_write_image_streams_pngs_with_the_same_pixels_as_encode(tmp_path, bits, channels):
+    pixels = np.random.default_rng(2).random((9, 7, channels), dtype=np.float32)
+    image = DecodedImage(pixels, bit_depth=bits)
+    target = tmp_path / "out.png"
+    write_image(target, image)
+    written = cv2.imdecode(np.frombuffer(target.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+    encoded = cv2.imdecode(np.frombuffer(encode(image, "png"), np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(written, encoded)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]

@@ -18,6 +18,7 @@ from esrgan.errors import Cancelled, RemasterError
 from esrgan.imageio import decode as decode_image
 from esrgan.imageio import encode
 from esrgan.pipeline import Upscaler, flops_per_pixel
+from esrgan.speed import CALIBRATION_MODEL
 from web.errors import QueueFull, http_status
 from web.storage import FileStore
 
@@ -190,8 +191,15 @@ class InProcessRunner:
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
         """Seconds a job would take on this machine, from measured (or prior) throughput."""
         flops = self._model_flops(model) * width * height
-        rate = self._flops_per_second.get(model) or PRIOR_FLOPS_PER_SECOND[self.upscaler.device.type]
+        rate = self._flops_per_second.get(model) or self._calibrated_rate()
         return flops / rate
+
+    def _calibrated_rate(self) -> float:
+        """Throughput from the runtime calibration (x4plus), before any job has been timed."""
+        runtime = self.upscaler.runtime
+        if runtime.seconds_per_pixel:
+            return self._model_flops(CALIBRATION_MODEL) / runtime.seconds_per_pixel
+        return PRIOR_FLOPS_PER_SECOND[self.upscaler.device.type]
 
     # --- inside ------------------------------------------------------------------------------
 
