@@ -108,17 +108,17 @@ def encode(
     if fmt not in OUTPUT_FORMATS:
         raise InvalidImageError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}")
     pixels = image.pixels
-    if fmt == "png" and (image.bit_depth == 16 or pixels.shape[2] != 2):
-        return _encode_png(pixels, image.icc_profile, 16 if image.bit_depth == 16 else 8)
+    if fmt == "png":
+        buffer = io.BytesIO()
+        _write_png(buffer, pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile)
+        return buffer.getvalue()
     if fmt == "jpg" and image.has_alpha:
         color, alpha = pixels[..., :-1], np.clip(pixels[..., -1:], 0, 1)
         pixels = color * alpha + (1.0 - alpha)
     pil = Image.fromarray(_to_uint8(pixels), _PIL_MODES[pixels.shape[2]])
     options: dict = {"icc_profile": image.icc_profile} if image.icc_profile else {}
     buffer = io.BytesIO()
-    if fmt == "png":
-        pil.save(buffer, "PNG", compress_level=6, **options)
-    elif fmt == "jpg":
+    if fmt == "jpg":
         pil.save(buffer, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2, **options)
     else:
         pil.save(buffer, "WEBP", quality=quality, method=4, **options)
@@ -141,20 +141,15 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
 
 def write_image(path: str | Path, image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95) -> None:
-    """Encode and write atomically. A PNG without a colour profile streams from OpenCV straight
-    into the file, so a huge result is never held compressed in memory as well."""
+    """Encode and write atomically; a PNG streams into the file (see `_write_png`)."""
     path = Path(path)
-    pixels = image.pixels
-    if fmt != "png" or image.icc_profile or (image.bit_depth != 16 and pixels.shape[2] == 2):
+    if fmt != "png":
         write_atomic(path, encode(image, fmt, quality))
         return
-    dtype, peak = (np.uint16, 65535.0) if image.bit_depth == 16 else (np.uint8, 255.0)
-    array = _quantise(pixels, dtype, peak, _OPENCV_ORDER[pixels.shape[2]])
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part.png")
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
-        if not cv2.imwrite(tmp, array, [cv2.IMWRITE_PNG_COMPRESSION, 6]):
-            raise InvalidImageError(f"could not write {path}")
+        with os.fdopen(fd, "wb") as handle:
+            _write_png(handle, image.pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -283,26 +278,37 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     return out[..., 0] if out.shape[2] == 1 else out
 
 
-# OpenCV's channel order (BGR, BGRA) for our (gray, gray+alpha, RGB, RGBA); it has no gray+alpha.
-_OPENCV_ORDER = {1: [0], 2: [0, 0, 0, 1], 3: [2, 1, 0], 4: [2, 1, 0, 3]}
+PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # gray, gray+alpha, RGB, RGBA
+PNG_FILTER_UP = 2
 
 
-def _encode_png(pixels: np.ndarray, icc_profile: bytes | None, bits: int) -> bytes:
-    """PNG through OpenCV: 16-bit colour (which Pillow cannot write), and for 8 bits without the
-    4-bytes-per-pixel copy Pillow would make of a huge result."""
-    dtype, peak = (np.uint16, 65535.0) if bits == 16 else (np.uint8, 255.0)
-    array = _quantise(pixels, dtype, peak, _OPENCV_ORDER[pixels.shape[2]])
-    ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 6])
-    if not ok:
-        raise InvalidImageError(f"could not encode the {bits}-bit PNG")
-    data = buffer.tobytes()
-    return _insert_iccp(data, icc_profile) if icc_profile else data
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def _insert_iccp(png: bytes, profile: bytes) -> bytes:
-    """Add an iCCP chunk right after IHDR (OpenCV cannot write one)."""
-    payload = b"icc\x00\x00" + zlib.compress(profile)
-    chunk = struct.pack(">I", len(payload)) + b"iCCP" + payload
-    chunk += struct.pack(">I", zlib.crc32(b"iCCP" + payload) & 0xFFFFFFFF)
-    ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4
-    return png[:ihdr_end] + chunk + png[ihdr_end:]
+def _write_png(handle, pixels: np.ndarray, bits: int, icc_profile: bytes | None, level: int = 6) -> None:
+    """Stream a PNG of (H, W, C) [0, 1] pixels into ``handle``, a band of rows at a time.
+
+    Rows are quantised, "Up"-filtered and compressed as they go, so a huge result never exists
+    as a second full-size array or as one compressed blob in memory.
+    """
+    height, width, channels = pixels.shape
+    dtype, peak = (np.dtype(">u2"), 65535.0) if bits == 16 else (np.dtype(np.uint8), 255.0)
+    handle.write(PNG_SIGNATURE)
+    handle.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, PNG_COLOR_TYPES[channels], 0, 0, 0)))
+    if icc_profile:
+        handle.write(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    compressor = zlib.compressobj(level)
+    previous = np.zeros((1, width * channels * dtype.itemsize), np.uint8)
+    for top in range(0, height, QUANTISE_ROWS):
+        band = pixels[top : top + QUANTISE_ROWS]
+        raw = np.clip(band * peak + 0.5, 0, peak).astype(dtype).reshape(len(band), -1).view(np.uint8)
+        rows = np.empty((len(band), 1 + raw.shape[1]), np.uint8)
+        rows[:, 0] = PNG_FILTER_UP
+        np.subtract(raw, np.concatenate([previous, raw[:-1]]), out=rows[:, 1:])  # wraps mod 256
+        previous = raw[-1:]
+        data = compressor.compress(rows.tobytes())
+        if data:
+            handle.write(_png_chunk(b"IDAT", data))
+    handle.write(_png_chunk(b"IDAT", compressor.flush()))
+    handle.write(_png_chunk(b"IEND", b""))
