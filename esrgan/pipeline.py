@@ -28,9 +28,10 @@ DEFAULT_MAX_OUTPUT_PIXELS = 16384 * 16384
 DEFAULT_TILE_CPU = 384  # bench/speed.py: larger tiles waste less on context
 # x4plus activations on the CPU per pixel of tile window, bf16 (fp32: twice), measured: ~700 MB for a
 # 432 px window. When the float32 output canvas alone passes LARGE_CANVAS_BYTES, tiles shrink so
-# the activations stay within CPU_ACTIVATION_BUDGET (peak RSS ~ canvas + 1.5 GB for 2048 px at 4x).
+# the activations stay near CPU_ACTIVATION_BUDGET (bench/speed.py --big: 2048 px at 4x within
+# canvas + 1.5 GB, at ~7% more time than 384 px tiles).
 CPU_ACTIVATION_BYTES_PER_PIXEL = 3.8e3
-CPU_ACTIVATION_BUDGET = 512 * 2**20
+CPU_ACTIVATION_BUDGET = 384 * 2**20
 LARGE_CANVAS_BYTES = 512 * 2**20
 # GPU memory per input pixel of x4plus in fp16, measured on an H100 (bench/speed.py: 9.2 GB for a
 # 1040x1040 window); fp32 takes twice as much. Tiles are sized to half the free GPU memory.

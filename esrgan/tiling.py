@@ -9,6 +9,7 @@ canvas lives on the host; only one tile at a time is on the device.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 from collections.abc import Callable
@@ -172,7 +173,29 @@ def upscale_tiled(
             done += 1
             if progress is not None:
                 progress(done, len(tiles))
+        if torch.device(device).type == "cpu":
+            _return_freed_memory()
     return canvas
+
+
+def _return_freed_memory() -> None:
+    """Give the previous tile's freed activations back to the OS (glibc keeps them otherwise, and
+    fragmentation then grows the process by hundreds of MB over a large image). Costs nothing
+    measurable per tile; a no-op where the C library is not glibc."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - glibc only
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
