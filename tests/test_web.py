@@ -191,6 +191,7 @@ BAD_UPLOADS = {
     "scale abc": (None, {"scale": "abc"}, 400, "2, 4 or 8"),
     "anime maybe": (None, {"anime": "maybe"}, 400, "anime"),
     "unknown model": (None, {"model": "nope"}, 400, "nope"),
+    "model by path": (None, {"model": "/etc/hostname.pth"}, 400, "no model named"),
     "format gif": (None, {"format": "gif"}, 400, "format"),
 }
 

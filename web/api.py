@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file, send_from
 from werkzeug.exceptions import HTTPException
 from werkzeug.utils import secure_filename
 
-from esrgan.errors import RemasterError
+from esrgan.errors import ModelNotFoundError, RemasterError
 from esrgan.imageio import OUTPUT_FORMATS, decode
 from esrgan.registry import ROUTES, check_scale
 from web.errors import BadRequest, NotFound, QueueFull, http_status
@@ -70,6 +70,9 @@ def job_from_request() -> Job:
     anime = parse_bool(request.form.get("anime"), "anime")
     model = request.form.get("model") or None
     model = None if model == "auto" else model
+    if model is not None and model not in remaster().upscaler.store.entries():
+        # Names only: a stranger must not make the server read files by path.
+        raise ModelNotFoundError(f"no model named {model!r}; see /api/models")
     output_format = (request.form.get("format") or "png").lower().replace("jpeg", "jpg")
     if output_format not in OUTPUT_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
@@ -284,6 +287,8 @@ def estimate():
     anime = parse_bool(request.args.get("anime"), "anime")
     model = request.args.get("model") or None
     service = remaster()
+    if model not in (None, "auto") and model not in service.upscaler.store.entries():
+        raise ModelNotFoundError(f"no model named {model!r}; see /api/models")
     plan = service.upscaler.plan(scale, anime, None if model == "auto" else model)
     errors = []
     if width * height > current_app.config["MAX_INPUT_PIXELS"]:
