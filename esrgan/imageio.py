@@ -262,13 +262,11 @@ def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
 QUANTISE_ROWS = 256  # rows converted at a time: no full-size float temporary for a huge image
 
 
-def _quantise(pixels: np.ndarray, dtype: type, peak: float, channels: list[int] | None = None) -> np.ndarray:
-    """[0, 1] floats (clipped here) to rounded integers, a band of rows at a time, optionally
-    picking and reordering channels on the way."""
-    channels = channels if channels is not None else list(range(pixels.shape[2]))
-    out = np.empty((*pixels.shape[:2], len(channels)), dtype)
+def _quantise(pixels: np.ndarray, dtype: type, peak: float) -> np.ndarray:
+    """[0, 1] floats (clipped here) to rounded integers, a band of rows at a time."""
+    out = np.empty(pixels.shape, dtype)
     for top in range(0, pixels.shape[0], QUANTISE_ROWS):
-        band = pixels[top : top + QUANTISE_ROWS][..., channels]
+        band = pixels[top : top + QUANTISE_ROWS]
         out[top : top + QUANTISE_ROWS] = np.clip(band * peak + 0.5, 0, peak)
     return out
 
