@@ -31,5 +31,9 @@ class WeightsError(RemasterError):
     """A weights file is missing, corrupt, or not of a recognised architecture."""
 
 
+class InvalidOptionError(RemasterError):
+    """A setting (precision, backend, device...) is not one the engine offers, or not on this device."""
+
+
 class Cancelled(RemasterError):
-    """The caller asked to stop; raised between tiles."""
+    """The caller asked to stop; raised between steps of the forward pass."""

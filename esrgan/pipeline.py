@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -16,13 +17,17 @@ import torch
 from PIL import Image
 
 from esrgan import registry
-from esrgan.errors import ImageTooLargeError, RemasterError
+from esrgan.errors import ImageTooLargeError
 from esrgan.imageio import DecodedImage
-from esrgan.speed import Runtime, choose_runtime
+from esrgan.speed import (CALIBRATION_MODEL, RECHECK_INTERVAL_S, Runtime, choose_runtime,
+                          needs_calibration, rate_disagrees)
 from esrgan.tiling import CancelFn, ProgressFn, TileOptions, count_tiles, upscale_tiled
+from esrgan.tiling import work_pixels as tiling_work_pixels
 from esrgan.weights import LoadedModel, ModelStore, resolve_device
 
 log = logging.getLogger(__name__)
+
+StageFn = Callable[[str], None]
 
 DEFAULT_MAX_OUTPUT_PIXELS = 16384 * 16384
 DEFAULT_TILE_CPU = 384  # bench/speed.py: larger tiles waste less on context
@@ -49,8 +54,8 @@ class UpscaleOptions:
         precision: ``"auto"`` (measured: see `esrgan.speed`), ``"fp32"``, ``"fp16"`` (CUDA), ``"bf16"``.
         backend: ``"auto"``/``"torch-cl"`` (channels-last) or ``"torch"`` (NCHW, the official path).
         tile: Tile side in input pixels; None picks by device, 0 runs the whole image.
-        tile_pad: Context pixels around each tile.
-        pre_pad: Reflect padding around the image.
+        tile_pad: Context pixels around each tile (32: tiled results within 50 dB of the whole image).
+        pre_pad: Reflect padding around the image; 0, the official semantics, by default.
         max_output_pixels: Refuse results larger than this.
     """
 
@@ -58,8 +63,8 @@ class UpscaleOptions:
     precision: str = "auto"
     backend: str = "auto"
     tile: int | None = None
-    tile_pad: int = 24
-    pre_pad: int = 8
+    tile_pad: int = 32
+    pre_pad: int = 0
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
 
 
@@ -103,20 +108,59 @@ class Upscaler:
         self.device = resolve_device(options.device)
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
+        self._measure_again = False
+        self._measured_at = 0.0  # monotonic time of this process's last calibration
+
+    @property
+    def calibration_record(self):
+        return self.store.weights_dir / "converted" / "calibration.json"
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the runtime is known without measuring the CPU first (forced, CUDA, recorded,
+        or measured already): when False, the next job starts with the one-time calibration."""
+        if self._runtime is not None and not self._measure_again:
+            return True
+        if self._measure_again:
+            return False
+        return not needs_calibration(self.device, self.options.precision, self.calibration_record, self.store)
 
     @property
     def runtime(self) -> Runtime:
-        """Precision and layout: the user's, or measured on first use (then recorded)."""
+        """Precision and layout: the user's, or measured on first use (then recorded).
+
+        Raises:
+            InvalidOptionError: The options name a precision or backend this device cannot run.
+        """
         with self._runtime_lock:
-            if self._runtime is None:
-                try:
-                    self._runtime = choose_runtime(
-                        self.device, self.options.precision, self.options.backend, self.store,
-                        self.store.weights_dir / "converted" / "calibration.json")
-                except ValueError as exc:
-                    raise RemasterError(str(exc)) from exc
+            if self._runtime is None or self._measure_again:
+                fresh = self._measure_again
+                if fresh or needs_calibration(self.device, self.options.precision, self.calibration_record,
+                                              self.store):
+                    self._measured_at = time.monotonic()
+                self._runtime = choose_runtime(self.device, self.options.precision, self.options.backend,
+                                               self.store, self.calibration_record, fresh=fresh)
+                self._measure_again = False
                 log.info("runtime: %s %s (%s)", self._runtime.precision, self._runtime.backend, self._runtime.reason)
             return self._runtime
+
+    def report_rate(self, model: str, seconds: float, pixels: int) -> bool:
+        """Tell the runtime choice what a finished job achieved: ``seconds`` of inference over
+        ``pixels`` work pixels of ``model``. When the calibration model ran far slower than the
+        calibration promised, the next job measures the CPU again (at most every
+        `RECHECK_INTERVAL_S`). Returns whether it will."""
+        runtime = self._runtime
+        if model != CALIBRATION_MODEL or runtime is None or pixels <= 0:
+            return False
+        if not rate_disagrees(runtime, seconds / pixels, pixels):
+            return False
+        if self._measured_at and time.monotonic() - self._measured_at < RECHECK_INTERVAL_S:
+            return False
+        log.warning("x4plus ran at %.2e s/pixel, the calibration said %.2e: measuring this CPU again",
+                    seconds / pixels, runtime.seconds_per_pixel)
+        with self._runtime_lock:
+            self._measure_again = True
+        return True
 
     def plan(self, scale: int, anime: bool = False, model: str | None = None) -> registry.Plan:
         """How a ``scale``x result would be made (which model, which resample)."""
@@ -153,6 +197,13 @@ class Upscaler:
         runtime = self.runtime
         return self.store.load(model, self.device, runtime.dtype, runtime.channels_last)
 
+    def work_pixels(self, width: int, height: int, model: str) -> int:
+        """Input-side pixels a run of ``model`` over a ``width`` x ``height`` image will really
+        process: tile windows with their context, over the image padded as the model needs."""
+        loaded = self.load(model)
+        tiling_options = self.tile_options(width * height * loaded.entry.scale**2)
+        return tiling_work_pixels(height, width, tiling_options, loaded.size_multiple)
+
     def check_output_size(self, width: int, height: int, scale: int) -> None:
         """Raise ImageTooLargeError when the result would exceed the output pixel limit."""
         pixels = width * scale * height * scale
@@ -170,6 +221,7 @@ class Upscaler:
         model: str | None = None,
         progress: ProgressFn | None = None,
         cancelled: CancelFn | None = None,
+        stage: StageFn | None = None,
     ) -> UpscaleResult:
         """Upscale one image.
 
@@ -178,8 +230,12 @@ class Upscaler:
             scale: 2, 4 or 8.
             anime: Prefer the anime model.
             model: A registry name, custom name or checkpoint path to use instead of the route.
-            progress: Called with (tiles done, total tiles).
-            cancelled: Polled between tiles; True stops the work with `Cancelled`.
+            progress: Called with (steps done, total steps): several per tile (per RRDB block, per
+                convolution of the fast model), monotonic, the last with done == total.
+            cancelled: Polled at every step, inside the forward pass too; True stops the work
+                with `Cancelled` within one step.
+            stage: Called with ``"calibrating"`` (only when the one-time CPU measurement really
+                runs now), ``"loading"`` and ``"upscaling"``.
 
         Raises:
             UnsupportedScaleError, ModelNotFoundError, ImageTooLargeError, WeightsError, Cancelled.
@@ -187,18 +243,29 @@ class Upscaler:
         started = time.perf_counter()
         chosen = self.plan(scale, anime, model)
         self.check_output_size(image.width, image.height, chosen.scale)
+        if stage is not None and not self.calibrated:
+            stage("calibrating")
+        runtime = self.runtime  # measures the CPU now if it must, before "loading"
+        if stage is not None:
+            stage("loading")
         loaded = self.load(chosen.model)
+        if stage is not None:
+            stage("upscaling")
         pixels = image.pixels
         color = pixels[..., :-1] if image.has_alpha else pixels
         rgb = np.repeat(color, 3, axis=2) if image.is_gray else color
         tiling = self.tile_options(image.width * image.height * loaded.entry.scale**2)
         tiles = count_tiles(image.height, image.width, tiling, loaded.size_multiple)
+        inference_started = time.perf_counter()
         out = upscale_tiled(
             loaded.module, rgb, scale=loaded.entry.scale, size_multiple=loaded.size_multiple,
             options=tiling, device=loaded.device, dtype=loaded.dtype,
             channels_last=loaded.channels_last,
             progress=progress, cancelled=cancelled,
         )
+        if loaded.device.type == "cpu":
+            self.report_rate(loaded.entry.name, time.perf_counter() - inference_started,
+                             tiling_work_pixels(image.height, image.width, tiling, loaded.size_multiple))
         size = (image.width * chosen.scale, image.height * chosen.scale)
         if chosen.resample is not None:
             out = resample(out, size)
@@ -209,7 +276,7 @@ class Upscaler:
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
-            device=str(loaded.device), precision=self.runtime.precision, backend=self.runtime.backend,
+            device=str(loaded.device), precision=runtime.precision, backend=runtime.backend,
             tiles=tiles, seconds=round(time.perf_counter() - started, 3),
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
