@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +16,8 @@ import torch
 from esrgan import speed
 from esrgan.imageio import DecodedImage, read_image
 from esrgan.pipeline import UpscaleOptions, Upscaler
-from esrgan.speed import MIN_FAITHFUL_PSNR, choose_runtime
+from esrgan.errors import InvalidOptionError
+from esrgan.speed import CALIBRATION_MODEL, MIN_FAITHFUL_PSNR, calibrate_cpu, choose_runtime
 from esrgan.tiling import TileOptions, upscale_tiled
 from tests.conftest import dataset_image, psnr
 
@@ -52,17 +58,95 @@ def test_calibration_is_measured_once_recorded_and_reused(store, tmp_path, monke
     saved = json.loads(record.read_text())
     assert runtime.precision == saved["chosen"] in ("fp32", "bf16")
     assert saved["machine"] == speed.machine_key() and saved["fp32_seconds"] > 0
+    assert saved["rounds"] == speed.CALIBRATION_ROUNDS
+    if speed.native_bf16()[0]:
+        assert saved["bf16_seconds"] > 0
+    else:  # emulated bf16 is never even tried
+        assert saved["bf16_seconds"] is None and runtime.precision == "fp32"
     if runtime.precision == "bf16":
         assert saved["bf16_psnr"] >= MIN_FAITHFUL_PSNR
-    monkeypatch.setattr(speed, "_time", lambda *a: pytest.fail("measured again"))
+    monkeypatch.setattr(speed, "time_interleaved", lambda *a: pytest.fail("measured again"))
     assert choose_runtime(torch.device("cpu"), store=store, record=record).precision == runtime.precision
+
+
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+CALIBRATE_IN_CHILD = """
+import json, sys, torch
+from esrgan import speed
+from esrgan.weights import ModelStore
+torch.set_num_threads(2)
+timed = []
+result = speed.calibrate_cpu(ModelStore(sys.argv[1]), None, rounds=1, side=32,
+                             hook=lambda name, index: timed.append(name))
+print(json.dumps({"native": speed.native_bf16(), "chosen": result.chosen, "timed": timed,
+                  "bf16_seconds": result.bf16_seconds, "capability": torch.backends.cpu.get_cpu_capability()}))
+"""
+
+
+def test_an_avx2_only_cpu_chooses_fp32_without_trying_bf16(store, weights_dir):
+    store.load(CALIBRATION_MODEL)  # converted once, in the shared weights folder
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, **AVX2_ONLY, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", CALIBRATE_IN_CHILD, str(weights_dir)], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    child = json.loads(done.stdout.splitlines()[-1])
+    assert child["capability"] == "AVX2"
+    assert child["native"][0] is False and "AVX2" in child["native"][1]
+    assert child["chosen"] == "fp32" and child["timed"] == ["fp32"] and child["bf16_seconds"] is None
+
+
+def test_native_bf16_needs_the_instructions_and_no_cap(monkeypatch):
+    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    monkeypatch.setattr(speed.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert speed.native_bf16()[0] and speed.cpu_candidates() == ("fp32", "bf16")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    assert speed.native_bf16() == (False, "ONEDNN_MAX_CPU_ISA=AVX512_CORE caps oneDNN below bf16 instructions")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert speed.native_bf16()[0]
+    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert speed.cpu_candidates() == ("fp32",)
+
+
+def test_a_busy_moment_during_calibration_cannot_record_a_slower_choice(store):
+    """Both precisions are tried here whatever the CPU (bf16 emulated where not native), on a small
+    image. A busy moment (a sleep inside one timed round of the faster precision, as load from
+    another process would add) must not change the verdict: rounds interleave and minima count."""
+    settled = calibrate_cpu(store, None, candidates=("fp32", "bf16"), rounds=2, side=16)
+    faster = settled.chosen
+    slower_seconds = settled.fp32_seconds if faster == "bf16" else settled.bf16_seconds
+    busy = 3 * slower_seconds + 0.5
+
+    def busy_moment(name: str, index: int) -> None:
+        if name == faster and index == 0:
+            time.sleep(busy)
+
+    disturbed = calibrate_cpu(store, None, candidates=("fp32", "bf16"), rounds=2, side=16, hook=busy_moment)
+    assert disturbed.chosen == faster
+    assert max(disturbed.fp32_seconds, disturbed.bf16_seconds) < busy  # the busy round did not count
+
+
+def test_a_choice_far_slower_in_real_jobs_is_measured_again():
+    promised = 1e-4
+    runtime = speed.Runtime("fp32", True, "measured here", seconds_per_pixel=promised)
+    pixels = speed.RECHECK_MIN_PIXELS * 10
+    assert not speed.rate_disagrees(runtime, promised * 1.5, pixels)  # noise, tiles of other sizes
+    assert speed.rate_disagrees(runtime, promised * 10, pixels)
+    assert not speed.rate_disagrees(runtime, promised * 10, 16)  # a tiny job is all fixed costs
+    forced = choose_runtime(torch.device("cpu"), "fp32")
+    assert not speed.rate_disagrees(forced, promised * 10, pixels)  # the user's choice stands
 
 
 def test_the_user_can_force_precision_and_layout():
     forced = choose_runtime(torch.device("cpu"), "fp32", "torch")
     assert (forced.precision, forced.backend, forced.reason) == ("fp32", "torch", "chosen by the user")
-    with pytest.raises(ValueError, match="CUDA only"):
+    with pytest.raises(InvalidOptionError, match="CUDA only"):
         choose_runtime(torch.device("cpu"), "fp16")
+    with pytest.raises(InvalidOptionError, match="precision must be one of"):
+        choose_runtime(torch.device("cpu"), "int4")
 
 
 def test_provenance_names_the_runtime(store):
