@@ -153,11 +153,11 @@ _HOOK_LOCK = threading.Lock()
 
 
 def step_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The blocks after each of which a step is counted: the children of a ``body`` Sequential that
-    hold convolutions (the RRDBs of an RRDBNet, the convolutions of an SRVGGNetCompact); none for a
-    network without such a body (it then reports one step per tile)."""
+    """The blocks after each of which a step is counted: the children of a ``body`` (Sequential or
+    ModuleList) that hold convolutions (the RRDBs of an RRDBNet, the convolutions of an
+    SRVGGNetCompact); none for a network without such a body (it then reports one step per tile)."""
     body = getattr(model, "body", None)
-    if not isinstance(body, torch.nn.Sequential):
+    if not isinstance(body, (torch.nn.Sequential, torch.nn.ModuleList)):
         return []
     return [block for block in body if any(isinstance(m, torch.nn.Conv2d) for m in block.modules())]
 

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from esrgan.errors import Cancelled
 from esrgan.imageio import read_image
-from esrgan.tiling import TileOptions, count_tiles, plan_tiles, upscale_tiled
+from esrgan.tiling import TileOptions, count_tiles, plan_tiles, steps_per_tile, upscale_tiled, work_pixels
 from tests.conftest import dataset_image, psnr
 
 
@@ -25,12 +25,14 @@ def test_tiled_x4plus_matches_whole_image_on_a_real_photo(store):
     image = read_image(dataset_image("Set14_LRx4/zebrax4.png")).pixels[:64, :192]
     whole = upscale_tiled(model, image, scale=4, options=TileOptions(tile=0))
     tiled = upscale_tiled(model, image, scale=4, options=TileOptions(tile=96))
+    assert count_tiles(64, 192, TileOptions(tile=96)) == 2
     assert tiled.shape == whole.shape == (256, 584, 3)
-    assert psnr(tiled, whole) >= 45
+    assert psnr(tiled, whole) >= 50
 
 
 @pytest.mark.parametrize(("height", "width", "tile", "multiple", "batch"),
-                         [(50, 77, 16, 1, 1), (64, 30, 24, 4, 1), (9, 9, 4, 1, 1), (70, 90, 16, 1, 4)])
+                         [(50, 77, 16, 1, 1), (64, 30, 24, 4, 1), (9, 9, 4, 1, 1), (70, 90, 16, 1, 4),
+                          (3, 500, 16, 1, 1), (400, 2, 16, 2, 2)])
 def test_blended_tiles_weigh_every_output_pixel_exactly_once(height, width, tile, multiple, batch):
     image = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
     options = TileOptions(tile=tile, tile_pad=8, pre_pad=3, batch=batch)
@@ -60,3 +62,67 @@ def test_progress_reports_each_tile_and_cancel_stops_between_tiles():
         upscale_tiled(Nearest(), image, scale=4, options=options, cancelled=lambda: len(seen) > 10,
                       progress=lambda d, t: seen.append((d, t)))
     assert len(seen) == 11  # stopped after two more tiles, not at the end
+
+
+def test_a_thin_strip_runs_as_few_long_tiles_and_costs_its_pixels():
+    options = TileOptions(tile=384, tile_pad=32)
+    assert count_tiles(1, 2048, options) == count_tiles(2048, 1, options) == 1
+    assert work_pixels(1, 2048, options) == work_pixels(2048, 1, options) == 2048
+    assert work_pixels(45, 45, options) == 2025
+    long = 4_194_304  # within a 16 MP pixel limit, as one row
+    assert count_tiles(1, long, options) == 29  # each window about the area of one 384 px tile
+    assert long < work_pixels(1, long, options) < 1.001 * long
+    # Ordinary images still pay their context, and work_pixels says so.
+    assert work_pixels(1000, 1000, options) > 1.2e6
+
+
+class Blocks(torch.nn.Module):
+    """A tiny network with a ``body`` of blocks, as RRDBNet and SRVGGNetCompact have."""
+
+    def __init__(self, blocks: int = 5) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(*(torch.nn.Conv2d(3, 3, 1) for _ in range(blocks)))
+        self.calls = 0
+
+    def forward(self, x):
+        for block in self.body:
+            self.calls += 1
+            x = block(x)
+        return F.interpolate(x, scale_factor=4, mode="nearest")
+
+
+def test_x4plus_reports_every_rrdb_block_of_a_one_tile_job(store):
+    model = store.load("realesrgan-x4plus", "cpu").module
+    assert steps_per_tile(model) == 24  # 23 RRDB blocks, and the tile's storing
+    compact = store.load("realesr-animevideov3", "cpu").module
+    assert steps_per_tile(compact) == 19  # 18 convolutions, and the storing
+    image = np.random.default_rng(0).random((12, 12, 3), dtype=np.float32)
+    seen = []
+    upscale_tiled(model, image, scale=4, options=TileOptions(tile=384), progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(i, 24) for i in range(1, 25)]
+
+
+def test_cancel_stops_inside_the_forward_pass_within_one_step(store):
+    model = store.load("realesrgan-x4plus", "cpu").module
+    image = np.random.default_rng(0).random((12, 12, 3), dtype=np.float32)
+    seen = []
+    with pytest.raises(Cancelled):
+        upscale_tiled(model, image, scale=4, options=TileOptions(tile=384),
+                      progress=lambda d, t: seen.append(d), cancelled=lambda: len(seen) >= 3)
+    assert seen == [1, 2, 3]  # the one tile's forward pass was left after its third block
+    out = upscale_tiled(model, image, scale=4, options=TileOptions(tile=384))  # the network is unharmed
+    assert out.shape == (48, 48, 3)
+
+
+def test_steps_are_per_batch_of_tiles_monotonic_and_end_at_the_total():
+    model = Blocks(5)
+    image = np.random.default_rng(0).random((40, 40, 3), dtype=np.float32)
+    options = TileOptions(tile=16, tile_pad=4, batch=4)
+    seen = []
+    out = upscale_tiled(model, image, scale=4, options=options, progress=lambda d, t: seen.append((d, t)))
+    total = count_tiles(40, 40, options) * 6
+    assert [t for _, t in seen] == [total] * len(seen) and seen[-1] == (total, total)
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and len(done) > count_tiles(40, 40, options)
+    assert out.shape == (160, 160, 3)
+    model(torch.zeros(1, 3, 4, 4))  # outside a tiled run the hooks do nothing
