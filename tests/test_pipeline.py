@@ -3,15 +3,48 @@
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from esrgan.errors import ImageTooLargeError
+from esrgan import registry, speed
+from esrgan.errors import Cancelled, ImageTooLargeError
 from esrgan.imageio import DecodedImage, decode, encode
 from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.weights import ModelStore, ncnn_models_dir
 from tests.conftest import crop_of, png_bytes, psnr
+
+
+def ncnn_whole_image(model: str, rgb: np.ndarray) -> np.ndarray:
+    """The original ncnn model's output for the whole (H, W, 3) image, in fp32: the reference."""
+    ncnn = pytest.importorskip("ncnn")
+    stem = registry.spec(model).ncnn_stem
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    for option in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
+        setattr(net.opt, option, False)
+    net.load_param(str(ncnn_models_dir() / f"{stem}.param"))
+    net.load_model(str(ncnn_models_dir() / f"{stem}.bin"))
+    planes = np.ascontiguousarray(rgb.transpose(2, 0, 1))  # ncnn.Mat borrows this memory: keep it alive
+    extractor = net.create_extractor()
+    extractor.input("data", ncnn.Mat(planes))
+    _, out = extractor.extract("output")
+    return np.clip(np.array(out), 0, 1).transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize(("box", "tile", "tiles"), [((100, 100, 148, 148), None, 1), ((90, 60, 186, 92), 32, 3)])
+def test_the_default_output_is_the_official_whole_image_output(store, box, tile, tiles):
+    """The pipeline's defaults (no pre-padding, fp32 here) against the ncnn runtime on the whole image."""
+    upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=tile))
+    photo = np.asarray(crop_of("Set5/bird.png", box), np.float32) / 255
+    result = upscaler.upscale(DecodedImage(photo), 4)
+    assert result.provenance.tiles == tiles
+    reference = ncnn_whole_image("realesrgan-x4plus", photo)
+    assert result.image.pixels.shape == reference.shape
+    assert psnr(result.image.pixels, reference) >= 50
 
 
 def test_4x_photo_looks_like_the_input_but_sharper(upscaler, small_photo):
@@ -78,3 +111,42 @@ def test_tiny_images_upscale(upscaler):
     for shape in [(1, 1, 3), (1, 40, 3)]:
         out = upscaler.upscale(DecodedImage(np.full(shape, 0.5, np.float32)), 2, model="realesr-animevideov3")
         assert out.image.pixels.shape == (shape[0] * 2, shape[1] * 2, 3)
+
+
+def test_a_one_tile_job_reports_many_steps_and_cancels_within_one(upscaler):
+    image = DecodedImage(np.full((12, 16, 3), 0.4, np.float32))
+    stages, seen = [], []
+    result = upscaler.upscale(image, 4, progress=lambda d, t: seen.append((d, t)), stage=stages.append)
+    assert result.provenance.tiles == 1
+    assert stages == ["loading", "upscaling"]  # the precision is forced: nothing to measure
+    assert len(seen) == 24 and seen[-1] == (24, 24)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    steps = []
+    with pytest.raises(Cancelled):
+        upscaler.upscale(image, 4, progress=lambda d, t: steps.append(d), cancelled=lambda: len(steps) >= 4)
+    assert steps == [1, 2, 3, 4]
+
+
+def test_calibrated_says_whether_the_next_job_measures_the_cpu_first(tmp_path):
+    fresh = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu"))
+    assert fresh.calibrated is False
+    assert Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32")).calibrated
+    record = fresh.calibration_record
+    record.parent.mkdir(parents=True)
+    saved = speed.Calibration(speed.machine_key(), 1.0, None, None, "fp32", 3, 0.0)
+    record.write_text(json.dumps(asdict(saved)))
+    again = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu"))
+    assert again.calibrated and again.runtime.precision == "fp32"
+    # A recorded choice far slower in a real job than the record said is measured again.
+    promised = again.runtime.seconds_per_pixel
+    pixels = speed.RECHECK_MIN_PIXELS * 4
+    assert not again.report_rate(speed.CALIBRATION_MODEL, promised * pixels * 1.5, pixels)
+    assert again.report_rate(speed.CALIBRATION_MODEL, promised * pixels * 20, pixels)
+    assert again.calibrated is False
+
+
+def test_work_pixels_are_what_the_tiled_run_processes(store):
+    upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32"))
+    assert upscaler.work_pixels(2048, 1, "realesrgan-x4plus") == 2048  # a thin strip: one long tile
+    assert upscaler.work_pixels(45, 45, "realesrgan-x4plus") == 2025
+    assert upscaler.work_pixels(1000, 1000, "realesrgan-x4plus") > 1.2e6  # 9 tiles with their context
