@@ -217,7 +217,8 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
         record: Where the verdict is kept (None: measure, keep nothing).
         fresh: Measure even if a valid record exists.
         candidates: Precisions to try; default `cpu_candidates()` (fp32, plus bf16 where native).
-        rounds: Interleaved timed rounds per candidate.
+        rounds: Interleaved timed rounds per candidate (1 where there is only one candidate: it
+            then measures the rate for estimates, and jobs correct it; see `rate_disagrees`).
         side: Test image side (x4plus input pixels); the record's rates assume the default.
         hook: See `time_interleaved`; tests only.
 
@@ -229,6 +230,8 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
         if saved is not None:
             return saved
     candidates = candidates or cpu_candidates()
+    if len(candidates) == 1:  # nothing to choose: one round gives the rate for estimates
+        rounds = 1
     x = test_image(side).to(memory_format=torch.channels_last)
     modules = {}
     for name in candidates:
