@@ -21,6 +21,19 @@ DATASETS = Path(os.environ.get("REMASTER_DATASETS", ROOT.parent / "shared" / "da
 METHODS = "nearest,bicubic,lanczos,realesrgan,realesrgan-anime,realesr-animevideov3"
 
 
+def machine() -> str:
+    """The CPU model, its core count and the kernels torch runs on it, for the tables' caption."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores, torch kernels {torch.backends.cpu.get_cpu_capability()}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality")
@@ -28,8 +41,7 @@ def main() -> int:
     parser.add_argument("--sets", default="Set5,Set14")
     parser.add_argument("--scales", default="4,2,8")
     args = parser.parse_args()
-    print(f"# machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d')}")
+    print(f"# machine: {machine()}, python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
     for scale in (int(s) for s in args.scales.split(",")):
         for degradation in ("bicubic", "realistic"):
             for name in args.sets.split(","):
