@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -112,7 +113,8 @@ class Upscaler:
         self._measured_at = 0.0  # monotonic time of this process's last calibration
 
     @property
-    def calibration_record(self):
+    def calibration_record(self) -> Path:
+        """Where this store keeps the CPU calibration."""
         return self.store.weights_dir / "converted" / "calibration.json"
 
     @property
