@@ -31,5 +31,17 @@ class WeightsError(RemasterError):
     """A weights file is missing, corrupt, or not of a recognised architecture."""
 
 
+class ConfigError(RemasterError):
+    """An option (of fine-tuning, of the degradation) is unknown, or its value cannot work."""
+
+
+class TrainingDataError(RemasterError):
+    """The training images cannot be used: none readable, none large enough, or an LR partner missing."""
+
+
+class TrainingError(RemasterError):
+    """A fine-tuning run cannot go on: it diverged, or its run folder cannot be resumed."""
+
+
 class Cancelled(RemasterError):
     """The caller asked to stop; raised between tiles."""
