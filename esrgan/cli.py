@@ -163,8 +163,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         except RemasterError as exc:
             print(f"error: {path}: {exc}", file=sys.stderr)
             continue
-        pixels = image.pixels[..., :-1] if image.has_alpha else image.pixels
-        hr = to_uint8(mod_crop(pixels, args.scale))
+        hr = to_uint8(mod_crop(image.color, args.scale))
         lr = make_lr(hr, args.scale, "realistic", image_seed(args.seed, path.name))
         for folder, pixels_out, name in (("HR", hr, path.stem), ("LR", lr, f"{path.stem}x{args.scale}")):
             data = encode(DecodedImage(pixels_out.astype(np.float32) / 255.0), "png")

@@ -35,5 +35,17 @@ class InvalidOptionError(RemasterError):
     """A setting (precision, backend, device...) is not one the engine offers, or not on this device."""
 
 
+class ConfigError(RemasterError):
+    """An option (of fine-tuning, of the degradation) is unknown, or its value cannot work."""
+
+
+class TrainingDataError(RemasterError):
+    """The training images cannot be used: none readable, none large enough, or an LR partner missing."""
+
+
+class TrainingError(RemasterError):
+    """A fine-tuning run cannot go on: it diverged, or its run folder cannot be resumed."""
+
+
 class Cancelled(RemasterError):
     """The caller asked to stop; raised between steps of the forward pass."""

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from esrgan.degrade import DegradationConfig, degrade_image
 from esrgan.errors import RemasterError
-from esrgan.imageio import DecodedImage, read_image
+from esrgan.imageio import DecodedImage, read_image, to_rgb, to_uint8
 from esrgan.metrics import mod_crop, quality
 from esrgan.pipeline import Upscaler
 from esrgan.resize import imresize
@@ -56,10 +56,6 @@ class Evaluation:
                 row[key] = float(np.mean(values)) if values else None
             out.append(row)
         return out
-
-
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    return (np.clip(pixels, 0, 1) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _pil_method(resample: int) -> Method:
@@ -117,8 +113,7 @@ def make_lr(hr: np.ndarray, scale: int, degradation: str, seed: int) -> np.ndarr
     """(H, W, C) uint8 HR (mod-cropped) -> uint8 LR by MATLAB bicubic or the realistic pipeline."""
     if degradation == "bicubic":
         return imresize(hr, 1 / scale).reshape(hr.shape[0] // scale, hr.shape[1] // scale, -1)
-    rgb = np.repeat(hr, 3, axis=2) if hr.shape[2] == 1 else hr
-    lr = degrade_image(rgb.astype(np.float32) / 255.0, DegradationConfig(scale=scale), seed)
+    lr = degrade_image(to_rgb(hr).astype(np.float32) / 255.0, DegradationConfig(scale=scale), seed)
     lr = to_uint8(lr)
     return lr.mean(axis=2, keepdims=True).round().astype(np.uint8) if hr.shape[2] == 1 else lr
 
@@ -144,7 +139,7 @@ class VGGDistance:
     @torch.inference_mode()
     def __call__(self, sr: np.ndarray, hr: np.ndarray) -> float:
         def prepare(a: np.ndarray) -> torch.Tensor:
-            t = torch.from_numpy(np.repeat(a, 3, 2) if a.shape[2] == 1 else a).permute(2, 0, 1)[None]
+            t = torch.from_numpy(to_rgb(a)).permute(2, 0, 1)[None]
             return (t.float() / 255.0 - self.mean) / self.std
 
         return float((self.features(prepare(sr)) - self.features(prepare(hr))).abs().mean())
@@ -169,13 +164,12 @@ def evaluate(hr_dir: Path, scale: int, methods: dict[str, Method], lr_dir: Path 
     paths = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     for path in tqdm(paths, desc=f"x{scale} {degradation if lr_dir is None else 'given LR'}", unit="image"):
         try:
-            pixels = read_image(path, max_pixels=None).pixels
-            hr = to_uint8(pixels[..., :-1] if pixels.shape[2] in (2, 4) else pixels)  # alpha is not scored
+            hr = to_uint8(read_image(path, max_pixels=None).color)  # alpha is not scored
             if lr_dir is not None:
                 lr_path = find_lr(lr_dir, path.stem, scale)
                 if lr_path is None:
                     raise RemasterError(f"no LR image for {path.name} in {lr_dir}")
-                lr = to_uint8(read_image(lr_path).pixels)
+                lr = to_uint8(read_image(lr_path).color)
                 if lr.shape[2] != hr.shape[2]:
                     lr = lr[..., :1] if hr.shape[2] == 1 else np.repeat(lr, 3, 2)
                 hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]

@@ -12,7 +12,7 @@ import os
 import struct
 import tempfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -65,6 +65,47 @@ class DecodedImage:
     @property
     def is_gray(self) -> bool:
         return self.pixels.shape[2] in (1, 2)
+
+    @property
+    def alpha(self) -> np.ndarray | None:
+        """(H, W, 1) float32 alpha in [0, 1], or None for an opaque image."""
+        return self.pixels[..., -1:] if self.has_alpha else None
+
+    @property
+    def color(self) -> np.ndarray:
+        """(H, W, 1 or 3) the colour channels without alpha: gray stays one channel."""
+        return self.pixels[..., :-1] if self.has_alpha else self.pixels
+
+    def rgb(self) -> np.ndarray:
+        """(H, W, 3) float32 RGB without alpha, as the networks take it: gray in three equal channels."""
+        return to_rgb(self.pixels)
+
+    def with_rgb(self, rgb: np.ndarray, alpha: np.ndarray | None = None) -> DecodedImage:
+        """This image (bit depth, format, ICC profile, gray or colour, alpha or not) with new RGB pixels.
+
+        Args:
+            rgb: (H', W', 3) float32 in [0, 1], e.g. a network's output; a gray image keeps the
+                channels' mean.
+            alpha: (H', W', 1) alpha to carry, when this image has alpha and the size changed (the
+                caller resizes it: how is its choice); by default this image's own alpha.
+
+        Raises:
+            ValueError: The alpha's size does not match ``rgb`` (a programming error).
+        """
+        color = rgb.mean(axis=2, keepdims=True, dtype=np.float32) if self.is_gray else rgb
+        if self.has_alpha:
+            alpha = self.alpha if alpha is None else alpha
+            if alpha.shape[:2] != rgb.shape[:2]:
+                raise ValueError(f"alpha is {alpha.shape[1]}x{alpha.shape[0]}, the colour "
+                                 f"{rgb.shape[1]}x{rgb.shape[0]}: resize the alpha too")
+            color = np.concatenate([color, alpha.astype(np.float32, copy=False)], axis=2)
+        return replace(self, pixels=color)
+
+
+def to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, C) pixels of any layout above (any dtype) -> (H, W, 3): alpha dropped, gray repeated."""
+    color = pixels[..., :-1] if pixels.shape[2] in (2, 4) else pixels
+    return np.repeat(color, 3, axis=2) if color.shape[2] == 1 else color
 
 
 def decode(data: bytes, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> DecodedImage:
@@ -271,8 +312,14 @@ def _quantise(pixels: np.ndarray, dtype: type, peak: float) -> np.ndarray:
     return out
 
 
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] (clipped here) -> uint8 of the same shape, rounded half up."""
+    return _quantise(pixels, np.uint8, 255.0)
+
+
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
-    out = _quantise(pixels, np.uint8, 255.0)
+    """`to_uint8` in Pillow's layout: one channel as a 2-D array."""
+    out = to_uint8(pixels)
     return out[..., 0] if out.shape[2] == 1 else out
 
 

@@ -253,9 +253,7 @@ class Upscaler:
         loaded = self.load(chosen.model)
         if stage is not None:
             stage("upscaling")
-        pixels = image.pixels
-        color = pixels[..., :-1] if image.has_alpha else pixels
-        rgb = np.repeat(color, 3, axis=2) if image.is_gray else color
+        rgb = image.rgb()
         tiling = self.tile_options(image.width * image.height * loaded.entry.scale**2)
         tiles = count_tiles(image.height, image.width, tiling, loaded.size_multiple)
         inference_started = time.perf_counter()
@@ -271,10 +269,7 @@ class Upscaler:
         size = (image.width * chosen.scale, image.height * chosen.scale)
         if chosen.resample is not None:
             out = resample(out, size)
-        if image.is_gray:
-            out = out.mean(axis=2, keepdims=True)
-        if image.has_alpha:
-            out = np.concatenate([out, resample(pixels[..., -1:], size)], axis=2)
+        alpha = resample(image.alpha, size) if image.has_alpha else None
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
@@ -283,7 +278,7 @@ class Upscaler:
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
                  loaded.entry.name, provenance.seconds)
-        return UpscaleResult(replace(image, pixels=np.clip(out, 0, 1, out=out)), provenance)
+        return UpscaleResult(image.with_rgb(np.clip(out, 0, 1, out=out), alpha), provenance)
 
 
 def resample(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

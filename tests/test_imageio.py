@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from esrgan.errors import ImageTooLargeError, InvalidImageError
-from esrgan.imageio import DecodedImage, decode, encode, write_image
+from esrgan.imageio import DecodedImage, decode, encode, to_uint8, write_image
 from tests.conftest import crop_of, png_bytes
 
 
@@ -133,3 +133,40 @@ def test_write_image_streams_pngs_with_the_same_pixels_as_encode(tmp_path, bits,
     encoded = cv2.imdecode(np.frombuffer(encode(image, "png"), np.uint8), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(written, encoded)
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+@pytest.mark.parametrize(("channels", "gray", "alpha"), [(1, True, False), (2, True, True), (3, False, False),
+                                                          (4, False, True)])
+def test_rgb_alpha_and_with_rgb_keep_what_kind_of_image_it_is(channels, gray, alpha):
+    pixels = np.random.default_rng(3).random((5, 7, channels), dtype=np.float32)
+    image = DecodedImage(pixels, bit_depth=16, source_format="tiff", icc_profile=b"profile")
+    rgb = image.rgb()
+    assert rgb.shape == (5, 7, 3) and rgb.dtype == np.float32
+    for c in range(3):
+        np.testing.assert_array_equal(rgb[..., c], pixels[..., 0 if gray else c])
+    assert (image.alpha is not None) == alpha and image.color.shape[2] == (1 if gray else 3)
+    if alpha:
+        np.testing.assert_array_equal(image.alpha, pixels[..., -1:])
+
+    darker = image.with_rgb(rgb * 0.5)
+    assert darker.pixels.shape == pixels.shape
+    assert (darker.bit_depth, darker.source_format, darker.icc_profile) == (16, "tiff", b"profile")
+    np.testing.assert_allclose(darker.rgb(), rgb * 0.5, atol=1e-7)
+    if alpha:
+        np.testing.assert_array_equal(darker.alpha, image.alpha)
+
+    bigger = np.full((10, 14, 3), 0.25, np.float32)
+    if alpha:  # a new size needs its own alpha: the caller resizes it
+        with pytest.raises(ValueError, match="alpha"):
+            image.with_rgb(bigger)
+        resized = image.with_rgb(bigger, np.ones((10, 14, 1), np.float32))
+        assert resized.pixels.shape == (10, 14, channels) and (resized.alpha == 1).all()
+    else:
+        assert image.with_rgb(bigger).pixels.shape == (10, 14, channels)
+
+
+def test_to_uint8_rounds_clips_and_keeps_the_shape():
+    pixels = np.array([-0.1, 0.0, 0.25, 0.5, 1.0, 1.2, 1 / 255, 0.49 / 255], np.float32).reshape(1, 8, 1)
+    out = to_uint8(pixels)
+    assert out.dtype == np.uint8 and out.shape == (1, 8, 1)
+    assert out.ravel().tolist() == [0, 0, 64, 128, 255, 255, 1, 0]

@@ -11,6 +11,9 @@ from esrgan.metrics import mod_crop, psnr, quality, shave, ssim, to_y
 from esrgan.resize import imresize
 from tests.conftest import DATASETS, dataset_image
 
+benchmarks = pytest.mark.skipif(DATASETS is None, reason="reproduces a published benchmark figure: set "
+                                "REMASTER_DATASETS to a folder holding Set5/, Set14/ and their *_LRx4/")
+
 
 def test_identical_images_score_perfectly():
     image = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
@@ -49,16 +52,56 @@ def test_y_channel_is_bt601_and_gray_is_its_own_y():
     assert ssim(gray, gray) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("factor", [0.25, 0.5, 2, 4])
+def test_matlab_bicubic_agrees_with_pillows_cubic_away_from_the_border(factor):
+    # Pillow's float resampling is an independent implementation of the same antialiased cubic
+    # (a = -0.5, pixel centres at +0.5); only the border rule differs (MATLAB mirrors, Pillow clips).
+    hr = np.asarray(Image.open(dataset_image("Set14/comic.png")), np.float64)
+    ours = imresize(hr, factor)
+    height, width = ours.shape[:2]
+    pillow = np.stack([np.asarray(Image.fromarray(hr[..., c].astype(np.float32), "F").resize((width, height),
+                                                                                          Image.BICUBIC))
+                       for c in range(3)], axis=2)
+    border = 8
+    np.testing.assert_allclose(ours[border:-border, border:-border], pillow[border:-border, border:-border],
+                               atol=1e-3)
+
+
+@benchmarks
 def test_matlab_bicubic_matches_the_benchmark_lr_files():
-    hr = np.asarray(Image.open(dataset_image("Set14/comic.png")))
-    lr = np.asarray(Image.open(dataset_image("Set14_LRx4/comicx4.png")))
+    hr = np.asarray(Image.open(DATASETS / "Set14/comic.png"))
+    lr = np.asarray(Image.open(DATASETS / "Set14_LRx4/comicx4.png"))
     ours = imresize(mod_crop(hr, 4), 0.25)
     difference = np.abs(ours.astype(int) - lr.astype(int))
     assert difference.max() <= 1 and (difference > 0).mean() < 0.005
 
 
+def test_given_lr_files_are_scored_and_written_as_csv(tmp_path):
+    hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
+    hr_dir.mkdir()
+    lr_dir.mkdir()
+    for name in ("Set5/baby.png", "Set5/bird.png"):
+        hr = np.asarray(Image.open(dataset_image(name)))[:201, :203]  # not multiples of 4: mod-cropped
+        stem = dataset_image(name).stem
+        Image.fromarray(hr).save(hr_dir / f"{stem}.png")
+        Image.fromarray(imresize(mod_crop(hr, 4), 0.25)).save(lr_dir / f"{stem}x4.png")
+    result = evaluate(hr_dir, 4, build_methods(["nearest", "bicubic"], upscaler=None), lr_dir=lr_dir)
+    rows = {(r["image"], r["method"]): r for r in result.rows}
+    assert len(rows) == 4 and not result.failures
+    for image in ("astronaut.png", "coffee.png"):
+        assert 22 < rows[image, "nearest"]["psnr_y"] < rows[image, "bicubic"]["psnr_y"] < 40
+    mean = result.summary()[1]
+    assert mean["method"] == "bicubic"
+    assert mean["psnr_y"] == pytest.approx(np.mean([rows[i, "bicubic"]["psnr_y"] for i in ("astronaut.png",
+                                                                                          "coffee.png")]))
+    write_csv(result, tmp_path / "scores.csv")
+    lines = (tmp_path / "scores.csv").read_text().splitlines()
+    assert lines[0].startswith("image,method,scale,degradation,psnr_y,ssim_y,psnr_rgb")
+    assert len(lines) == 1 + 4 + 2 and lines[-1].startswith(f"MEAN,bicubic,4,given,{mean['psnr_y']:.4f}")
+
+
+@benchmarks
 def test_set5_bicubic_reproduces_the_published_x4_figure(tmp_path):
-    dataset_image("Set5/baby.png")
     methods = build_methods(["bicubic"], upscaler=None)
     result = evaluate(DATASETS / "Set5", 4, methods, lr_dir=DATASETS / "Set5_LRx4")
     mean = result.summary()[0]

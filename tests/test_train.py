@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from esrgan.archs import UNetDiscriminatorSN
-from esrgan.errors import RemasterError
+from esrgan.errors import ConfigError, TrainingDataError, TrainingError, WeightsError
 from esrgan.imageio import DecodedImage
 from esrgan.pipeline import UpscaleOptions, Upscaler
 from esrgan.train.config import TrainConfig, load_config
-from esrgan.train.data import split_folder
+from esrgan.train.data import PatchSampler, split_folder
 from esrgan.train.loop import Trainer, default_freeze, expand_freeze, freeze
 from esrgan.train.losses import PerceptualLoss
 from esrgan.weights import ModelStore
@@ -101,13 +101,13 @@ def test_freeze_rules():
 
     x4plus = describe_state_dict(ModelStore().state_dict("realesrgan-x4plus"))
     assert default_freeze(x4plus) == "conv_first,body.0-15"
-    with pytest.raises(RemasterError, match="no layer"):
+    with pytest.raises(ConfigError, match="no layer"):
         freeze(torch.nn.Conv2d(3, 3, 3), "body.0")
 
 
 def test_perceptual_loss_needs_real_vgg_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(RemasterError, match="--no-perceptual"):
+    with pytest.raises(WeightsError, match="--no-perceptual"):
         PerceptualLoss()
 
 
@@ -133,7 +133,43 @@ def test_yaml_config_and_unknown_options(tmp_path):
     path.write_text("iters: 10\nmilestones: [5, 8]\ndegradation:\n  noise_range: [1, 10]\n")
     config = load_config(path, {"batch": 2, "iters": None})
     assert (config.iters, config.batch, config.milestones) == (10, 2, (5, 8))
-    assert config.degradation.noise_range == (1, 10)
+    assert config.degradation.first.noise_range == (1, 10) and config.degradation.second.noise_range == (1, 25)
     path.write_text("iterations: 10\n")
-    with pytest.raises(RemasterError, match="unknown"):
+    with pytest.raises(ConfigError, match="unknown training options: iterations"):
         load_config(path, {})
+    path.write_text("degradation:\n  noise: [1, 10]\n")
+    with pytest.raises(ConfigError, match="unknown degradation options: noise"):
+        load_config(path, {})
+    path.write_text("iters: ten\n")
+    with pytest.raises(ConfigError, match="iters must be a whole number"):
+        load_config(path, {})
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"batch": 0}, "batch must be a whole number >= 1"),
+    ({"pixel_loss": "l3"}, "pixel_loss must be one of l1, mse"),
+    ({"split": (0.5, 0.5, 0.5)}, "split must be three fractions"),
+    ({"lr_g": 0.0}, "lr_g must be a number > 0"),
+    ({"ema_decay": 1.0}, "ema_decay must be in"),
+    ({"milestones": (100, -5)}, "milestones must be iteration numbers"),
+])
+def test_options_that_cannot_work_are_refused_by_name(options, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**options)
+
+
+def test_unusable_training_data_gets_a_typed_error(tmp_path, hr_dir):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrainingDataError, match="no readable images"):
+        split_folder(tmp_path / "empty", (0.7, 0.2, 0.1), seed=0)
+    with pytest.raises(TrainingDataError, match="lower --patch"):
+        PatchSampler(sorted(hr_dir.glob("Set5-*.png")), 512, 4, torch.Generator().manual_seed(0))
+    with pytest.raises(TrainingDataError, match="no LR image"):
+        PatchSampler(sorted(hr_dir.glob("Set5-*.png")), 64, 4, torch.Generator().manual_seed(0), lr_dir=tmp_path)
+
+
+def test_a_run_folder_that_cannot_be_resumed_says_so(hr_dir, store, tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    trainer = Trainer(SMOKE, hr_dir, tmp_path, store=store)
+    with pytest.raises(TrainingError, match="cannot resume from .*new output folder"):
+        trainer.resume()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
@@ -9,8 +10,9 @@ from typing import Literal
 import yaml
 
 from esrgan.degrade import DegradationConfig
-from esrgan.errors import RemasterError
+from esrgan.errors import ConfigError
 
+PIXEL_LOSSES = ("l1", "mse")
 MODEL_ALIASES = {"x4plus": "realesrgan-x4plus", "anime": "realesrgan-x4plus-anime",
                  "x4plus-anime": "realesrgan-x4plus-anime", "animevideov3": "realesr-animevideov3"}
 
@@ -58,30 +60,69 @@ class TrainConfig:
     name: str = ""
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
+    def __post_init__(self) -> None:
+        """Refuse, with the option's name, a value that cannot work (a YAML typo, a negative size)."""
+        whole = {"iters": 1, "patch": 1, "batch": 1, "val_every": 1, "val_crop": 1, "patience": 0, "seed": 0}
+        for name, least in whole.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigError(f"training option {name} must be a whole number >= {least}, not {value!r}")
+        for name in ("pixel_weight", "perceptual_weight", "gan_weight", "grad_clip", "lr_g", "lr_d"):
+            value = getattr(self, name)
+            positive = name.startswith("lr_")
+            if not _is_number(value) or value < 0 or (positive and value == 0):
+                raise ConfigError(f"training option {name} must be a number {'>' if positive else '>='} 0, "
+                                  f"not {value!r}")
+        if not _is_number(self.ema_decay) or not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"training option ema_decay must be in [0, 1), not {self.ema_decay!r}")
+        if self.pixel_loss not in PIXEL_LOSSES:
+            raise ConfigError(f"training option pixel_loss must be one of {', '.join(PIXEL_LOSSES)}, "
+                              f"not {self.pixel_loss!r}")
+        if not isinstance(self.milestones, tuple) or not all(isinstance(m, int) and m > 0 for m in self.milestones):
+            raise ConfigError(f"training option milestones must be iteration numbers, not {self.milestones!r}")
+        split = self.split
+        if (not isinstance(split, tuple) or len(split) != 3 or not all(_is_number(f) and f >= 0 for f in split)
+                or abs(sum(split) - 1) > 1e-6):
+            raise ConfigError(f"training option split must be three fractions (train, val, test) summing to 1, "
+                              f"not {split!r}")
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError("training option model must name a model or a checkpoint file")
+
     @property
     def model_name(self) -> str:
         return MODEL_ALIASES.get(self.model, self.model)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def load_config(path: Path | None, overrides: dict) -> TrainConfig:
-    """Defaults, then the YAML file, then the command line's explicit options."""
+    """Defaults, then the YAML file, then the command line's explicit options.
+
+    The ``degradation`` section takes Real-ESRGAN's option names (see
+    `DegradationConfig.from_options`).
+
+    Raises:
+        ConfigError: The file cannot be read, or an option is unknown or has a value that cannot work.
+    """
     values: dict = {}
     if path is not None:
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise RemasterError(f"cannot read the config {path}: {exc}") from exc
+            raise ConfigError(f"cannot read the config {path}: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"the config {path} must be a mapping of option: value")
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in fields(TrainConfig)}
     unknown = set(values) - known
     if unknown:
-        raise RemasterError(f"unknown training options: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"unknown training options: {', '.join(sorted(unknown))}")
     degradation = values.pop("degradation", None) or {}
+    if not isinstance(degradation, dict):
+        raise ConfigError("the degradation section must be a mapping of Real-ESRGAN option: value")
     for key in ("milestones", "split"):
-        if key in values:
+        if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
-    config = replace(TrainConfig(), **values)
-    if isinstance(degradation, dict):
-        config = replace(config, degradation=replace(DegradationConfig(), **{
-            k: tuple(v) if isinstance(v, list) else v for k, v in degradation.items()}))
-    return config
+    return replace(TrainConfig(), **values, degradation=DegradationConfig.from_options(degradation))

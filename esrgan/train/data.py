@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from esrgan.errors import RemasterError
+from esrgan.errors import RemasterError, TrainingDataError
 from esrgan.evaluate import IMAGE_SUFFIXES, find_lr
 from esrgan.imageio import read_image
 
@@ -44,7 +44,7 @@ def split_folder(hr_dir: Path, fractions: tuple[float, float, float], seed: int)
             skipped[path.name] = str(exc)
             log.warning("skipping %s: %s", path.name, exc)
     if not readable:
-        raise RemasterError(f"no readable images in {hr_dir}")
+        raise TrainingDataError(f"no readable images in {hr_dir}")
     order = np.random.default_rng(seed).permutation(len(readable))
     shuffled = [readable[i] for i in order]
     n = len(shuffled)
@@ -58,10 +58,7 @@ def split_folder(hr_dir: Path, fractions: tuple[float, float, float], seed: int)
 
 def load_rgb(path: Path) -> np.ndarray:
     """(H, W, 3) float32 RGB: gray is replicated, alpha dropped."""
-    pixels = read_image(path, max_pixels=None).pixels
-    if pixels.shape[2] in (2, 4):
-        pixels = pixels[..., :-1]
-    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+    return read_image(path, max_pixels=None).rgb()
 
 
 class PatchSampler:
@@ -86,7 +83,7 @@ class PatchSampler:
             if lr_dir is not None:
                 lr_path = find_lr(lr_dir, path.stem, scale)
                 if lr_path is None:
-                    raise RemasterError(f"no LR image for {path.name} in {lr_dir}")
+                    raise TrainingDataError(f"no LR image for {path.name} in {lr_dir}")
                 lr = load_rgb(lr_path)
                 hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
             if min(hr.shape[:2]) < hr_patch:
@@ -96,7 +93,7 @@ class PatchSampler:
             self.images.append((torch.from_numpy(hr).permute(2, 0, 1), None if lr is None else
                                 torch.from_numpy(lr).permute(2, 0, 1)))
         if not self.images:
-            raise RemasterError(f"no training image is at least {hr_patch}px on each side; lower --patch")
+            raise TrainingDataError(f"no training image is at least {hr_patch}px on each side; lower --patch")
 
     def _randint(self, high: int) -> int:
         return int(torch.randint(high, (), generator=self.rng))

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from esrgan.archs import ArchDescriptor, UNetDiscriminatorSN, describe_state_dict
 from esrgan.degrade import degrade
-from esrgan.errors import RemasterError
-from esrgan.evaluate import to_uint8
+from esrgan.errors import ConfigError, TrainingError
+from esrgan.imageio import to_uint8
 from esrgan.metrics import quality
 from esrgan.train.config import TrainConfig
 from esrgan.train.data import PatchSampler, Split, load_rgb, split_folder
@@ -62,7 +62,7 @@ def freeze(model: torch.nn.Module, rule: str) -> tuple[int, int]:
     names = [n for n, _ in model.named_parameters()]
     for prefix in prefixes:
         if not any(n == prefix or n.startswith(prefix + ".") for n in names):
-            raise RemasterError(f"--freeze names {prefix!r}, which is no layer of this model")
+            raise ConfigError(f"--freeze names {prefix!r}, which is no layer of this model")
     trainable = frozen = 0
     for name, parameter in model.named_parameters():
         fixed = any(name == p or name.startswith(p + ".") for p in prefixes)
@@ -166,7 +166,8 @@ class Trainer:
             self._update_ema()
         logs["loss"] = loss.item()
         if not all(math.isfinite(v) for v in logs.values()):
-            raise RemasterError(f"training diverged at iteration {self.step} (a loss is not finite): {logs}")
+            raise TrainingError(f"training diverged at iteration {self.step} (a loss is not finite): {logs}; "
+                                "lower the learning rates (lr_g, lr_d) or set grad_clip")
         return logs
 
     @torch.no_grad()
@@ -213,10 +214,23 @@ class Trainer:
         tmp.replace(self.run_dir / CHECKPOINT)
 
     def resume(self) -> bool:
+        """Continue from the run folder's checkpoint, if there is one.
+
+        Raises:
+            TrainingError: The checkpoint is damaged, or from another model or other settings.
+        """
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            self._restore(torch.load(path, map_location=self.device, weights_only=True))
+        except Exception as exc:  # torch.load and load_state_dict raise many types on a damaged or foreign file
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrainingError(f"cannot resume from {path} ({reason}): it is damaged, or from another model or "
+                                "other settings. Choose a new output folder, or delete that one to start over") from exc
+        return True
+
+    def _restore(self, state: dict) -> None:
         self.net_g.load_state_dict(state["net_g"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.sched_g.load_state_dict(state["sched_g"])
@@ -230,7 +244,6 @@ class Trainer:
         self.rng.set_state(state["rng"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
         self.step, self.best_psnr, self.stale = state["step"], state["best_psnr"], state["stale"]
-        return True
 
     def export(self) -> Path:
         """The fine-tuned generator as an official-key checkpoint that the registry loads by name."""

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from esrgan.errors import RemasterError
+from esrgan.errors import WeightsError
 from esrgan.evaluate import VGG19_FILE, VGGDistance
 
 # Real-ESRGAN's perceptual layers (conv outputs, before their ReLU): index in vgg19.features, weight.
@@ -29,7 +29,7 @@ class PerceptualLoss(nn.Module):
 
         found = VGGDistance.find(weights)
         if found is None:
-            raise RemasterError(
+            raise WeightsError(
                 f"the perceptual loss needs VGG19 ImageNet weights ({VGG19_FILE}) in torch's cache "
                 f"({torch.hub.get_dir()}/checkpoints) or given with --vgg-weights; they cannot be "
                 "downloaded here. Add them, or train without it: --no-perceptual"
