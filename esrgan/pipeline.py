@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,14 @@ from PIL import Image
 from esrgan import registry
 from esrgan.errors import ImageTooLargeError
 from esrgan.imageio import DecodedImage
-from esrgan.speed import (CALIBRATION_MODEL, RECHECK_INTERVAL_S, Runtime, choose_runtime,
-                          needs_calibration, rate_disagrees)
+from esrgan.speed import (
+    CALIBRATION_MODEL,
+    RECHECK_INTERVAL_S,
+    Runtime,
+    choose_runtime,
+    needs_calibration,
+    rate_disagrees,
+)
 from esrgan.tiling import CancelFn, ProgressFn, TileOptions, count_tiles, upscale_tiled
 from esrgan.tiling import work_pixels as tiling_work_pixels
 from esrgan.weights import LoadedModel, ModelStore, resolve_device

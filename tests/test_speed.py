@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from esrgan import speed
+from esrgan.errors import InvalidOptionError
 from esrgan.imageio import DecodedImage, read_image
 from esrgan.pipeline import UpscaleOptions, Upscaler
-from esrgan.errors import InvalidOptionError
 from esrgan.speed import CALIBRATION_MODEL, MIN_FAITHFUL_PSNR, calibrate_cpu, choose_runtime
 from esrgan.tiling import TileOptions, upscale_tiled
 from tests.conftest import dataset_image, psnr
