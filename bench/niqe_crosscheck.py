@@ -9,7 +9,7 @@ opencv-python-headless (both installed here: scikit-image depends on scipy).
     tar xzf /tmp/basicsr_sdist/basicsr-1.4.2.tar.gz -C /tmp/basicsr_sdist
     python bench/niqe_crosscheck.py /tmp/basicsr_sdist/basicsr-1.4.2 IMAGE... [--crop-border 4]
 
-Prints ours, basicsr's and the difference per image (images are read as RGB; basicsr gets BGR).
+Prints ours, basicsr's and the difference per image (colour images as RGB, and basicsr gets BGR; gray as gray).
 """
 
 from __future__ import annotations
@@ -68,16 +68,19 @@ def main() -> int:
     print("| image | size | ours | basicsr | difference | ours s | basicsr s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for path in args.images:
-        rgb = np.asarray(Image.open(path).convert("RGB"))
+        image = Image.open(path)
+        gray = image.mode == "L"  # a gray image is its own Y, for both
+        pixels = np.asarray(image if gray else image.convert("RGB"))
         started = time.perf_counter()
-        mine = niqe(rgb, args.crop_border)
+        mine = niqe(pixels, args.crop_border)
         ours_s = time.perf_counter() - started
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            theirs = basicsr_niqe(rgb[..., ::-1], args.crop_border, input_order="HWC", convert_to="y")
+            theirs = basicsr_niqe(pixels if gray else pixels[..., ::-1], args.crop_border,
+                                  input_order="HW" if gray else "HWC", convert_to="y")
         theirs_s = time.perf_counter() - started
-        print(f"| {path.name} | {rgb.shape[1]}x{rgb.shape[0]} | {mine:.6f} | {theirs:.6f} | {mine - theirs:+.2e} "
+        print(f"| {path.name} | {pixels.shape[1]}x{pixels.shape[0]} | {mine:.6f} | {theirs:.6f} | {mine - theirs:+.2e} "
               f"| {ours_s:.2f} | {theirs_s:.2f} |")
     return 0
 
