@@ -1,7 +1,8 @@
 """The README's quality tables: Set5 and Set14 at 2x, 4x and 8x, bicubic and realistic degradation.
 
 Runs `python -m esrgan evaluate` for each setting (x4 bicubic uses the given MATLAB LR files) and
-prints one markdown table per setting, with the machine it ran on. CSVs and reports go to OUT.
+prints one markdown table per setting (PSNR/SSIM Y and RGB, VGG distance, NIQE, time), with the
+machine it ran on. CSVs and reports go to OUT.
 
     python bench/quality_tables.py --out bench/results/quality [--device cpu]
 """

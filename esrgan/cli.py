@@ -18,6 +18,7 @@ from esrgan.evaluate import (
     VGGDistance,
     build_methods,
     evaluate,
+    evaluate_no_reference,
     image_seed,
     make_lr,
     to_uint8,
@@ -138,8 +139,10 @@ def _add_degrade(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score methods against ground truth (PSNR/SSIM)")
-    p.add_argument("hr_dir", type=Path, metavar="HR_DIR")
+    p = sub.add_parser("evaluate", help="score methods against ground truth (PSNR/SSIM, NIQE), or by NIQE alone")
+    p.add_argument("hr_dir", type=Path, metavar="DIR", help="HR images; with --no-reference, LR photos to upscale")
+    p.add_argument("--no-reference", action="store_true",
+                   help="DIR holds photos without ground truth: upscale them and score NIQE only")
     p.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
     p.add_argument("--lr-dir", type=Path, help="LR inputs (NAME.* or NAMEx{scale}.*) instead of making them")
     p.add_argument("--degradation", choices=("bicubic", "realistic"), default="bicubic")
@@ -180,10 +183,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from esrgan.report import Crops, markdown_table, write_report
 
     crops = Crops() if args.report else None
-    result = evaluate(args.hr_dir, args.scale, methods, args.lr_dir, args.degradation, args.seed,
-                      VGGDistance(weights) if weights else None, crops)
+    if args.no_reference:
+        result = evaluate_no_reference(args.hr_dir, args.scale, methods, crops)
+    else:
+        result = evaluate(args.hr_dir, args.scale, methods, args.lr_dir, args.degradation, args.seed,
+                          VGGDistance(weights) if weights else None, crops)
     write_csv(result, args.csv)
-    source = "given LR" if args.lr_dir else f"{args.degradation} degradation"
+    source = "no reference" if args.no_reference else "given LR" if args.lr_dir else f"{args.degradation} degradation"
     title = f"{args.hr_dir.name} x{args.scale}, {source}"
     print(title)
     print(markdown_table(result))

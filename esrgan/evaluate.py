@@ -3,7 +3,8 @@
 Every method gets the same low-resolution input for an image: read from ``--lr-dir`` (``NAME.*``
 or ``NAMEx{scale}.*``), or made from the HR image by MATLAB bicubic downscaling or by the realistic
 Real-ESRGAN degradation (seeded per image). Results are 8-bit, as a saved file would be, and scored
-by `esrgan.metrics.quality`.
+by `esrgan.metrics.quality` and by NIQE (`esrgan.niqe`, no reference needed: lower is better).
+`evaluate_no_reference` scores real low-resolution photos that have no ground truth, by NIQE alone.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from esrgan.degrade import DegradationConfig, degrade_image
 from esrgan.errors import RemasterError
 from esrgan.imageio import DecodedImage, read_image, to_rgb, to_uint8
 from esrgan.metrics import mod_crop, quality
+from esrgan.niqe import NIQEError, niqe
 from esrgan.pipeline import Upscaler
 from esrgan.resize import imresize
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "vgg")
+METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "vgg", "niqe")
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet weights, as its cache names them
 
 Method = Callable[[np.ndarray, int], np.ndarray]
@@ -118,6 +120,22 @@ def make_lr(hr: np.ndarray, scale: int, degradation: str, seed: int) -> np.ndarr
     return lr.mean(axis=2, keepdims=True).round().astype(np.uint8) if hr.shape[2] == 1 else lr
 
 
+def niqe_score(sr: np.ndarray, scale: int) -> float | None:
+    """NIQE of a uint8 result with ``scale`` border pixels cropped (as PSNR shaves), or None if too small."""
+    try:
+        return niqe(sr, crop_border=scale)
+    except NIQEError as exc:
+        log.info("NIQE not measured: %s", exc)
+        return None
+
+
+def _niqe_note(result: Evaluation) -> None:
+    missing = sorted({r["image"] for r in result.rows if r["niqe"] is None})
+    if missing:
+        result.notes.append(f"NIQE not measured on {', '.join(missing)}: it needs 96x96 pixels with texture "
+                            "after the border crop")
+
+
 class VGGDistance:
     """L1 distance of VGG19 conv5_4 features (ImageNet-normalised), from local weights only."""
 
@@ -185,7 +203,8 @@ def evaluate(hr_dir: Path, scale: int, methods: dict[str, Method], lr_dir: Path 
                 seconds = time.perf_counter() - started
                 row = {"image": path.name, "method": name, "scale": scale,
                        "degradation": "given" if lr_dir is not None else degradation,
-                       **quality(sr, hr, scale), "vgg": vgg(sr, hr) if vgg else None, "seconds": seconds}
+                       **quality(sr, hr, scale), "vgg": vgg(sr, hr) if vgg else None,
+                       "niqe": niqe_score(sr, scale), "seconds": seconds}
                 result.rows.append(row)
                 if keep_outputs:
                     keep_outputs(path.name, name, sr)
@@ -194,7 +213,39 @@ def evaluate(hr_dir: Path, scale: int, methods: dict[str, Method], lr_dir: Path 
             result.failures[path.name] = str(exc)
     if vgg is None:
         result.notes.append(f"VGG distance not measured: no local {VGG19_FILE} (it cannot be downloaded here)")
-    result.notes.append("NIQE not measured: its model parameters are not available offline")
+    _niqe_note(result)
+    return result
+
+
+def evaluate_no_reference(lr_dir: Path, scale: int, methods: dict[str, Method],
+                          keep_outputs: Callable[[str, str, np.ndarray], None] | None = None) -> Evaluation:
+    """Upscale every image of ``lr_dir`` (photos without ground truth) by every method; score NIQE.
+
+    Rows carry ``niqe`` and ``seconds``; the full-reference metrics are None. ``keep_outputs`` gets
+    (image name, method or "LR", uint8 pixels), as in `evaluate`.
+    """
+    result = Evaluation()
+    paths = sorted(p for p in lr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for path in tqdm(paths, desc=f"x{scale} no reference", unit="image"):
+        try:
+            pixels = read_image(path).pixels
+            lr = to_uint8(pixels[..., :-1] if pixels.shape[2] in (2, 4) else pixels)
+            if keep_outputs:
+                keep_outputs(path.name, "LR", lr)
+            for name, method in methods.items():
+                started = time.perf_counter()
+                sr = method(lr, scale)
+                seconds = time.perf_counter() - started
+                row = {"image": path.name, "method": name, "scale": scale, "degradation": "none (no reference)",
+                       **dict.fromkeys(METRICS), "niqe": niqe_score(sr, scale), "seconds": seconds}
+                result.rows.append(row)
+                if keep_outputs:
+                    keep_outputs(path.name, name, sr)
+        except (RemasterError, OSError, ValueError) as exc:
+            log.warning("skipping %s: %s", path.name, exc)
+            result.failures[path.name] = str(exc)
+    result.notes.append("no ground truth: NIQE only (lower is better)")
+    _niqe_note(result)
     return result
 
 

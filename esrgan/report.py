@@ -46,12 +46,13 @@ def crop_grid(crops: Crops, scale: int, path: Path) -> None:
     if not names:
         return
     methods = [m for m in crops.images[names[0]] if m not in ("LR", "HR")]
-    columns = ["LR", *methods, "HR"]
+    has_hr = any("HR" in images for images in crops.images.values())
+    columns = ["LR", *methods, *(["HR"] if has_hr else [])]
     fig, axes = plt.subplots(len(names), len(columns), figsize=(1.8 * len(columns), 1.9 * len(names)),
                              squeeze=False)
     for row, name in enumerate(names):
-        hr = crops.images[name]["HR"]
-        y, x = _window(hr)
+        # Without ground truth (no-reference runs) the window is chosen on the first method's result.
+        y, x = _window(crops.images[name]["HR"] if has_hr else crops.images[name][methods[0]])
         for col, method in enumerate(columns):
             pixels = crops.images[name].get(method)
             ax = axes[row][col]
@@ -76,7 +77,7 @@ def crop_grid(crops: Crops, scale: int, path: Path) -> None:
 def bar_charts(evaluation: Evaluation, title: str, folder: Path) -> list[Path]:
     summary = evaluation.summary()
     paths = []
-    for metric in ("psnr_y", "ssim_y", "vgg"):
+    for metric in ("psnr_y", "ssim_y", "vgg", "niqe"):
         values = [(r["method"], r[metric]) for r in summary if r[metric] is not None]
         if not values:
             continue
@@ -85,7 +86,7 @@ def bar_charts(evaluation: Evaluation, title: str, folder: Path) -> list[Path]:
         ax.set_ylabel(metric)
         ax.set_title(f"{title}: mean {metric}")
         low = min(v for _, v in values)
-        if metric != "vgg":
+        if metric not in ("vgg", "niqe"):  # distances start at zero
             ax.set_ylim(low * 0.95, max(v for _, v in values) * 1.01)
         for i, (_, v) in enumerate(values):
             ax.text(i, v, f"{v:.3f}" if metric.startswith("ssim") else f"{v:.2f}", ha="center", va="bottom", fontsize=8)
@@ -98,13 +99,24 @@ def bar_charts(evaluation: Evaluation, title: str, folder: Path) -> list[Path]:
     return paths
 
 
+TABLE_COLUMNS = (  # key, header, format
+    ("psnr_y", "PSNR-Y (dB)", ".2f"), ("ssim_y", "SSIM-Y", ".4f"), ("psnr_rgb", "PSNR-RGB (dB)", ".2f"),
+    ("ssim_rgb", "SSIM-RGB", ".4f"), ("vgg", "VGG dist.", ".3f"), ("niqe", "NIQE", ".3f"),
+    ("seconds", "s / image", ".2f"),
+)
+NO_REFERENCE_COLUMNS = ("niqe", "seconds")
+
+
 def markdown_table(evaluation: Evaluation) -> str:
-    lines = ["| method | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) | SSIM-RGB | VGG dist. | s / image |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in evaluation.summary():
-        vgg = "n/a" if r["vgg"] is None else f"{r['vgg']:.3f}"
-        lines.append(f"| {r['method']} | {r['psnr_y']:.2f} | {r['ssim_y']:.4f} | {r['psnr_rgb']:.2f} | "
-                     f"{r['ssim_rgb']:.4f} | {vgg} | {r['seconds']:.2f} |")
+    """The methods' means; a no-reference evaluation (no PSNR anywhere) shows NIQE and time only."""
+    summary = evaluation.summary()
+    full = any(r["psnr_y"] is not None for r in summary)
+    columns = [c for c in TABLE_COLUMNS if full or c[0] in NO_REFERENCE_COLUMNS]
+    lines = ["| method | " + " | ".join(header for _, header, _ in columns) + " |",
+             "| --- |" + " --- |" * len(columns)]
+    for r in summary:
+        cells = ["n/a" if r[key] is None else format(r[key], fmt) for key, _, fmt in columns]
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
