@@ -104,8 +104,6 @@ def decode(data: bytes, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> De
         # (OSError, ValueError, TypeError, struct.error, EOFError, ...: a TIFF whose IFD chain
         # points past the end gives "TypeError: Missing dimensions"). All mean the same to a user.
         raise InvalidImageError(f"the image is damaged or truncated ({type(exc).__name__}: {exc})") from exc
-    if not np.isfinite(pixels).all():
-        raise InvalidImageError("the image holds pixels that are not numbers (NaN or infinity); export it again")
     pixels = _apply_orientation(pixels, orientation)
     return DecodedImage(np.ascontiguousarray(pixels), depth, source_format, icc)
 
@@ -255,7 +253,10 @@ def _pil_to_float(image: Image.Image) -> tuple[np.ndarray, int]:
         array = np.asarray(image, dtype=np.float32) / 65535.0
         return np.clip(array, 0, 1)[..., None], 16
     if mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)[..., None], 16
+        array = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(array).all():  # clipping would turn them into plausible-looking pixels
+            raise InvalidImageError("the image holds pixels that are not numbers (NaN or infinity); export it again")
+        return np.clip(array, 0, 1)[..., None], 16
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif mode == "PA":
