@@ -335,7 +335,9 @@ def test_disk_full_is_507_leaves_nothing_partial_and_the_server_recovers(tiny_di
     status, body = post_upscale(port, image)
     assert status == 507 and "space" in body["error"], body
     left = [p.name for p in folder.iterdir()]
+    assert [n for n in left if "_in." in n], left  # so it was the result that did not fit
     assert not [n for n in left if "_out." in n or n.endswith(".part")], left
+    assert healthz(port, timeout=5) == 200
 
     (folder / ".filler").unlink()
     status, body = post_upscale(port, image)
