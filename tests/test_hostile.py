@@ -121,10 +121,11 @@ def test_check_encodable_names_the_limit():
 def test_result_too_large_for_its_format_is_refused_before_any_work(app, client, size, fmt, limit):
     data = png(Image.new("RGB", size, "gray"))
     started = time.monotonic()
-    response = upload(client, data, url="/api/jobs", scale="8", format=fmt, model="")
+    response = upload(client, data, url="/api/jobs", scale="8", format=fmt)
     assert_clean_refusal(app, client, response, 413, limit)
     assert time.monotonic() - started < 10  # no inference ran (a 16384-wide 8x run takes minutes here)
-    estimate = client.get(f"/api/estimate?width={size[0]}&height={size[1]}&scale=8&format={fmt}").get_json()
+    estimate = client.get(f"/api/estimate?width={size[0]}&height={size[1]}&scale=8&format={fmt}"
+                          f"&model={FAST_MODEL}").get_json()
     assert any(limit in error for error in estimate["errors"])
 
 
@@ -136,6 +137,7 @@ def test_work_limit_refuses_what_would_cost_too_much(make_app):
     assert "thin" in response.get_json()["error"]
     estimate = client.get(f"/api/estimate?width=1&height=20000&scale=2&model={FAST_MODEL}").get_json()
     assert any("the limit is" in error for error in estimate["errors"])
+    assert estimate["work_pixels"] >= 20_000 and estimate["seconds"] > 0
 
 
 # --- jobs.zip, 405, odd requests ----------------------------------------------------------------

@@ -90,15 +90,16 @@ def parse_bool(value: str | None, name: str) -> bool:
         raise BadRequest(f"{name} must be \"true\" or \"false\", not {shown(value)}") from None
 
 
-def check_work(width: int, height: int, model: str) -> int:
-    """Refuse an image whose tiled run would process more than MAX_WORK_PIXELS; returns the work.
-
-    The work is what the engine really runs through the network (tile context and padding
-    included), so a thin 1 x 4 million strip costs what it costs, not its pixel count.
-    """
+def work_pixels(width: int, height: int, model: str) -> int:
+    """Pixels the model really processes for this image (the engine's own count where it has one)."""
     upscaler = remaster().upscaler
-    work_pixels = getattr(upscaler, "work_pixels", None)
-    work = work_pixels(width, height, model) if work_pixels else width * height
+    counter = getattr(upscaler, "work_pixels", None)
+    return counter(width, height, model) if counter else width * height
+
+
+def check_work(width: int, height: int, work: int) -> None:
+    """Refuse an image whose run would process more than MAX_WORK_PIXELS (see `work_pixels`): the
+    work counts tile context and padding, so a thin 1 x 4 million strip costs what it costs."""
     limit = int(current_app.config["MAX_WORK_PIXELS"])
     if work > limit:
         raise ImageTooLargeError(
@@ -106,7 +107,6 @@ def check_work(width: int, height: int, model: str) -> int:
             f"(tile context and padding included); the limit is {limit / 1e6:.1f} M. "
             "Very thin or very large images cost the most: crop or downscale it first."
         )
-    return work
 
 
 def job_from_request() -> Job:
@@ -141,7 +141,7 @@ def job_from_request() -> Job:
     # Everything the result could fail on is refused here, before any work and before any file.
     service.upscaler.check_output_size(image.width, image.height, scale)
     check_encodable(output_format, output_width, output_height)
-    check_work(image.width, image.height, model or plan.model)
+    check_work(image.width, image.height, work_pixels(image.width, image.height, model or plan.model))
     job_id = new_id()
     input_file = service.files.write(job_id, "in", image.source_format, data)
     return Job(
@@ -369,12 +369,14 @@ def estimate():
         raise BadRequest(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {shown(output_format)}")
     plan = service.upscaler.plan(scale, anime, None if model == "auto" else model)
     errors = []
+    work = width * height
     if width * height > current_app.config["MAX_INPUT_PIXELS"]:
         errors.append(f"the image is larger than {current_app.config['MAX_INPUT_PIXELS'] / 1e6:.1f} MP")
     else:
         # Only within the input limit: the work of an absurd size is not worth computing.
+        work = work_pixels(width, height, plan.model)
         try:
-            check_work(width, height, plan.model)
+            check_work(width, height, work)
         except RemasterError as exc:
             errors.append(str(exc))
     for check in (lambda: service.upscaler.check_output_size(width, height, scale),
@@ -385,7 +387,9 @@ def estimate():
             errors.append(str(exc))
     return jsonify(
         output_width=width * scale, output_height=height * scale, model=plan.model, resample=plan.resample,
-        seconds=round(service.runner.estimate_seconds(plan.model, width, height), 1), errors=errors,
+        # The runner's rate is per pixel the model processes: give it the real work (a thin strip
+        # costs many times its pixels), as one row of that many pixels.
+        seconds=round(service.runner.estimate_seconds(plan.model, work, 1), 1), work_pixels=work, errors=errors,
     )
 
 
