@@ -90,6 +90,14 @@ def parse_bool(value: str | None, name: str) -> bool:
         raise BadRequest(f"{name} must be \"true\" or \"false\", not {shown(value)}") from None
 
 
+def parse_format(value: str | None) -> str:
+    """The output format a field asks for (png when empty; "jpeg" is "jpg")."""
+    output_format = (value or "png").lower().replace("jpeg", "jpg")
+    if output_format not in OUTPUT_FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {shown(output_format)}")
+    return output_format
+
+
 def work_pixels(width: int, height: int, model: str) -> int:
     """Pixels the model really processes for this image (the engine's own count where it has one)."""
     upscaler = remaster().upscaler
@@ -123,9 +131,7 @@ def job_from_request() -> Job:
     if model is not None and model not in remaster().upscaler.store.entries():
         # Names only: a stranger must not make the server read files by path.
         raise ModelNotFoundError(f"no model named {shown(model)}; see /api/models")
-    output_format = (request.form.get("format") or "png").lower().replace("jpeg", "jpg")
-    if output_format not in OUTPUT_FORMATS:
-        raise BadRequest(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {shown(output_format)}")
+    output_format = parse_format(request.form.get("format"))
     try:
         quality = int(request.form.get("quality") or DEFAULT_QUALITY)
     except ValueError:
@@ -364,9 +370,7 @@ def estimate():
     service = remaster()
     if model not in (None, "auto") and model not in service.upscaler.store.entries():
         raise ModelNotFoundError(f"no model named {shown(model)}; see /api/models")
-    output_format = (request.args.get("format") or "png").lower().replace("jpeg", "jpg")
-    if output_format not in OUTPUT_FORMATS:
-        raise BadRequest(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {shown(output_format)}")
+    output_format = parse_format(request.args.get("format"))
     plan = service.upscaler.plan(scale, anime, None if model == "auto" else model)
     errors = []
     work = width * height
