@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from web import create_app
+from web.serving import waitress_options
 
 app = create_app()
 
@@ -15,6 +16,5 @@ if __name__ == "__main__":
     port = int(os.environ.get("PORT", app.config["PORT"]))
     print(f"Remaster: http://{host}:{port}/", flush=True)
     # Synchronous /upscale requests hold a thread while they wait for their job, so there are
-    # enough threads for a full queue plus the page, polling and file downloads.
-    threads = int(app.config["WSGI_THREADS"])
-    serve(app, host=host, port=port, threads=threads, channel_timeout=120)
+    # enough threads (WSGI_THREADS) for a full queue plus the page, polling and file downloads.
+    serve(app, host=host, port=port, **waitress_options(app.config))

@@ -19,6 +19,14 @@ class ImageTooLargeError(RemasterError):
     """The input, or the output it would give, has more pixels than the configured limit."""
 
 
+class FormatSizeError(ImageTooLargeError):
+    """The result would be larger than the chosen output format can hold (WebP, JPEG side limits)."""
+
+
+class StorageFullError(RemasterError):
+    """The disk (or the user's quota) is full: nothing was written, try again later."""
+
+
 class UnsupportedScaleError(RemasterError):
     """The asked scale is not one the engine offers."""
 

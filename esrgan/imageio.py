@@ -7,20 +7,30 @@ alpha), 3 (RGB) or 4 (RGBA).
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from esrgan.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
+from esrgan.errors import (
+    FormatSizeError,
+    ImageTooLargeError,
+    InvalidImageError,
+    RemasterError,
+    StorageFullError,
+    UnsupportedFormatError,
+)
 
 OutputFormat = Literal["png", "jpg", "webp"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("png", "jpg", "webp")
@@ -30,6 +40,9 @@ INPUT_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_ORIENTATION_TAG = 0x0112
+# The largest side each output format can hold (libwebp's and libjpeg's own limits; PNG has none
+# that a pixel limit would not hit first).
+MAX_SIDE_BY_FORMAT: dict[str, int] = {"webp": 16383, "jpg": 65500}
 # Pillow warns (and can raise) on huge images itself; we check our own limit first, so lift its.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -112,20 +125,26 @@ def decode(data: bytes, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> De
     """Decode image bytes for the engine, applying EXIF orientation.
 
     Raises:
-        InvalidImageError: Empty, truncated, not an image, animated, or an unsupported format.
+        InvalidImageError: Empty, truncated, damaged, not an image, animated, an unsupported format,
+            or pixels that are not finite numbers (NaN or infinity in a float TIFF).
         ImageTooLargeError: More pixels than ``max_pixels`` (checked before decoding the pixels).
     """
-    with _open(data) as image:
-        source_format, _, _ = _check_header(image, max_pixels)
-        icc = image.info.get("icc_profile")
-        try:
+    try:
+        with _open(data) as image:
+            source_format, _, _ = _check_header(image, max_pixels)
+            icc = image.info.get("icc_profile")
             orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
             if _is_16bit_png(data) and image.mode not in ("I;16", "I", "I;16B"):
                 pixels, depth = _decode_png16_color(data), 16
             else:
                 pixels, depth = _pil_to_float(image)
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise InvalidImageError(f"the image is damaged or truncated ({exc})") from exc
+    except RemasterError:
+        raise
+    except Exception as exc:
+        # Untrusted bytes reach deep into Pillow's plugins, which raise whatever their parsing hits
+        # (OSError, ValueError, TypeError, struct.error, EOFError, ...: a TIFF whose IFD chain
+        # points past the end gives "TypeError: Missing dimensions"). All mean the same to a user.
+        raise InvalidImageError(f"the image is damaged or truncated ({type(exc).__name__}: {exc})") from exc
     pixels = _apply_orientation(pixels, orientation)
     return DecodedImage(np.ascontiguousarray(pixels), depth, source_format, icc)
 
@@ -139,6 +158,21 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXE
     return decode(data, max_pixels)
 
 
+def check_encodable(output_format: str, width: int, height: int) -> None:
+    """Refuse, before any work, a result of ``width`` x ``height`` that ``output_format`` cannot hold.
+
+    Raises:
+        FormatSizeError: A side is longer than the format allows (WebP 16383 px, JPEG 65500 px).
+    """
+    limit = MAX_SIDE_BY_FORMAT.get(output_format)
+    if limit is not None and max(width, height) > limit:
+        name = {"jpg": "JPEG", "webp": "WebP"}[output_format]
+        raise FormatSizeError(
+            f"the result would be {width}x{height}; {name} holds at most {limit} px a side. "
+            "Choose PNG or a smaller scale."
+        )
+
+
 def encode(
     image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95
 ) -> bytes:
@@ -148,6 +182,7 @@ def encode(
     """
     if fmt not in OUTPUT_FORMATS:
         raise InvalidImageError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}")
+    check_encodable(fmt, image.width, image.height)
     pixels = image.pixels
     if fmt == "png":
         buffer = io.BytesIO()
@@ -167,33 +202,46 @@ def encode(
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write bytes so that ``path`` holds either nothing new or the whole file, never a part."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write bytes so that ``path`` holds either nothing new or the whole file, never a part.
+
+    Raises:
+        StorageFullError: The disk or the quota is full (nothing is left behind).
+    """
+    with _atomic_file(path) as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_image(path: str | Path, image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95) -> None:
-    """Encode and write atomically; a PNG streams into the file (see `_write_png`)."""
-    path = Path(path)
+    """Encode and write atomically; a PNG streams into the file (see `_write_png`). Raises as
+    `write_atomic`, and FormatSizeError for a size the format cannot hold."""
     if fmt != "png":
         write_atomic(path, encode(image, fmt, quality))
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    with _atomic_file(path) as handle:
+        _write_png(handle, image.pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile)
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def _atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A temporary file beside ``path`` that replaces it only when the block ends without error;
+    on any error it is deleted, and a full disk is raised as StorageFullError."""
+    path = Path(path)
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         with os.fdopen(fd, "wb") as handle:
-            _write_png(handle, image.pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile)
+            yield handle
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            raise StorageFullError(f"no space left to write {path.name}; free some disk space") from exc
         raise
 
 
@@ -246,7 +294,10 @@ def _pil_to_float(image: Image.Image) -> tuple[np.ndarray, int]:
         array = np.asarray(image, dtype=np.float32) / 65535.0
         return np.clip(array, 0, 1)[..., None], 16
     if mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)[..., None], 16
+        array = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(array).all():  # clipping would turn them into plausible-looking pixels
+            raise InvalidImageError("the image holds pixels that are not numbers (NaN or infinity); export it again")
+        return np.clip(array, 0, 1)[..., None], 16
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif mode == "PA":

@@ -17,6 +17,10 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 25 * 1024 * 1024,  # bytes per request
     "MAX_INPUT_PIXELS": 2048 * 2048,
     "MAX_OUTPUT_PIXELS": 8192 * 8192,
+    # Pixels the model may really process for one image (tile context and padding included): twice
+    # the largest input, so every image within MAX_INPUT_PIXELS passes and a thin strip that costs
+    # many times its pixels does not.
+    "MAX_WORK_PIXELS": 2 * 2048 * 2048,
     "FILE_TTL_SECONDS": 3600,
     "WORKERS": 1,  # inferences at once; one already uses every CPU core
     "MAX_QUEUE": 8,  # jobs waiting; one more is answered 503 with Retry-After
@@ -33,6 +37,9 @@ DEFAULTS = {
     "HOST": "127.0.0.1",
     "PORT": 5000,
     "WSGI_THREADS": 32,
+    "WSGI_CONNECTION_LIMIT": 500,  # open connections; beyond it waitress stops accepting
+    "WSGI_CHANNEL_TIMEOUT": 30,  # seconds an idle or half-sent connection is kept
+    "WSGI_MAX_HEADER_BYTES": 32 * 1024,
 }
 
 

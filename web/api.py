@@ -6,6 +6,8 @@ full), and an error leaves no file behind.
 
 from __future__ import annotations
 
+import errno
+import logging
 import tempfile
 import zipfile
 from pathlib import PurePath
@@ -14,18 +16,22 @@ from flask import Blueprint, current_app, jsonify, request, send_file, send_from
 from werkzeug.exceptions import HTTPException
 from werkzeug.utils import secure_filename
 
-from esrgan.errors import ModelNotFoundError, RemasterError
-from esrgan.imageio import OUTPUT_FORMATS, decode
+from esrgan.errors import ImageTooLargeError, ModelNotFoundError, RemasterError
+from esrgan.imageio import OUTPUT_FORMATS, check_encodable, decode
 from esrgan.registry import ROUTES, check_scale
 from web.errors import BadRequest, NotFound, QueueFull, http_status
 from web.jobs import Job
 from web.service import remaster
 from web.storage import FILE_NAME, new_id
 
+log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
 TRUE_WORDS = {"true": True, "1": True, "on": True, "yes": True, "false": False, "0": False, "off": False, "no": False}
 DEFAULT_QUALITY = 92
+MAX_ZIP_JOBS = 100  # distinct ids one jobs.zip request may name
+SHOWN_VALUE_CHARS = 60  # a user's value echoed in an error message is cut to this
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "bmp": "image/bmp", "tiff": "image/tiff"}
 
 
@@ -42,13 +48,38 @@ def engine_error(error: RemasterError):
 
 @bp.app_errorhandler(HTTPException)
 def http_error(error: HTTPException):
-    messages = {413: f"the upload is larger than {current_app.config['MAX_CONTENT_LENGTH'] // 2**20} MB"}
+    messages = {413: f"the upload is larger than {current_app.config['MAX_CONTENT_LENGTH'] / 2**20:g} MB"}
     response = jsonify(error=messages.get(error.code, error.description))
     response.status_code = error.code or 500
+    # Keep what werkzeug's own answer says beyond the text: Allow on a 405 (RFC 9110 requires it),
+    # WWW-Authenticate, Retry-After...
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+@bp.app_errorhandler(OSError)
+def os_error(error: OSError):
+    """A full disk (writing an upload, a spooled form, a result) is 507; anything else a plain 500."""
+    if error.errno in DISK_FULL:
+        log.warning("disk full: %s", error)
+        response = jsonify(error="the server's disk is full; nothing was kept. Try again later.")
+        response.status_code = 507
+        return response
+    log.exception("unexpected error")
+    response = jsonify(error="internal error")
+    response.status_code = 500
     return response
 
 
 # --- reading a request -------------------------------------------------------------------------
+
+def shown(value: object) -> str:
+    """A user's value for an error message: repr'd, and cut short so a huge field is not echoed."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
+
 
 def parse_bool(value: str | None, name: str) -> bool:
     if value is None or value == "":
@@ -56,7 +87,34 @@ def parse_bool(value: str | None, name: str) -> bool:
     try:
         return TRUE_WORDS[value.strip().lower()]
     except KeyError:
-        raise BadRequest(f"{name} must be \"true\" or \"false\", not {value!r}") from None
+        raise BadRequest(f"{name} must be \"true\" or \"false\", not {shown(value)}") from None
+
+
+def parse_format(value: str | None) -> str:
+    """The output format a field asks for (png when empty; "jpeg" is "jpg")."""
+    output_format = (value or "png").lower().replace("jpeg", "jpg")
+    if output_format not in OUTPUT_FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {shown(output_format)}")
+    return output_format
+
+
+def work_pixels(width: int, height: int, model: str) -> int:
+    """Pixels the model really processes for this image (the engine's own count where it has one)."""
+    upscaler = remaster().upscaler
+    counter = getattr(upscaler, "work_pixels", None)
+    return counter(width, height, model) if counter else width * height
+
+
+def check_work(width: int, height: int, work: int) -> None:
+    """Refuse an image whose run would process more than MAX_WORK_PIXELS (see `work_pixels`): the
+    work counts tile context and padding, so a thin 1 x 4 million strip costs what it costs."""
+    limit = int(current_app.config["MAX_WORK_PIXELS"])
+    if work > limit:
+        raise ImageTooLargeError(
+            f"a {width}x{height} image would make the model process {work / 1e6:.1f} M pixels "
+            f"(tile context and padding included); the limit is {limit / 1e6:.1f} M. "
+            "Very thin or very large images cost the most: crop or downscale it first."
+        )
 
 
 def job_from_request() -> Job:
@@ -72,10 +130,8 @@ def job_from_request() -> Job:
     model = None if model == "auto" else model
     if model is not None and model not in remaster().upscaler.store.entries():
         # Names only: a stranger must not make the server read files by path.
-        raise ModelNotFoundError(f"no model named {model!r}; see /api/models")
-    output_format = (request.form.get("format") or "png").lower().replace("jpeg", "jpg")
-    if output_format not in OUTPUT_FORMATS:
-        raise BadRequest(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
+        raise ModelNotFoundError(f"no model named {shown(model)}; see /api/models")
+    output_format = parse_format(request.form.get("format"))
     try:
         quality = int(request.form.get("quality") or DEFAULT_QUALITY)
     except ValueError:
@@ -87,14 +143,18 @@ def job_from_request() -> Job:
     image = decode(data, max_pixels=int(current_app.config["MAX_INPUT_PIXELS"]))
     service = remaster()
     plan = service.upscaler.plan(scale, anime, model)
+    output_width, output_height = image.width * scale, image.height * scale
+    # Everything the result could fail on is refused here, before any work and before any file.
     service.upscaler.check_output_size(image.width, image.height, scale)
+    check_encodable(output_format, output_width, output_height)
+    check_work(image.width, image.height, work_pixels(image.width, image.height, model or plan.model))
     job_id = new_id()
     input_file = service.files.write(job_id, "in", image.source_format, data)
     return Job(
         id=job_id, scale=scale, anime=anime, model=model or plan.model, output_format=output_format,
         quality=quality, original_name=secure_filename(upload.filename) or "image", input_file=input_file,
         input_width=image.width, input_height=image.height,
-        output_width=image.width * scale, output_height=image.height * scale,
+        output_width=output_width, output_height=output_height,
     )
 
 
@@ -213,20 +273,41 @@ def job_result(job_id: str):
 
 @bp.get("/api/jobs.zip")
 def jobs_zip():
-    """All finished outputs of the given jobs (``?ids=a,b,c``) in one ZIP."""
-    ids = [i for i in request.args.get("ids", "").split(",") if i][:100]
-    jobs = [job for job in (remaster().runner.get(i) for i in ids) if job is not None and job.status == "done"]
-    if not jobs:
-        raise NotFound("none of these jobs has a finished result")
+    """All finished outputs of the given jobs (``?ids=a,b,c``) in one ZIP.
+
+    Each job counts once however often it is named, at most MAX_ZIP_JOBS of them; jobs whose
+    output has expired are left out, and 404 when none is left.
+    """
+    ids = list(dict.fromkeys(i.strip() for i in request.args.get("ids", "").split(",") if i.strip()))
+    if not ids:
+        raise BadRequest("name the jobs: /api/jobs.zip?ids=<id>,<id>,...")
+    if len(ids) > MAX_ZIP_JOBS:
+        raise BadRequest(f"at most {MAX_ZIP_JOBS} different jobs in one ZIP, not {len(ids)}; ask in parts")
+    files = remaster().files
+    outputs = []
+    for job in (remaster().runner.get(i) for i in ids):
+        if job is None or job.status != "done" or not job.output_file:
+            continue
+        try:
+            outputs.append((job, files.resolve(job.output_file)))
+        except ValueError:
+            continue
+    outputs = [(job, path) for job, path in outputs if path.is_file()]
+    if not outputs:
+        raise NotFound(f"none of these jobs has a result any more (results expire after "
+                       f"{current_app.config['FILE_TTL_SECONDS']} s)")
     spool = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)
     used: set[str] = set()
     with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED) as archive:
-        for job in jobs:
+        for job, path in outputs:
             name = download_name(job, "out")
             while name in used:
                 name = f"{PurePath(name).stem}-{job.id[:6]}{PurePath(name).suffix}"
             used.add(name)
-            archive.write(remaster().files.resolve(job.output_file), name)
+            try:
+                archive.write(path, name)
+            except FileNotFoundError:  # expired between the look and the copy
+                used.discard(name)
     spool.seek(0)
     return send_file(spool, mimetype="application/zip", as_attachment=True, download_name="remaster.zip")
 
@@ -288,18 +369,31 @@ def estimate():
     model = request.args.get("model") or None
     service = remaster()
     if model not in (None, "auto") and model not in service.upscaler.store.entries():
-        raise ModelNotFoundError(f"no model named {model!r}; see /api/models")
+        raise ModelNotFoundError(f"no model named {shown(model)}; see /api/models")
+    output_format = parse_format(request.args.get("format"))
     plan = service.upscaler.plan(scale, anime, None if model == "auto" else model)
     errors = []
+    work = width * height
     if width * height > current_app.config["MAX_INPUT_PIXELS"]:
         errors.append(f"the image is larger than {current_app.config['MAX_INPUT_PIXELS'] / 1e6:.1f} MP")
-    try:
-        service.upscaler.check_output_size(width, height, scale)
-    except RemasterError as exc:
-        errors.append(str(exc))
+    else:
+        # Only within the input limit: the work of an absurd size is not worth computing.
+        work = work_pixels(width, height, plan.model)
+        try:
+            check_work(width, height, work)
+        except RemasterError as exc:
+            errors.append(str(exc))
+    for check in (lambda: service.upscaler.check_output_size(width, height, scale),
+                  lambda: check_encodable(output_format, width * scale, height * scale)):
+        try:
+            check()
+        except RemasterError as exc:
+            errors.append(str(exc))
     return jsonify(
         output_width=width * scale, output_height=height * scale, model=plan.model, resample=plan.resample,
-        seconds=round(service.runner.estimate_seconds(plan.model, width, height), 1), errors=errors,
+        # The runner's rate is per pixel the model processes: give it the real work (a thin strip
+        # costs many times its pixels), as one row of that many pixels.
+        seconds=round(service.runner.estimate_seconds(plan.model, work, 1), 1), work_pixels=work, errors=errors,
     )
 
 

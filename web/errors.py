@@ -8,6 +8,7 @@ from esrgan.errors import (
     InvalidImageError,
     ModelNotFoundError,
     RemasterError,
+    StorageFullError,
     UnsupportedFormatError,
     UnsupportedScaleError,
     WeightsError,
@@ -29,6 +30,7 @@ class QueueFull(RemasterError):
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (QueueFull, 503),
+    (StorageFullError, 507),
     (NotFound, 404),
     (ImageTooLargeError, 413),
     (UnsupportedFormatError, 415),
