@@ -68,38 +68,89 @@ def crop(side: int) -> np.ndarray:
     return np.asarray(big, np.float32)[:side, :side] / 255.0
 
 
+def calibration_crops(side: int = 48, per_image: int = 1) -> list[np.ndarray]:
+    """(1, 3, side, side) crops of real photos for int8 calibration; the timed photo is left out."""
+    rng = np.random.default_rng(0)
+    crops = []
+    for path in sorted((DATASETS / "Set14_LRx4").glob("*.png")):
+        if path.stem.startswith(PHOTO.stem):
+            continue
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"), np.float32) / 255
+        for _ in range(per_image):
+            y = rng.integers(0, pixels.shape[0] - side + 1)
+            x = rng.integers(0, pixels.shape[1] - side + 1)
+            crops.append(np.ascontiguousarray(pixels[y : y + side, x : x + side].transpose(2, 0, 1))[None])
+    return crops
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 
 
-def settings(device: str) -> list[tuple[str, str, torch.dtype, bool, int]]:
-    """(label, device, dtype, channels_last, tile); the first is the reference of its table."""
+COMPILED_TILE = 128  # one fixed compiled shape for every size (window 176 px with 24 px context)
+
+
+def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, torch.dtype, bool, int, str]]:
+    """(label, device, dtype, channels_last, tile, runner); the first is the reference of its table.
+
+    ``runner`` is "eager", "compiled" (esrgan/compiled.py) or "int8" (esrgan/int8.py, ONNX Runtime).
+    ``extra`` adds the opt-in rows: "compiled", "int8".
+    """
     if device == "cpu":
-        return [("official: fp32 NCHW eager, whole", "cpu", torch.float32, False, 0),
-                ("fp32 channels-last, whole", "cpu", torch.float32, True, 0),
-                ("bf16 channels-last, whole", "cpu", torch.bfloat16, True, 0),
-                ("bf16 channels-last, tiles 384 (CPU default)", "cpu", torch.bfloat16, True, 384)]
-    return [("cuda fp32 NCHW, whole (official --fp32)", "cuda", torch.float32, False, 0),
-            ("cuda fp16 NCHW, whole (official default)", "cuda", torch.float16, False, 0),
-            ("cuda fp16 channels-last, whole", "cuda", torch.float16, True, 0),
-            ("cuda bf16 channels-last, whole", "cuda", torch.bfloat16, True, 0),
-            ("cuda fp16 channels-last, tiles 512 x4 batch (default)", "cuda", torch.float16, True, 512)]
+        rows = [("official: fp32 NCHW eager, whole", "cpu", torch.float32, False, 0, "eager"),
+                ("fp32 channels-last, whole", "cpu", torch.float32, True, 0, "eager"),
+                ("bf16 channels-last, whole", "cpu", torch.bfloat16, True, 0, "eager"),
+                ("bf16 channels-last, tiles 384 (CPU default)", "cpu", torch.bfloat16, True, 384, "eager")]
+        if "compiled" in extra:
+            rows += [(f"fp32 channels-last, tiles {COMPILED_TILE}", "cpu", torch.float32, True, COMPILED_TILE, "eager"),
+                     (f"fp32 channels-last compiled (inductor), tiles {COMPILED_TILE}", "cpu", torch.float32, True,
+                      COMPILED_TILE, "compiled")]
+        if "int8" in extra:
+            rows += [("int8 ONNX Runtime (QDQ, ends + conv5 fp32), tiles 384", "cpu", torch.float32, False, 384, "int8")]
+        return rows
+    rows = [("cuda fp32 NCHW, whole (official --fp32)", "cuda", torch.float32, False, 0, "eager"),
+            ("cuda fp16 NCHW, whole (official default)", "cuda", torch.float16, False, 0, "eager"),
+            ("cuda fp16 channels-last, whole", "cuda", torch.float16, True, 0, "eager"),
+            ("cuda bf16 channels-last, whole", "cuda", torch.bfloat16, True, 0, "eager"),
+            ("cuda fp16 channels-last, tiles 512 x4 batch (default)", "cuda", torch.float16, True, 512, "eager")]
+    if "compiled" in extra:
+        rows += [("cuda fp16 compiled (max-autotune, CUDA graphs), tiles 512 x4 batch", "cuda", torch.float16, True,
+                  512, "compiled")]
+    return rows
 
 
-def timed(loaded, image, device, dtype, channels_last, tile) -> tuple[float, np.ndarray]:
+def runnable(store: ModelStore, model: str, dev: str, dtype: torch.dtype, cl: bool, tile: int, runner: str):
+    """The module a row calls: the loaded network, its compiled wrapper, or the int8 session."""
+    loaded = store.load(model, dev, dtype, cl)
+    if runner == "compiled":
+        from esrgan import compiled
+
+        return compiled.compile_for_tiles(loaded.module, model=model, scale=loaded.entry.scale, tile=tile,
+                                          tile_pad=24, size_multiple=loaded.size_multiple,
+                                          batch=4 if dev == "cuda" else 1, weights_dir=store.weights_dir)
+    if runner == "int8":
+        from esrgan import int8
+
+        return int8.load_int8(store, model)
+    return loaded.module
+
+
+def timed(module, image, device, dtype, channels_last, tile) -> tuple[float, np.ndarray]:
     if device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
     options = TileOptions(tile=tile, tile_pad=24, batch=4 if device == "cuda" else 1)
-    out = upscale_tiled(loaded.module, image, scale=4, options=options,
+    out = upscale_tiled(module, image, scale=4, options=options,
                         device=device, dtype=dtype, channels_last=channels_last)
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started, out
 
 
-def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, model: str) -> None:
+def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, model: str,
+                extra: tuple[str, ...] = ()) -> None:
     if device == "cpu":
         ceilings = {("cpu", t): matmul_ceiling("cpu", t, 4096) for t in (torch.float32, torch.bfloat16)}
     else:
@@ -118,11 +169,21 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
         best: dict[str, float] = {}
         outputs: dict[str, np.ndarray] = {}
         peaks: dict[str, float] = {}
+        modules: dict[str, object] = {}
+        warmed: set[str] = set()
         for _ in range(rounds):  # interleaved rounds: a noisy machine affects all settings alike
-            for label, dev, dtype, cl, tile in settings(device):
+            for label, dev, dtype, cl, tile, runner in settings(device, extra):
                 if dev == "cpu" and side >= 512 and label.startswith("official") and label in best:
                     continue  # one round of the slowest reference at 512 is enough
-                loaded = store.load(model, dev, dtype, cl)
+                try:
+                    loaded = modules.get(label) or runnable(store, model, dev, dtype, cl, tile, runner)
+                except (ImportError, RuntimeError) as exc:
+                    print(f"| {side} | {label} | unavailable: {str(exc)[:80]} |")
+                    continue
+                modules[label] = loaded
+                if label not in warmed and runner != "eager":  # compile / load once, outside the timing
+                    timed(loaded, image, dev, dtype, cl, tile)
+                    warmed.add(label)
                 gc.collect()
                 reset_peak_rss()
                 if dev == "cuda":
@@ -138,15 +199,15 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
                 best[label] = min(best.get(label, float("inf")), seconds)
                 outputs[label] = out
         reference = settings(device)[0][0]
-        for label, dev, dtype, _, _ in settings(device):
+        for label, dev, dtype, _, _, runner in settings(device, extra):
             if label not in best:
                 continue
             s = best[label]
             gflops = per_pixel * side * side / s / 1e9
-            ceiling = ceilings[(dev, dtype)]
+            share = "-" if runner == "int8" else f"{100 * gflops / ceilings[(dev, dtype)]:.0f}%"
             quality = psnr(outputs[label], outputs[reference])
             print(f"| {side} | {label} | {s:.2f} | {side * side / s / 1e6:.4f} | {gflops:.0f} | "
-                  f"{100 * gflops / ceiling:.0f}% | {best[reference] / s:.2f}x | {quality:.1f} dB | "
+                  f"{share} | {best[reference] / s:.2f}x | {quality:.1f} dB | "
                   f"{peaks[label]:.0f} |")
         sys.stdout.flush()
 
@@ -174,21 +235,31 @@ def default_path(store: ModelStore, device: str, sizes: list[int]) -> None:
         print(f"| {side} | {best:.2f} | {result.provenance.tiles} |")
 
 
-def cli_end_to_end(side: int = 256, device: str = "cpu") -> None:
-    """The whole command, as a user runs it: reference settings against the defaults."""
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}  # an AVX2-only CPU, simulated
+
+
+def cli_end_to_end(side: int = 256, device: str = "cpu", compiled: bool = False) -> None:
+    """The whole command, as a user runs it: reference settings against the defaults, natively and
+    (CPU) with torch and oneDNN held to AVX2, as on a CPU without AVX-512 or native bf16."""
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "photo.png"
         Image.fromarray((crop(side) * 255).round().astype(np.uint8)).save(source)
-        runs = {"official path (--backend torch --fp32 --tile 0)": ["--backend", "torch", "--fp32", "--tile", "0"],
-                "default (auto)": []}
+        runs = {"official path (--backend torch --fp32 --tile 0)": (["--backend", "torch", "--fp32", "--tile", "0"], {}),
+                "default (auto)": ([], {})}
+        if compiled:
+            runs["--backend compiled"] = (["--backend", "compiled"], {})
+        if device == "cpu":
+            runs["official path, AVX2 kernels only"] = (runs[next(iter(runs))][0], AVX2_ENV)
+            runs["default (auto), AVX2 kernels only"] = ([], AVX2_ENV)
         times, outputs = {}, {}
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         for _ in range(2):
-            for label, extra in runs.items():
+            for label, (extra, isa) in runs.items():
                 target = Path(folder) / f"{len(outputs)}-{abs(hash(label))}.png"
                 started = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "esrgan", "upscale", str(source), "-s", "4", "-o", str(target),
-                                "--device", device, *extra], check=True, env=env, cwd=ROOT, capture_output=True)
+                                "--device", device, *extra], check=True, env={**env, **isa}, cwd=ROOT,
+                               capture_output=True)
                 times[label] = min(times.get(label, float("inf")), time.perf_counter() - started)
                 outputs[label] = np.asarray(Image.open(target), np.float32) / 255
         reference = next(iter(runs))
@@ -223,6 +294,9 @@ def main() -> int:
     parser.add_argument("--models", default="realesrgan-x4plus,realesr-animevideov3")
     parser.add_argument("--cli", action="store_true", help="also time the CLI end to end")
     parser.add_argument("--big", action="store_true", help="also the 2048x2048 memory run (minutes)")
+    parser.add_argument("--compiled", action="store_true", help="also the torch.compile rows (compiles first)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also the int8 ONNX Runtime row (built from dataset crops on first use)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--default-path", default="", help="sizes to time through Upscaler, e.g. 256,1024")
     args = parser.parse_args()
@@ -234,12 +308,20 @@ def main() -> int:
           + (f", GPU {torch.cuda.get_device_name()} (TF32 convolutions: {torch.backends.cudnn.allow_tf32})"
              if device == "cuda" else ""))
     store = ModelStore()
-    for model in filter(None, args.models.split(",")):
-        model_table(store, [int(s) for s in args.sizes.split(",")], args.rounds, device, model)
+    extra = tuple(name for name in ("compiled", "int8") if getattr(args, name))
+    models = list(filter(None, args.models.split(",")))
+    if args.int8:
+        from esrgan import int8
+
+        for model in models:
+            if not int8.onnx_path(store.weights_dir, model).is_file():
+                int8.build_int8(store, model, calibration_crops())
+    for model in models:
+        model_table(store, [int(s) for s in args.sizes.split(",")], args.rounds, device, model, extra)
     if args.default_path:
         default_path(store, device, [int(v) for v in args.default_path.split(",")])
     if args.cli:
-        cli_end_to_end(device=device)
+        cli_end_to_end(device=device, compiled=args.compiled)
     if args.big:
         big_memory()
     return 0

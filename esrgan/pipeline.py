@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from esrgan import registry
+from esrgan import compiled, registry
 from esrgan.errors import ImageTooLargeError
 from esrgan.imageio import DecodedImage
 from esrgan.speed import (
@@ -264,7 +264,8 @@ class Upscaler:
         tiles = count_tiles(image.height, image.width, tiling, loaded.size_multiple)
         inference_started = time.perf_counter()
         out = upscale_tiled(
-            loaded.module, rgb, scale=loaded.entry.scale, size_multiple=loaded.size_multiple,
+            compiled.module_for(loaded, tiling, self.options.backend, self.store.weights_dir),
+            rgb, scale=loaded.entry.scale, size_multiple=loaded.size_multiple,
             options=tiling, device=loaded.device, dtype=loaded.dtype,
             channels_last=loaded.channels_last,
             progress=progress, cancelled=cancelled,

@@ -40,9 +40,9 @@ from esrgan.errors import InvalidOptionError, RemasterError
 log = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
-Backend = Literal["auto", "torch", "torch-cl"]
+Backend = Literal["auto", "torch", "torch-cl", "compiled"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
-BACKENDS: tuple[str, ...] = ("auto", "torch", "torch-cl")
+BACKENDS: tuple[str, ...] = ("auto", "torch", "torch-cl", "compiled")  # compiled: esrgan/compiled.py
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_FAITHFUL_PSNR = 40.0  # dB to the fp32 output: below this a setting is not the default
 MIN_SPEEDUP = 1.2  # a lower precision must win by this much to be worth its (small) error
