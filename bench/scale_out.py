@@ -1,7 +1,7 @@
 """Scale-out benchmark: one batch of jobs through the web app to 1, then 2 Celery workers.
 
 Everything on loopback and bounded: starts redis-server, the web app (waitress) with
-REMASTER_BROKER_URL, and N workers (``python -m esrgan worker``, the CPU cores split between them),
+REMASTER_BROKER_URL, and N workers (``python -m web.worker``, the CPU cores split between them),
 submits ``--jobs`` uploads to ``POST /api/jobs``, waits for all, and reports throughput and
 per-job latency (submit to done). Then stops everything.
 
@@ -54,7 +54,7 @@ def run(workers: int, jobs: int, body: bytes, content_type: str, folder: Path) -
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     for index in range(workers):
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "esrgan", "worker", "--name", f"bench{index}@%h", "--loglevel", "WARNING"],
+            [sys.executable, "-m", "web.worker", "--name", f"bench{index}@%h", "--loglevel", "WARNING"],
             cwd=ROOT, env={**env, "OMP_NUM_THREADS": threads}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     base = f"http://127.0.0.1:{web_port}"
     try:

@@ -240,29 +240,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_worker(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("worker", help="run a Celery worker for the web app (REMASTER_BROKER_URL)")
-    p.add_argument("--queues", default="remaster", help="comma-separated: remaster, or gpu / cpu with routing")
-    p.add_argument("--device", default=None, help="auto, cpu or cuda (default: REMASTER_DEVICE or auto)")
-    p.add_argument("--name", default=None, help="worker name (default: remaster-<pid>@host)")
-    p.add_argument("--loglevel", default="INFO")
-    p.set_defaults(func=cmd_worker)
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    import os
-
-    if args.device:
-        os.environ["REMASTER_DEVICE"] = args.device
-    from web.worker import celery_app  # the web layer's task; the engine itself knows no web
-
-    name = args.name or f"remaster-{os.getpid()}@%h"
-    # One job at a time per worker (a solo pool), so one inference has every core or the GPU.
-    celery_app.worker_main(["worker", "--pool", "solo", "-Q", args.queues, "-n", name,
-                            "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"])
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m esrgan", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
@@ -272,7 +249,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_degrade(sub)
     _add_evaluate(sub)
     _add_train(sub)
-    _add_worker(sub)
     return parser
 
 

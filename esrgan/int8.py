@@ -63,8 +63,13 @@ def quantize(fp32_path: Path, int8_path: Path, calibration: Iterable[np.ndarray]
         calibration: (1, 3, h, w) float32 RGB crops in [0, 1] of real photos.
     """
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     batches = iter([{"x": np.ascontiguousarray(a, dtype=np.float32)} for a in calibration])
 

@@ -10,6 +10,7 @@ from PIL import Image, ImageFilter
 
 from esrgan.niqe import NIQEError, niqe, niqe_of_luma, pristine_model
 from esrgan.resize import imresize
+
 IMAGES = Path(__file__).parent / "data" / "niqe"
 
 # basicsr 1.4.2 `calculate_niqe(img, crop_border, input_order="HWC" (BGR) or "HW" for gray,

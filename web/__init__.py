@@ -34,6 +34,9 @@ DEFAULTS = {
     "PRELOAD_MODELS": True,  # load the default models in the background at start
     "BROKER_URL": None,  # e.g. redis://host:6379/0: run jobs on Celery workers instead of in-process
     "ROUTE_BY_DEVICE": False,  # with a broker: heavy models to queue "gpu", the fast one to "cpu"
+    "VISIBILITY_TIMEOUT": 3600,  # seconds before an unacknowledged job goes back to the queue
+    "ROLE": "web",  # "web" (serves pages; runs jobs itself unless BROKER_URL) or "worker" (Celery)
+    "WORKER_NAME": None,  # a Celery worker's name, as shown by /healthz
     "HOST": "127.0.0.1",
     "PORT": 5000,
     "WSGI_THREADS": 32,

@@ -10,17 +10,18 @@ import errno
 import logging
 import tempfile
 import zipfile
-from pathlib import PurePath
+from dataclasses import replace
+from pathlib import Path, PurePath
 
 from flask import Blueprint, current_app, jsonify, request, send_file, send_from_directory, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.utils import secure_filename
 
 from esrgan.errors import ImageTooLargeError, ModelNotFoundError, RemasterError
-from esrgan.imageio import OUTPUT_FORMATS, check_encodable, decode
+from esrgan.imageio import OUTPUT_FORMATS, check_encodable, decode, encode
 from esrgan.registry import ROUTES, check_scale
 from web.errors import BadRequest, NotFound, QueueFull, http_status
-from web.jobs import Job
+from web.lifecycle import STAGE_TEXT, Job
 from web.service import remaster
 from web.storage import FILE_NAME, new_id
 
@@ -100,9 +101,10 @@ def parse_format(value: str | None) -> str:
 
 def work_pixels(width: int, height: int, model: str) -> int:
     """Pixels the model really processes for this image (the engine's own count where it has one)."""
-    upscaler = remaster().upscaler
-    counter = getattr(upscaler, "work_pixels", None)
-    return counter(width, height, model) if counter else width * height
+    service = remaster()
+    if not service.runs_jobs:  # a web node in front of workers loads no model to count
+        return width * height
+    return service.upscaler.work_pixels(width, height, model)
 
 
 def check_work(width: int, height: int, work: int) -> None:
@@ -195,17 +197,27 @@ def result_view(job: Job) -> dict:
 
 
 def status_view(job: Job) -> dict:
+    """A job as the page and API clients see it (the contract is in the README)."""
+    stage = job.shown_stage
     view = {
         "id": job.id,
         "status": job.status,
+        "stage": stage,
+        "stage_text": STAGE_TEXT.get(stage, stage),
         "scale": job.scale,
         "anime": job.anime,
+        "noise": job.noise,
         "model": job.model,
         "original_name": job.original_name,
-        "progress": {"done": job.tiles_done, "total": job.tiles_total},
-        "eta_seconds": job.eta_seconds,
+        "progress": {"done": job.steps_done, "total": job.steps_total, "fraction": round(job.fraction, 4)},
+        "elapsed_seconds": job.elapsed_seconds(),
+        "eta_seconds": job.eta_seconds(),
+        "cancel_requested": job.cancel_requested,
+        "preview_url": url_for("api.uploads", name=job.preview_file) if job.preview_file else None,
+        "before_url": url_for("api.job_before", job_id=job.id),
         "error": job.error,
         "status_url": url_for("api.job_status", job_id=job.id),
+        "expires_at": round(job.created_at + float(current_app.config["FILE_TTL_SECONDS"])),
     }
     if job.status == "done":
         view["result"] = result_view(job)
@@ -218,6 +230,13 @@ def finished_job_response(job: Job):
     response = jsonify(error=job.error or f"job {job.status}")
     response.status_code = job.error_status or 500
     return response
+
+
+def needs_rendering(path: Path) -> bool:
+    """Browsers show no TIFF, and some no 16-bit PNG: those originals are shown as 8-bit PNG."""
+    with path.open("rb") as handle:
+        head = handle.read(25)
+    return path.suffix == ".tiff" or (head.startswith(b"\x89PNG") and len(head) == 25 and head[24] == 16)
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -257,8 +276,29 @@ def job_status(job_id: str):
 
 @bp.delete("/api/jobs/<job_id>")
 def cancel_job(job_id: str):
+    """Cancel: a queued job ends at once, a running one within a network step (the answer then
+    says stage "cancelling"); a finished job is answered as it is."""
     _job_or_404(job_id)
-    return jsonify(status_view(remaster().runner.cancel(job_id)))
+    job = remaster().runner.cancel(job_id)
+    if job is None:  # expired between the two looks
+        raise NotFound(f"no job {job_id!r}")
+    return jsonify(status_view(job))
+
+
+@bp.get("/api/jobs/<job_id>/before")
+def job_before(job_id: str):
+    """The original as a browser shows it: the upload itself, or (TIFF, 16-bit) a PNG made once."""
+    job = _job_or_404(job_id)
+    files = remaster().files
+    if not files.exists(job.input_file):
+        raise NotFound("the original has expired")
+    if not needs_rendering(files.resolve(job.input_file)):
+        return _send(job.input_file, job, download=False)
+    name = files.path(job.id, "before", "png").name
+    if not files.exists(name):
+        image = decode(files.read(job.input_file), max_pixels=None)
+        files.write(job.id, "before", "png", encode(replace(image, bit_depth=8), "png"))
+    return _send(name, job, download=False)
 
 
 @bp.get("/api/jobs/<job_id>/result")
@@ -317,7 +357,7 @@ def uploads(name: str):
     """Serve only files this app stored, under the name the user would expect."""
     match = FILE_NAME.match(name)
     job = remaster().runner.get(match["id"]) if match else None
-    if job is None or name not in (job.input_file, job.output_file):
+    if job is None or name not in (job.input_file, job.output_file, job.preview_file):
         raise NotFound("no such file (files expire after an hour)")
     return _send(name, job, download=request.args.get("download") == "1")
 
@@ -391,9 +431,9 @@ def estimate():
             errors.append(str(exc))
     return jsonify(
         output_width=width * scale, output_height=height * scale, model=plan.model, resample=plan.resample,
-        # The runner's rate is per pixel the model processes: give it the real work (a thin strip
-        # costs many times its pixels), as one row of that many pixels.
-        seconds=round(service.runner.estimate_seconds(plan.model, work, 1), 1), work_pixels=work, errors=errors,
+        # The runner's rate is per pixel the model really processes (a thin strip costs its padding too).
+        seconds=round(service.runner.estimate_seconds(plan.model, width, height), 1), work_pixels=work,
+        errors=errors,
     )
 
 

@@ -1,8 +1,9 @@
-"""Jobs as plain data, the work one job does, and the in-process runner (the embedded default).
+"""The in-process job runner (the embedded default) and what every runner offers the web layer.
 
-A runner only needs `submit`, `get`, `cancel`, `wait` and `stats`; the web layer knows nothing
-more, so a distributed runner can stand in for this one. A `Job` is serialisable (`as_dict`), and
-refers to its files by name in the `FileStore`, never to objects in memory.
+A runner only needs the `JobRunner` methods; jobs move through their states with
+`web.lifecycle.run_job`, here on a bounded pool of threads, on Celery workers in
+`web.distributed`. On start the in-process runner adopts the jobs an earlier process left in the
+upload folder: it runs them again or ends them with a reason.
 """
 
 from __future__ import annotations
@@ -11,88 +12,27 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Literal, Protocol
+from typing import Protocol
 
-from esrgan.errors import Cancelled, RemasterError
-from esrgan.imageio import decode as decode_image
-from esrgan.imageio import encode
 from esrgan.pipeline import Upscaler, flops_per_pixel
 from esrgan.speed import CALIBRATION_MODEL
-from web.errors import QueueFull, http_status
+from web.errors import QueueFull
+from web.lifecycle import FINISHED, Job, adopt, finish, persist, run_job
 from web.storage import FileStore
 
 log = logging.getLogger(__name__)
 
-Status = Literal["queued", "running", "done", "failed", "cancelled"]
-FINISHED = ("done", "failed", "cancelled")
-# Sustained convolution throughput assumed before the first job on a device has been measured.
+__all__ = ["FINISHED", "PRIOR_FLOPS_PER_SECOND", "InProcessRunner", "Job", "JobRunner", "SpeedBook"]
+
 STOP = "stop"  # queue sentinel: a worker that takes it leaves
+# Sustained convolution throughput assumed before anything on a device has been measured.
 PRIOR_FLOPS_PER_SECOND = {"cpu": 60e9, "cuda": 30e12}
-
-
-@dataclass
-class Job:
-    """One upscaling request and everything known about it."""
-
-    id: str
-    scale: int
-    anime: bool
-    model: str | None
-    output_format: str
-    quality: int
-    original_name: str
-    input_file: str
-    input_width: int
-    input_height: int
-    output_width: int
-    output_height: int
-    status: Status = "queued"
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-    tiles_done: int = 0
-    tiles_total: int = 0
-    output_file: str | None = None
-    provenance: dict | None = None
-    error: str | None = None
-    error_status: int | None = None
-    cancel_requested: bool = False
-    worker: str | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Job:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    @property
-    def eta_seconds(self) -> float | None:
-        """Seconds left, extrapolated from the tiles done so far."""
-        if self.status != "running" or not self.tiles_done or not self.started_at:
-            return None
-        elapsed = time.time() - self.started_at
-        return round(elapsed / self.tiles_done * (self.tiles_total - self.tiles_done), 1)
-
-
-def execute(job: Job, upscaler: Upscaler, files: FileStore, progress, cancelled) -> Job:
-    """Do one job's work: read its input, upscale, write its output atomically. Raises on failure."""
-    image = decode_image(files.read(job.input_file), max_pixels=None)
-    result = upscaler.upscale(image, job.scale, job.anime, job.model, progress=progress, cancelled=cancelled)
-    if cancelled():
-        raise Cancelled("stopped on request")
-    data = encode(result.image, job.output_format, job.quality)
-    job.output_file = files.write(job.id, "out", job.output_format, data)
-    job.output_width, job.output_height = result.image.width, result.image.height
-    job.provenance = result.provenance.as_dict()
-    return job
 
 
 class JobRunner(Protocol):
     """What the web layer needs of a runner."""
 
+    def start(self) -> None: ...
     def submit(self, job: Job) -> Job: ...
     def get(self, job_id: str) -> Job | None: ...
     def cancel(self, job_id: str) -> Job | None: ...
@@ -102,12 +42,48 @@ class JobRunner(Protocol):
     def stop(self) -> None: ...
 
 
+class SpeedBook:
+    """Seconds per processed pixel for each model on this machine: measured by finished jobs,
+    before that derived from the CPU calibration (x4plus) by the models' FLOPs."""
+
+    def __init__(self, upscaler: Upscaler) -> None:
+        self.upscaler = upscaler
+        self._seconds_per_pixel: dict[str, float] = {}
+        self._flops_per_pixel: dict[str, float] = {}
+
+    def model_flops(self, model: str) -> float:
+        if model not in self._flops_per_pixel:
+            loaded = self.upscaler.load(model)
+            self._flops_per_pixel[model] = flops_per_pixel(loaded.module, loaded.size_multiple)
+        return self._flops_per_pixel[model]
+
+    def work(self, model: str, width: int, height: int) -> int:
+        return self.upscaler.work_pixels(width, height, model)
+
+    def seconds(self, model: str, width: int, height: int) -> float:
+        rate = self._seconds_per_pixel.get(model)
+        if rate is None:
+            rate = self._prior(model)
+        return rate * self.work(model, width, height)
+
+    def learn(self, model: str, width: int, height: int, seconds: float) -> None:
+        measured = max(seconds, 1e-3) / max(self.work(model, width, height), 1)
+        previous = self._seconds_per_pixel.get(model)
+        self._seconds_per_pixel[model] = measured if previous is None else 0.5 * (previous + measured)
+
+    def _prior(self, model: str) -> float:
+        runtime = self.upscaler.runtime if self.upscaler.calibrated else None
+        if runtime is not None and runtime.seconds_per_pixel:
+            return runtime.seconds_per_pixel * self.model_flops(model) / self.model_flops(CALIBRATION_MODEL)
+        return self.model_flops(model) / PRIOR_FLOPS_PER_SECOND[self.upscaler.device.type]
+
+
 class InProcessRunner:
     """Runs jobs on a bounded pool of threads in this process.
 
     Args:
         upscaler: The shared engine (its models load once and stay).
-        files: Where inputs and outputs live.
+        files: Where inputs, outputs and records live.
         workers: Jobs run at once (1 on a CPU: one inference already uses every core).
         max_queue: Jobs waiting beyond those running; one more is refused with `QueueFull`.
     """
@@ -117,22 +93,23 @@ class InProcessRunner:
         self.files = files
         self.workers = workers
         self.max_queue = max_queue
+        self.speed = SpeedBook(upscaler)
         self._queue: queue.Queue[str] = queue.Queue()
         self._jobs: dict[str, Job] = {}
         self._done_events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        self._flops_per_second: dict[str, float] = {}
-        self._flops_per_pixel: dict[str, float] = {}
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        """Adopt what an earlier process left unfinished, then start the workers."""
+        self._adopt()
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"upscale-worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self, timeout: float = 30) -> None:
-        """Cancel every unfinished job and wait for the workers to leave (between tiles)."""
+        """Cancel every unfinished job and wait for the workers to leave (within a network step)."""
         with self._lock:
             for job in self._jobs.values():
                 job.cancel_requested = True
@@ -150,9 +127,9 @@ class InProcessRunner:
             if waiting >= self.max_queue:
                 raise QueueFull(f"the queue is full ({waiting} jobs waiting); try again shortly")
             self._forget_expired()
-            self._jobs[job.id] = job
-            self._done_events[job.id] = threading.Event()
-        self._persist(job)
+            self._track(job)
+        job.estimate_seconds = self._estimate(job)
+        persist(self.files, job)
         self._queue.put(job.id)
         return job
 
@@ -165,15 +142,18 @@ class InProcessRunner:
         return Job.from_dict(record) if record else None
 
     def cancel(self, job_id: str) -> Job | None:
+        """Ask a job to stop. A queued job ends at once; a running one within a network step."""
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is None:
-                return None
-            if job.status in FINISHED:
+            if job is None:  # finished before this process started, or expired
+                return self.get(job_id)
+            if job.finished:
                 return job
             job.cancel_requested = True
             if job.status == "queued":
-                self._finish(job, "cancelled", error="cancelled before it started", http=409)
+                self._finish(job, "cancelled", "cancelled before it started", 409)
+            else:
+                persist(self.files, job)
         return job
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job | None:
@@ -189,25 +169,40 @@ class InProcessRunner:
                 "queued": states.count("queued"), "running": states.count("running")}
 
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
-        """Seconds a job would take on this machine, from measured (or prior) throughput."""
-        flops = self._model_flops(model) * width * height
-        rate = self._flops_per_second.get(model) or self._calibrated_rate()
-        return flops / rate
-
-    def _calibrated_rate(self) -> float:
-        """Throughput from the runtime calibration (x4plus), before any job has been timed."""
-        runtime = self.upscaler.runtime
-        if runtime.seconds_per_pixel:
-            return self._model_flops(CALIBRATION_MODEL) / runtime.seconds_per_pixel
-        return PRIOR_FLOPS_PER_SECOND[self.upscaler.device.type]
+        """Seconds the upscaling would take on this machine, from measured (or derived) rates."""
+        return self.speed.seconds(model, width, height)
 
     # --- inside ------------------------------------------------------------------------------
 
-    def _model_flops(self, model: str) -> float:
-        if model not in self._flops_per_pixel:
-            loaded = self.upscaler.load(model)
-            self._flops_per_pixel[model] = flops_per_pixel(loaded.module, loaded.size_multiple)
-        return self._flops_per_pixel[model]
+    def _estimate(self, job: Job) -> float | None:
+        try:
+            return round(self.estimate_seconds(job.model, job.input_width, job.input_height), 1)
+        except Exception:  # an estimate is a courtesy; the job itself reports real errors
+            log.warning("no estimate for job %s", job.id, exc_info=True)
+            return None
+
+    def _track(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        self._done_events[job.id] = threading.Event()
+
+    def _adopt(self) -> None:
+        again = []
+        for record in self.files.records():
+            job = Job.from_dict(record)
+            if job.finished:
+                continue
+            try:
+                queued = adopt(self.files, job)
+            except OSError:
+                log.exception("could not adopt job %s", job.id)
+                continue
+            log.info("adopted job %s from an earlier run: %s", job.id, "queued again" if queued else job.status)
+            if queued:
+                again.append(job)
+        with self._lock:
+            for job in again:
+                self._track(job)
+                self._queue.put(job.id)
 
     def _work(self) -> None:
         while True:
@@ -218,54 +213,30 @@ class InProcessRunner:
                 job = self._jobs.get(job_id)
                 if job is None or job.status != "queued":
                     continue
-                job.status, job.started_at = "running", time.time()
-            self._persist(job)
-            self._run(job)
+            run_job(job, self.upscaler, self.files, cancelled=lambda: False)
+            if job.status == "done":
+                self._learn(job)
+            event = self._done_events.get(job.id)
+            if event is not None:
+                event.set()
 
-    def _run(self, job: Job) -> None:
-        def progress(done: int, total: int) -> None:
-            job.tiles_done, job.tiles_total = done, total
+    def _learn(self, job: Job) -> None:
+        if job.upscale_started_at and job.finished_at and job.provenance:
+            try:
+                self.speed.learn(job.provenance["model"], job.input_width, job.input_height,
+                                 job.finished_at - job.upscale_started_at)
+            except Exception:
+                log.warning("could not learn the speed of job %s", job.id, exc_info=True)
 
-        try:
-            execute(job, self.upscaler, self.files, progress, lambda: job.cancel_requested)
-        except Cancelled:
-            with self._lock:
-                self._finish(job, "cancelled", error="cancelled", http=409)
-        except RemasterError as exc:
-            with self._lock:
-                self._finish(job, "failed", error=str(exc), http=http_status(exc))
-        except Exception:  # a bug must fail one job, never the worker
-            log.exception("job %s failed unexpectedly", job.id)
-            with self._lock:
-                self._finish(job, "failed", error="internal error while upscaling", http=500)
-        else:
-            self._learn_speed(job)
-            with self._lock:
-                self._finish(job, "done")
-
-    def _learn_speed(self, job: Job) -> None:
-        model = job.provenance["model"]
-        seconds = max(job.provenance["seconds"], 1e-3)
-        measured = self._model_flops(model) * job.input_width * job.input_height / seconds
-        previous = self._flops_per_second.get(model)
-        self._flops_per_second[model] = measured if previous is None else 0.5 * (previous + measured)
-
-    def _finish(self, job: Job, status: Status, error: str | None = None, http: int | None = None) -> None:
-        """Record the end of a job (call with the lock held) and wake whoever waits for it."""
-        job.status, job.finished_at, job.error, job.error_status = status, time.time(), error, http
-        self._persist(job)
+    def _finish(self, job: Job, status, error: str | None = None, http: int | None = None) -> None:
+        """End a job that never ran (call with the lock held) and wake whoever waits for it."""
+        finish(self.files, job, status, error, http)
         event = self._done_events.get(job.id)
         if event is not None:
             event.set()
 
-    def _persist(self, job: Job) -> None:
-        try:
-            self.files.save_record(job.id, job.as_dict())
-        except OSError:
-            log.exception("could not save the record of job %s", job.id)
-
     def _forget_expired(self) -> None:
         cutoff = time.time() - self.files.ttl_seconds
-        for job_id in [k for k, j in self._jobs.items() if j.status in FINISHED and j.created_at < cutoff]:
+        for job_id in [k for k, j in self._jobs.items() if j.finished and j.created_at < cutoff]:
             del self._jobs[job_id]
             self._done_events.pop(job_id, None)

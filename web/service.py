@@ -1,4 +1,10 @@
-"""The shared resources of the app (files, engine, job runner), as one Flask extension."""
+"""The shared resources of the app (files, engine, job runner), as one Flask extension.
+
+Every setting comes from the app's config (defaults -> ``REMASTER_*`` environment -> the test's
+dict), and the web node and a Celery worker build their engine from it the same way
+(`engine_options`). A web node whose jobs go to workers builds no engine at all: it loads no model
+and measures no CPU.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import threading
 import torch
 from flask import Flask, current_app
 
-from esrgan.pipeline import UpscaleOptions, Upscaler, flops_per_pixel
+from esrgan.pipeline import UpscaleOptions, Upscaler
 from esrgan.registry import ROUTES
 from esrgan.weights import ModelStore
 from web.jobs import InProcessRunner, JobRunner
@@ -17,43 +23,72 @@ from web.storage import FileStore
 log = logging.getLogger(__name__)
 
 
+def engine_options(cfg) -> UpscaleOptions:
+    """The engine settings of a config, the same for the in-process runner and every worker."""
+    return UpscaleOptions(device=cfg["DEVICE"], precision=cfg["PRECISION"], backend=cfg["BACKEND"],
+                          tile=None if cfg["TILE"] in (None, "") else int(cfg["TILE"]),
+                          max_output_pixels=int(cfg["MAX_OUTPUT_PIXELS"]))
+
+
 class Remaster:
     """Holds what every request shares; reach it with `remaster()` inside a request."""
 
     files: FileStore
-    upscaler: Upscaler
     runner: JobRunner
+
+    def __init__(self) -> None:
+        self._upscaler: Upscaler | None = None
+        self._store: ModelStore | None = None
+        self._lock = threading.Lock()
+        self.config: dict = {}
 
     def init_app(self, app: Flask) -> None:
         cfg = app.config
+        self.config = cfg
         if cfg["TORCH_THREADS"]:
             torch.set_num_threads(int(cfg["TORCH_THREADS"]))
         self.files = FileStore(cfg["UPLOAD_FOLDER"], float(cfg["FILE_TTL_SECONDS"]))
-        options = UpscaleOptions(device=cfg["DEVICE"], precision=cfg["PRECISION"], backend=cfg["BACKEND"],
-                                 tile=cfg["TILE"],
-                                 max_output_pixels=int(cfg["MAX_OUTPUT_PIXELS"]))
-        self.upscaler = Upscaler(ModelStore(cfg["WEIGHTS_FOLDER"]), options)
+        app.extensions["remaster"] = self
+        if cfg["ROLE"] == "worker":
+            return  # a Celery worker: its task runs jobs with `self.upscaler`; no runner, no sweeper
         if cfg["BROKER_URL"]:
             from web.distributed import CeleryRunner
 
-            self.runner = CeleryRunner(cfg["BROKER_URL"], self.files, int(cfg["MAX_QUEUE"]),
-                                       bool(cfg["ROUTE_BY_DEVICE"]), self._flops_per_pixel)
+            self.runner = CeleryRunner(app, self.files, int(cfg["MAX_QUEUE"]), bool(cfg["ROUTE_BY_DEVICE"]))
         else:
-            self.runner = InProcessRunner(self.upscaler, self.files, int(cfg["WORKERS"]),
-                                          int(cfg["MAX_QUEUE"]))
+            self.runner = InProcessRunner(self.upscaler, self.files, int(cfg["WORKERS"]), int(cfg["MAX_QUEUE"]))
+            if cfg["PRELOAD_MODELS"]:
+                threading.Thread(target=self._preload, name="preload-models", daemon=True).start()
         self.runner.start()
         self.files.start_sweeper()
-        if cfg["PRELOAD_MODELS"]:
-            threading.Thread(target=self._preload, name="preload-models", daemon=True).start()
-        app.extensions["remaster"] = self
 
-    def _flops_per_pixel(self, model: str) -> float:
-        loaded = self.upscaler.load(model)
-        return flops_per_pixel(loaded.module, loaded.size_multiple)
+    @property
+    def runs_jobs(self) -> bool:
+        """Whether this process runs jobs itself (in-process runner or Celery worker)."""
+        return self.config["ROLE"] == "worker" or not self.config["BROKER_URL"]
+
+    @property
+    def store(self) -> ModelStore:
+        """The model catalogue (listing it loads no model)."""
+        with self._lock:
+            if self._store is None:
+                self._store = ModelStore(self.config["WEIGHTS_FOLDER"])
+            return self._store
+
+    @property
+    def upscaler(self) -> Upscaler:
+        """The engine, built on first use from the config."""
+        store = self.store
+        with self._lock:
+            if self._upscaler is None:
+                self._upscaler = Upscaler(store, engine_options(self.config))
+            return self._upscaler
 
     def close(self) -> None:
         """Stop the workers and the sweeper (tests, and a clean shutdown)."""
-        self.runner.stop()
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            runner.stop()
         self.files.stop()
 
     def _preload(self) -> None:

@@ -19,7 +19,7 @@ from esrgan.imageio import write_atomic
 
 log = logging.getLogger(__name__)
 
-FILE_NAME = re.compile(r"^(?P<id>[0-9a-f]{32})_(?P<role>in|out)\.(?P<ext>png|jpg|webp|bmp|tiff)$")
+FILE_NAME = re.compile(r"^(?P<id>[0-9a-f]{32})_(?P<role>in|out|preview|before)\.(?P<ext>png|jpg|webp|bmp|tiff)$")
 
 
 def new_id() -> str:
@@ -61,6 +61,28 @@ class FileStore:
         if not FILE_NAME.match(name):
             raise ValueError(f"not a job file name: {name!r}")
         return self.root / name
+
+    def exists(self, name: str) -> bool:
+        try:
+            return self.resolve(name).is_file()
+        except ValueError:
+            return False
+
+    def delete(self, name: str) -> None:
+        """Remove one stored file (gone already is fine)."""
+        try:
+            self.resolve(name).unlink(missing_ok=True)
+        except (ValueError, OSError):
+            log.warning("could not delete %s", name)
+
+    def records(self) -> list[dict]:
+        """Every job record in the folder (unreadable ones skipped), oldest first."""
+        found = []
+        for path in self.root.glob("*.json"):
+            record = self.load_record(path.stem)
+            if record is not None:
+                found.append(record)
+        return sorted(found, key=lambda r: r.get("created_at", 0))
 
     def save_record(self, job_id: str, record: dict) -> None:
         write_atomic(self.root / f"{job_id}.json", json.dumps(record).encode())
