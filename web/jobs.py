@@ -145,8 +145,9 @@ class InProcessRunner:
         """Ask a job to stop. A queued job ends at once; a running one within a network step."""
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is None:  # finished before this process started, or expired
-                return self.get(job_id)
+        if job is None:  # finished before this process started, or expired
+            return self.get(job_id)
+        with self._lock:
             if job.finished:
                 return job
             job.cancel_requested = True
