@@ -20,16 +20,29 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
 
 
 @pytest.fixture
-def server(make_app):
+def serve(make_app):
+    """Serve an app built with the given config over waitress; returns its base URL."""
     from waitress.server import create_server
 
-    app = make_app(MAX_CONTENT_LENGTH=8 * 2**20)
-    wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=wsgi.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{wsgi.effective_port}"
-    wsgi.close()
-    thread.join(timeout=5)
+    servers = []
+
+    def start(**config):
+        app = make_app(**{"MAX_CONTENT_LENGTH": 8 * 2**20, **config})
+        wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)
+        thread = threading.Thread(target=wsgi.run, daemon=True)
+        thread.start()
+        servers.append((wsgi, thread))
+        return f"http://127.0.0.1:{wsgi.effective_port}"
+
+    yield start
+    for wsgi, thread in servers:
+        wsgi.close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def server(serve):
+    return serve()
 
 
 @pytest.fixture

@@ -1,14 +1,17 @@
-"""The server-rendered page."""
+"""The server-rendered page and its favicon."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, redirect, render_template, url_for
 
 from esrgan.imageio import OUTPUT_FORMATS
 from esrgan.registry import SCALES
 from web.service import remaster
 
 bp = Blueprint("pages", __name__)
+
+# Contract C3; the page reads the live list from /api/models and keeps these as the first paint.
+NOISE_LEVELS = ("none", "low", "medium", "high")
 
 
 @bp.get("/")
@@ -19,8 +22,16 @@ def index():
         "index.html",
         scales=SCALES,
         formats=OUTPUT_FORMATS,
+        noise_levels=NOISE_LEVELS,
         models=list(entries.values()),
         max_megabytes=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024),
         max_input_pixels=current_app.config["MAX_INPUT_PIXELS"],
+        max_output_pixels=current_app.config["MAX_OUTPUT_PIXELS"],
         device=str(service.upscaler.device),
     )
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for this path whatever the page links; answer with the page's icon."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
