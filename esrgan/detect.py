@@ -142,7 +142,7 @@ def detect(state: dict[str, torch.Tensor]) -> ModelDescriptor:
     found = _ours(state)
     if found is not None:
         return found
-    return _spandrel(state)[0]
+    return _spandrel(state)[1]
 
 
 def load(state: dict[str, torch.Tensor]) -> tuple[nn.Module, ModelDescriptor]:
