@@ -46,7 +46,7 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
-    scale.add_argument("--outscale", type=registry.check_outscale, dest="scale", metavar="X",
+    scale.add_argument("--outscale", type=_outscale, dest="scale", metavar="X",
                        help="any output scale from 1 to 8 (model at its native scale, then a Lanczos resample)")
     p.add_argument("--anime", action="store_true", help="use the anime models")
     p.add_argument("--noise", choices=registry.NOISE_LEVELS, default="none",
@@ -69,6 +69,13 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by extension, else png)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
     p.set_defaults(func=cmd_upscale)
+
+
+def _outscale(text: str) -> float:
+    try:
+        return registry.check_outscale(text)
+    except RemasterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 from esrgan import registry
-from esrgan.archs import RRDBNet
+from esrgan.archs import RealCUGAN, RRDBNet, SRVGGNetCompact
+from esrgan.detect import detect
 from esrgan.errors import ModelNotFoundError, NoiseNotAvailableError, UnsupportedScaleError, WeightsError
 from esrgan.imageio import DecodedImage
 from esrgan.pipeline import UpscaleOptions, Upscaler
@@ -145,3 +146,55 @@ def test_pickles_that_run_code_are_refused(tmp_path):
     assert "evil.pth" in store.problems
     with pytest.raises(WeightsError):
         store.entry(str(tmp_path / "evil.pth"))
+
+
+@pytest.mark.parametrize(("module", "arch", "scale", "multiple"), [
+    (RRDBNet(scale=2, num_block=1, num_feat=8), "rrdbnet", 2, 2),
+    (RRDBNet(scale=8, num_block=1, num_feat=8), "rrdbnet", 8, 1),
+    (SRVGGNetCompact(num_feat=8, num_conv=2, upscale=3), "srvgg", 3, 1),
+    (RealCUGAN(scale=3), "cugan", 3, 4),
+])
+def test_tiny_models_round_trip_through_save_detect_and_load(tmp_path, module, arch, scale, multiple):
+    path = tmp_path / "tiny.safetensors"
+    save_file(module.state_dict(), str(path))
+    store = ModelStore(tmp_path, ncnn_dir=tmp_path / "none")
+    descriptor = store.describe(str(path))
+    assert (descriptor.arch, descriptor.scale, descriptor.size_multiple) == (arch, scale, multiple)
+    loaded = store.load(str(path))
+    image = torch.rand(1, 3, 12, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.module(image), module.eval()(image))
+    result = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=8, tile_pad=4)).upscale(
+        DecodedImage(image[0].permute(1, 2, 0).numpy()), scale, model=str(path))
+    assert result.image.pixels.shape == (12 * scale, 16 * scale, 3) and result.provenance.tiles > 1
+
+
+def test_an_rrdbnet_of_unknown_input_width_is_refused_not_taken_for_4x():
+    state = RRDBNet(num_block=1, num_feat=8).state_dict()
+    state["conv_first.weight"] = torch.zeros(8, 5, 3, 3)
+    with pytest.raises(WeightsError, match="5 channels"):
+        detect(state)
+
+
+def test_api_models_lists_every_model_per_contract(client):
+    body = client.get("/api/models").get_json()
+    assert body["noise_levels"] == list(registry.NOISE_LEVELS) and body["device"] == "cpu"
+    assert {"max_upload_bytes", "max_input_pixels", "max_output_pixels"} <= body["limits"].keys()
+    fields = {"name", "title", "family", "native_scale", "scale", "anime", "noise", "licence", "source", "note",
+              "seconds_per_megapixel", "available"}
+    assert all(fields <= m.keys() for m in body["models"])
+    by_name = {m["name"]: m for m in body["models"]}
+    assert by_name["realcugan-x4-denoise3x"]["noise"] == "high" and by_name["realcugan-x4-denoise3x"]["available"]
+    assert {m["family"] for m in body["models"]} == {"Real-ESRGAN", "Real-CUGAN"}
+    assert any(r["noise"] == "medium" and r["model"] is None and "4x" in r["error"] for r in body["routes"])
+
+
+def test_measured_speed_is_cached_beside_the_converted_weights(tmp_path):
+    from esrgan.listing import measure_speed, models_listing
+
+    upscaler = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32"))
+    assert models_listing(upscaler)["models"][2]["seconds_per_megapixel"] is None  # not measured yet
+    seconds = measure_speed(upscaler, "realesr-animevideov3")
+    assert seconds > 0 and (tmp_path / "converted" / "speed.json").is_file()
+    again = ModelStore(tmp_path).speeds.seconds_per_megapixel("realesr-animevideov3")
+    assert again == pytest.approx(seconds, abs=1e-3)
