@@ -83,6 +83,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the listing as JSON (as GET /api/models)")
     p.add_argument("--measure", nargs="*", metavar="MODEL",
                    help="measure seconds per megapixel on this machine (all available models if none named)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="for --measure (auto: as upscale does)")
     p.set_defaults(func=cmd_models)
 
 
@@ -127,12 +128,12 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from esrgan.listing import measure_speed, models_listing
 
-    upscaler = Upscaler(ModelStore(), UpscaleOptions(device="cpu"))
+    upscaler = Upscaler(ModelStore(), UpscaleOptions(device="cpu", precision=args.precision))
     if args.measure is not None:
         names = args.measure or list(upscaler.store.entries())
         for name in names:
             seconds = measure_speed(upscaler, name)
-            print(f"{name}: {seconds:.2f} s per megapixel", file=sys.stderr if args.json else sys.stdout)
+            print(f"{name}: {seconds:.2f} s per megapixel", file=sys.stderr if args.json else sys.stdout, flush=True)
     listing = models_listing(upscaler)
     if args.json:
         print(json.dumps(listing, indent=1))
