@@ -32,6 +32,7 @@ ACTIVATION_NONE = 0
 ACTIVATION_RELU = 1
 ACTIVATION_LEAKY_RELU = 2
 ACTIVATION_SIGMOID = 4
+CUGAN_LEAKY_SLOPE = 0.1
 WEIGHTED_LAYERS = ("Convolution", "Deconvolution", "InnerProduct")
 
 
@@ -199,8 +200,12 @@ def cugan_state_dict(layers: list[NcnnLayer], blobs: list[NcnnTensor], scale: in
 
     if scale not in (2, 3, 4):
         raise WeightsError(f"Real-CUGAN exists at scales 2, 3 and 4, not {scale}")
-    reference = RealCUGAN(scale=scale).state_dict()
+    network = RealCUGAN(scale=scale)
+    reference = network.state_dict()
     names = [k[: -len(".weight")] for k in reference if k.endswith(".weight")]
+    kinds = {name: "Deconvolution" if isinstance(module, torch.nn.ConvTranspose2d)
+             else "InnerProduct" if "seblock" in name else "Convolution"
+             for name, module in network.named_modules() if name in names}
     if len(blobs) != len(names) or any(b.layer.kind not in WEIGHTED_LAYERS for b in blobs):
         raise WeightsError(f"{len(blobs)} weighted layers do not form a {scale}x Real-CUGAN ({len(names)})")
     if sum(layer.kind == "Pooling" for layer in layers) != 4:
@@ -212,11 +217,13 @@ def cugan_state_dict(layers: list[NcnnLayer], blobs: list[NcnnTensor], scale: in
         if transposed:
             weight = weight.transpose(0, 1).contiguous()  # ncnn [out, in] -> ConvTranspose2d [in, out]
         expected = reference[f"{name}.weight"].shape
-        se_block = "seblock" in name
-        if (blob.layer.kind == "InnerProduct") != se_block or weight.shape != expected:
+        if blob.layer.kind != kinds[name] or weight.shape != expected:
             raise WeightsError(f"layer {blob.layer.name} ({blob.layer.kind} {tuple(weight.shape)}) "
-                               f"does not match {name} {tuple(expected)}")
-        if _activation(blob.layer) != _cugan_activation(name):
+                               f"does not match {name} ({kinds[name]} {tuple(expected)})")
+        activation = _activation(blob.layer)
+        slope = blob.layer.params.get(-23310, "1,0.1").split(",")[-1]
+        if activation != _cugan_activation(name) or (
+                activation == ACTIVATION_LEAKY_RELU and abs(float(slope) - CUGAN_LEAKY_SLOPE) > 1e-6):
             raise WeightsError(f"activation after {blob.layer.name} does not match {name}")
         if blob.bias is None:
             raise WeightsError(f"layer {blob.layer.name} has no bias; {name} does")
