@@ -13,8 +13,9 @@ from esrgan.errors import RemasterError
 from esrgan.imageio import DecodedImage
 from esrgan.pipeline import Upscaler
 
-MEASURE_SIDE = 160  # input side of the speed probe: large enough that padding is a small share
-MEASURE_RUNS = 2  # timed runs after one warm-up (which loads the model); the fastest counts
+MEASURE_SIDE = 128  # input side of the speed probe: large enough that padding is a small share
+WARM_UP_SIDE = 32  # a first, small run loads the model and warms the kernels
+MEASURE_RUNS = 2  # timed runs after the warm-up; the fastest counts
 
 
 def model_rows(upscaler: Upscaler) -> list[dict]:
@@ -74,20 +75,33 @@ def measure_speed(upscaler: Upscaler, name: str) -> float:
     """Seconds per input megapixel of ``name`` at its native scale on this machine; recorded beside
     the converted weights (``weights/converted/speed.json``) and returned.
 
-    The probe is a fixed pseudo-random texture (the work does not depend on the content), run once to
-    load the model and then `MEASURE_RUNS` times; the fastest run counts, since other load on the
-    machine only ever slows a run down.
+    The probe is a fixed pseudo-random texture (the work does not depend on the content: these
+    networks have no data-dependent paths), run once small to load the model, then `MEASURE_RUNS`
+    times; the fastest run counts, since other load on the machine only ever slows a run down. The
+    figure is recorded for every registered model with the same network (architecture, arguments
+    and scale: e.g. all Real-CUGAN 2x variants), since they do the same arithmetic.
     """
     entry = upscaler.store.entry(name)
     pixels = np.random.default_rng(0).random((MEASURE_SIDE, MEASURE_SIDE, 3), dtype=np.float32)
     image = DecodedImage(pixels)
-    upscaler.upscale(image, entry.scale, model=name)
+    upscaler.upscale(DecodedImage(pixels[:WARM_UP_SIDE, :WARM_UP_SIDE]), entry.scale, model=name)
     best = float("inf")
     for _ in range(MEASURE_RUNS):
         started = time.perf_counter()
         upscaler.upscale(image, entry.scale, model=name)
         best = min(best, time.perf_counter() - started)
     per_mp = best / (MEASURE_SIDE * MEASURE_SIDE / 1e6)
-    runtime = upscaler.runtime
-    upscaler.store.speeds.record(name, per_mp, str(upscaler.device), runtime.precision)
+    precision = upscaler.runtime.precision
+    for twin in same_network(name):
+        upscaler.store.speeds.record(twin, per_mp, str(upscaler.device), precision)
     return per_mp
+
+
+def same_network(name: str) -> list[str]:
+    """``name`` and every registered model whose network is the same shape (only weights differ)."""
+    try:
+        spec = registry.spec(name)
+    except RemasterError:
+        return [name]  # a custom checkpoint: only itself
+    shape = (spec.arch, spec.arch_args, spec.scale)
+    return [name] + [s.name for s in registry.all_specs() if (s.arch, s.arch_args, s.scale) == shape and s.name != name]

@@ -34,6 +34,7 @@ class _SmallInputs:
 
     scale: int
     size_multiple: int
+    internal_pad: int  # reflect padding the forward pass adds on every side (extra work per tile)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -49,6 +50,7 @@ class UpCunet2x(_SmallInputs, _UpCunet2x):
 
     scale = 2
     size_multiple = 2
+    internal_pad = 18
 
 
 class UpCunet3x(_SmallInputs, _UpCunet3x):
@@ -56,6 +58,7 @@ class UpCunet3x(_SmallInputs, _UpCunet3x):
 
     scale = 3
     size_multiple = 4
+    internal_pad = 14
 
 
 class UpCunet4x(_SmallInputs, _UpCunet4x):
@@ -63,6 +66,7 @@ class UpCunet4x(_SmallInputs, _UpCunet4x):
 
     scale = 4
     size_multiple = 2
+    internal_pad = 19
 
 
 NETWORKS: dict[int, type[nn.Module]] = {2: UpCunet2x, 3: UpCunet3x, 4: UpCunet4x}
