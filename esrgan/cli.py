@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -44,8 +45,13 @@ log = logging.getLogger("esrgan")
 def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("upscale", help="upscale images", description="Upscale one or more images.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    p.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
-    p.add_argument("--anime", action="store_true", help="use the anime model")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
+    scale.add_argument("--outscale", type=_outscale, dest="scale", metavar="X",
+                       help="any output scale from 1 to 8 (model at its native scale, then a Lanczos resample)")
+    p.add_argument("--anime", action="store_true", help="use the anime models")
+    p.add_argument("--noise", choices=registry.NOISE_LEVELS, default="none",
+                   help="noise reduction for anime (Real-CUGAN): none, low, medium (2x only) or high")
     p.add_argument("--model", help="registry name, custom name or checkpoint file (overrides --anime)")
     p.add_argument("--fast", dest="model", action="store_const", const=registry.ANIMEVIDEO_V3.name,
                    help=f"the fast compact model ({registry.ANIMEVIDEO_V3.name}, ~29x cheaper than x4plus)")
@@ -66,19 +72,30 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_upscale)
 
 
+def _outscale(text: str) -> float:
+    try:
+        return registry.check_outscale(text)
+    except RemasterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list available models and how each scale is made")
+    p.add_argument("--json", action="store_true", help="print the listing as JSON (as GET /api/models)")
+    p.add_argument("--measure", nargs="*", metavar="MODEL",
+                   help="measure seconds per megapixel on this machine (all available models if none named)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="for --measure (auto: as upscale does)")
     p.set_defaults(func=cmd_models)
 
 
-def _targets(inputs: list[Path], output: str, scale: int, fmt: str | None) -> list[tuple[Path, Path]]:
+def _targets(inputs: list[Path], output: str, scale: float, fmt: str | None) -> list[tuple[Path, Path]]:
     """(input, output file) pairs: ``output`` is a folder for several inputs or when it is one."""
     as_dir = len(inputs) > 1 or Path(output).is_dir() or output.endswith(("/", "\\"))
     if not as_dir:
         return [(inputs[0], Path(output))]
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    return [(src, output / f"{src.stem}_x{scale}.{fmt or 'png'}") for src in inputs]
+    return [(src, output / f"{src.stem}_x{scale:g}.{fmt or 'png'}") for src in inputs]
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
@@ -94,7 +111,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                     bar.total = total
                     bar.update(done - bar.n)
 
-                result = upscaler.upscale(image, args.scale, args.anime, args.model, progress=progress)
+                result = upscaler.upscale(image, args.scale, args.anime, args.model, progress=progress,
+                                          noise=args.noise)
             fmt = args.format or format_for_path(dst)
             write_image(dst, result.image, fmt, args.quality)
         except RemasterError as exc:
@@ -109,23 +127,37 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    upscaler = Upscaler(ModelStore(), UpscaleOptions(device="cpu"))
-    entries = upscaler.store.entries()
-    print("Available models:")
-    for entry in entries.values():
-        print(f"  {entry.name:28} {entry.scale}x  {'anime ' if entry.anime else ''}{entry.source}")
-    for name, why in upscaler.store.unavailable().items():
-        print(f"  {name:28} unavailable: {why}")
+    from esrgan.listing import measure_speed, models_listing
+
+    upscaler = Upscaler(ModelStore(), UpscaleOptions(device="cpu", precision=args.precision))
+    if args.measure is not None:
+        names = args.measure or list(upscaler.store.entries())
+        for name in names:
+            seconds = measure_speed(upscaler, name)
+            print(f"{name}: {seconds:.2f} s per megapixel", file=sys.stderr if args.json else sys.stdout, flush=True)
+    listing = models_listing(upscaler)
+    if args.json:
+        print(json.dumps(listing, indent=1))
+        return 0
+    print("Models:")
+    for m in listing["models"]:
+        noise = f" noise {m['noise']}" if m["noise"] else ""
+        speed = f", {m['seconds_per_megapixel']:.1f} s/MP" if m["seconds_per_megapixel"] is not None else ""
+        state = m["source"] if m["available"] else f"unavailable: {m['unavailable_reason']}"
+        print(f"  {m['name']:34} {m['family']:11} {m['native_scale']}x{' anime' if m['anime'] else ''}{noise}"
+              f"{speed}  {state}")
     for name, why in upscaler.store.problems.items():
-        print(f"  {name:28} skipped: {why}")
-    print("How each scale is made:")
-    for scale, anime in registry.ROUTES:
-        try:
-            plan = upscaler.plan(scale, anime)
-            how = plan.model + (f" + {plan.resample}" if plan.resample else " (native)")
-        except RemasterError as exc:
-            how = f"unavailable: {exc}"
-        print(f"  {scale}x{' anime' if anime else '      '}  {how}")
+        print(f"  {name:34} skipped: {why}")
+    print("How each result is made (scale, content, noise):")
+    for r in listing["routes"]:
+        if not r["anime"] and r["noise"] != "none":
+            continue  # one line below says it for every scale
+        how = (r["model"] + (f" + {r['resample']}" if r["resample"] else " (native)")) if r["model"] else (
+            f"unavailable: {r['error']}")
+        print(f"  {r['scale']}x {'anime' if r['anime'] else 'photo'} noise {r['noise']:6}  {how}")
+    print("  photos: noise reduction other than none is not available (Real-ESRGAN has no strength setting)")
+    print(f"  any scale from {registry.MIN_SCALE:g} to {registry.MAX_SCALE:g} (--outscale) uses the route of the "
+          "nearest quick scale at or above it, then a Lanczos resample")
     return 0
 
 

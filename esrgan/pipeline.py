@@ -170,13 +170,17 @@ class Upscaler:
             self._measure_again = True
         return True
 
-    def plan(self, scale: int, anime: bool = False, model: str | None = None) -> registry.Plan:
-        """How a ``scale``x result would be made (which model, which resample)."""
+    def plan(self, scale: float, anime: bool = False, model: str | None = None,
+             noise: str | None = "none") -> registry.Plan:
+        """How a ``scale``x result (any scale from 1 to 8) would be made (which model, which resample).
+
+        Raises UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError."""
         entries = self.store.entries()
         if model is not None:
             entry = self.store.entry(model)
-            return registry.plan(scale, anime, [*entries, model], model=model, model_scale=entry.scale)
-        return registry.plan(scale, anime, entries)
+            return registry.plan(scale, anime, [*entries, model], model=model, model_scale=entry.scale,
+                                 noise=noise)
+        return registry.plan(scale, anime, entries, noise=noise)
 
     def tile_options(self, output_pixels: int = 0) -> TileOptions:
         """The tiling for a result of ``output_pixels``: on a GPU as large as half its free memory
@@ -212,30 +216,32 @@ class Upscaler:
         tiling_options = self.tile_options(width * height * loaded.entry.scale**2)
         return tiling_work_pixels(height, width, tiling_options, loaded.size_multiple)
 
-    def check_output_size(self, width: int, height: int, scale: int) -> None:
+    def check_output_size(self, width: int, height: int, scale: float) -> None:
         """Raise ImageTooLargeError when the result would exceed the output pixel limit."""
-        pixels = width * scale * height * scale
+        out_w, out_h = registry.output_size(width, height, scale)
+        pixels = out_w * out_h
         if pixels > self.options.max_output_pixels:
             raise ImageTooLargeError(
-                f"a {scale}x result of this {width}x{height} image would be {pixels / 1e6:.0f} MP; "
+                f"a {scale:g}x result of this {width}x{height} image would be {pixels / 1e6:.0f} MP; "
                 f"the limit is {self.options.max_output_pixels / 1e6:.0f} MP. Choose a smaller scale."
             )
 
     def upscale(
         self,
         image: DecodedImage,
-        scale: int,
+        scale: float,
         anime: bool = False,
         model: str | None = None,
         progress: ProgressFn | None = None,
         cancelled: CancelFn | None = None,
         stage: StageFn | None = None,
+        noise: str | None = "none",
     ) -> UpscaleResult:
         """Upscale one image.
 
         Args:
             image: The decoded input (gray, RGB, with or without alpha; 8 or 16 bit).
-            scale: 2, 4 or 8.
+            scale: Any output scale from 1 to 8 (2, 4 and 8 are the page's quick choices).
             anime: Prefer the anime model.
             model: A registry name, custom name or checkpoint path to use instead of the route.
             progress: Called with (steps done, total steps): several per tile (per RRDB block, per
@@ -244,12 +250,14 @@ class Upscaler:
                 with `Cancelled` within one step.
             stage: Called with ``"calibrating"`` (only when the one-time CPU measurement really
                 runs now), ``"loading"`` and ``"upscaling"``.
+            noise: Noise reduction, ``"none"``/``"low"``/``"medium"``/``"high"`` (anime: Real-CUGAN).
 
         Raises:
-            UnsupportedScaleError, ModelNotFoundError, ImageTooLargeError, WeightsError, Cancelled.
+            UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError, ImageTooLargeError,
+            WeightsError, Cancelled.
         """
         started = time.perf_counter()
-        chosen = self.plan(scale, anime, model)
+        chosen = self.plan(scale, anime, model, noise)
         self.check_output_size(image.width, image.height, chosen.scale)
         if stage is not None and not self.calibrated:
             stage("calibrating")
@@ -273,7 +281,7 @@ class Upscaler:
         if loaded.device.type == "cpu":
             self.report_rate(loaded.entry.name, time.perf_counter() - inference_started,
                              tiling_work_pixels(image.height, image.width, tiling, loaded.size_multiple))
-        size = (image.width * chosen.scale, image.height * chosen.scale)
+        size = registry.output_size(image.width, image.height, chosen.scale)
         if chosen.resample is not None:
             out = resample(out, size)
         alpha = resample(image.alpha, size) if image.has_alpha else None

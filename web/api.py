@@ -19,7 +19,7 @@ from werkzeug.utils import secure_filename
 
 from esrgan.errors import ImageTooLargeError, ModelNotFoundError, RemasterError
 from esrgan.imageio import OUTPUT_FORMATS, check_encodable, decode, encode
-from esrgan.registry import ROUTES, check_scale
+from esrgan.registry import check_scale
 from web.errors import BadRequest, NotFound, QueueFull, http_status
 from web.lifecycle import STAGE_TEXT, Job
 from web.service import remaster
@@ -374,25 +374,16 @@ def _send(name: str, job: Job, download: bool):
 
 @bp.get("/api/models")
 def models():
+    """Every model (contract C3): family, native scale, noise level, licence, source, measured speed."""
+    from esrgan.listing import models_listing
+
     service = remaster()
-    entries = service.upscaler.store.entries()
-    routes = []
-    for scale, anime in ROUTES:
-        try:
-            plan = service.upscaler.plan(scale, anime)
-            routes.append({"scale": scale, "anime": anime, "model": plan.model, "resample": plan.resample})
-        except RemasterError as exc:
-            routes.append({"scale": scale, "anime": anime, "model": None, "error": str(exc)})
-    return jsonify(
-        device=str(service.upscaler.device),
-        models=[{"name": e.name, "title": e.title, "scale": e.scale, "anime": e.anime, "source": e.source}
-                for e in entries.values()],
-        unavailable=service.upscaler.store.unavailable(),
-        routes=routes,
-        limits={"max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
-                "max_input_pixels": current_app.config["MAX_INPUT_PIXELS"],
-                "max_output_pixels": current_app.config["MAX_OUTPUT_PIXELS"]},
-    )
+    listing = models_listing(service.upscaler)
+    listing["unavailable"] = service.upscaler.store.unavailable()
+    listing["limits"] = {"max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
+                         "max_input_pixels": current_app.config["MAX_INPUT_PIXELS"],
+                         "max_output_pixels": current_app.config["MAX_OUTPUT_PIXELS"]}
+    return jsonify(listing)
 
 
 @bp.get("/api/estimate")

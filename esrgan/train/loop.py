@@ -9,7 +9,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,10 @@ import torch
 from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
 
-from esrgan.archs import ArchDescriptor, UNetDiscriminatorSN, describe_state_dict
+from esrgan.archs import UNetDiscriminatorSN
 from esrgan.degrade import degrade
-from esrgan.errors import ConfigError, TrainingError
+from esrgan.detect import ModelDescriptor, detect
+from esrgan.errors import ConfigError, RemasterError, TrainingError
 from esrgan.imageio import to_uint8
 from esrgan.metrics import quality
 from esrgan.train.config import TrainConfig
@@ -47,13 +48,25 @@ def expand_freeze(rule: str) -> list[str]:
     return prefixes
 
 
-def default_freeze(arch: ArchDescriptor) -> str:
+def default_freeze(arch: ModelDescriptor) -> str:
     """Keep the early and middle layers: conv_first and ~70% of the RRDB blocks (x4plus: 16 of 23),
-    or the first ~70% of an SRVGG's layers."""
-    args = dict(arch.kwargs)
+    the first ~70% of an SRVGG's layers, or a Real-CUGAN's first U-Net (the second one refines)."""
+    args = dict(arch.arch_args)
     if arch.arch == "rrdbnet":
         return f"conv_first,body.0-{max(0, int(args['num_block'] * 0.7) - 1)}"
+    if arch.arch == "cugan":
+        return "unet1"
     return f"body.0-{max(0, int((2 * args['num_conv'] + 2) * 0.7) - 1)}"
+
+
+def trainable_descriptor(state: dict[str, torch.Tensor], name: str) -> ModelDescriptor:
+    """What the model to fine-tune is; raises RemasterError for architectures we cannot train."""
+    arch = detect(state)
+    if not arch.ours:
+        raise RemasterError(f"{name} is a {arch.arch.removeprefix('spandrel:')} network, which runs here but "
+                            "cannot be fine-tuned: training supports Real-ESRGAN (RRDBNet, SRVGGNetCompact) "
+                            "and Real-CUGAN models")
+    return arch
 
 
 def freeze(model: torch.nn.Module, rule: str) -> tuple[int, int]:
@@ -87,8 +100,10 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(config.seed)
 
         state = self.store.state_dict(config.model_name)
-        self.arch = describe_state_dict(state)
-        self.scale = dict(self.arch.kwargs).get("scale", dict(self.arch.kwargs).get("upscale", 4))
+        self.arch = trainable_descriptor(state, config.model_name)
+        self.scale = self.arch.scale
+        if config.degradation.scale != self.scale:  # LR patches at the model's own scale (2x, 3x ...)
+            config = self.cfg = replace(config, degradation=replace(config.degradation, scale=self.scale))
         self.net_g = self.arch.build()
         self.net_g.load_state_dict(state, strict=True)
         self.freeze_rule = default_freeze(self.arch) if config.freeze is None else config.freeze

@@ -1,0 +1,107 @@
+"""The models listing (contract C3), shared by ``python -m esrgan models --json`` and ``GET /api/models``,
+and the short speed measurement whose result it shows.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from esrgan import registry
+from esrgan.errors import RemasterError
+from esrgan.imageio import DecodedImage
+from esrgan.pipeline import Upscaler
+
+MEASURE_SIDE = 128  # input side of the speed probe: large enough that padding is a small share
+WARM_UP_SIDE = 32  # a first, small run loads the model and warms the kernels
+MEASURE_RUNS = 2  # timed runs after the warm-up; the fastest counts
+
+
+def model_rows(upscaler: Upscaler) -> list[dict]:
+    """Every model, available or not: registered ones in registry order, then custom checkpoints."""
+    store = upscaler.store
+    present = store.entries()
+    missing = store.unavailable()
+    rows = []
+    for spec in registry.all_specs():
+        entry = present.get(spec.name)
+        rows.append({
+            "name": spec.name, "title": spec.title, "family": spec.family, "native_scale": spec.scale,
+            "scale": spec.scale, "anime": spec.anime, "noise": spec.noise, "licence": spec.licence,
+            "source": entry.source if entry else spec.source, "note": spec.note,
+            "seconds_per_megapixel": store.speeds.seconds_per_megapixel(spec.name),
+            "available": entry is not None, "unavailable_reason": missing.get(spec.name),
+        })
+    known = {spec.name for spec in registry.all_specs()}
+    for entry in present.values():
+        if entry.name not in known:
+            rows.append({
+                "name": entry.name, "title": entry.title, "family": entry.family, "native_scale": entry.scale,
+                "scale": entry.scale, "anime": entry.anime, "noise": entry.noise, "licence": entry.licence,
+                "source": entry.source, "note": entry.note or "your own checkpoint",
+                "seconds_per_megapixel": store.speeds.seconds_per_megapixel(entry.name),
+                "available": True, "unavailable_reason": None,
+            })
+    return rows
+
+
+def route_rows(upscaler: Upscaler) -> list[dict]:
+    """How each (quick scale, content, noise) result is made here, or why it cannot be."""
+    rows = []
+    for scale, anime, noise in registry.ROUTES:
+        try:
+            plan = upscaler.plan(scale, anime, noise=noise)
+            rows.append({"scale": scale, "anime": anime, "noise": noise, "model": plan.model,
+                         "resample": plan.resample})
+        except RemasterError as exc:
+            rows.append({"scale": scale, "anime": anime, "noise": noise, "model": None, "resample": None,
+                         "error": str(exc)})
+    return rows
+
+
+def models_listing(upscaler: Upscaler) -> dict:
+    """The C3 listing without ``limits`` (the web app adds its own)."""
+    return {
+        "device": str(upscaler.device),
+        "noise_levels": list(registry.NOISE_LEVELS),
+        "scales": {"quick": list(registry.SCALES), "min": registry.MIN_SCALE, "max": registry.MAX_SCALE},
+        "routes": route_rows(upscaler),
+        "models": model_rows(upscaler),
+    }
+
+
+def measure_speed(upscaler: Upscaler, name: str) -> float:
+    """Seconds per input megapixel of ``name`` at its native scale on this machine; recorded beside
+    the converted weights (``weights/converted/speed.json``) and returned.
+
+    The probe is a fixed pseudo-random texture (the work does not depend on the content: these
+    networks have no data-dependent paths), run once small to load the model, then `MEASURE_RUNS`
+    times; the fastest run counts, since other load on the machine only ever slows a run down. The
+    figure is recorded for every registered model with the same network (architecture, arguments
+    and scale: e.g. all Real-CUGAN 2x variants), since they do the same arithmetic.
+    """
+    entry = upscaler.store.entry(name)
+    pixels = np.random.default_rng(0).random((MEASURE_SIDE, MEASURE_SIDE, 3), dtype=np.float32)
+    image = DecodedImage(pixels)
+    upscaler.upscale(DecodedImage(pixels[:WARM_UP_SIDE, :WARM_UP_SIDE]), entry.scale, model=name)
+    best = float("inf")
+    for _ in range(MEASURE_RUNS):
+        started = time.perf_counter()
+        upscaler.upscale(image, entry.scale, model=name)
+        best = min(best, time.perf_counter() - started)
+    per_mp = best / (MEASURE_SIDE * MEASURE_SIDE / 1e6)
+    precision = upscaler.runtime.precision
+    for twin in same_network(name):
+        upscaler.store.speeds.record(twin, per_mp, str(upscaler.device), precision)
+    return per_mp
+
+
+def same_network(name: str) -> list[str]:
+    """``name`` and every registered model whose network is the same shape (only weights differ)."""
+    try:
+        spec = registry.spec(name)
+    except RemasterError:
+        return [name]  # a custom checkpoint: only itself
+    shape = (spec.arch, spec.arch_args, spec.scale)
+    return [name] + [s.name for s in registry.all_specs() if (s.arch, s.arch_args, s.scale) == shape and s.name != name]
