@@ -54,7 +54,7 @@ class Job:
     """One upscaling request and everything known about it; `as_dict` is its record."""
 
     id: str
-    scale: int
+    scale: float
     anime: bool
     model: str | None
     output_format: str
