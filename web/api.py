@@ -184,8 +184,9 @@ def result_view(job: Job) -> dict:
     return {
         "job_id": job.id,
         "original_path": url_for("api.uploads", name=job.input_file),
-        "output_path": url_for("api.uploads", name=job.output_file),
-        "download_path": url_for("api.uploads", name=job.output_file, download=1),
+        # A record without its output (written by hand, or a partly restored folder) is shown, not a 500.
+        "output_path": url_for("api.uploads", name=job.output_file) if job.output_file else None,
+        "download_path": url_for("api.uploads", name=job.output_file, download=1) if job.output_file else None,
         "original_width": job.input_width,
         "original_height": job.input_height,
         "output_width": job.output_width,
