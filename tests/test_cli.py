@@ -13,7 +13,7 @@ from tests.conftest import ROOT, crop_of
 
 
 def run_cli(*args: str, env_weights) -> subprocess.CompletedProcess:
-    env = {"REMASTER_WEIGHTS_DIR": str(env_weights), "PATH": "/usr/bin:/bin"}
+    env = {"REMASTER_WEIGHTS_FOLDER": str(env_weights), "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-m", "esrgan", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 
