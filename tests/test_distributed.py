@@ -203,6 +203,8 @@ def test_a_worker_honours_the_engine_settings_of_its_environment(redis_url, tmp_
         assert provenance["backend"] == "torch"
         assert "tiny@test" in client.get("/healthz").get_json()["workers_seen"]
         service = app.extensions["remaster"]
-        assert service._upscaler is None  # the web node built no engine: no model, no CPU measurement
+        # The web node loaded no model and measured no CPU: the workers do both.
+        assert not service.store.modules._loaded
+        assert service._upscaler is None or service._upscaler._runtime is None
     finally:
         stop_workers(workers, logs)
