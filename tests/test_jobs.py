@@ -26,6 +26,12 @@ def submit(client, data: bytes, **fields):
     return client.post("/api/jobs", data=form, content_type="multipart/form-data")
 
 
+@pytest.fixture
+def client(make_app):
+    """The CPU measurement has its own test: the others take fp32 as it is."""
+    return make_app(PRECISION="fp32").test_client()
+
+
 def test_a_one_tile_job_reports_progress_many_times(client):
     photo = png_bytes(crop_of("Set5/bird.png", (100, 100, 164, 164)))  # one tile
     job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]

@@ -137,7 +137,8 @@ class CeleryRunner:
         workers = {name.decode(): round(now - float(seen), 1) for name, seen in self.redis.hgetall(WORKER_KEY).items()
                    if now - float(seen) < WORKER_SEEN_SECONDS}
         queues = (DEFAULT_QUEUE, "cpu", HEAVY_ARCH_QUEUE) if self.route_by_device else (DEFAULT_QUEUE,)
-        running = sum(1 for record in self.files.records() if record.get("status") == "running")
+        running = sum(1 for record in self.files.records()
+                      if record.get("status") == "running" and not self._worker_lost(record.get("worker")))
         return {
             "runner": "celery",
             "workers_seen": workers,
