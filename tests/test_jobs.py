@@ -146,6 +146,12 @@ def test_before_image_is_a_png_a_browser_can_show(client, suffix):
     shown = Image.open(io.BytesIO(response.data))
     assert shown.size == (24, 20) and shown.mode in ("RGB", "L", "RGBA")
     response.close()
+    # Rendered once, kept as the job's "before" file; no other name of the job is served.
+    response, again = client.get(f"/uploads/{job['id']}_before.png"), client.get(job["before_url"])
+    assert response.status_code == 200 and response.data == again.data
+    response.close()
+    again.close()
+    assert client.get(f"/uploads/{job['id']}_thumb.png").status_code == 404
 
 
 def test_a_heavy_job_shows_a_quick_preview_until_its_result_replaces_it(make_app):
