@@ -2,7 +2,7 @@
 # The GPU checks and figures, as run on a lent GPU machine (device tool): CUDA tests, the speed
 # table, and a real fine-tune. Expects the weights wheel in .whl/ and the datasets in .device/.
 set -u
-export PYTHONUNBUFFERED=1 REMASTER_DATASETS="$PWD/.device/datasets" REMASTER_WEIGHTS_DIR=/tmp/weights
+export PYTHONUNBUFFERED=1 REMASTER_DATASETS="$PWD/.device/datasets" REMASTER_WEIGHTS_FOLDER=/tmp/weights
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH="/tmp/site:$PWD"

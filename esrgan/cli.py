@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from esrgan import registry
-from esrgan.errors import RemasterError
+from esrgan.errors import OutputPathError, RemasterError
 from esrgan.evaluate import (
     IMAGE_SUFFIXES,
     VGG19_FILE,
@@ -28,6 +28,7 @@ from esrgan.evaluate import (
 from esrgan.imageio import (
     OUTPUT_FORMATS,
     DecodedImage,
+    check_encodable,
     encode,
     format_for_path,
     read_image,
@@ -101,19 +102,24 @@ def _targets(inputs: list[Path], output: str, scale: float, fmt: str | None) -> 
 def cmd_upscale(args: argparse.Namespace) -> int:
     options = UpscaleOptions(device=args.device, precision=args.precision, backend=args.backend,
                              tile=args.tile, tile_pad=args.tile_pad)
+    targets = _targets(args.inputs, args.output, args.scale, args.format)
+    for _, dst in targets:  # before any work: an hour of inference must not end in "no such folder"
+        if not dst.parent.is_dir():
+            raise OutputPathError(f"the output folder {dst.parent} does not exist")
     upscaler = Upscaler(ModelStore(), options)
     failures = 0
-    for src, dst in _targets(args.inputs, args.output, args.scale, args.format):
+    for src, dst in targets:
         try:
             image = read_image(src)
-            with tqdm(desc=src.name, unit="tile", leave=False, file=sys.stderr) as bar:
+            fmt = args.format or format_for_path(dst)
+            check_encodable(fmt, *registry.output_size(image.width, image.height, args.scale))
+            with tqdm(desc=src.name, unit="step", leave=False, file=sys.stderr) as bar:
                 def progress(done: int, total: int) -> None:
                     bar.total = total
                     bar.update(done - bar.n)
 
                 result = upscaler.upscale(image, args.scale, args.anime, args.model, progress=progress,
                                           noise=args.noise)
-            fmt = args.format or format_for_path(dst)
             write_image(dst, result.image, fmt, args.quality)
         except RemasterError as exc:
             print(f"error: {src}: {exc}", file=sys.stderr)

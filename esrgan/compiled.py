@@ -14,6 +14,7 @@ imports torch.compile machinery. fp8 is left out: it has not been shown to stay 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -75,7 +76,9 @@ class CompiledModel(torch.nn.Module):
         self.cache = cache
         cuda = next(module.parameters()).device.type == "cuda"
         options = {"mode": "max-autotune"} if cuda else {}
-        self._compiled = torch.compile(module, dynamic=False, fullgraph=True, **options)
+        # A hook-free copy: the eager run's progress hooks (esrgan.tiling) call back into Python at
+        # every block, which a full-graph compilation cannot trace; compiled runs report per tile.
+        self._compiled = torch.compile(_without_hooks(module), dynamic=False, fullgraph=True, **options)
         self._warm: set[tuple[int, ...]] = set()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,3 +168,12 @@ def module_for(loaded, tiling, backend: str, weights_dir: Path) -> torch.nn.Modu
                 tile_pad=tiling.tile_pad, size_multiple=loaded.size_multiple, batch=tiling.batch,
                 weights_dir=weights_dir)
         return _wrapped[key]
+
+
+def _without_hooks(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``module`` (same weights, same device and dtype) with no forward hooks."""
+    clone = copy.deepcopy(module)
+    for part in clone.modules():
+        part._forward_hooks.clear()
+        part._forward_pre_hooks.clear()
+    return clone

@@ -59,5 +59,9 @@ class TrainingError(RemasterError):
     """A fine-tuning run cannot go on: it diverged, or its run folder cannot be resumed."""
 
 
+class OutputPathError(RemasterError):
+    """Where the result should go cannot take it (e.g. its folder does not exist)."""
+
+
 class Cancelled(RemasterError):
     """The caller asked to stop; raised between steps of the forward pass."""

@@ -197,17 +197,9 @@ def evaluate(hr_dir: Path, scale: int, methods: dict[str, Method], lr_dir: Path 
             if keep_outputs:
                 keep_outputs(path.name, "LR", lr)
                 keep_outputs(path.name, "HR", hr)
-            for name, method in methods.items():
-                started = time.perf_counter()
-                sr = method(lr, scale)
-                seconds = time.perf_counter() - started
-                row = {"image": path.name, "method": name, "scale": scale,
-                       "degradation": "given" if lr_dir is not None else degradation,
-                       **quality(sr, hr, scale), "vgg": vgg(sr, hr) if vgg else None,
-                       "niqe": niqe_score(sr, scale), "seconds": seconds}
-                result.rows.append(row)
-                if keep_outputs:
-                    keep_outputs(path.name, name, sr)
+            shown = "given" if lr_dir is not None else degradation
+            _run_methods(result, path.name, lr, scale, methods, keep_outputs, lambda sr, hr=hr, shown=shown: {
+                "degradation": shown, **quality(sr, hr, scale), "vgg": vgg(sr, hr) if vgg else None})
         except (RemasterError, OSError, ValueError) as exc:
             log.warning("skipping %s: %s", path.name, exc)
             result.failures[path.name] = str(exc)
@@ -228,19 +220,11 @@ def evaluate_no_reference(lr_dir: Path, scale: int, methods: dict[str, Method],
     paths = sorted(p for p in lr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     for path in tqdm(paths, desc=f"x{scale} no reference", unit="image"):
         try:
-            pixels = read_image(path).pixels
-            lr = to_uint8(pixels[..., :-1] if pixels.shape[2] in (2, 4) else pixels)
+            lr = to_uint8(read_image(path).color)
             if keep_outputs:
                 keep_outputs(path.name, "LR", lr)
-            for name, method in methods.items():
-                started = time.perf_counter()
-                sr = method(lr, scale)
-                seconds = time.perf_counter() - started
-                row = {"image": path.name, "method": name, "scale": scale, "degradation": "none (no reference)",
-                       **dict.fromkeys(METRICS), "niqe": niqe_score(sr, scale), "seconds": seconds}
-                result.rows.append(row)
-                if keep_outputs:
-                    keep_outputs(path.name, name, sr)
+            _run_methods(result, path.name, lr, scale, methods, keep_outputs,
+                         lambda sr: {"degradation": "none (no reference)", **dict.fromkeys(METRICS)})
         except (RemasterError, OSError, ValueError) as exc:
             log.warning("skipping %s: %s", path.name, exc)
             result.failures[path.name] = str(exc)
@@ -256,3 +240,17 @@ def write_csv(evaluation: Evaluation, path: Path) -> None:
         writer.writeheader()
         for row in [*evaluation.rows, *evaluation.summary()]:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _run_methods(result: Evaluation, image: str, lr: np.ndarray, scale: int, methods: dict[str, Method],
+                 keep_outputs: Callable[[str, str, np.ndarray], None] | None,
+                 scores: Callable[[np.ndarray], dict]) -> None:
+    """Run every method on one LR image; one row each with ``scores(sr)``, NIQE and the time."""
+    for name, method in methods.items():
+        started = time.perf_counter()
+        sr = method(lr, scale)
+        seconds = time.perf_counter() - started
+        result.rows.append({"image": image, "method": name, "scale": scale, **scores(sr),
+                            "niqe": niqe_score(sr, scale), "seconds": seconds})
+        if keep_outputs:
+            keep_outputs(image, name, sr)

@@ -388,7 +388,7 @@ class ModelStore:
     """
 
     def __init__(self, weights_dir: Path | str | None = None, ncnn_dir: Path | None = None) -> None:
-        self.weights_dir = Path(weights_dir or os.environ.get("REMASTER_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR)
+        self.weights_dir = Path(weights_dir or os.environ.get("REMASTER_WEIGHTS_FOLDER") or DEFAULT_WEIGHTS_DIR)
         if ncnn_dir is not None:
             dirs: tuple[Path, ...] = (ncnn_dir,)
         else:

@@ -456,7 +456,7 @@
   function showResult(entry, job) {
     const { card } = entry;
     const result = job.result;
-    const name = job.original_name || entry.name;
+    const name = entry.name || job.original_name;  // the name the person chose (the server may rename it)
     card.querySelector(".job-result").hidden = false;
     card.querySelector(".job-progress").hidden = true;
     card.querySelector(".job-preview").hidden = true;

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -12,50 +10,7 @@ from PIL import Image
 from tests.conftest import ROOT, crop_of
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = ROOT / "test-artifacts"
-# Without these, Chromium tries to reach Google's services, which this network refuses.
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def serve(make_app):
-    """Serve an app built with the given config over waitress; returns its base URL."""
-    from waitress.server import create_server
-
-    servers = []
-
-    def start(**config):
-        app = make_app(**{"MAX_CONTENT_LENGTH": 8 * 2**20, **config})
-        wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)
-        thread = threading.Thread(target=wsgi.run, daemon=True)
-        thread.start()
-        servers.append((wsgi, thread))
-        return f"http://127.0.0.1:{wsgi.effective_port}"
-
-    yield start
-    for wsgi, thread in servers:
-        wsgi.close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def server(serve):
-    return serve()
-
-
-@pytest.fixture
-def page(tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 1000})
-        yield context.new_page()
-        context.close()
-        browser.close()
 
 
 def test_upload_2x_compare_and_download(server, page, tmp_path):

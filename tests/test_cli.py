@@ -13,7 +13,7 @@ from tests.conftest import ROOT, crop_of
 
 
 def run_cli(*args: str, env_weights) -> subprocess.CompletedProcess:
-    env = {"REMASTER_WEIGHTS_DIR": str(env_weights), "PATH": "/usr/bin:/bin"}
+    env = {"REMASTER_WEIGHTS_FOLDER": str(env_weights), "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-m", "esrgan", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -122,3 +122,16 @@ def test_evaluate_writes_csv_and_report(tmp_path, weights_dir):
     assert len(rows) == 1 + 2 + 2  # header, two methods on one image, two mean rows
     assert (report / "report.md").is_file() and (report / "crops.png").is_file() and (report / "psnr_y.png").is_file()
     assert "VGG distance not measured" in done.stdout
+
+
+def test_impossible_outputs_are_refused_before_any_work(tmp_path, weights_dir):
+    """A missing output folder, or a result the format cannot hold, is one line and exit 2 at once,
+    not a traceback after the whole inference."""
+    source = tmp_path / "strip.png"
+    crop_of("Set5/bird.png", (0, 0, 1, 1)).resize((2048, 1)).save(source)
+    missing = run_cli("upscale", str(source), "-o", str(tmp_path / "nowhere" / "x.png"), env_weights=weights_dir)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    too_wide = run_cli("upscale", str(source), "-s", "8", "-o", str(tmp_path / "x.webp"), env_weights=weights_dir)
+    assert too_wide.returncode == 1 and "16383" in too_wide.stderr, too_wide.stderr
+    assert not list(tmp_path.glob("x.*"))

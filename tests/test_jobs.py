@@ -103,7 +103,7 @@ def test_adoption_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_p
     lost = left_behind("running", with_input=False, attempts=1)
     stopping = left_behind("running", attempts=1, cancel_requested=True)
     doomed = left_behind("running", attempts=2)
-    done = left_behind("done", finished_at=time.time())
+    done = left_behind("done", finished_at=time.time(), output_file=files.write(new_id(), "out", "png", photo))
 
     client = make_app(UPLOAD_FOLDER=str(folder)).test_client()
     states = {}

@@ -173,7 +173,7 @@ def test_no_reference_cli_scores_photos_without_ground_truth(tmp_path, weights_d
     done = subprocess.run(
         [sys.executable, "-m", "esrgan", "evaluate", "--no-reference", str(lr_dir), "-s", "4",
          "--methods", "bicubic,realesrgan", "--csv", str(csv_path), "--report", str(report)],
-        cwd=Path(__file__).parent.parent, env={"REMASTER_WEIGHTS_DIR": str(weights_dir), "PATH": "/usr/bin:/bin"},
+        cwd=Path(__file__).parent.parent, env={"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = {(r["image"], r["method"]): r for r in csv.DictReader(csv_path.read_text().splitlines())}

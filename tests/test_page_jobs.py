@@ -9,7 +9,6 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import crop_of
-from tests.test_browser import page, serve  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 # The first job of a fresh app measures this CPU once (about 40 s on a loaded 2-core EPYC): long timeouts.

@@ -146,7 +146,10 @@ def test_estimate_and_models(client):
     assert estimate["resample"] == "Lanczos 4x -> 8x" and estimate["seconds"] > 0
     models = client.get("/api/models").get_json()
     assert {m["name"] for m in models["models"]} >= {"realesrgan-x4plus", "realesr-animevideov3"}
-    assert len(models["routes"]) == 6
+    # Every (scale, content, noise) route is listed, each with its model or the reason it has none.
+    routes = {(r["scale"], r["anime"], r["noise"]): r for r in models["routes"]}
+    assert routes[(4, False, "none")]["model"] == "realesrgan-x4plus"
+    assert routes[(4, False, "high")]["model"] is None and routes[(4, False, "high")]["error"]
 
 
 def test_files_expire_and_then_are_gone(app, client):
@@ -187,8 +190,11 @@ BAD_UPLOADS = {
     "svg as png": (b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"></svg>', {}, 415, "not an image"),
     "50000x50000 png": (header_only_png(50000, 50000), {}, 413, "50000x50000"),
     "animated gif": (gif_animation(), {}, 415, "not supported"),
-    "scale 3": (None, {"scale": "3"}, 400, "2, 4 or 8"),
-    "scale abc": (None, {"scale": "abc"}, 400, "2, 4 or 8"),
+    "scale 9": (None, {"scale": "9"}, 400, "from 1 to 8"),
+    "scale 0.5": (None, {"scale": "0.5"}, 400, "from 1 to 8"),
+    "scale abc": (None, {"scale": "abc"}, 400, "from 1 to 8"),
+    "noise on a photo": (None, {"noise": "high"}, 400, "noise"),
+    "noise word": (None, {"noise": "loud"}, 400, "noise"),
     "anime maybe": (None, {"anime": "maybe"}, 400, "anime"),
     "unknown model": (None, {"model": "nope"}, 400, "nope"),
     "model by path": (None, {"model": "/etc/hostname.pth"}, 400, "no model named"),
@@ -213,7 +219,7 @@ def test_missing_file_empty_name_and_missing_scale(client):
     assert nameless.status_code == 400
     missing_scale = client.post("/upscale", data={"file": (io.BytesIO(bird()), "a.png")},
                                 content_type="multipart/form-data")
-    assert missing_scale.status_code == 400 and "2, 4 or 8" in missing_scale.get_json()["error"]
+    assert missing_scale.status_code == 400 and "from 1 to 8" in missing_scale.get_json()["error"]
 
 
 def test_body_over_the_limit_is_413(make_app):
@@ -255,3 +261,18 @@ def test_16bit_png_comes_back_16bit(client):
     body = upload(client, data, model="realesr-animevideov3").get_json()
     out = cv2.imdecode(np.frombuffer(get(client, body["output_path"]).data, np.uint8), cv2.IMREAD_UNCHANGED)
     assert out.dtype == np.uint16 and out.shape == (24, 32, 3)
+
+
+def test_any_scale_and_a_noise_level_through_the_api(client):
+    """The API takes a float scale (model at its native scale, then a resample) and, for anime, a
+    noise level that picks the Real-CUGAN model for it."""
+    odd = upload(client, bird((24, 20)), scale="2.5", model="realesr-animevideov3")
+    assert odd.status_code == 200, odd.get_json()
+    body = odd.get_json()
+    assert (body["output_width"], body["output_height"]) == (60, 50)
+    assert body["resample"] == "Lanczos 4x -> 2.5x" or "2.5" in body["resample"]
+    with Image.open(io.BytesIO(get(client, body["output_path"]).data)) as image:
+        assert image.size == (60, 50)
+    clean = upload(client, bird((40, 36)), scale="2", anime="true", noise="high").get_json()
+    assert clean["model"].startswith("realcugan") and "denoise3x" in clean["model"], clean
+    assert (clean["output_width"], clean["output_height"]) == (80, 72) and clean["resample"] is None

@@ -19,7 +19,7 @@ from werkzeug.utils import secure_filename
 
 from esrgan.errors import ImageTooLargeError, ModelNotFoundError, RemasterError
 from esrgan.imageio import OUTPUT_FORMATS, check_encodable, decode, encode
-from esrgan.registry import check_scale
+from esrgan.registry import check_noise, check_outscale, output_size
 from web.errors import BadRequest, NotFound, QueueFull, http_status
 from web.lifecycle import Job
 from web.service import remaster
@@ -126,8 +126,9 @@ def job_from_request() -> Job:
         raise BadRequest("no file: send the image as the multipart field 'file'")
     if not upload.filename:
         raise BadRequest("the uploaded file has no name; choose a file to upload")
-    scale = check_scale(request.form.get("scale"))
+    scale = check_outscale(request.form.get("scale"))
     anime = parse_bool(request.form.get("anime"), "anime")
+    noise = check_noise(request.form.get("noise"))
     model = request.form.get("model") or None
     model = None if model == "auto" else model
     if model is not None and model not in remaster().upscaler.store.entries():
@@ -144,8 +145,8 @@ def job_from_request() -> Job:
     data = upload.read()
     image = decode(data, max_pixels=int(current_app.config["MAX_INPUT_PIXELS"]))
     service = remaster()
-    plan = service.upscaler.plan(scale, anime, model)
-    output_width, output_height = image.width * scale, image.height * scale
+    plan = service.upscaler.plan(scale, anime, model, noise=noise)
+    output_width, output_height = output_size(image.width, image.height, scale)
     # Everything the result could fail on is refused here, before any work and before any file.
     service.upscaler.check_output_size(image.width, image.height, scale)
     check_encodable(output_format, output_width, output_height)
@@ -153,7 +154,7 @@ def job_from_request() -> Job:
     job_id = new_id()
     input_file = service.files.write(job_id, "in", image.source_format, data)
     return Job(
-        id=job_id, scale=scale, anime=anime, model=model or plan.model, output_format=output_format,
+        id=job_id, scale=scale, anime=anime, noise=noise, model=model or plan.model, output_format=output_format,
         quality=quality, original_name=secure_filename(upload.filename) or "image", input_file=input_file,
         input_width=image.width, input_height=image.height,
         output_width=output_width, output_height=output_height,
@@ -174,7 +175,7 @@ def download_name(job: Job, role: str) -> str:
     stem = PurePath(job.original_name).stem or "image"
     if role == "in":
         return f"{stem}.{PurePath(job.input_file).suffix.lstrip('.')}"
-    return f"{stem}_x{job.scale}.{job.output_format}"
+    return f"{stem}_x{job.scale:g}.{job.output_format}"
 
 
 def file_url(name: str | None, **args) -> str | None:
@@ -409,14 +410,16 @@ def estimate():
         raise BadRequest("width and height must be whole numbers") from None
     if width < 1 or height < 1:
         raise BadRequest("width and height must be positive")
-    scale = check_scale(request.args.get("scale"))
+    scale = check_outscale(request.args.get("scale"))
     anime = parse_bool(request.args.get("anime"), "anime")
+    noise = check_noise(request.args.get("noise"))
     model = request.args.get("model") or None
     service = remaster()
     if model not in (None, "auto") and model not in service.upscaler.store.entries():
         raise ModelNotFoundError(f"no model named {shown(model)}; see /api/models")
     output_format = parse_format(request.args.get("format"))
-    plan = service.upscaler.plan(scale, anime, None if model == "auto" else model)
+    plan = service.upscaler.plan(scale, anime, None if model == "auto" else model, noise=noise)
+    out_width, out_height = output_size(width, height, scale)
     errors = []
     work = width * height
     if width * height > current_app.config["MAX_INPUT_PIXELS"]:
@@ -429,13 +432,13 @@ def estimate():
         except RemasterError as exc:
             errors.append(str(exc))
     for check in (lambda: service.upscaler.check_output_size(width, height, scale),
-                  lambda: check_encodable(output_format, width * scale, height * scale)):
+                  lambda: check_encodable(output_format, out_width, out_height)):
         try:
             check()
         except RemasterError as exc:
             errors.append(str(exc))
     return jsonify(
-        output_width=width * scale, output_height=height * scale, model=plan.model, resample=plan.resample,
+        output_width=out_width, output_height=out_height, model=plan.model, resample=plan.resample,
         # The runner's rate is per pixel the model really processes (a thin strip costs its padding too).
         seconds=round(service.runner.estimate_seconds(plan.model, width, height), 1), work_pixels=work,
         errors=errors,
