@@ -104,6 +104,7 @@ def test_adoption_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_p
     stopping = left_behind("running", attempts=1, cancel_requested=True)
     doomed = left_behind("running", attempts=2)
     done = left_behind("done", finished_at=time.time(), output_file=files.write(new_id(), "out", "png", photo))
+    expired = left_behind("done", finished_at=time.time())  # its record outlived its result
 
     client = make_app(UPLOAD_FOLDER=str(folder)).test_client()
     states = {}
@@ -118,13 +119,13 @@ def test_adoption_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_p
     assert states[lost]["status"] == "failed" and "upload it again" in states[lost]["error"]
     assert states[stopping]["status"] == "cancelled"
     assert states[doomed]["status"] == "failed" and "2 times" in states[doomed]["error"]
-    for job_id in (queued, running, lost, stopping, doomed, done):
+    for job_id in (queued, running, lost, stopping, doomed, done, expired):
         answer = client.delete(f"/api/jobs/{job_id}")
         assert answer.status_code == 200, answer.get_json()
         assert answer.get_json()["status"] in FINISHED
-    # "done" whose result is gone (its record outlived the file): an answer, not a crash.
-    assert client.get(f"/api/jobs/{done}").get_json()["result"]["output_path"] is None
-    answer = client.get(f"/api/jobs/{done}/result")
+    # "done" whose result is gone: an answer, not a crash.
+    assert client.get(f"/api/jobs/{expired}").get_json()["result"]["output_path"] is None
+    answer = client.get(f"/api/jobs/{expired}/result")
     assert answer.status_code == 410 and "expired" in answer.get_json()["error"]
     assert client.delete(f"/api/jobs/{uuid.uuid4().hex}").status_code == 404
 
