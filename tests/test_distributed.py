@@ -188,9 +188,10 @@ def wait_finished(client, job_id, seconds=120):
 
 
 def test_a_worker_honours_the_engine_settings_of_its_environment(redis_url, tmp_path, weights_dir, make_app):
-    """REMASTER_TILE and REMASTER_BACKEND reach the worker's engine, as they reach the in-process one;
-    the web node itself loads no model."""
-    uploads, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("tiny",), TILE=32, BACKEND="torch")
+    """REMASTER_TILE, REMASTER_BACKEND and REMASTER_MAX_OUTPUT_PIXELS reach the worker's engine, as
+    they reach the in-process one; the web node itself loads no model."""
+    uploads, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("tiny",), TILE=32, BACKEND="torch",
+                                           MAX_OUTPUT_PIXELS=300 * 300)
     try:
         app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(uploads), PRELOAD_MODELS=True)
         client = app.test_client()
@@ -201,9 +202,13 @@ def test_a_worker_honours_the_engine_settings_of_its_environment(redis_url, tmp_
         provenance = state["result"]["provenance"]
         assert provenance["tiles"] == 4  # 64x64 in tiles of 32: the worker's setting, not the default
         assert provenance["backend"] == "torch"
+        # The web node's own limit (64 MP) lets a 400x400 result through; the worker's does not.
+        larger = png_bytes(crop_of("Set14/baboon.png", (0, 0, 100, 100)))
+        state = wait_finished(client, submit(client, larger, model="realesr-animevideov3").get_json()["id"])
+        assert state["status"] == "failed" and "result of this 100x100 image" in state["error"], state
         assert "tiny@test" in client.get("/healthz").get_json()["workers_seen"]
         service = app.extensions["remaster"]
-        # The web node only routes: it loaded no network and measured no CPU.
+        # The web node loaded no model and measured no CPU: the workers do both.
         assert not service.store.modules._loaded
         assert service._upscaler is None or service._upscaler._runtime is None
     finally:

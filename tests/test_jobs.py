@@ -1,25 +1,21 @@
-"""The job lifecycle as a user meets it: progress that moves, cancel that frees the CPU at once,
-and jobs that survive a server killed mid-job (a real ``python app.py`` process, killed with SIGKILL)."""
+"""The job lifecycle as a user meets it: progress that moves, cancel that frees the CPU at once, a
+quick preview while a heavy model works, the one-time CPU measurement said as such, and jobs an
+earlier process left behind adopted (a server killed mid-job: tests/test_restart.py)."""
 
 from __future__ import annotations
 
 import io
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, crop_of, png_bytes
-from web.lifecycle import Job, persist
+from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.weights import ModelStore
+from tests.conftest import crop_of, png_bytes
+from web.estimates import SpeedBook
+from web.lifecycle import Job, Workshop, persist, run_job
 from web.storage import FileStore, new_id
 
 FINISHED = ("done", "failed", "cancelled")
@@ -28,6 +24,12 @@ FINISHED = ("done", "failed", "cancelled")
 def submit(client, data: bytes, **fields):
     form = {"scale": "4", "anime": "false", **fields, "file": (io.BytesIO(data), "photo.png")}
     return client.post("/api/jobs", data=form, content_type="multipart/form-data")
+
+
+@pytest.fixture
+def client(make_app):
+    """The CPU measurement has its own test: the others take fp32 as it is."""
+    return make_app(PRECISION="fp32").test_client()
 
 
 def test_a_one_tile_job_reports_progress_many_times(client):
@@ -51,7 +53,8 @@ def test_a_one_tile_job_reports_progress_many_times(client):
     assert len(seen) >= 4, seen  # the bar moves inside the one tile
     assert state["progress"]["fraction"] == 1 and state["eta_seconds"] is None
     assert state["elapsed_seconds"] > 0
-    assert stages.index("upscaling") > stages.index("loading")
+    order = ["queued", "calibrating", "loading", "previewing", "loading", "upscaling", "encoding", "done"]
+    assert "upscaling" in stages and stages == sorted(stages, key=order.index), stages  # in life's order
 
 
 def test_cancel_frees_the_server_within_a_second(client):
@@ -101,6 +104,7 @@ def test_adoption_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_p
     stopping = left_behind("running", attempts=1, cancel_requested=True)
     doomed = left_behind("running", attempts=2)
     done = left_behind("done", finished_at=time.time(), output_file=files.write(new_id(), "out", "png", photo))
+    expired = left_behind("done", finished_at=time.time())  # its record outlived its result
 
     client = make_app(UPLOAD_FOLDER=str(folder)).test_client()
     states = {}
@@ -115,106 +119,15 @@ def test_adoption_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_p
     assert states[lost]["status"] == "failed" and "upload it again" in states[lost]["error"]
     assert states[stopping]["status"] == "cancelled"
     assert states[doomed]["status"] == "failed" and "2 times" in states[doomed]["error"]
-    for job_id in (queued, running, lost, stopping, doomed, done):
+    for job_id in (queued, running, lost, stopping, doomed, done, expired):
         answer = client.delete(f"/api/jobs/{job_id}")
         assert answer.status_code == 200, answer.get_json()
         assert answer.get_json()["status"] in FINISHED
+    # "done" whose result is gone: an answer, not a crash.
+    assert client.get(f"/api/jobs/{expired}").get_json()["result"]["output_path"] is None
+    answer = client.get(f"/api/jobs/{expired}/result")
+    assert answer.status_code == 410 and "expired" in answer.get_json()["error"]
     assert client.delete(f"/api/jobs/{uuid.uuid4().hex}").status_code == 404
-
-
-# --- a real server, killed mid-job ------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(folder, weights_dir, log_path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "REMASTER_UPLOAD_FOLDER": str(folder),
-           "REMASTER_WEIGHTS_FOLDER": str(weights_dir), "REMASTER_PRELOAD_MODELS": "false",
-           "REMASTER_DEVICE": "cpu", "REMASTER_PRECISION": "fp32"}
-    log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=2).read()
-            return process, base
-        except (urllib.error.URLError, ConnectionError):
-            assert process.poll() is None, open(log_path).read()[-3000:]
-            assert time.time() < deadline, "the server did not start"
-            time.sleep(0.2)
-
-
-def call(base: str, path: str, method: str = "GET", body: bytes | None = None, headers=None) -> tuple[int, dict]:
-    request = urllib.request.Request(base + path, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def post_job(base: str, data: bytes, model: str) -> str:
-    boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in {"scale": "4", "model": model}.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.png"\r\n'
-                 "Content-Type: image/png\r\n\r\n".encode() + data + f"\r\n--{boundary}--\r\n".encode())
-    status, body = call(base, "/api/jobs", "POST", b"".join(parts),
-                        {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    assert status == 202, body
-    return body["id"]
-
-
-def test_a_server_killed_mid_job_finishes_its_jobs_after_a_restart(tmp_path, weights_dir):
-    folder, log = tmp_path / "uploads", tmp_path / "server.log"
-    quick = png_bytes(crop_of("Set5/bird.png", (0, 0, 32, 32)))
-    slow = png_bytes(crop_of("Set5/bird.png", (40, 40, 136, 136)))  # 96x96 with x4plus: long enough
-    server, base = start_server(folder, weights_dir, log)
-    try:
-        early = post_job(base, quick, "realesr-animevideov3")
-        deadline = time.time() + 120
-        while call(base, f"/api/jobs/{early}")[1]["status"] != "done":
-            assert time.time() < deadline
-            time.sleep(0.1)
-        victim = post_job(base, slow, "realesrgan-x4plus")
-        waiting = post_job(base, quick, "realesr-animevideov3")
-        deadline = time.time() + 300
-        while True:
-            state = call(base, f"/api/jobs/{victim}")[1]
-            if state["stage"] == "upscaling" and state["progress"]["done"] >= 1:
-                break
-            assert time.time() < deadline, state
-            time.sleep(0.05)
-        server.send_signal(signal.SIGKILL)  # no chance to clean up
-        server.wait(10)
-
-        server, base = start_server(folder, weights_dir, log)
-        deadline = time.time() + 300
-        while True:
-            states = {i: call(base, f"/api/jobs/{i}")[1] for i in (victim, waiting)}
-            if all(s["status"] in FINISHED for s in states.values()):
-                break
-            assert time.time() < deadline, states
-            time.sleep(0.2)
-        assert states[victim]["status"] == "done" and states[waiting]["status"] == "done", states
-        with urllib.request.urlopen(base + states[victim]["result"]["output_path"]) as response:
-            assert Image.open(io.BytesIO(response.read())).size == (384, 384)
-        for job_id in (early, victim, waiting):
-            status, body = call(base, f"/api/jobs/{job_id}", "DELETE")
-            assert status == 200 and body["status"] == "done", body
-        health = call(base, "/healthz")[1]
-        assert health["running"] == 0 and health["queued"] == 0
-    finally:
-        server.kill()
-        server.wait(10)
-    left = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-    assert not [name for name in left if "preview" in name or name.endswith(".part")], left
 
 
 @pytest.mark.parametrize("suffix", ["tiff", "png16"])
@@ -234,3 +147,70 @@ def test_before_image_is_a_png_a_browser_can_show(client, suffix):
     shown = Image.open(io.BytesIO(response.data))
     assert shown.size == (24, 20) and shown.mode in ("RGB", "L", "RGBA")
     response.close()
+    # Rendered once, kept as the job's "before" file; no other name of the job is served.
+    response, again = client.get(f"/uploads/{job['id']}_before.png"), client.get(job["before_url"])
+    assert response.status_code == 200 and response.data == again.data
+    response.close()
+    again.close()
+    assert client.get(f"/uploads/{job['id']}_thumb.png").status_code == 404
+
+
+def test_a_heavy_job_shows_a_quick_preview_until_its_result_replaces_it(make_app):
+    client = make_app(PREVIEW_MIN_SECONDS=0).test_client()
+    photo = png_bytes(crop_of("Set5/bird.png", (60, 60, 124, 124)))
+    job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]
+    preview_url, preview_size, deadline = None, None, time.time() + 300
+    while True:
+        state = client.get(f"/api/jobs/{job_id}").get_json()
+        if state["preview_url"] and preview_url is None:
+            preview_url = state["preview_url"]
+            response = client.get(preview_url)
+            assert response.status_code == 200 and response.mimetype == "image/png"
+            preview_size = Image.open(io.BytesIO(response.data)).size
+            response.close()
+        if state["status"] in FINISHED:
+            break
+        assert time.time() < deadline
+        time.sleep(0.02)
+    assert state["status"] == "done", state
+    assert preview_url is not None and preview_size == (256, 256)  # a look at the whole result, early
+    assert state["preview_url"] is None and client.get(preview_url).status_code == 404  # replaced, deleted
+    assert state["result"]["provenance"]["model"] == "realesrgan-x4plus"
+
+
+def test_a_queued_job_counts_the_work_ahead_of_it(make_app):
+    client = make_app(PRECISION="fp32").test_client()
+    photo = png_bytes(crop_of("Set5/bird.png", (0, 0, 64, 64)))
+    first = submit(client, photo, model="realesrgan-x4plus").get_json()
+    second = submit(client, photo, model="realesrgan-x4plus").get_json()
+    assert second["status"] == "queued" and second["stage_text"]
+    assert second["eta_seconds"] > first["eta_seconds"] * 1.5  # its own run and the first one's
+    for job in (first, second):
+        client.delete(f"/api/jobs/{job['id']}")
+
+
+def test_the_one_time_cpu_measurement_is_said_as_such(tmp_path):
+    """A fresh install: the first job's stages include "calibrating", with words saying what it is."""
+    upscaler = Upscaler(ModelStore(tmp_path / "weights"), UpscaleOptions(device="cpu"))
+    assert not upscaler.calibrated
+    files = FileStore(tmp_path / "uploads")
+    job_id = new_id()
+    job = Job(id=job_id, scale=2, anime=False, model="realesr-animevideov3", output_format="png", quality=90,
+              original_name="bird.png", input_file=files.write(job_id, "in", "png", png_bytes(
+                  crop_of("Set5/bird.png", (0, 0, 32, 32)))), input_width=32, input_height=32,
+              output_width=64, output_height=64)
+    seen = []
+    original_save = files.save_record
+
+    def watch(job_id: str, record: dict) -> None:  # every persisted transition, as a poller would read it
+        shown = Job.from_dict(record)
+        seen.append((shown.shown_stage, shown.stage_text(calibration=5.0)))
+        original_save(job_id, record)
+
+    files.save_record = watch
+    run_job(job, Workshop(upscaler, files, SpeedBook(upscaler)))
+    assert job.status == "done", job.error
+    stages = [stage for stage, _ in seen]
+    assert stages[stages.index("calibrating"):] == ["calibrating", "loading", "upscaling", "encoding", "done"]
+    assert dict(seen)["calibrating"] == "Measuring this CPU, once (about 5 s)"
+    assert upscaler.calibrated

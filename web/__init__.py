@@ -31,6 +31,7 @@ DEFAULTS = {
     "BACKEND": "auto",
     "TILE": None,  # None: chosen by device
     "TORCH_THREADS": None,
+    "PREVIEW_MIN_SECONDS": 4,  # jobs expected to take longer get a quick preview from the fast model first
     "PRELOAD_MODELS": True,  # load the default models in the background at start
     "BROKER_URL": None,  # e.g. redis://host:6379/0: run jobs on Celery workers instead of in-process
     "ROUTE_BY_DEVICE": False,  # with a broker: heavy models to queue "gpu", the fast one to "cpu"

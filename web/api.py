@@ -21,7 +21,7 @@ from esrgan.errors import ImageTooLargeError, ModelNotFoundError, RemasterError
 from esrgan.imageio import OUTPUT_FORMATS, check_encodable, decode, encode
 from esrgan.registry import check_noise, check_outscale, output_size
 from web.errors import BadRequest, NotFound, QueueFull, http_status
-from web.lifecycle import STAGE_TEXT, Job
+from web.lifecycle import Job
 from web.service import remaster
 from web.storage import FILE_NAME, new_id
 
@@ -178,15 +178,18 @@ def download_name(job: Job, role: str) -> str:
     return f"{stem}_x{job.scale:g}.{job.output_format}"
 
 
+def file_url(name: str | None, **args) -> str | None:
+    return url_for("api.uploads", name=name, **args) if name else None
+
+
 def result_view(job: Job) -> dict:
     """The seed's synchronous contract, plus how the result was made."""
     provenance = job.provenance or {}
     return {
         "job_id": job.id,
-        "original_path": url_for("api.uploads", name=job.input_file),
-        # A record without its output (written by hand, or a partly restored folder) is shown, not a 500.
-        "output_path": url_for("api.uploads", name=job.output_file) if job.output_file else None,
-        "download_path": url_for("api.uploads", name=job.output_file, download=1) if job.output_file else None,
+        "original_path": file_url(job.input_file),
+        "output_path": file_url(job.output_file),
+        "download_path": file_url(job.output_file, download=1),
         "original_width": job.input_width,
         "original_height": job.input_height,
         "output_width": job.output_width,
@@ -199,13 +202,14 @@ def result_view(job: Job) -> dict:
 
 
 def status_view(job: Job) -> dict:
-    """A job as the page and API clients see it (the contract is in the README)."""
-    stage = job.shown_stage
+    """A job as the page and API clients see it (contract C2; the README tells it)."""
+    runner = remaster().runner
+    calibration = runner.calibration_seconds() if job.stage in ("queued", "calibrating") else None
     view = {
         "id": job.id,
         "status": job.status,
-        "stage": stage,
-        "stage_text": STAGE_TEXT.get(stage, stage),
+        "stage": job.shown_stage,
+        "stage_text": job.stage_text(calibration),
         "scale": job.scale,
         "anime": job.anime,
         "noise": job.noise,
@@ -213,9 +217,9 @@ def status_view(job: Job) -> dict:
         "original_name": job.original_name,
         "progress": {"done": job.steps_done, "total": job.steps_total, "fraction": round(job.fraction, 4)},
         "elapsed_seconds": job.elapsed_seconds(),
-        "eta_seconds": job.eta_seconds(),
+        "eta_seconds": job.eta_seconds(ahead=runner.ahead_seconds(job), calibration=calibration),
         "cancel_requested": job.cancel_requested,
-        "preview_url": url_for("api.uploads", name=job.preview_file) if job.preview_file else None,
+        "preview_url": file_url(job.preview_file),
         "before_url": url_for("api.job_before", job_id=job.id),
         "error": job.error,
         "status_url": url_for("api.job_status", job_id=job.id),
@@ -310,6 +314,11 @@ def job_result(job_id: str):
         response = jsonify(error=f"the job is {job.status}", status=job.status)
         response.status_code = 409
         return response
+    if not job.output_file or not remaster().files.exists(job.output_file):
+        response = jsonify(error=f"the result has expired (results are kept "
+                                 f"{current_app.config['FILE_TTL_SECONDS']} s); upscale the image again")
+        response.status_code = 410
+        return response
     return _send(job.output_file, job, download=True)
 
 
@@ -359,16 +368,20 @@ def uploads(name: str):
     """Serve only files this app stored, under the name the user would expect."""
     match = FILE_NAME.match(name)
     job = remaster().runner.get(match["id"]) if match else None
-    if job is None or name not in (job.input_file, job.output_file, job.preview_file):
+    before = f"{job.id}_before.png" if job else None
+    if job is None or name not in (job.input_file, job.output_file, job.preview_file, before):
         raise NotFound("no such file (files expire after an hour)")
     return _send(name, job, download=request.args.get("download") == "1")
 
 
 def _send(name: str, job: Job, download: bool):
-    role = "in" if name == job.input_file else "out"
+    role = FILE_NAME.match(name)["role"]
+    stem = PurePath(download_name(job, "in")).stem
+    shown_name = {"in": download_name(job, "in"), "out": download_name(job, "out"),
+                  "preview": f"{stem}_preview.png", "before": f"{stem}.png"}[role]
     response = send_from_directory(
         remaster().files.root, name, mimetype=MIME[PurePath(name).suffix.lstrip(".")],
-        as_attachment=download, download_name=download_name(job, role), max_age=600,
+        as_attachment=download, download_name=shown_name, max_age=600,
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

@@ -15,16 +15,25 @@ from flask import Flask
 from esrgan import registry
 from esrgan.errors import ModelNotFoundError
 from web.errors import QueueFull
-from web.jobs import PRIOR_FLOPS_PER_SECOND
-from web.lifecycle import FINISHED, Job, finish, persist
+from web.estimates import prior_seconds
+from web.lifecycle import FINISHED, Job, finish, load_job, persist
 from web.storage import FileStore
-from web.worker import CANCEL_KEY, DEFAULT_QUEUE, QUEUED_KEY, TASK_NAME, WORKER_KEY, celery_init_app
+from web.worker import (
+    CANCEL_KEY,
+    DEFAULT_QUEUE,
+    HEARTBEAT_SECONDS,
+    QUEUED_KEY,
+    RATES_KEY,
+    TASK_NAME,
+    WORKER_KEY,
+    celery_init_app,
+)
 
 HEAVY_ARCH_QUEUE = "gpu"  # with routing on, RRDBNet models go here and the compact model to "cpu"
 WORKER_SEEN_SECONDS = 120
-# Convolution FLOPs per input pixel (esrgan.pipeline.flops_per_pixel), so that estimates need no
-# model in this process; a model not listed counts as x4plus.
-FLOPS_PER_PIXEL = {"realesrgan-x4plus": 35.9e6, "realesrgan-x4plus-anime": 11.4e6, "realesr-animevideov3": 1.24e6}
+# A worker silent this long is gone: its running job is shown queued (Celery gives it to another
+# worker once the visibility timeout passes), never "running" with nothing running it.
+WORKER_LOST_SECONDS = 3 * HEARTBEAT_SECONDS + 5
 
 
 class CeleryRunner:
@@ -71,12 +80,15 @@ class CeleryRunner:
         return job
 
     def get(self, job_id: str) -> Job | None:
-        record = self.files.load_record(job_id)
-        if record is None:
-            return None
-        job = Job.from_dict(record)
-        if job.status == "running" and self.redis.exists(CANCEL_KEY.format(job_id)):
+        job = load_job(self.files, job_id)
+        if job is None or job.status != "running":
+            return job
+        if self.redis.exists(CANCEL_KEY.format(job_id)):
             job.cancel_requested = True  # the worker stops within a step and then records it
+        if self._worker_lost(job.worker):
+            job.status = job.stage = "queued"  # as shown; its next worker writes the record
+            job.started_at = job.upscale_started_at = None
+            job.steps_done = job.steps_total = 0
         return job
 
     def cancel(self, job_id: str) -> Job | None:
@@ -100,8 +112,24 @@ class CeleryRunner:
             time.sleep(0.2)
 
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
-        flops = FLOPS_PER_PIXEL.get(model, FLOPS_PER_PIXEL["realesrgan-x4plus"])
-        return flops * width * height / PRIOR_FLOPS_PER_SECOND["cpu"]
+        """From the rate the workers' jobs measured for ``model``, else from its FLOPs (no model
+        is loaded here)."""
+        rate = self.redis.hget(RATES_KEY, model)
+        if rate is not None:
+            return float(rate) * width * height
+        return prior_seconds(model, width * height)
+
+    def ahead_seconds(self, job: Job) -> float:
+        return 0.0  # the jobs ahead are other machines' business; their records are not read per poll
+
+    def calibration_seconds(self) -> float | None:
+        return None  # each worker measures its own CPU, and says so in the job's stage
+
+    def _worker_lost(self, name: str | None) -> bool:
+        if not name:
+            return False
+        seen = self.redis.hget(WORKER_KEY, name)
+        return seen is None or time.time() - float(seen) > WORKER_LOST_SECONDS
 
     def stats(self) -> dict:
         now = time.time()
@@ -109,7 +137,8 @@ class CeleryRunner:
         workers = {name.decode(): round(now - float(seen), 1) for name, seen in self.redis.hgetall(WORKER_KEY).items()
                    if now - float(seen) < WORKER_SEEN_SECONDS}
         queues = (DEFAULT_QUEUE, "cpu", HEAVY_ARCH_QUEUE) if self.route_by_device else (DEFAULT_QUEUE,)
-        running = sum(1 for record in self.files.records() if record.get("status") == "running")
+        running = sum(1 for record in self.files.records()
+                      if record.get("status") == "running" and not self._worker_lost(record.get("worker")))
         return {
             "runner": "celery",
             "workers_seen": workers,

@@ -14,94 +14,76 @@ import threading
 import time
 from typing import Protocol
 
-from esrgan.pipeline import Upscaler, flops_per_pixel
-from esrgan.speed import CALIBRATION_MODEL
 from web.errors import QueueFull
-from web.lifecycle import FINISHED, Job, adopt, finish, persist, run_job
-from web.storage import FileStore
+from web.estimates import calibration_seconds
+from web.lifecycle import FINISHED, Job, Workshop, adopt, finish, load_job, persist, run_job, start
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FINISHED", "PRIOR_FLOPS_PER_SECOND", "InProcessRunner", "Job", "JobRunner", "SpeedBook"]
+__all__ = ["FINISHED", "InProcessRunner", "Job", "JobRunner"]
 
 STOP = "stop"  # queue sentinel: a worker that takes it leaves
-# Sustained convolution throughput assumed before anything on a device has been measured.
-PRIOR_FLOPS_PER_SECOND = {"cpu": 60e9, "cuda": 30e12}
 
 
 class JobRunner(Protocol):
     """What the web layer needs of a runner."""
 
-    def start(self) -> None: ...
-    def submit(self, job: Job) -> Job: ...
-    def get(self, job_id: str) -> Job | None: ...
-    def cancel(self, job_id: str) -> Job | None: ...
-    def wait(self, job_id: str, timeout: float | None = None) -> Job | None: ...
-    def estimate_seconds(self, model: str, width: int, height: int) -> float: ...
-    def stats(self) -> dict: ...
-    def stop(self) -> None: ...
+    def start(self) -> None:
+        """Begin taking jobs (and adopt what an earlier process left, where the runner can)."""
 
+    def submit(self, job: Job) -> Job:
+        """Queue a job whose input is stored; raises `QueueFull` when the queue is full."""
 
-class SpeedBook:
-    """Seconds per processed pixel for each model on this machine: measured by finished jobs,
-    before that derived from the CPU calibration (x4plus) by the models' FLOPs."""
+    def get(self, job_id: str) -> Job | None:
+        """The job as it is now; None for an unknown (or expired) id."""
 
-    def __init__(self, upscaler: Upscaler) -> None:
-        self.upscaler = upscaler
-        self._seconds_per_pixel: dict[str, float] = {}
-        self._flops_per_pixel: dict[str, float] = {}
+    def cancel(self, job_id: str) -> Job | None:
+        """Ask a job to stop: a queued one ends at once, a running one within a network step."""
 
-    def model_flops(self, model: str) -> float:
-        if model not in self._flops_per_pixel:
-            loaded = self.upscaler.load(model)
-            self._flops_per_pixel[model] = flops_per_pixel(loaded.module, loaded.size_multiple)
-        return self._flops_per_pixel[model]
+    def wait(self, job_id: str, timeout: float | None = None) -> Job | None:
+        """Block until the job has finished (or ``timeout`` seconds passed); the job then."""
 
-    def work(self, model: str, width: int, height: int) -> int:
-        return self.upscaler.work_pixels(width, height, model)
+    def estimate_seconds(self, model: str, width: int, height: int) -> float:
+        """Seconds the upscaling of such an image would take, from this machine's rates."""
 
-    def seconds(self, model: str, width: int, height: int) -> float:
-        rate = self._seconds_per_pixel.get(model)
-        if rate is None:
-            rate = self._prior(model)
-        return rate * self.work(model, width, height)
+    def ahead_seconds(self, job: Job) -> float:
+        """Seconds of work before a queued job starts (0 when that cannot be told)."""
 
-    def learn(self, model: str, width: int, height: int, seconds: float) -> None:
-        measured = max(seconds, 1e-3) / max(self.work(model, width, height), 1)
-        previous = self._seconds_per_pixel.get(model)
-        self._seconds_per_pixel[model] = measured if previous is None else 0.5 * (previous + measured)
+    def calibration_seconds(self) -> float | None:
+        """Seconds the one-time CPU measurement will take before the next job; None when done
+        already (or not this process's business)."""
 
-    def _prior(self, model: str) -> float:
-        runtime = self.upscaler.runtime if self.upscaler.calibrated else None
-        if runtime is not None and runtime.seconds_per_pixel:
-            return runtime.seconds_per_pixel * self.model_flops(model) / self.model_flops(CALIBRATION_MODEL)
-        return self.model_flops(model) / PRIOR_FLOPS_PER_SECOND[self.upscaler.device.type]
+    def stats(self) -> dict:
+        """Counts for /healthz."""
+
+    def stop(self) -> None:
+        """Stop taking jobs (tests, a clean shutdown)."""
 
 
 class InProcessRunner:
     """Runs jobs on a bounded pool of threads in this process.
 
     Args:
-        upscaler: The shared engine (its models load once and stay).
-        files: Where inputs, outputs and records live.
+        shop: The engine, files and rates the jobs run with.
         workers: Jobs run at once (1 on a CPU: one inference already uses every core).
         max_queue: Jobs waiting beyond those running; one more is refused with `QueueFull`.
     """
 
-    def __init__(self, upscaler: Upscaler, files: FileStore, workers: int = 1, max_queue: int = 8) -> None:
-        self.upscaler = upscaler
-        self.files = files
+    def __init__(self, shop: Workshop, workers: int = 1, max_queue: int = 8) -> None:
+        self.shop = shop
+        self.files = shop.files
         self.workers = workers
         self.max_queue = max_queue
-        self.speed = SpeedBook(upscaler)
         self._queue: queue.Queue[str] = queue.Queue()
         self._jobs: dict[str, Job] = {}
         self._done_events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         """Adopt what an earlier process left unfinished, then start the workers."""
+        self._stopping.clear()
         self._adopt()
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"upscale-worker-{index}", daemon=True)
@@ -109,10 +91,9 @@ class InProcessRunner:
             self._threads.append(thread)
 
     def stop(self, timeout: float = 30) -> None:
-        """Cancel every unfinished job and wait for the workers to leave (within a network step)."""
-        with self._lock:
-            for job in self._jobs.values():
-                job.cancel_requested = True
+        """Stop the workers within a network step; a job they were running goes back to the queue
+        (its record says ``queued``), to run again at the next start."""
+        self._stopping.set()
         for _ in self._threads:
             self._queue.put(STOP)
         for thread in self._threads:
@@ -128,7 +109,7 @@ class InProcessRunner:
                 raise QueueFull(f"the queue is full ({waiting} jobs waiting); try again shortly")
             self._forget_expired()
             self._track(job)
-        job.estimate_seconds = self._estimate(job)
+        job.estimate_seconds = self.shop.estimate(job)
         persist(self.files, job)
         self._queue.put(job.id)
         return job
@@ -136,18 +117,14 @@ class InProcessRunner:
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             job = self._jobs.get(job_id)
-        if job is not None:
-            return job
-        record = self.files.load_record(job_id)
-        return Job.from_dict(record) if record else None
+        return job if job is not None else load_job(self.files, job_id)
 
     def cancel(self, job_id: str) -> Job | None:
         """Ask a job to stop. A queued job ends at once; a running one within a network step."""
         with self._lock:
             job = self._jobs.get(job_id)
-        if job is None:  # finished before this process started, or expired
-            return self.get(job_id)
-        with self._lock:
+            if job is None:  # finished before this process started, or expired
+                return load_job(self.files, job_id)
             if job.finished:
                 return job
             job.cancel_requested = True
@@ -155,7 +132,7 @@ class InProcessRunner:
                 self._finish(job, "cancelled", "cancelled before it started", 409)
             else:
                 persist(self.files, job)
-        return job
+            return job
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job | None:
         event = self._done_events.get(job_id)
@@ -171,16 +148,23 @@ class InProcessRunner:
 
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
         """Seconds the upscaling would take on this machine, from measured (or derived) rates."""
-        return self.speed.seconds(model, width, height)
+        return self.shop.speed.seconds(model, width, height)
+
+    def ahead_seconds(self, job: Job) -> float:
+        """What the running jobs have left and the queued jobs before this one will take, shared
+        among the workers."""
+        if job.status != "queued":
+            return 0.0
+        now = time.time()
+        with self._lock:
+            ahead = [j for j in self._jobs.values() if j.status == "running"
+                     or (j.status == "queued" and j.created_at < job.created_at)]
+        return sum(j.eta_seconds(now) or 0.0 for j in ahead) / max(1, self.workers)
+
+    def calibration_seconds(self) -> float | None:
+        return None if self.shop.upscaler.calibrated else calibration_seconds()
 
     # --- inside ------------------------------------------------------------------------------
-
-    def _estimate(self, job: Job) -> float | None:
-        try:
-            return round(self.estimate_seconds(job.model, job.input_width, job.input_height), 1)
-        except Exception:  # an estimate is a courtesy; the job itself reports real errors
-            log.warning("no estimate for job %s", job.id, exc_info=True)
-            return None
 
     def _track(self, job: Job) -> None:
         self._jobs[job.id] = job
@@ -189,8 +173,8 @@ class InProcessRunner:
     def _adopt(self) -> None:
         again = []
         for record in self.files.records():
-            job = Job.from_dict(record)
-            if job.finished:
+            job = load_job(self.files, record.get("id", ""))
+            if job is None or job.finished:
                 continue
             try:
                 queued = adopt(self.files, job)
@@ -206,28 +190,20 @@ class InProcessRunner:
                 self._queue.put(job.id)
 
     def _work(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             job_id = self._queue.get()
             if job_id == STOP:
                 return
-            with self._lock:
+            with self._lock:  # started under the lock, so a cancel sees either queued or running
                 job = self._jobs.get(job_id)
                 if job is None or job.status != "queued":
                     continue
-            run_job(job, self.upscaler, self.files, cancelled=lambda: False)
-            if job.status == "done":
-                self._learn(job)
-            event = self._done_events.get(job.id)
-            if event is not None:
-                event.set()
-
-    def _learn(self, job: Job) -> None:
-        if job.upscale_started_at and job.finished_at and job.provenance:
-            try:
-                self.speed.learn(job.provenance["model"], job.input_width, job.input_height,
-                                 job.finished_at - job.upscale_started_at)
-            except Exception:
-                log.warning("could not learn the speed of job %s", job.id, exc_info=True)
+                start(self.files, job, self.shop.worker)
+            run_job(job, self.shop, interrupted=self._stopping.is_set)
+            if job.finished:
+                event = self._done_events.get(job.id)
+                if event is not None:
+                    event.set()
 
     def _finish(self, job: Job, status, error: str | None = None, http: int | None = None) -> None:
         """End a job that never ran (call with the lock held) and wake whoever waits for it."""

@@ -14,10 +14,13 @@ import threading
 import torch
 from flask import Flask, current_app
 
+from esrgan.errors import RemasterError
 from esrgan.pipeline import UpscaleOptions, Upscaler
 from esrgan.registry import ROUTES
 from esrgan.weights import ModelStore
+from web.estimates import SpeedBook
 from web.jobs import InProcessRunner, JobRunner
+from web.lifecycle import Workshop
 from web.storage import FileStore
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ class Remaster:
     def __init__(self) -> None:
         self._upscaler: Upscaler | None = None
         self._store: ModelStore | None = None
+        self._workshop: Workshop | None = None
         self._lock = threading.Lock()
         self.config: dict = {}
 
@@ -56,7 +60,7 @@ class Remaster:
 
             self.runner = CeleryRunner(app, self.files, int(cfg["MAX_QUEUE"]), bool(cfg["ROUTE_BY_DEVICE"]))
         else:
-            self.runner = InProcessRunner(self.upscaler, self.files, int(cfg["WORKERS"]), int(cfg["MAX_QUEUE"]))
+            self.runner = InProcessRunner(self.workshop, int(cfg["WORKERS"]), int(cfg["MAX_QUEUE"]))
             if cfg["PRELOAD_MODELS"]:
                 threading.Thread(target=self._preload, name="preload-models", daemon=True).start()
         self.runner.start()
@@ -84,6 +88,16 @@ class Remaster:
                 self._upscaler = Upscaler(store, engine_options(self.config))
             return self._upscaler
 
+    @property
+    def workshop(self) -> Workshop:
+        """What this process runs jobs with (the in-process runner and a Celery worker alike)."""
+        upscaler = self.upscaler
+        with self._lock:
+            if self._workshop is None:
+                self._workshop = Workshop(upscaler, self.files, SpeedBook(upscaler),
+                                          float(self.config["PREVIEW_MIN_SECONDS"]), self.config["WORKER_NAME"])
+            return self._workshop
+
     def close(self) -> None:
         """Stop the workers and the sweeper (tests, and a clean shutdown)."""
         runner = getattr(self, "runner", None)
@@ -92,12 +106,21 @@ class Remaster:
         self.files.stop()
 
     def _preload(self) -> None:
-        """Load every model a route may pick, so the first request does not pay for it."""
-        for scale, anime in ROUTES:
+        """Load the models the quick routes pick (noise "none"), so the first request does not pay
+        for them; on a CPU this also takes the one-time measurement now, before any job waits for it."""
+        models = []
+        for scale, anime, noise in ROUTES:
             try:
-                self.upscaler.load(self.upscaler.plan(scale, anime).model)
-            except Exception:  # a missing model shows up in /api/models; do not kill the thread
-                log.exception("could not preload the %sx%s model", scale, " anime" if anime else "")
+                model = self.upscaler.plan(scale, anime, noise=noise).model
+            except RemasterError:  # a route this install cannot serve shows up in /api/models
+                continue
+            if noise == "none" and model not in models:
+                models.append(model)
+        for model in models:
+            try:
+                self.upscaler.load(model)
+            except Exception:  # a broken model shows up in /api/models; do not kill the thread
+                log.exception("could not preload %s", model)
 
 
 def remaster() -> Remaster:

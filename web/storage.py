@@ -1,8 +1,10 @@
 """Where uploaded and produced files live: random names, atomic writes, expiry.
 
-Files are addressed by job id, never by the user's file name: a job's input is ``<id>_in.<ext>`` and
-its output ``<id>_out.<ext>``, both in one flat folder that every worker can reach. Job records sit
-beside them as ``<id>.json``, so a job survives as plain data.
+Files are addressed by job id, never by the user's file name: a job's input is ``<id>_in.<ext>``, its
+output ``<id>_out.<ext>``, its quick preview ``<id>_preview.png`` and the browser-viewable copy of a
+TIFF or 16-bit original ``<id>_before.png`` (those four roles and no other), all in one flat folder
+that every worker can reach. Job records sit beside them as ``<id>.json``, so a job survives as
+plain data.
 """
 
 from __future__ import annotations

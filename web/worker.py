@@ -21,8 +21,9 @@ import time
 from celery import Celery, Task
 from celery.signals import worker_ready
 from flask import Flask
+from redis.exceptions import RedisError
 
-from web.lifecycle import Job, finish, persist, run_job
+from web.lifecycle import Job, adopt, load_job, persist, run_job
 from web.service import remaster
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ TASK_NAME = "remaster.upscale"
 CANCEL_KEY = "remaster:cancel:{}"
 QUEUED_KEY = "remaster:queued"  # sorted set: job id -> enqueue time, for the oldest job's age
 WORKER_KEY = "remaster:workers"  # hash: worker name -> last heartbeat
+RATES_KEY = "remaster:rates"  # hash: model -> seconds per input pixel, measured by the workers' jobs
 HEARTBEAT_SECONDS = 10
 
 
@@ -81,31 +83,47 @@ def worker_name() -> str:
 
 def upscale_task(self: Task, job_id: str) -> dict:
     """Run one job whose record and input are in the shared folder; returns the final record."""
-    service = remaster()
-    files = service.files
+    shop = remaster().workshop
+    files = shop.files
     redis = self.app.backend.client
-    name = worker_name()
+    name = shop.worker or worker_name()
     redis.zrem(QUEUED_KEY, job_id)
     redis.hset(WORKER_KEY, name, time.time())
-    record = files.load_record(job_id)
-    if record is None:
+    job = load_job(files, job_id)
+    if job is None:
         return {"id": job_id, "status": "failed", "error": "the job's record is gone (expired?)"}
-    job = Job.from_dict(record)
     cancel_key = CANCEL_KEY.format(job_id)
-    if job.finished:
+    if redis.exists(cancel_key):
+        job.cancel_requested = True
+    # A job that says "running" here was redelivered: the worker that ran it died. It runs again,
+    # or ends with its reason (interrupted too often, input gone), as after a server restart.
+    if not adopt(files, job):
         return job.as_dict()
-    if job.cancel_requested or redis.exists(cancel_key):
-        return finish(files, job, "cancelled", "cancelled before it started", 409).as_dict()
-    if not files.exists(job.input_file):
-        return finish(files, job, "failed", "the uploaded image is gone (expired or deleted)", 410).as_dict()
+
+    def cancelled() -> bool:
+        try:
+            return bool(redis.exists(cancel_key))
+        except RedisError:  # Redis restarting: the job goes on; a cancel is seen at a later step
+            return False
 
     def report(current: Job) -> None:
         persist(files, current)
         redis.hset(WORKER_KEY, name, time.time())
 
-    run_job(job, service.upscaler, files, cancelled=lambda: bool(redis.exists(cancel_key)), report=report,
-            worker=name)
+    run_job(job, shop, cancelled=cancelled, report=report)
+    if job.status == "done" and job.upscale_seconds and job.provenance:
+        publish_rate(redis, job.provenance["model"], job.upscale_seconds / (job.input_width * job.input_height))
     return job.as_dict()
+
+
+def publish_rate(redis, model: str, seconds_per_pixel: float) -> None:
+    """Share what a job measured (seconds per input pixel of ``model``) with the web node's estimates."""
+    try:
+        previous = redis.hget(RATES_KEY, model)
+        rate = seconds_per_pixel if previous is None else 0.5 * (float(previous) + seconds_per_pixel)
+        redis.hset(RATES_KEY, model, rate)
+    except (RedisError, ValueError):
+        log.warning("could not publish the rate of %s", model)
 
 
 @worker_ready.connect
