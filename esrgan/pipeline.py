@@ -7,6 +7,7 @@ state it keeps is the cache of loaded models in its `ModelStore`.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -221,9 +222,13 @@ class Upscaler:
         out_w, out_h = registry.output_size(width, height, scale)
         pixels = out_w * out_h
         if pixels > self.options.max_output_pixels:
+            limit = self.options.max_output_pixels
+            largest = math.floor((limit / (width * height)) ** 0.5 * 100) / 100  # the largest that fits
+            fix = (f"choose a scale of at most {largest:g}x" if largest >= registry.MIN_SCALE
+                   else "crop or shrink the image first: even 1x is over the limit")
             raise ImageTooLargeError(
-                f"a {scale:g}x result of this {width}x{height} image would be {pixels / 1e6:.0f} MP; "
-                f"the limit is {self.options.max_output_pixels / 1e6:.0f} MP. Choose a smaller scale."
+                f"a {scale:g}x result of this {width}x{height} image would be {out_w}x{out_h} "
+                f"({pixels / 1e6:.1f} MP); the limit is {limit / 1e6:.1f} MP: {fix}."
             )
 
     def upscale(

@@ -103,8 +103,10 @@ def test_16bit_input_gives_16bit_output(upscaler):
 
 def test_output_pixel_limit_is_checked_before_any_work(store):
     upscaler = Upscaler(store, UpscaleOptions(device="cpu", max_output_pixels=100_000))
-    with pytest.raises(ImageTooLargeError, match="smaller scale"):
+    with pytest.raises(ImageTooLargeError, match=r"400x400 .* at most 6.32x"):
         upscaler.upscale(DecodedImage(np.zeros((50, 50, 3), np.float32)), 8)
+    with pytest.raises(ImageTooLargeError, match="crop or shrink"):  # no scale would help: say so
+        upscaler.upscale(DecodedImage(np.zeros((400, 300, 3), np.float32)), 2)
 
 
 def test_tiny_images_upscale(upscaler):
