@@ -51,6 +51,9 @@ class TileOptions:
         blend: Half-width of the blended overlap between neighbours; None is ``tile_pad // 4``
             (narrow bands keep more context under them: 54.7 dB to the whole-image x4plus output
             on a real photo with 96 px tiles, against 53.7 dB for ``tile_pad // 2``).
+        fixed_window: Every window exactly ``tile + 2 * tile_pad`` along each axis the image is
+            that long (edge windows are moved inward, so their tiles get more context, never
+            padding), for a network compiled for one shape (`esrgan.compiled`).
     """
 
     tile: int = 256
@@ -58,6 +61,7 @@ class TileOptions:
     pre_pad: int = 0
     batch: int = 1
     blend: int | None = None
+    fixed_window: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,22 +90,30 @@ def _core_limits(height: int, width: int, tile: int, multiple: int) -> tuple[int
     return tile, tile
 
 
-def plan_tiles(height: int, width: int, tile: int, tile_pad: int, multiple: int = 1) -> list[Tile]:
+def plan_tiles(height: int, width: int, tile: int, tile_pad: int, multiple: int = 1,
+               fixed: bool = False) -> list[Tile]:
     """Cut (height, width) into near-equal tiles of about ``tile`` squared pixels, ``tile_pad`` context each.
 
     Equal cores (rather than full tiles and a thin remainder) keep every core at least half a tile
-    wide, so the blending bands of its two sides never meet.
+    wide, so the blending bands of its two sides never meet. With ``fixed``, windows are
+    ``tile + 2 * tile_pad`` long wherever the image is (see `TileOptions.fixed_window`).
     """
     if tile <= 0 or (height <= tile and width <= tile):
         return [Tile((0, height, 0, width), (0, height, 0, width))]
-    limit_h, limit_w = _core_limits(height, width, tile, multiple)
+    limit_h, limit_w = (tile, tile) if fixed else _core_limits(height, width, tile, multiple)
     ys, xs = _cuts(height, limit_h, multiple), _cuts(width, limit_w, multiple)
+    side = tile + 2 * tile_pad
+
+    def span(start: int, stop: int, length: int) -> tuple[int, int]:
+        if fixed and length >= side:  # the core stays inside: it is at most ``tile`` long
+            first = min(max(start - tile_pad, 0), length - side)
+            return first, first + side
+        return max(start - tile_pad, 0), min(stop + tile_pad, length)
+
     tiles = []
     for y0, y1 in zip(ys, ys[1:], strict=False):
         for x0, x1 in zip(xs, xs[1:], strict=False):
-            window = (max(y0 - tile_pad, 0), min(y1 + tile_pad, height),
-                      max(x0 - tile_pad, 0), min(x1 + tile_pad, width))
-            tiles.append(Tile((y0, y1, x0, x1), window))
+            tiles.append(Tile((y0, y1, x0, x1), (*span(y0, y1, height), *span(x0, x1, width))))
     return tiles
 
 
@@ -226,15 +238,16 @@ def upscale_tiled(
     x = _pad(x, 0, extra_h, 0, extra_w)
     padded_h, padded_w = x.shape[2:]
 
-    tiles = plan_tiles(padded_h, padded_w, tile, tile_pad, m)
+    tiles = plan_tiles(padded_h, padded_w, tile, tile_pad, m, options.fixed_window)
     wanted = tile_pad // 4 if options.blend is None else options.blend
     blend = min(wanted, tile_pad, tile // 4) if len(tiles) > 1 else 0
     per_tile = steps_per_tile(model)
     steps = _Steps(len(tiles) * per_tile, progress, cancelled)
-    # The output lives on the host in (H, W, C) order, so the result needs no transposed copy, and
-    # only the image's own area is kept (what falls on the padding is never stored).
+    # The output lives in (H, W, C) order, so the result needs no transposed copy, and only the
+    # image's own area is kept (what falls on the padding is never stored). On a GPU with room for
+    # it the canvas stays there: the tiles never cross to the host one by one.
     s = scale
-    canvas = np.zeros((height * s, width * s, 3), dtype=np.float32)
+    canvas = _canvas(height * s, width * s, device)
     stored = 0
     previous = getattr(_CURRENT, "steps", None)
     _CURRENT.steps = steps
@@ -246,7 +259,9 @@ def upscale_tiled(
             if channels_last:
                 patches = patches.contiguous(memory_format=torch.channels_last)
             steps.width, steps.ceiling = len(group), (stored + len(group)) * per_tile - len(group)
-            outputs = model(patches).float().clamp_(0, 1).cpu().numpy()
+            outputs = model(patches).float().clamp_(0, 1)
+            if isinstance(canvas, np.ndarray):
+                outputs = outputs.cpu().numpy()
             for t, out in zip(group, outputs, strict=True):
                 _store(canvas, out, t, blend, scale, pre, padded_h, padded_w)
             stored += len(group)
@@ -255,19 +270,34 @@ def upscale_tiled(
                 _return_freed_memory()
     finally:
         _CURRENT.steps = previous
-    return canvas
+    return canvas if isinstance(canvas, np.ndarray) else canvas.cpu().numpy()
 
 
-def _store(canvas: np.ndarray, out: np.ndarray, t: Tile, blend: int, scale: int, pre: int,
-           padded_h: int, padded_w: int) -> None:
-    """Add one tile's (3, h, w) output, weighted by its blending ramps, to the (H, W, 3) canvas."""
+def _canvas(height: int, width: int, device: torch.device | str) -> np.ndarray | torch.Tensor:
+    """The (H, W, 3) float32 output canvas: on the GPU when it takes at most a quarter of the free
+    GPU memory (tiles are stored there, and the result crosses to the host once), else on the host."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if height * width * 3 * 4 <= free // 4:
+            return torch.zeros((height, width, 3), dtype=torch.float32, device=device)
+    return np.zeros((height, width, 3), dtype=np.float32)
+
+
+def _store(canvas: np.ndarray | torch.Tensor, out: np.ndarray | torch.Tensor, t: Tile, blend: int, scale: int,
+           pre: int, padded_h: int, padded_w: int) -> None:
+    """Add one tile's (3, h, w) output, weighted by its blending ramps, to the (H, W, 3) canvas
+    (both numpy arrays on the host, or both tensors on one device)."""
     s = scale
     height, width = canvas.shape[0] // s, canvas.shape[1] // s
     wy0, wx0 = t.window[0], t.window[2]
     ya, yb, wy = _ramp(t.core[0], t.core[1], 0, padded_h, blend, scale)
     xa, xb, wx = _ramp(t.core[2], t.core[3], 0, padded_w, blend, scale)
-    region = out[:, (ya - wy0) * s : (yb - wy0) * s, (xa - wx0) * s : (xb - wx0) * s].transpose(1, 2, 0)
+    region = out[:, (ya - wy0) * s : (yb - wy0) * s, (xa - wx0) * s : (xb - wx0) * s]
+    region = region.permute(1, 2, 0) if isinstance(region, torch.Tensor) else region.transpose(1, 2, 0)
     if blend:
+        if isinstance(region, torch.Tensor):
+            wy, wx = torch.from_numpy(wy).to(region.device), torch.from_numpy(wx).to(region.device)
         region = region * wy[:, None, None] * wx[None, :, None]
     top, left = (ya - pre) * s, (xa - pre) * s  # where the region starts on the canvas
     y0, y1 = max(top, 0), min(top + region.shape[0], height * s)
@@ -315,7 +345,7 @@ def _plan_for(height: int, width: int, options: TileOptions, size_multiple: int)
     padded_h = _round_up(height + 2 * options.pre_pad, m)
     padded_w = _round_up(width + 2 * options.pre_pad, m)
     tile = _round_up(options.tile, m) if options.tile > 0 else 0
-    return plan_tiles(padded_h, padded_w, tile, _round_up(options.tile_pad, m), m)
+    return plan_tiles(padded_h, padded_w, tile, _round_up(options.tile_pad, m), m, options.fixed_window)
 
 
 def count_tiles(height: int, width: int, options: TileOptions, size_multiple: int = 1) -> int:

@@ -30,12 +30,13 @@ def test_tiled_x4plus_matches_whole_image_on_a_real_photo(store):
     assert psnr(tiled, whole) >= 50
 
 
+@pytest.mark.parametrize("fixed", [False, True])
 @pytest.mark.parametrize(("height", "width", "tile", "multiple", "batch"),
                          [(50, 77, 16, 1, 1), (64, 30, 24, 4, 1), (9, 9, 4, 1, 1), (70, 90, 16, 1, 4),
                           (3, 500, 16, 1, 1), (400, 2, 16, 2, 2)])
-def test_blended_tiles_weigh_every_output_pixel_exactly_once(height, width, tile, multiple, batch):
+def test_blended_tiles_weigh_every_output_pixel_exactly_once(height, width, tile, multiple, batch, fixed):
     image = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
-    options = TileOptions(tile=tile, tile_pad=8, pre_pad=3, batch=batch)
+    options = TileOptions(tile=tile, tile_pad=8, pre_pad=3, batch=batch, fixed_window=fixed)
     out = upscale_tiled(Nearest(), image, scale=4, size_multiple=multiple, options=options)
     np.testing.assert_allclose(out, image.repeat(4, 0).repeat(4, 1), atol=1e-5)
 
@@ -49,6 +50,23 @@ def test_tiles_cover_the_image_without_gaps_or_overlaps():
         assert y0 % 4 == 0 and x0 % 4 == 0
         assert min(y1 - y0, x1 - x0) >= 16  # balanced: no thin remainder tiles
     assert (covered == 1).all()
+
+
+def test_fixed_windows_have_one_shape_and_hold_their_cores_with_context():
+    tiles = plan_tiles(1024, 700, 512, 32, fixed=True)
+    assert {(t.window[1] - t.window[0], t.window[3] - t.window[2]) for t in tiles} == {(576, 576)}
+    covered = np.zeros((1024, 700), int)
+    for t in tiles:
+        y0, y1, x0, x1 = t.core
+        covered[y0:y1, x0:x1] += 1
+        wy0, wy1, wx0, wx1 = t.window
+        assert 0 <= wy0 and wy1 <= 1024 and 0 <= wx0 and wx1 <= 700
+        # every side of the core inside the image keeps at least tile_pad of real context
+        assert (y0 == 0 or y0 - wy0 >= 32) and (y1 == 1024 or wy1 - y1 >= 32)
+        assert (x0 == 0 or x0 - wx0 >= 32) and (x1 == 700 or wx1 - x1 >= 32)
+    assert (covered == 1).all()
+    # a side shorter than a window keeps the whole side
+    assert {t.window[3] - t.window[2] for t in plan_tiles(1024, 300, 512, 32, fixed=True)} == {300}
 
 
 def test_progress_reports_each_tile_and_cancel_stops_between_tiles():
