@@ -50,6 +50,9 @@ LARGE_CANVAS_BYTES = 512 * 2**20
 # 1040x1040 window); fp32 takes twice as much. Tiles are sized to half the free GPU memory.
 CUDA_BYTES_PER_PIXEL_FP16 = 8.5 * 1024
 CUDA_TILE_RANGE = (256, 2048)
+# The compiled backend runs one fixed shape: 512 px tiles (+ context) in batches of 4 on a GPU, so
+# a small image is not padded up to a window sized for the largest.
+COMPILED_CUDA_TILE = 512
 SMALL_TILE_BATCH = 4  # same-shape tiles per forward pass when tiles are small on a GPU
 
 
@@ -187,11 +190,14 @@ class Upscaler:
         """The tiling for a result of ``output_pixels``: on a GPU as large as half its free memory
         allows; on the CPU 384 px (fastest), smaller when a huge output canvas needs the room."""
         tile = self.options.tile
-        if tile is None:
-            tile = self._cuda_tile() if self.device.type == "cuda" else self._cpu_tile(output_pixels)
+        compiling = compiled.requested_backend(self.options.backend) == compiled.BACKEND_NAME
+        if tile is None and self.device.type == "cuda":
+            tile = COMPILED_CUDA_TILE if compiling else self._cuda_tile()
+        elif tile is None:
+            tile = self._cpu_tile(output_pixels)
         small = self.device.type == "cuda" and 0 < tile <= 512
         return TileOptions(tile=tile, tile_pad=self.options.tile_pad, pre_pad=self.options.pre_pad,
-                           batch=SMALL_TILE_BATCH if small else 1)
+                           batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling)
 
     def _cpu_tile(self, output_pixels: int) -> int:
         if output_pixels * 3 * 4 <= LARGE_CANVAS_BYTES:
