@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from esrgan.pipeline import flops_per_pixel  # noqa: E402
+from esrgan.speed import native_bf16  # noqa: E402
 from esrgan.tiling import TileOptions, upscale_tiled  # noqa: E402
 from esrgan.weights import ModelStore  # noqa: E402
 
@@ -89,7 +90,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 
 
-COMPILED_TILE = 128  # one fixed compiled shape for every size (window 176 px with 24 px context)
+COMPILED_TILE = 128  # one fixed compiled shape for every size (window 192 px with 32 px context)
+TILE_PAD = 32  # the product's context per tile side (UpscaleOptions.tile_pad)
 
 
 def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, torch.dtype, bool, int, str]]:
@@ -100,9 +102,12 @@ def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, t
     """
     if device == "cpu":
         rows = [("official: fp32 NCHW eager, whole", "cpu", torch.float32, False, 0, "eager"),
-                ("fp32 channels-last, whole", "cpu", torch.float32, True, 0, "eager"),
-                ("bf16 channels-last, whole", "cpu", torch.bfloat16, True, 0, "eager"),
-                ("bf16 channels-last, tiles 384 (CPU default)", "cpu", torch.bfloat16, True, 384, "eager")]
+                ("fp32 channels-last, whole", "cpu", torch.float32, True, 0, "eager")]
+        if native_bf16()[0]:  # emulated bf16 is 5-10x slower than fp32: never a candidate, not timed
+            rows += [("bf16 channels-last, whole", "cpu", torch.bfloat16, True, 0, "eager"),
+                     ("bf16 channels-last, tiles 384 (CPU default here)", "cpu", torch.bfloat16, True, 384, "eager")]
+        else:
+            rows += [("fp32 channels-last, tiles 384 (CPU default here)", "cpu", torch.float32, True, 384, "eager")]
         if "compiled" in extra:
             rows += [(f"fp32 channels-last, tiles {COMPILED_TILE}", "cpu", torch.float32, True, COMPILED_TILE, "eager"),
                      (f"fp32 channels-last compiled (inductor), tiles {COMPILED_TILE}", "cpu", torch.float32, True,
@@ -112,24 +117,79 @@ def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, t
         return rows
     rows = [("cuda fp32 NCHW, whole (official --fp32)", "cuda", torch.float32, False, 0, "eager"),
             ("cuda fp16 NCHW, whole (official default)", "cuda", torch.float16, False, 0, "eager"),
-            ("cuda fp16 channels-last, whole", "cuda", torch.float16, True, 0, "eager"),
+            ("cuda fp16 channels-last, whole (default path's network)", "cuda", torch.float16, True, 0, "eager"),
             ("cuda bf16 channels-last, whole", "cuda", torch.bfloat16, True, 0, "eager"),
-            ("cuda fp16 channels-last, tiles 512 x4 batch (default)", "cuda", torch.float16, True, 512, "eager")]
-    if "compiled" in extra:
-        rows += [("cuda fp16 compiled (max-autotune, CUDA graphs), tiles 512 x4 batch", "cuda", torch.float16, True,
-                  512, "compiled")]
+            ("cuda fp16 channels-last, tiles 512 x4 batch", "cuda", torch.float16, True, 512, "eager"),
+            ("cuda fp16 channels-last, whole, eager in a CUDA graph", "cuda", torch.float16, True, 0, "graph")]
+    if "compiled" in extra:  # largest size only: each new shape compiles again
+        rows += [("cuda fp16 compiled (inductor, CUDA graphs), whole", "cuda", torch.float16, True, 0,
+                  "compiled:reduce-overhead"),
+                 ("cuda fp16 compiled (max-autotune, CUDA graphs), tiles 512 x4 batch (--backend compiled)", "cuda",
+                  torch.float16, True, 512, "compiled")]
     return rows
+
+
+class Graphed(torch.nn.Module):
+    """An eager network replayed from a CUDA graph per input shape (no compiler: capture takes a
+    second), to separate launch overhead from kernel time."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        from esrgan.compiled import _without_hooks
+
+        self.module = _without_hooks(module)
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key = (tuple(x.shape), x.stride(), x.dtype)
+        if key not in self.graphs:
+            static = x.clone(memory_format=torch.preserve_format)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):  # cuDNN picks its algorithms outside the capture
+                    self.module(static)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self.module(static)
+            self.graphs[key] = (graph, static, out)
+        graph, static, out = self.graphs[key]
+        static.copy_(x)
+        graph.replay()
+        return out
+
+
+class Clocked(torch.nn.Module):
+    """Adds up the seconds spent inside the network's forward passes (device synchronised)."""
+
+    def __init__(self, module, device: str) -> None:
+        super().__init__()
+        self.module, self.cuda, self.seconds = module, device == "cuda", 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        out = self.module(x)
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - started
+        return out
 
 
 def runnable(store: ModelStore, model: str, dev: str, dtype: torch.dtype, cl: bool, tile: int, runner: str):
     """The module a row calls: the loaded network, its compiled wrapper, or the int8 session."""
     loaded = store.load(model, dev, dtype, cl)
-    if runner == "compiled":
+    if runner.startswith("compiled"):
         from esrgan import compiled
 
+        mode = runner.partition(":")[2] or None
         return compiled.compile_for_tiles(loaded.module, model=model, scale=loaded.entry.scale, tile=tile,
-                                          tile_pad=24, size_multiple=loaded.size_multiple,
-                                          batch=4 if dev == "cuda" else 1, weights_dir=store.weights_dir)
+                                          tile_pad=TILE_PAD, size_multiple=loaded.size_multiple,
+                                          batch=4 if dev == "cuda" else 1, weights_dir=store.weights_dir, mode=mode)
+    if runner == "graph":
+        return Graphed(loaded.module)
     if runner == "int8":
         from esrgan import int8
 
@@ -137,22 +197,26 @@ def runnable(store: ModelStore, model: str, dev: str, dtype: torch.dtype, cl: bo
     return loaded.module
 
 
-def timed(module, image, device, dtype, channels_last, tile) -> tuple[float, np.ndarray]:
+def timed(module, image, device, dtype, channels_last, tile, fixed=False) -> tuple[float, float, np.ndarray]:
+    """(seconds end to end, seconds inside the network, output) of one tiled run; ``fixed``: one
+    window shape for every tile, as the compiled backend runs."""
     if device == "cuda":
         torch.cuda.synchronize()
+    clocked = Clocked(module, device)
     started = time.perf_counter()
-    options = TileOptions(tile=tile, tile_pad=24, batch=4 if device == "cuda" else 1)
-    out = upscale_tiled(module, image, scale=4, options=options,
+    options = TileOptions(tile=tile, tile_pad=TILE_PAD, batch=4 if device == "cuda" else 1, fixed_window=fixed)
+    out = upscale_tiled(clocked, image, scale=4, options=options,
                         device=device, dtype=dtype, channels_last=channels_last)
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - started, out
+    return time.perf_counter() - started, clocked.seconds, out
 
 
 def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, model: str,
                 extra: tuple[str, ...] = ()) -> None:
     if device == "cpu":
-        ceilings = {("cpu", t): matmul_ceiling("cpu", t, 4096) for t in (torch.float32, torch.bfloat16)}
+        dtypes = (torch.float32, torch.bfloat16) if native_bf16()[0] else (torch.float32,)
+        ceilings = {("cpu", t): matmul_ceiling("cpu", t, 4096) for t in dtypes}
     else:
         dtypes = (torch.float32, torch.float16, torch.bfloat16)
         ceilings = {("cuda", t): matmul_ceiling("cuda", t, 8192) for t in dtypes}
@@ -161,42 +225,55 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
     per_pixel = flops_per_pixel(store.load(model, "cpu").module)
     print(f"\n{model}: {per_pixel / 1e6:.1f} MFLOP per input pixel at 4x\n")
     memory = "peak GPU MB" if device == "cuda" else "peak RSS MB"
-    print("| size | setting | s (best) | MP/s in | GFLOP/s | % of matmul | vs first row | PSNR to first row | "
-          f"{memory} |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    header = ("| size | setting | s (best) | network s | MP/s in | GFLOP/s | % of matmul | vs first row | "
+              f"PSNR to first row | {memory} |")
+    rows = []
     for side in sizes:
         image = crop(side)
         best: dict[str, float] = {}
+        network: dict[str, float] = {}
         outputs: dict[str, np.ndarray] = {}
         peaks: dict[str, float] = {}
         modules: dict[str, object] = {}
         warmed: set[str] = set()
         for _ in range(rounds):  # interleaved rounds: a noisy machine affects all settings alike
             for label, dev, dtype, cl, tile, runner in settings(device, extra):
+                if "only-extra" in extra and runner == "eager" and label != settings(device)[0][0]:
+                    continue
                 if dev == "cpu" and side >= 512 and label.startswith("official") and label in best:
                     continue  # one round of the slowest reference at 512 is enough
+                if runner.startswith("compiled") and side != max(sizes):
+                    continue  # compiling is per shape: the largest size only
                 try:
                     loaded = modules.get(label) or runnable(store, model, dev, dtype, cl, tile, runner)
+                    modules[label] = loaded
+                    if label not in warmed and runner != "eager":  # compile / capture once, untimed
+                        started = time.perf_counter()
+                        timed(loaded, image, dev, dtype, cl, tile, runner.startswith("compiled"))
+                        print(f"# {side} {label}: first run (compile or capture) {time.perf_counter() - started:.1f} s",
+                              flush=True)
+                        warmed.add(label)
                 except (ImportError, RuntimeError) as exc:
-                    print(f"| {side} | {label} | unavailable: {str(exc)[:80]} |")
+                    print(f"# {side} {label}: unavailable: {str(exc)[:200]}", flush=True)
                     continue
-                modules[label] = loaded
-                if label not in warmed and runner != "eager":  # compile / load once, outside the timing
-                    timed(loaded, image, dev, dtype, cl, tile)
-                    warmed.add(label)
                 gc.collect()
                 reset_peak_rss()
                 if dev == "cuda":
-                    timed(loaded, image[:64, :64], dev, dtype, cl, tile)  # cuDNN picks its kernels
+                    if runner == "eager":
+                        timed(loaded, image[:64, :64], dev, dtype, cl, tile)  # cuDNN picks its kernels
                     torch.cuda.reset_peak_memory_stats()
                 try:
-                    seconds, out = timed(loaded, image, dev, dtype, cl, tile)
+                    seconds, inside, out = timed(loaded, image, dev, dtype, cl, tile, runner.startswith("compiled"))
                 except RuntimeError as exc:
-                    print(f"| {side} | {label} | failed: {str(exc)[:60]} |")
+                    print(f"# {side} {label}: failed: {str(exc)[:200]}", flush=True)
                     continue
                 memory = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else peak_rss_mb()
+                reference = outputs.get(settings(device)[0][0], out)
+                print(f"# {side} {label}: {seconds:.3f} s ({inside:.3f} s in the network), "
+                      f"{psnr(out, reference):.1f} dB to the first row", flush=True)
                 peaks[label] = max(peaks.get(label, 0), memory)
-                best[label] = min(best.get(label, float("inf")), seconds)
+                if seconds < best.get(label, float("inf")):
+                    best[label], network[label] = seconds, inside
                 outputs[label] = out
         reference = settings(device)[0][0]
         for label, dev, dtype, _, _, runner in settings(device, extra):
@@ -206,25 +283,31 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
             gflops = per_pixel * side * side / s / 1e9
             share = "-" if runner == "int8" else f"{100 * gflops / ceilings[(dev, dtype)]:.0f}%"
             quality = psnr(outputs[label], outputs[reference])
-            print(f"| {side} | {label} | {s:.2f} | {side * side / s / 1e6:.4f} | {gflops:.0f} | "
-                  f"{share} | {best[reference] / s:.2f}x | {quality:.1f} dB | "
-                  f"{peaks[label]:.0f} |")
-        sys.stdout.flush()
+            rows.append(f"| {side} | {label} | {s:.3f} | {network[label]:.3f} | {side * side / s / 1e6:.4f} | "
+                        f"{gflops:.0f} | {share} | {best[reference] / s:.2f}x | {quality:.1f} dB | "
+                        f"{peaks[label]:.0f} |")
+    print(f"\n{header}\n" + "| --- " * (header.count("|") - 1) + "|")
+    print("\n".join(rows))
+    sys.stdout.flush()
 
 
-def default_path(store: ModelStore, device: str, sizes: list[int]) -> None:
+def default_path(store: ModelStore, device: str, sizes: list[int], backend: str = "auto") -> None:
     """The product's own path (registry, runtime choice, tiling), as the web app calls it."""
     from esrgan.imageio import DecodedImage
     from esrgan.pipeline import UpscaleOptions, Upscaler
 
-    upscaler = Upscaler(store, UpscaleOptions(device=device))
-    print(f"\nDefault path (Upscaler.upscale, x4plus at 4x, {upscaler.runtime.precision} {upscaler.runtime.backend}, "
-          f"tile {upscaler.tile_options().tile}):\n")
-    print("| size | seconds (best of 3) | tiles |")
-    print("| --- | --- | --- |")
+    upscaler = Upscaler(store, UpscaleOptions(device=device, backend=backend))
+    started = time.perf_counter()
+    upscaler.upscale(DecodedImage(crop(64)), 4)  # loads, and compiles for --backend compiled
+    first = time.perf_counter() - started
+    print(f"\nProduct path (Upscaler.upscale, x4plus at 4x, {upscaler.runtime.precision} {upscaler.runtime.backend}, "
+          f"--backend {backend}, tile {upscaler.tile_options().tile}; first call {first:.1f} s):\n")
+    print("| size | seconds (best of 3) | tiles | PSNR to the official fp32 path |")
+    print("| --- | --- | --- | --- |")
+    official = store.load("realesrgan-x4plus", device, torch.float32, False).module
     for side in sizes:
         image = DecodedImage(crop(side))
-        upscaler.upscale(DecodedImage(crop(64)), 4)
+        upscaler.upscale(image, 4)
         best = float("inf")
         for _ in range(3):
             if device == "cuda":
@@ -232,7 +315,9 @@ def default_path(store: ModelStore, device: str, sizes: list[int]) -> None:
             started = time.perf_counter()
             result = upscaler.upscale(image, 4)
             best = min(best, time.perf_counter() - started)
-        print(f"| {side} | {best:.2f} | {result.provenance.tiles} |")
+        _, _, reference = timed(official, image.rgb(), device, torch.float32, False, 0)
+        print(f"| {side} | {best:.3f} | {result.provenance.tiles} | {psnr(result.image.pixels, reference):.1f} dB |",
+              flush=True)
 
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}  # an AVX2-only CPU, simulated
@@ -297,6 +382,8 @@ def main() -> int:
     parser.add_argument("--compiled", action="store_true", help="also the torch.compile rows (compiles first)")
     parser.add_argument("--int8", action="store_true",
                         help="also the int8 ONNX Runtime row (built from dataset crops on first use)")
+    parser.add_argument("--only-extra", action="store_true",
+                        help="time only the reference row and the --compiled / --int8 rows")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--default-path", default="", help="sizes to time through Upscaler, e.g. 256,1024")
     args = parser.parse_args()
@@ -308,7 +395,8 @@ def main() -> int:
           + (f", GPU {torch.cuda.get_device_name()} (TF32 convolutions: {torch.backends.cudnn.allow_tf32})"
              if device == "cuda" else ""))
     store = ModelStore()
-    extra = tuple(name for name in ("compiled", "int8") if getattr(args, name))
+    extra = tuple(name for name in ("compiled", "int8", "only_extra") if getattr(args, name))
+    extra = tuple(name.replace("_", "-") for name in extra)
     models = list(filter(None, args.models.split(",")))
     if args.int8:
         from esrgan import int8
@@ -319,7 +407,8 @@ def main() -> int:
     for model in models:
         model_table(store, [int(s) for s in args.sizes.split(",")], args.rounds, device, model, extra)
     if args.default_path:
-        default_path(store, device, [int(v) for v in args.default_path.split(",")])
+        for backend in ("auto", "compiled") if args.compiled else ("auto",):
+            default_path(store, device, [int(v) for v in args.default_path.split(",")], backend)
     if args.cli:
         cli_end_to_end(device=device, compiled=args.compiled)
     if args.big:
