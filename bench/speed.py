@@ -97,7 +97,8 @@ TILE_PAD = 32  # the product's context per tile side (UpscaleOptions.tile_pad)
 def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, torch.dtype, bool, int, str]]:
     """(label, device, dtype, channels_last, tile, runner); the first is the reference of its table.
 
-    ``runner`` is "eager", "compiled" (esrgan/compiled.py) or "int8" (esrgan/int8.py, ONNX Runtime).
+    ``runner`` is "eager", "graph" (CUDA graph), "compiled[:mode]" (esrgan/compiled.py) or
+    "int8:recipe:runtime" (esrgan/int8.py: ONNX Runtime or OpenVINO).
     ``extra`` adds the opt-in rows: "compiled", "int8".
     """
     if device == "cpu":
@@ -113,7 +114,12 @@ def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, t
                      (f"fp32 channels-last compiled (inductor), tiles {COMPILED_TILE}", "cpu", torch.float32, True,
                       COMPILED_TILE, "compiled")]
         if "int8" in extra:
-            rows += [("int8 ONNX Runtime (QDQ, ends + conv5 fp32), tiles 384", "cpu", torch.float32, False, 384, "int8")]
+            rows += [("int8 ONNX Runtime, first/last/conv5 in fp32 (PTQ), tiles 384", "cpu", torch.float32, False,
+                      384, "int8:keep-sensitive:onnxruntime"),
+                     ("int8 ONNX Runtime, every conv int8 (PTQ), tiles 384", "cpu", torch.float32, False, 384,
+                      "int8:every-conv:onnxruntime"),
+                     ("int8 OpenVINO, every conv int8 (PTQ), tiles 384", "cpu", torch.float32, False, 384,
+                      "int8:every-conv:openvino")]
         return rows
     rows = [("cuda fp32 NCHW, whole (official --fp32)", "cuda", torch.float32, False, 0, "eager"),
             ("cuda fp16 NCHW, whole (official default)", "cuda", torch.float16, False, 0, "eager"),
@@ -187,13 +193,15 @@ def runnable(store: ModelStore, model: str, dev: str, dtype: torch.dtype, cl: bo
         mode = runner.partition(":")[2] or None
         return compiled.compile_for_tiles(loaded.module, model=model, scale=loaded.entry.scale, tile=tile,
                                           tile_pad=TILE_PAD, size_multiple=loaded.size_multiple,
-                                          batch=4 if dev == "cuda" else 1, weights_dir=store.weights_dir, mode=mode)
+                                          batch=4 if dev == "cuda" and tile else 1, weights_dir=store.weights_dir,
+                                          mode=mode)
     if runner == "graph":
         return Graphed(loaded.module)
-    if runner == "int8":
+    if runner.startswith("int8"):
         from esrgan import int8
 
-        return int8.load_int8(store, model)
+        _, recipe, runtime = runner.split(":")
+        return int8.load_int8(store, model, recipe, runtime)
     return loaded.module
 
 
@@ -281,7 +289,7 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
                 continue
             s = best[label]
             gflops = per_pixel * side * side / s / 1e9
-            share = "-" if runner == "int8" else f"{100 * gflops / ceilings[(dev, dtype)]:.0f}%"
+            share = "-" if runner.startswith("int8") else f"{100 * gflops / ceilings[(dev, dtype)]:.0f}%"
             quality = psnr(outputs[label], outputs[reference])
             rows.append(f"| {side} | {label} | {s:.3f} | {network[label]:.3f} | {side * side / s / 1e6:.4f} | "
                         f"{gflops:.0f} | {share} | {best[reference] / s:.2f}x | {quality:.1f} dB | "
@@ -329,11 +337,12 @@ def cli_end_to_end(side: int = 256, device: str = "cpu", compiled: bool = False)
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "photo.png"
         Image.fromarray((crop(side) * 255).round().astype(np.uint8)).save(source)
-        runs = {"official path (--backend torch --fp32 --tile 0)": (["--backend", "torch", "--fp32", "--tile", "0"], {}),
+        official = ["--backend", "torch", "--fp32", "--tile", "0"]
+        runs = {"official path (--backend torch --fp32 --tile 0)": (official, {}),
                 "default (auto)": ([], {})}
         if compiled:
             runs["--backend compiled"] = (["--backend", "compiled"], {})
-        if device == "cpu":
+        if device == "cpu" and torch.backends.cpu.get_cpu_capability() != "AVX2":  # else the same runs again
             runs["official path, AVX2 kernels only"] = (runs[next(iter(runs))][0], AVX2_ENV)
             runs["default (auto), AVX2 kernels only"] = ([], AVX2_ENV)
         times, outputs = {}, {}
@@ -402,8 +411,9 @@ def main() -> int:
         from esrgan import int8
 
         for model in models:
-            if not int8.onnx_path(store.weights_dir, model).is_file():
-                int8.build_int8(store, model, calibration_crops())
+            for recipe in int8.RECIPES:
+                if not int8.onnx_path(store.weights_dir, model, recipe=recipe).is_file():
+                    int8.build_int8(store, model, calibration_crops(), recipe)
     for model in models:
         model_table(store, [int(s) for s in args.sizes.split(",")], args.rounds, device, model, extra)
     if args.default_path:

@@ -5,12 +5,14 @@ fp16, channels-last; on the CPU plain inductor (max-autotune and CUDA graphs do 
 The tiler gives every window one fixed shape (edge windows move inward: `TileOptions.fixed_window`)
 and a short last batch is padded with copies, so an image compiles once per (model, tile, precision,
 device) rather than once per edge-tile shape, and no pixel sees padding a plain run would not;
-windows of another shape (images shorter than a window) run eagerly. Inductor's on-disk cache lives under ``weights/converted/compiled/``,
-one folder per (model, tile, precision, device name, torch version), so a restart reuses the
-kernels instead of autotuning again.
+windows of another shape (images shorter than a window) run eagerly. Inductor's on-disk cache
+lives under ``weights/converted/compiled/``, one folder per (model, tile, precision, device name,
+torch version, mode), so a restart reuses the kernels instead of autotuning again. On an H100,
+1024x1024 at 4x: 0.40 s against 0.46 s eager fp16 and 0.59 s for the official fp16 path, 55.7 dB
+to fp32, after ~130 s of compiling on an empty cache (README, "Performance").
 
 Chosen by ``--backend compiled`` or ``REMASTER_BACKEND=compiled``; nothing on the default path
-imports torch.compile machinery. fp8 is left out: it has not been shown to stay >= 40 dB to fp32.
+imports torch.compile machinery. fp8 is left out: torch has no fp8 convolution.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ def compile_for_tiles(module: torch.nn.Module, *, model: str, scale: int, tile: 
         mode: torch.compile's mode (see `CompiledModel`).
     """
     window = 0 if tile <= 0 else _round_up(tile, size_multiple) + 2 * _round_up(tile_pad, size_multiple)
+    batch = batch if window else 1  # a whole image comes alone: padding its batch would only add work
     parameter = next(module.parameters())
     cache = cache_dir(weights_dir, model, window, batch, parameter.dtype, parameter.device, mode)
     return CompiledModel(module, scale=scale, window=window, batch=batch, cache=cache, mode=mode)

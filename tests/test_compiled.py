@@ -30,7 +30,8 @@ def test_compiled_tiles_match_eager_on_a_real_photo(small_photo, tmp_path):
     # the same windows, nothing padded: the compiled kernels give the eager picture
     assert psnr(fast, eager) >= 80
     # and edge windows moved inward only add context: close to the plain tiling too
-    assert psnr(fast, upscale_tiled(model, small_photo, scale=4, options=TileOptions(tile=16, tile_pad=4, pre_pad=2))) >= 40
+    plain = upscale_tiled(model, small_photo, scale=4, options=TileOptions(tile=16, tile_pad=4, pre_pad=2))
+    assert psnr(fast, plain) >= 40
     assert len(wrapper._warm) == 1  # every tile ran through one compiled shape
     assert any(wrapper.cache.rglob("*")), "inductor wrote nothing to the cache folder"
     assert wrapper.cache.is_relative_to(tmp_path / "converted" / "compiled")
