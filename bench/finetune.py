@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from esrgan.detect import load  # noqa: E402
 from esrgan.train.config import TrainConfig  # noqa: E402
 from esrgan.train.loop import Trainer  # noqa: E402
 
@@ -39,8 +40,7 @@ def main() -> int:
                      perceptual_weight=1.0 if args.perceptual else 0.0)
     trainer = Trainer(config, args.hr_dir, args.output)
     held = trainer.split.val + trainer.split.test
-    pretrained = trainer.arch.build().to(trainer.device)
-    pretrained.load_state_dict(trainer.store.state_dict(config.model_name))
+    pretrained = load(trainer.store.state_dict(config.model_name))[0].to(trainer.device)
     before = trainer.validate(held, pretrained)
     started = time.perf_counter()
     trainer.run()

@@ -32,7 +32,6 @@ Scale = Literal[2, 4, 8]
 SCALES: tuple[Scale, ...] = (2, 4, 8)  # the page's quick choices
 ROUTE_SCALES: tuple[int, ...] = (2, 3, 4, 8)  # scales with a route of their own
 MIN_SCALE, MAX_SCALE = 1.0, 8.0
-Arch = Literal["rrdbnet", "srvgg", "cugan"]
 Family = Literal["Real-ESRGAN", "Real-CUGAN", "custom"]
 Noise = Literal["none", "low", "medium", "high"]
 NOISE_LEVELS: tuple[Noise, ...] = ("none", "low", "medium", "high")
@@ -50,7 +49,7 @@ class ModelSpec:
     Attributes:
         name: The registry name, e.g. ``"realesrgan-x4plus"``.
         title: A human name for pages and listings.
-        arch: Architecture of the network (a key of `esrgan.detect.ARCHITECTURES`).
+        arch: Name of the network's architecture in `esrgan.archs.ARCHITECTURES` (``Architecture.name``).
         arch_args: Keyword arguments of the architecture, as (key, value) pairs.
         scale: Native scale of the network.
         anime: Trained for anime and illustration.
@@ -71,7 +70,7 @@ class ModelSpec:
 
     name: str
     title: str
-    arch: Arch
+    arch: str
     arch_args: tuple[tuple[str, int], ...]
     scale: int
     anime: bool

@@ -12,8 +12,9 @@ import torch
 
 from esrgan import registry
 from esrgan.archs import RRDBNet, SRVGGNetCompact
-from esrgan.convert import convert_ncnn, parse_param
+from esrgan.convert import convert_ncnn
 from esrgan.errors import WeightsError
+from esrgan.ncnn import parse_param
 from esrgan.weights import ModelStore, ncnn_models_dir
 from tests.conftest import psnr
 

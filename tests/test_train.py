@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from esrgan.archs import UNetDiscriminatorSN
+from esrgan.detect import detect
 from esrgan.errors import ConfigError, TrainingDataError, TrainingError, WeightsError
 from esrgan.imageio import DecodedImage
 from esrgan.pipeline import UpscaleOptions, Upscaler
@@ -97,9 +98,7 @@ def test_resume_continues_from_the_last_checkpoint(finished, hr_dir, store):
 
 def test_freeze_rules():
     assert expand_freeze("conv_first, body.0-2") == ["conv_first", "body.0", "body.1", "body.2"]
-    from esrgan.archs import describe_state_dict
-
-    x4plus = describe_state_dict(ModelStore().state_dict("realesrgan-x4plus"))
+    x4plus = detect(ModelStore().state_dict("realesrgan-x4plus"))
     assert default_freeze(x4plus) == "conv_first,body.0-15"
     with pytest.raises(ConfigError, match="no layer"):
         freeze(torch.nn.Conv2d(3, 3, 3), "body.0")

@@ -1,30 +1,37 @@
-"""Pure network definitions (``nn.Module``) with the official Real-ESRGAN / BasicSR / Real-CUGAN key names.
+"""The network architectures we define, one module each, and the list of them.
 
-Recognising a state dict and building a network by name live in `esrgan.detect`.
+Each module holds a network (``nn.Module``, official key names) and ends with its ``ARCHITECTURE``
+(`esrgan.archs.base.Architecture`): detection, size multiple, ncnn mapping, freeze rule. Adding an
+architecture is one module and one line in `ARCHITECTURES`. The U-Net discriminator is a part of
+fine-tuning, not a generator, so it is not listed.
 """
 
 from __future__ import annotations
 
+from esrgan.archs import cugan, rrdbnet, srvgg
+from esrgan.archs.base import Architecture, ModelDescriptor
 from esrgan.archs.cugan import RealCUGAN, UpCunet2x, UpCunet3x, UpCunet4x
 from esrgan.archs.discriminator import UNetDiscriminatorSN
 from esrgan.archs.rrdbnet import RRDBNet
 from esrgan.archs.srvgg import SRVGGNetCompact
+from esrgan.errors import WeightsError
+
+# In the order detection tries them: the first that recognises a state dict's keys describes it.
+# SRVGGNetCompact comes last because its keys (body.0, body.1 ...) are the least specific.
+ARCHITECTURES: tuple[Architecture, ...] = (
+    rrdbnet.ARCHITECTURE,
+    cugan.ARCHITECTURE,
+    srvgg.ARCHITECTURE,
+)
 
 
-def describe_state_dict(state):
-    """Kept for older callers: `esrgan.detect.detect`."""
-    from esrgan.detect import detect
-
-    return detect(state)
-
-
-def __getattr__(name: str):
-    if name == "ArchDescriptor":  # older name of esrgan.detect.ModelDescriptor
-        from esrgan.detect import ModelDescriptor
-
-        return ModelDescriptor
-    raise AttributeError(name)
+def architecture(name: str) -> Architecture:
+    """The listed architecture of this name. Raises WeightsError for a name not in `ARCHITECTURES`."""
+    for candidate in ARCHITECTURES:
+        if candidate.name == name:
+            return candidate
+    raise WeightsError(f"no architecture named {name!r}; known: {', '.join(a.name for a in ARCHITECTURES)}")
 
 
-__all__ = ["RRDBNet", "RealCUGAN", "SRVGGNetCompact", "UNetDiscriminatorSN", "UpCunet2x", "UpCunet3x",
-           "UpCunet4x", "describe_state_dict"]
+__all__ = ["ARCHITECTURES", "Architecture", "ModelDescriptor", "RRDBNet", "RealCUGAN", "SRVGGNetCompact",
+           "UNetDiscriminatorSN", "UpCunet2x", "UpCunet3x", "UpCunet4x", "architecture"]

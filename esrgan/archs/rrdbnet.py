@@ -1,17 +1,26 @@
 """RRDBNet, the generator of ESRGAN and Real-ESRGAN, with the official BasicSR key names.
 
 Keeping the key names (``conv_first``, ``body.N.rdb1.conv1``, ``conv_body``, ``conv_up1`` ...) means every
-published Real-ESRGAN checkpoint loads with ``strict=True``.
+published Real-ESRGAN checkpoint loads with ``strict=True``. After the network: how a state dict is
+recognised, how the shipped ncnn graphs map onto it, and what fine-tuning keeps (`ARCHITECTURE`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from esrgan.archs.base import Architecture, ModelDescriptor, StateDict
+from esrgan.errors import WeightsError
+from esrgan.ncnn import ACTIVATION_LEAKY_RELU, NcnnLayer, NcnnTensor, activation
+
 RESIDUAL_SCALE = 0.2
 LEAKY_SLOPE = 0.2
+# Below 4x the input is folded into channels with pixel_unshuffle by this factor (x2plus: 2).
+UNSHUFFLE_BY_SCALE = {1: 4, 2: 2}
 
 
 class ResidualDenseBlock(nn.Module):
@@ -82,7 +91,7 @@ class RRDBNet(nn.Module):
         if scale not in (1, 2, 4, 8):
             raise ValueError(f"RRDBNet supports scales 1, 2, 4 and 8, not {scale}")
         self.scale = scale
-        unshuffle = {1: 4, 2: 2}.get(scale, 1)
+        unshuffle = UNSHUFFLE_BY_SCALE.get(scale, 1)
         self.unshuffle = unshuffle
         self.conv_first = nn.Conv2d(num_in_ch * unshuffle * unshuffle, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
@@ -108,3 +117,72 @@ class RRDBNet(nn.Module):
         for conv in ups:
             feat = self.lrelu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
         return self.conv_last(self.lrelu(self.conv_hr(feat)))
+
+
+# --- what the engine knows about RRDBNet -----------------------------------------------------------
+
+NAME = "rrdbnet"
+# conv_first's input channels give the scale, through the unshuffle: 3 (4x or 8x), 12 (2x), 48 (1x).
+SCALE_BY_INPUT_CHANNELS = {3: 4, 12: 2, 48: 1}
+FROZEN_SHARE = 0.7  # fine-tuning keeps conv_first and this share of the blocks (x4plus: 16 of 23)
+
+
+def recognises(state: StateDict) -> bool:
+    return "conv_first.weight" in state and "conv_last.weight" in state
+
+
+def describe(state: StateDict) -> ModelDescriptor:
+    first = state["conv_first.weight"]
+    in_ch = first.shape[1]
+    if in_ch not in SCALE_BY_INPUT_CHANNELS:
+        raise WeightsError(f"an RRDBNet whose first convolution takes {in_ch} channels is not one we know "
+                           "(3: 4x or 8x, 12: 2x, 48: 1x)")
+    scale = 8 if "conv_up3.weight" in state else SCALE_BY_INPUT_CHANNELS[in_ch]
+    blocks = len({int(k.split(".")[1]) for k in state if k.startswith("body.")})
+    grow = state["body.0.rdb1.conv1.weight"].shape[0] if "body.0.rdb1.conv1.weight" in state else 32
+    out_ch = state["conv_last.weight"].shape[0]
+    args = (("num_in_ch", 3), ("num_out_ch", out_ch), ("scale", scale), ("num_feat", first.shape[0]),
+            ("num_block", blocks), ("num_grow_ch", grow))
+    return ModelDescriptor(NAME, scale, 3, out_ch, args, UNSHUFFLE_BY_SCALE.get(scale, 1))
+
+
+def freeze_rule(args: Mapping[str, int]) -> str:
+    """conv_first and the first ~70% of the RRDB blocks: early features are kept, late ones adapt."""
+    return f"conv_first,body.0-{max(0, int(args['num_block'] * FROZEN_SHARE) - 1)}"
+
+
+def _conv_names(num_block: int) -> list[tuple[str, bool]]:
+    """Official conv names of an x4 RRDBNet in execution order, with whether LeakyReLU follows."""
+    names = [("conv_first", False)]
+    for block in range(num_block):
+        for rdb in (1, 2, 3):
+            for conv in range(1, 6):
+                names.append((f"body.{block}.rdb{rdb}.conv{conv}", conv < 5))
+    names += [("conv_body", False), ("conv_up1", True), ("conv_up2", True), ("conv_hr", True)]
+    names.append(("conv_last", False))
+    return names
+
+
+def ncnn_state_dict(layers: list[NcnnLayer], blobs: list[NcnnTensor], args: Mapping[str, int]) -> StateDict:
+    """Map an x4 RRDBNet's blobs, in order, onto official key names (the graph has 6 + 15 per block)."""
+    convs = [b for b in blobs if b.layer.kind == "Convolution"]
+    num_block, remainder = divmod(len(convs) - 6, 15)
+    if remainder or num_block < 1 or len(convs) != len(blobs):
+        raise WeightsError(f"{len(convs)} convolutions do not form an RRDBNet (6 + 15 per block)")
+    if "num_block" in args and args["num_block"] != num_block:
+        raise WeightsError(f"this RRDBNet graph has {num_block} blocks, not {args['num_block']}")
+    if sum(layer.kind == "Interp" for layer in layers) != 2:
+        raise WeightsError("an x4 RRDBNet upsamples twice; this graph does not")
+    state = {}
+    for (name, leaky), blob in zip(_conv_names(num_block), convs, strict=True):
+        if (activation(blob.layer) == ACTIVATION_LEAKY_RELU) != leaky:
+            raise WeightsError(f"activation after {blob.layer.name} does not match {name}")
+        state[f"{name}.weight"] = torch.from_numpy(blob.weight.copy())
+        state[f"{name}.bias"] = torch.from_numpy(blob.bias.copy())
+    return state
+
+
+ARCHITECTURE = Architecture(
+    name=NAME, family="Real-ESRGAN", network=RRDBNet, recognises=recognises, describe=describe,
+    freeze_rule=freeze_rule, ncnn_state_dict=ncnn_state_dict,
+)

@@ -17,9 +17,10 @@ import torch
 from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
 
+from esrgan import archs
 from esrgan.archs import UNetDiscriminatorSN
 from esrgan.degrade import degrade
-from esrgan.detect import ModelDescriptor, detect
+from esrgan.detect import ModelDescriptor, detect, load
 from esrgan.errors import ConfigError, RemasterError, TrainingError
 from esrgan.imageio import to_uint8
 from esrgan.metrics import quality
@@ -49,23 +50,19 @@ def expand_freeze(rule: str) -> list[str]:
 
 
 def default_freeze(arch: ModelDescriptor) -> str:
-    """Keep the early and middle layers: conv_first and ~70% of the RRDB blocks (x4plus: 16 of 23),
-    the first ~70% of an SRVGG's layers, or a Real-CUGAN's first U-Net (the second one refines)."""
-    args = dict(arch.arch_args)
-    if arch.arch == "rrdbnet":
-        return f"conv_first,body.0-{max(0, int(args['num_block'] * 0.7) - 1)}"
-    if arch.arch == "cugan":
-        return "unet1"
-    return f"body.0-{max(0, int((2 * args['num_conv'] + 2) * 0.7) - 1)}"
+    """The layers fine-tuning keeps unless told otherwise: the architecture's own rule."""
+    if arch.architecture is None:
+        raise RemasterError(f"{arch.arch} networks cannot be fine-tuned")
+    return arch.architecture.default_freeze(arch.arch_args)
 
 
 def trainable_descriptor(state: dict[str, torch.Tensor], name: str) -> ModelDescriptor:
     """What the model to fine-tune is; raises RemasterError for architectures we cannot train."""
     arch = detect(state)
     if not arch.ours:
+        trainable = ", ".join(f"{a.family} {a.network.__name__}" for a in archs.ARCHITECTURES)
         raise RemasterError(f"{name} is a {arch.arch.removeprefix('spandrel:')} network, which runs here but "
-                            "cannot be fine-tuned: training supports Real-ESRGAN (RRDBNet, SRVGGNetCompact) "
-                            "and Real-CUGAN models")
+                            f"cannot be fine-tuned: training supports {trainable}")
     return arch
 
 
@@ -100,12 +97,11 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(config.seed)
 
         state = self.store.state_dict(config.model_name)
-        self.arch = trainable_descriptor(state, config.model_name)
+        self.arch = trainable_descriptor(state, config.model_name)  # refuses what it cannot train, unloaded
+        self.net_g = load(state)[0]
         self.scale = self.arch.scale
         if config.degradation.scale != self.scale:  # LR patches at the model's own scale (2x, 3x ...)
             config = self.cfg = replace(config, degradation=replace(config.degradation, scale=self.scale))
-        self.net_g = self.arch.build()
-        self.net_g.load_state_dict(state, strict=True)
         self.freeze_rule = default_freeze(self.arch) if config.freeze is None else config.freeze
         self.trainable, self.frozen = freeze(self.net_g, self.freeze_rule)
         self.net_g.to(self.device)
