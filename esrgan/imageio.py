@@ -1,5 +1,6 @@
 """Decode and encode images: format by content, pixel limits before decoding, EXIF orientation,
-alpha, grayscale, palette, 16-bit PNG and ICC profiles. Writes are atomic.
+alpha, grayscale, palette, 16-bit PNG and ICC profiles. Writes are atomic (`esrgan.atomic`); the PNG
+details Pillow lacks are in `esrgan.png`.
 
 Pixels travel through the engine as ``(H, W, C)`` float32 in [0, 1] with C = 1 (gray), 2 (gray +
 alpha), 3 (RGB) or 4 (RGBA).
@@ -7,30 +8,24 @@ alpha), 3 (RGB) or 4 (RGBA).
 
 from __future__ import annotations
 
-import errno
 import io
-import os
 import struct
-import tempfile
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
-import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from esrgan.atomic import atomic_file, write_atomic
 from esrgan.errors import (
     FormatSizeError,
     ImageTooLargeError,
     InvalidImageError,
     RemasterError,
-    StorageFullError,
     UnsupportedFormatError,
 )
+from esrgan.png import ROWS_PER_BAND, decode_png16_color, is_16bit_png, write_png
 
 OutputFormat = Literal["png", "jpg", "webp"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("png", "jpg", "webp")
@@ -38,7 +33,6 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("png", "jpg", "webp")
 # phone cameras write for JPEG; we take its first picture.
 INPUT_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff"}
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_ORIENTATION_TAG = 0x0112
 # The largest side each output format can hold (libwebp's and libjpeg's own limits; PNG has none
 # that a pixel limit would not hit first).
@@ -134,8 +128,8 @@ def decode(data: bytes, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> De
             source_format, _, _ = _check_header(image, max_pixels)
             icc = image.info.get("icc_profile")
             orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
-            if _is_16bit_png(data) and image.mode not in ("I;16", "I", "I;16B"):
-                pixels, depth = _decode_png16_color(data), 16
+            if is_16bit_png(data) and image.mode not in ("I;16", "I", "I;16B"):
+                pixels, depth = decode_png16_color(data), 16
             else:
                 pixels, depth = _pil_to_float(image)
     except RemasterError:
@@ -186,7 +180,7 @@ def encode(
     pixels = image.pixels
     if fmt == "png":
         buffer = io.BytesIO()
-        _write_png(buffer, pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile)
+        write_png(buffer, pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile)
         return buffer.getvalue()
     if fmt == "jpg" and image.has_alpha:
         color, alpha = pixels[..., :-1], np.clip(pixels[..., -1:], 0, 1)
@@ -201,48 +195,14 @@ def encode(
     return buffer.getvalue()
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write bytes so that ``path`` holds either nothing new or the whole file, never a part.
-
-    Raises:
-        StorageFullError: The disk or the quota is full (nothing is left behind).
-    """
-    with _atomic_file(path) as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def write_image(path: str | Path, image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95) -> None:
-    """Encode and write atomically; a PNG streams into the file (see `_write_png`). Raises as
+    """Encode and write atomically; a PNG streams into the file (see `esrgan.png.write_png`). Raises as
     `write_atomic`, and FormatSizeError for a size the format cannot hold."""
     if fmt != "png":
         write_atomic(path, encode(image, fmt, quality))
         return
-    with _atomic_file(path) as handle:
-        _write_png(handle, image.pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile)
-
-
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-
-
-@contextmanager
-def _atomic_file(path: str | Path) -> Iterator[BinaryIO]:
-    """A temporary file beside ``path`` that replaces it only when the block ends without error;
-    on any error it is deleted, and a full disk is raised as StorageFullError."""
-    path = Path(path)
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-            raise StorageFullError(f"no space left to write {path.name}; free some disk space") from exc
-        raise
+    with atomic_file(path) as handle:
+        write_png(handle, image.pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile)
 
 
 def format_for_path(path: str | Path) -> OutputFormat:
@@ -316,24 +276,6 @@ def _pil_to_float(image: Image.Image) -> tuple[np.ndarray, int]:
     return array, 8
 
 
-def _is_16bit_png(data: bytes) -> bool:
-    return data.startswith(PNG_SIGNATURE) and len(data) > 25 and data[24] == 16
-
-
-def _decode_png16_color(data: bytes) -> np.ndarray:
-    """Pillow keeps only 8 bits of colour PNGs; OpenCV keeps all 16."""
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if array is None:
-        raise InvalidImageError("the 16-bit PNG is damaged or truncated")
-    if array.ndim == 2:
-        array = array[..., None]
-    elif array.shape[2] == 3:
-        array = array[..., ::-1]
-    elif array.shape[2] == 4:
-        array = array[..., [2, 1, 0, 3]]
-    return array.astype(np.float32) / 65535.0
-
-
 def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Rotate/flip (H, W, C) pixels so they look as EXIF orientation 1 would (see ImageOps)."""
     transforms = {
@@ -350,16 +292,12 @@ def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 # --- encoding helpers -------------------------------------------------------------------------
 
-
-QUANTISE_ROWS = 256  # rows converted at a time: no full-size float temporary for a huge image
-
-
 def _quantise(pixels: np.ndarray, dtype: type, peak: float) -> np.ndarray:
     """[0, 1] floats (clipped here) to rounded integers, a band of rows at a time."""
     out = np.empty(pixels.shape, dtype)
-    for top in range(0, pixels.shape[0], QUANTISE_ROWS):
-        band = pixels[top : top + QUANTISE_ROWS]
-        out[top : top + QUANTISE_ROWS] = np.clip(band * peak + 0.5, 0, peak)
+    for top in range(0, pixels.shape[0], ROWS_PER_BAND):
+        band = pixels[top : top + ROWS_PER_BAND]
+        out[top : top + ROWS_PER_BAND] = np.clip(band * peak + 0.5, 0, peak)
     return out
 
 
@@ -372,39 +310,3 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     """`to_uint8` in Pillow's layout: one channel as a 2-D array."""
     out = to_uint8(pixels)
     return out[..., 0] if out.shape[2] == 1 else out
-
-
-PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # gray, gray+alpha, RGB, RGBA
-PNG_FILTER_UP = 2
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _write_png(handle, pixels: np.ndarray, bits: int, icc_profile: bytes | None, level: int = 6) -> None:
-    """Stream a PNG of (H, W, C) [0, 1] pixels into ``handle``, a band of rows at a time.
-
-    Rows are quantised, "Up"-filtered and compressed as they go, so a huge result never exists
-    as a second full-size array or as one compressed blob in memory.
-    """
-    height, width, channels = pixels.shape
-    dtype, peak = (np.dtype(">u2"), 65535.0) if bits == 16 else (np.dtype(np.uint8), 255.0)
-    handle.write(PNG_SIGNATURE)
-    handle.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, PNG_COLOR_TYPES[channels], 0, 0, 0)))
-    if icc_profile:
-        handle.write(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
-    compressor = zlib.compressobj(level)
-    previous = np.zeros((1, width * channels * dtype.itemsize), np.uint8)
-    for top in range(0, height, QUANTISE_ROWS):
-        band = pixels[top : top + QUANTISE_ROWS]
-        raw = np.clip(band * peak + 0.5, 0, peak).astype(dtype).reshape(len(band), -1).view(np.uint8)
-        rows = np.empty((len(band), 1 + raw.shape[1]), np.uint8)
-        rows[:, 0] = PNG_FILTER_UP
-        np.subtract(raw, np.concatenate([previous, raw[:-1]]), out=rows[:, 1:])  # wraps mod 256
-        previous = raw[-1:]
-        data = compressor.compress(rows.tobytes())
-        if data:
-            handle.write(_png_chunk(b"IDAT", data))
-    handle.write(_png_chunk(b"IDAT", compressor.flush()))
-    handle.write(_png_chunk(b"IEND", b""))

@@ -48,7 +48,8 @@ def test_an_unlisted_architecture_is_not_recognised(checkpoint):
 def test_a_listed_architecture_is_detected_and_loaded(tiny_listed, checkpoint):
     _, network = checkpoint
     module, descriptor = load(network.state_dict())
-    assert (descriptor.arch, descriptor.scale, descriptor.size_multiple, descriptor.family) == ("tinyfold", 3, 2, "Tiny")
+    facts = (descriptor.arch, descriptor.scale, descriptor.size_multiple, descriptor.family)
+    assert facts == ("tinyfold", 3, 2, "Tiny")
     assert dict(descriptor.arch_args) == {"channels": 3, "num_feat": 8, "upscale": 3} and descriptor.ours
     image = torch.rand(1, 3, 10, 14)
     with torch.inference_mode():

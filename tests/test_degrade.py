@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan.degrade import (
-    DegradationConfig,
-    DegradationStage,
-    anisotropic_kernel,
-    degrade,
-    degrade_image,
-    sinc_kernel,
-)
+from esrgan.blur import anisotropic_kernel, sinc_kernel
+from esrgan.degrade import DegradationConfig, DegradationStage, degrade, degrade_image
 from esrgan.errors import ConfigError
 from esrgan.imageio import read_image
 from esrgan.metrics import mod_crop, psnr
@@ -23,7 +17,7 @@ from tests.conftest import dataset_image
 
 @pytest.fixture(scope="module")
 def hr() -> np.ndarray:
-    return mod_crop(read_image(dataset_image("Set5/butterfly.png")).pixels, 4)[:128, :128]
+    return mod_crop(read_image(dataset_image("astronaut_badge.png")).pixels, 4)[:128, :128]
 
 
 def test_same_seed_same_image_other_seed_other_image(hr):

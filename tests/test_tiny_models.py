@@ -63,7 +63,7 @@ def save_checkpoint(network: torch.nn.Module, path) -> None:
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
     """A 64x80 real photo, (H, W, 3) float32 in [0, 1]."""
-    return np.ascontiguousarray(read_image(dataset_image("Set5_LRx4/babyx4.png")).pixels[16:80, 24:104])
+    return np.ascontiguousarray(read_image(dataset_image("astronaut_lr4.png")).pixels[16:80, 24:104])
 
 
 @pytest.fixture(scope="module")
