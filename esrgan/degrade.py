@@ -239,8 +239,8 @@ def jpeg(images: torch.Tensor, rng: torch.Generator, quality_range) -> torch.Ten
     out = []
     for image in images.clamp(0, 1):
         quality = int(round(_uniform(rng, *quality_range)))
-        # Rounded half to even, as BasicSR's JPEG step does (not `imageio.to_uint8`'s half up): a seed
-        # keeps giving the images it always gave.
+        # Rounded half to even, as BasicSR's JPEG step does (not `imageio.to_uint8`'s half up), so that
+        # a seed gives the same images from one version to the next.
         array = (image.permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(array).save(buffer, "JPEG", quality=quality)
@@ -277,7 +277,7 @@ def degrade(hr: torch.Tensor, cfg: DegradationConfig = DegradationConfig(),
     if torch.rand((), generator=rng).item() < cfg.second_blur_prob:
         out = filter2d(out, torch.stack([random_kernel(rng, second) for _ in range(n)]))
     # The second round resizes relative to the target size. Both factors are drawn whichever way it
-    # goes, as they always were here, so that a seed keeps giving the same images.
+    # goes: drawing only the one used would shift every later draw, and so change a seed's images.
     direction = _choice(rng, RESIZE_DIRECTIONS, second.resize_prob)
     factors = {"up": _uniform(rng, 1, second.resize_range[1]), "down": _uniform(rng, second.resize_range[0], 1),
                "keep": 1.0}

@@ -21,7 +21,7 @@ SPANDREL_PREFIX = "spandrel:"
 __all__ = ["ModelDescriptor", "detect", "load"]
 
 
-def _ours(state: dict[str, torch.Tensor]) -> ModelDescriptor | None:
+def _listed(state: dict[str, torch.Tensor]) -> ModelDescriptor | None:
     for architecture in archs.ARCHITECTURES:  # read at call time: a test may list one more
         found = architecture.detect(state)
         if found is not None:
@@ -35,7 +35,7 @@ def detect(state: dict[str, torch.Tensor]) -> ModelDescriptor:
     Raises:
         WeightsError: No architecture we or spandrel know has these keys and shapes.
     """
-    found = _ours(state)
+    found = _listed(state)
     if found is not None:
         return found
     return _spandrel(state)[1]
@@ -47,7 +47,7 @@ def load(state: dict[str, torch.Tensor]) -> tuple[nn.Module, ModelDescriptor]:
     Raises:
         WeightsError: The state dict is not recognised or does not fit its architecture.
     """
-    found = _ours(state)
+    found = _listed(state)
     if found is None:
         return _spandrel(state)
     module = found.build()

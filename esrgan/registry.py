@@ -191,7 +191,7 @@ CUGAN_PRO_X3 = _register_cugan("pro", 3, _THREE_CUGAN)
 
 
 def _cugan_routes(anime_esrgan: tuple[str, ...]) -> dict[tuple[int, bool, str], tuple[str, ...]]:
-    """Anime routes. No noise reduction keeps today's Real-ESRGAN anime model at 4x and 8x (its
+    """Anime routes. No noise reduction uses Real-ESRGAN's anime model at 4x and 8x (its
     restoration is what users know) and prefers Real-CUGAN's native 2x and 3x (no 4x model shrunk);
     every other level is Real-CUGAN's model of that level at the nearest native scale."""
     by_scale = {2: CUGAN_X2, 3: CUGAN_X3, 4: CUGAN_X4, 8: CUGAN_X4}

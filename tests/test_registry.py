@@ -19,7 +19,7 @@ SHIPPED_PLANS = {
     (3, False, "none"): ("realesrgan-x4plus", "Lanczos 4x -> 3x"),
     (4, False, "none"): ("realesrgan-x4plus", None),
     (8, False, "none"): ("realesrgan-x4plus", "Lanczos 4x -> 8x"),
-    (2, True, "none"): ("realcugan-x2-no-denoise", None),  # a native 2x, no longer 4x shrunk
+    (2, True, "none"): ("realcugan-x2-no-denoise", None),  # a native 2x, not a 4x result shrunk
     (3, True, "none"): ("realcugan-x3-no-denoise", None),
     (4, True, "none"): ("realesrgan-x4plus-anime", None),
     (8, True, "none"): ("realesrgan-x4plus-anime", "Lanczos 4x -> 8x"),
