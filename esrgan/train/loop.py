@@ -97,7 +97,7 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(config.seed)
 
         state = self.store.state_dict(config.model_name)
-        self.arch = trainable_descriptor(state, config.model_name)  # refuses what it cannot train, unloaded
+        self.arch = trainable_descriptor(state, config.model_name)  # refuses, before loading, what it cannot train
         self.net_g = load(state)[0]
         self.scale = self.arch.scale
         if config.degradation.scale != self.scale:  # LR patches at the model's own scale (2x, 3x ...)
