@@ -1,0 +1,1 @@
+"""Video: upscale clips and animated images frame by frame (placeholder; filled below)."""
