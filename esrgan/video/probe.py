@@ -28,6 +28,7 @@ MediaKind = Literal["image", "animation", "video"]
 ANIMATED_FORMATS = {"GIF": "gif", "WEBP": "webp", "PNG": "apng"}
 # FFmpeg reads still images as one-frame "videos": those demuxers mean "an image, not a clip".
 IMAGE_DEMUXERS = ("image2", "_pipe", "gif", "apng", "webp")
+TRUNCATION_SLACK_S = 0.25  # a header may round its duration; more missing than this is damage
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def probe(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
                        for s in container.streams if s.index != stream.index)
         cc = stream.codec_context
         info = VideoInfo(
-            path=path, container=fmt, codec=cc.name, video_index=stream.index,
+            path=path, container=fmt, codec=cc.codec.canonical_name, video_index=stream.index,
             width=cc.width, height=cc.height, time_base=stream.time_base,
             frame_rate=stream.average_rate or stream.guessed_rate or None, frames=len(pts), duration=0.0,
             rotation=int(first.rotation),
@@ -174,7 +175,7 @@ def probe(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
 
 
 def _check_header(path: Path, container, stream, limits: VideoLimits) -> None:
-    codec = stream.codec_context.name
+    codec = stream.codec_context.codec.canonical_name
     if codec not in limits.decoders:
         raise UnsupportedCodecError(f"{path.name} is in the {codec} video codec, which we do not take; "
                                     f"use one of {', '.join(sorted(limits.decoders))}")
@@ -222,7 +223,34 @@ def _scan(container, stream, limits: VideoLimits) -> tuple[list[int], list[int]]
     seconds = float((pts[-1] - pts[0]) * stream.time_base) if pts else 0.0
     if seconds > limits.max_seconds:
         raise VideoTooLongError(f"the video lasts {seconds:.1f} s; the limit is {limits.max_seconds:g} s: cut it first")
+    _check_complete(container, stream, pts, seconds)
     return pts, sorted(keyframes)
+
+
+def _check_complete(container, stream, pts: list[int], seconds: float) -> None:
+    """A file cut short (a failed upload or copy) still opens: its header promises more frames, or a
+    longer picture stream, than its packets hold."""
+    name = Path(container.name).name
+    if stream.frames and len(pts) < stream.frames:
+        raise DamagedVideoError(f"{name} is truncated or damaged: frame {len(pts) + 1} of {stream.frames} "
+                                "is missing", frame=len(pts))
+    promised = _stream_seconds(stream)
+    step = float((pts[1] - pts[0]) * stream.time_base) if len(pts) > 1 else 0.0
+    if promised is not None and promised - seconds > max(TRUNCATION_SLACK_S, 3 * step):
+        raise DamagedVideoError(f"{name} is truncated or damaged: its pictures stop at {seconds:.2f} s of "
+                                f"{promised:.2f} s, after frame {len(pts)}", frame=len(pts))
+
+
+def _stream_seconds(stream) -> float | None:
+    """The picture stream's length as its header says (Matroska keeps it in a DURATION tag)."""
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION")
+    try:
+        hours, minutes, rest = tag.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(rest)
+    except (AttributeError, ValueError):
+        return None
 
 
 def _first_frame(path: Path, index: int) -> av.VideoFrame:
@@ -242,7 +270,7 @@ def _sar(stream) -> Fraction | None:
 
 def _codec_name(stream) -> str:
     try:
-        return stream.codec_context.name
+        return stream.codec_context.codec.canonical_name
     except (AttributeError, av.error.FFmpegError):
         return "unknown"
 

@@ -191,33 +191,47 @@ class Passthrough:
     def indices(self) -> frozenset[int]:
         return frozenset(self.streams)
 
-    def write(self, out: av.container.OutputContainer, packet: av.Packet) -> None:
-        plan, src, dst = self.streams[packet.stream_index]
+    def unpack(self, packet: av.Packet) -> list:
+        """In the demuxing thread (a decoder must stay in the thread that reads its packets): the
+        packet itself for a copy, decoded frames or subtitles for a transcode."""
+        plan, src, _ = self.streams[packet.stream_index]
         if plan.action == "copy":
-            if packet.dts is None and packet.size == 0:
-                return  # the demuxer's end-of-stream marker
-            packet.stream = dst
-            out.mux(packet)
-        elif plan.kind == "audio":
-            for frame in src.codec_context.decode(packet if packet.size else None):
-                out.mux(dst.encode(frame))
-        elif packet.size:
-            self._write_subtitle(out, packet, src, dst)
-
-    def _write_subtitle(self, out, packet: av.Packet, src, dst) -> None:
+            return [] if packet.size == 0 else [packet]
+        if plan.kind == "audio":
+            frames = src.codec_context.decode(packet if packet.size else None)
+            return [_Decoded(plan.index, frame) for frame in frames]
+        if packet.size == 0:
+            return []
         subtitles = src.codec_context.decode2(packet)
-        if subtitles is None:
+        return [] if subtitles is None else [_Decoded(plan.index, subtitles, packet)]
+
+    def write(self, out: av.container.OutputContainer, item) -> None:
+        """In the muxing thread: an item `unpack` made."""
+        if isinstance(item, av.Packet):
+            item.stream = self.streams[item.stream_index][2]
+            out.mux(item)
             return
-        encoded = dst.codec_context.encode_subtitle(subtitles)
+        _, _, dst = self.streams[item.index]
+        if item.packet is None:
+            out.mux(dst.encode(item.content))
+            return
+        encoded = dst.codec_context.encode_subtitle(item.content)
         encoded.stream = dst
-        encoded.pts, encoded.dts, encoded.duration = packet.pts, packet.dts, packet.duration
-        encoded.time_base = packet.time_base
+        encoded.pts, encoded.dts, encoded.duration = item.packet.pts, item.packet.dts, item.packet.duration
+        encoded.time_base = item.packet.time_base
         out.mux(encoded)
 
     def flush(self, out: av.container.OutputContainer) -> None:
         for plan, _, dst in self.streams.values():
             if plan.action == "transcode" and plan.kind == "audio":
                 out.mux(dst.encode(None))
+
+
+@dataclass
+class _Decoded:
+    index: int
+    content: object  # an AudioFrame, or a SubtitleSet with its packet's timing
+    packet: av.Packet | None = None
 
 
 def _subtitle_header(stream) -> bytes:

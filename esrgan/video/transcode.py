@@ -199,9 +199,8 @@ def run_pipeline(
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(QUEUE_DEPTH)
     upscaled: queue.Queue = queue.Queue(QUEUE_DEPTH)
-    copy = passthrough.indices if passthrough is not None else frozenset()
     decoder = threading.Thread(target=_guard, name="video-decode", daemon=True,
-                               args=(decoded, stop, _decode, source, info, window, copy, decoded, stop))
+                               args=(decoded, stop, _decode, source, info, window, passthrough, decoded, stop))
     encoder = threading.Thread(target=_encode, name="video-encode", daemon=True,
                                args=(upscaled, stop, out, video, passthrough, info, size))
     encoder.failure = None  # type: ignore[attr-defined]
@@ -250,11 +249,13 @@ def _guard(sink: queue.Queue, stop: threading.Event, work: Callable, *args) -> N
         _put(sink, _Failure(exc), stop)
 
 
-def _decode(source, info: VideoInfo, window, copy: frozenset[int], sink: queue.Queue, stop: threading.Event) -> None:
+def _decode(source, info: VideoInfo, window, passthrough: Passthrough | None, sink: queue.Queue,
+            stop: threading.Event) -> None:
     start, end = window
     stream = source.streams[info.video_index]
     stream.thread_type = "AUTO"
-    streams = [stream] + [source.streams[i] for i in sorted(copy)]
+    others = sorted(passthrough.indices) if passthrough is not None else []
+    streams = [stream] + [source.streams[i] for i in others]
     if start > info.pts[0]:
         source.seek(start, stream=stream, backward=True, any_frame=False)
     index = sum(1 for p in info.pts if p < start)
@@ -262,8 +263,9 @@ def _decode(source, info: VideoInfo, window, copy: frozenset[int], sink: queue.Q
     try:
         for packet in source.demux(streams):
             if packet.stream_index != info.video_index:
-                if not _put(sink, packet, stop):
-                    return
+                for item in passthrough.unpack(packet):
+                    if not _put(sink, item, stop):
+                        return
                 continue
             for frame in packet.decode():
                 if frame.is_corrupt:
