@@ -194,6 +194,8 @@ class Passthrough:
     def unpack(self, packet: av.Packet) -> list:
         """In the demuxing thread (a decoder must stay in the thread that reads its packets): the
         packet itself for a copy, decoded frames or subtitles for a transcode."""
+        if packet.stream_index not in self.streams:
+            return []  # the demuxer's end-of-stream markers come for every stream
         plan, src, _ = self.streams[packet.stream_index]
         if plan.action == "copy":
             return [] if packet.size == 0 else [packet]
