@@ -30,7 +30,7 @@ from esrgan.video.frames import FrameFn
 from esrgan.video.options import EncodeOptions, VideoLimits
 from esrgan.video.probe import VideoInfo
 from esrgan.video.streams import Passthrough, PictureFormat, add_video_stream, atomic_output, plan_streams
-from esrgan.video.transcode import VideoResult, check_output, output_size, run_pipeline
+from esrgan.video.transcode import VideoResult, check_output, differences, output_size, run_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def join_segments(
         codec=options.codec, container=options.container, crf=options.effective_crf,
         rounded_to_even=exact is not None and exact != (width, height), exact_size=exact or (width, height),
         streams=tuple(p.describe() for p in plans), transcoded=any(p.action != "copy" for p in plans),
-        seconds=round(time.perf_counter() - started, 3),
+        notes=differences(info, options, exact or (width, height), (width, height)), seconds=round(time.perf_counter() - started, 3),
     )
 
 
@@ -172,7 +172,8 @@ def _check_parts(paths: list[Path]) -> tuple[int, int, int]:
             with av.open(str(path)) as part:
                 stream = part.streams.video[0]
                 context = stream.codec_context
-                mine = (context.codec.canonical_name, context.width, context.height, bytes(context.extradata or b""))
+                mine = (context.codec.canonical_name, context.width, context.height,
+                        bytes(context.extradata or b""))
                 frames += sum(1 for packet in part.demux(stream) if packet.size)
         except (av.error.FFmpegError, IndexError) as exc:
             raise SegmentError(f"segment {path.name} is unreadable ({exc}): encode it again") from exc

@@ -60,6 +60,7 @@ class VideoResult:
         exact_size: The size before rounding.
         streams: What happened to each sound and subtitle stream, in words.
         transcoded: Whether any of them was not copied bit for bit.
+        notes: What differs from the source, in words (rounding, bit depth, pixel aspect).
         seconds: Wall time.
     """
 
@@ -80,6 +81,7 @@ class VideoResult:
     exact_size: tuple[int, int]
     streams: tuple[str, ...]
     transcoded: bool
+    notes: tuple[str, ...]
     seconds: float
 
     def as_dict(self) -> dict:
@@ -157,8 +159,25 @@ def upscale_video(
         width=size[0], height=size[1], source_width=info.width, source_height=info.height, scale=scale,
         codec=options.codec, container=options.container, crf=options.effective_crf,
         rounded_to_even=size != exact, exact_size=exact, streams=tuple(p.describe() for p in plans),
-        transcoded=any(p.action != "copy" for p in plans), seconds=round(time.perf_counter() - started, 3),
+        transcoded=any(p.action != "copy" for p in plans), notes=differences(info, options, exact, size),
+        seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def differences(info: VideoInfo, options: EncodeOptions, exact: tuple[int, int],
+                size: tuple[int, int]) -> tuple[str, ...]:
+    """What the result cannot keep of the source, said plainly."""
+    notes = []
+    if size != exact:
+        notes.append(f"the exact size {exact[0]}x{exact[1]} was cut to {size[0]}x{size[1]}: "
+                     f"{options.codec_spec.pix_fmt} needs even sides")
+    depth = av.VideoFormat(info.pix_fmt).components[0].bits if info.pix_fmt else 8
+    if depth > 8:
+        notes.append(f"the {depth}-bit source was written with 8 bits ({options.codec_spec.pix_fmt})")
+    if info.sample_aspect_ratio and options.container != "mp4" and options.codec != "h264":
+        notes.append(f"the pixel aspect {info.sample_aspect_ratio} is not kept: {options.container.upper()} "
+                     f"with {options.codec} does not store it here; choose mp4")
+    return tuple(notes)
 
 
 @dataclass
