@@ -159,7 +159,8 @@ def join_segments(
         codec=options.codec, container=options.container, crf=options.effective_crf,
         rounded_to_even=exact is not None and exact != (width, height), exact_size=exact or (width, height),
         streams=tuple(p.describe() for p in plans), transcoded=any(p.action != "copy" for p in plans),
-        notes=differences(info, options, exact or (width, height), (width, height)), seconds=round(time.perf_counter() - started, 3),
+        notes=differences(info, options, exact or (width, height), (width, height)),
+        seconds=round(time.perf_counter() - started, 3),
     )
 
 
