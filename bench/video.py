@@ -9,7 +9,7 @@ Rows (frames per second, ratio to the network alone):
     official path    decode -> frame function -> encode, one frame at a time, one thread
     engine           esrgan.video.upscale_video: decode, inference and encode overlapping
 
-    python bench/video.py [--frames 24] [--precision fp32] [--device cpu]
+    python bench/video.py [--frames 24] [--rounds 2] [--precision fp32] [--device cpu]
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=2, help="best of this many rounds per row")
     args = parser.parse_args()
     upscaler = Upscaler(options=UpscaleOptions(device=args.device, precision=args.precision))
     fn = frame_upscaler(upscaler, SCALE)
@@ -117,12 +118,16 @@ def main() -> None:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
         fn(frames[0])  # load the model, warm the allocator
         network_only(upscaler, frames[:2])
-        rows = [
-            ("network only", network_only(upscaler, frames)),
-            ("frame function", frame_function_only(fn, frames)),
-            ("official path", official_path(src, Path(folder) / "official.mp4", fn)),
-            ("engine", engine(src, Path(folder) / "engine.mp4", fn)),
-        ]
+        best: dict[str, float] = {}
+        for _ in range(args.rounds):  # rounds interleave the rows, so a busy spell hits them all
+            for name, seconds in (
+                ("network only", network_only(upscaler, frames)),
+                ("frame function", frame_function_only(fn, frames)),
+                ("official path", official_path(src, Path(folder) / "official.mp4", fn)),
+                ("engine", engine(src, Path(folder) / "engine.mp4", fn)),
+            ):
+                best[name] = min(seconds, best.get(name, seconds))
+        rows = list(best.items())
     reference = args.frames / rows[0][1]
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print(f"{'row':<16} {'fps':>8} {'vs network':>11}")
