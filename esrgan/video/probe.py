@@ -3,7 +3,6 @@ timestamps, rotation and colour, checked against the limits (each refusal a type
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -21,8 +20,6 @@ from esrgan.video.errors import (
     VideoTooLongError,
 )
 from esrgan.video.options import VideoLimits
-
-log = logging.getLogger(__name__)
 
 MediaKind = Literal["image", "animation", "video"]
 ANIMATED_FORMATS = {"GIF": "gif", "WEBP": "webp", "PNG": "apng"}

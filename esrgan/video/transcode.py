@@ -30,7 +30,6 @@ from esrgan.video.probe import VideoInfo, probe
 from esrgan.video.streams import (
     Passthrough,
     PictureFormat,
-    StreamPlan,
     add_video_stream,
     atomic_output,
     plan_streams,
