@@ -9,6 +9,7 @@ check is the engine's own work; one runs the real `Upscaler` with a tiny network
 from __future__ import annotations
 
 import hashlib
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -263,6 +264,7 @@ def test_cancel_stops_and_leaves_nothing(media, tmp_path):
         upscale_video(media / "clip.mp4", tmp_path / "out.mp4", double, 2,
                       progress=lambda d, t: done.append(d), cancelled=lambda: len(done) >= 5)
     assert len(done) == 5 and list(tmp_path.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("video-")]  # both stages joined
 
 
 @pytest.mark.parametrize(("limits", "error", "words"), [
