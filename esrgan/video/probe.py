@@ -3,6 +3,7 @@ timestamps, rotation and colour, checked against the limits (each refusal a type
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -94,7 +95,7 @@ class VideoInfo:
         """The timestamp just after the last picture (its start plus one frame's length)."""
         return self.pts[-1] + self.frame_ticks
 
-    @property
+    @functools.cached_property
     def frame_ticks(self) -> int:
         """One frame's length in ticks of the time base (the median step between pictures)."""
         steps = sorted(b - a for a, b in zip(self.pts, self.pts[1:], strict=False))
