@@ -34,6 +34,7 @@ from esrgan.video import (
     join_segments,
     media_kind,
     plan_segments,
+    preview_segment,
     probe,
     probe_animation,
     upscale_animation,
@@ -330,6 +331,14 @@ def test_segments_joined_equal_an_unsegmented_run(media, tmp_path):
         assert psnr(x / 255, y / 255) > 38
     with pytest.raises(SegmentError, match="the segments hold 24 frames; the clip has 30"):
         join_segments(info, parts[:2], tmp_path / "short.mp4")
+
+
+def test_preview_is_the_first_frames_upscaled(media, tmp_path):
+    info = probe(media / "clip.mp4")
+    segment = preview_segment(info, frames=7)
+    assert upscale_segment(info, segment, tmp_path / "preview.mp4", double, 2) == 7
+    preview = probe(tmp_path / "preview.mp4")
+    assert preview.frames == 7 and seconds(preview) == seconds(info)[:7] and preview.width == 128
 
 
 def write_animation(path: Path, fmt: str, delays=(100, 200, 50, 300, 120), loop=3) -> Path:

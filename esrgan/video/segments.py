@@ -35,6 +35,7 @@ from esrgan.video.transcode import VideoResult, check_output, differences, outpu
 log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_SECONDS = 10.0
+DEFAULT_PREVIEW_FRAMES = 24
 # MP4 keeps a multiple of the time base (Matroska would round to milliseconds) and holds every codec.
 SEGMENT_MUXER = "mp4"
 SEGMENT_SUFFIX = ".mp4"
@@ -80,6 +81,14 @@ def plan_segments(info: VideoInfo, seconds: float = DEFAULT_SEGMENT_SECONDS) -> 
         frames = sum(1 for p in info.pts if p >= start and (end is None or p < end))
         segments.append(Segment(i, len(cuts), start, end, frames, float((start - info.pts[0]) * info.time_base)))
     return segments
+
+
+def preview_segment(info: VideoInfo, frames: int = DEFAULT_PREVIEW_FRAMES) -> Segment:
+    """The clip's first ``frames`` pictures as a segment: `upscale_segment` makes a quick preview of
+    them (no sound) while the whole clip waits its turn."""
+    frames = max(1, min(frames, info.frames))
+    end = info.pts[frames] if frames < info.frames else None
+    return Segment(0, 1, info.pts[0], end, frames, 0.0)
 
 
 def upscale_segment(
