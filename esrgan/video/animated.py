@@ -27,7 +27,7 @@ from esrgan.video.frames import FrameFn, rgb_to_frame
 from esrgan.video.options import EncodeOptions, VideoLimits
 from esrgan.video.probe import ANIMATED_FORMATS, Colour
 from esrgan.video.streams import PictureFormat, add_video_stream, atomic_output
-from esrgan.video.transcode import output_size
+from esrgan.video.result import output_size
 
 AnimationOutput = Literal["same", "video"]
 PILLOW_FORMATS = {"gif": "GIF", "webp": "WEBP", "apng": "PNG"}

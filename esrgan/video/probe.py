@@ -200,13 +200,15 @@ def _scan(container, stream, limits: VideoLimits) -> tuple[list[int], list[int]]
     pts: list[int] = []
     keyframes: list[int] = []
     last = None
+    rate = stream.average_rate or stream.guessed_rate
+    step = max(1, round(1 / (rate * stream.time_base))) if rate and stream.time_base else 1
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
             stamp = packet.pts if packet.pts is not None else packet.dts
             if stamp is None:  # raw streams carry no timestamps: count frames one tick apart
-                stamp = (last + 1) if last is not None else 0
+                stamp = (last + step) if last is not None else 0
             last = stamp
             pts.append(stamp)
             if packet.is_keyframe:

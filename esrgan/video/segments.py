@@ -29,8 +29,9 @@ from esrgan.video.errors import SegmentError
 from esrgan.video.frames import FrameFn
 from esrgan.video.options import EncodeOptions, VideoLimits
 from esrgan.video.probe import VideoInfo
+from esrgan.video.result import VideoResult, check_output, differences, output_size
 from esrgan.video.streams import Passthrough, PictureFormat, add_video_stream, atomic_output, plan_streams
-from esrgan.video.transcode import VideoResult, check_output, differences, output_size, run_pipeline
+from esrgan.video.transcode import run_pipeline
 
 log = logging.getLogger(__name__)
 
