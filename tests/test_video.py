@@ -195,6 +195,16 @@ def test_webm_transcodes_aac_to_opus_and_says_so(media, tmp_path):
     assert abs(container_seconds(result.path) - container_seconds(media / "clip.mp4")) <= 1 / FPS
 
 
+@pytest.mark.parametrize(("codec", "container", "decoder"), [("vp9", "mkv", "vp9"), ("av1", "mp4", "av1")])
+def test_other_codecs_keep_frames_and_timestamps(media, tmp_path, codec, container, decoder):
+    src = media / "vfr.mkv"
+    options = EncodeOptions(codec=codec, container=container)
+    result = upscale_video(src, tmp_path / f"out.{container}", double, 2, options)
+    after = probe(result.path)
+    assert (after.codec, after.frames, after.width, after.height) == (decoder, FRAMES, 128, 96)
+    assert seconds(after) == seconds(probe(src)) and after.rotation == 0
+
+
 def test_refusing_to_transcode_stops_before_work(media, tmp_path):
     with pytest.raises(IncompatibleStreamError, match="WEBM cannot hold aac.*choose mkv"):
         upscale_video(media / "clip.mp4", tmp_path / "out.webm", _never, 2,
