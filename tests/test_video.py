@@ -221,7 +221,8 @@ def _never(rgb: np.ndarray) -> np.ndarray:
 def test_real_upscaler_end_to_end_rounds_an_odd_size_and_says_so(tmp_path):
     from esrgan.archs import SRVGGNetCompact
     from esrgan.pipeline import UpscaleOptions, Upscaler
-    from esrgan.video import frame_upscaler
+    from esrgan.errors import ModelNotFoundError
+    from esrgan.video import default_video_model, frame_upscaler
     from esrgan.weights import ModelStore
 
     weights = tmp_path / "weights"
@@ -234,6 +235,9 @@ def test_real_upscaler_end_to_end_rounds_an_odd_size_and_says_so(tmp_path):
     store = ModelStore(weights, ncnn_dir=tmp_path / "no-shipped-weights")
     upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32"))
     src = write_clip(tmp_path / "odd.mp4", width=46, height=34, subtitle="")
+    with pytest.raises(ModelNotFoundError):  # a bad choice is refused before the first frame
+        frame_upscaler(upscaler, 1.5)  # the default, realesr-animevideov3, is not in this store
+    assert default_video_model() == "realesr-animevideov3" and default_video_model("low") is None
     fn = frame_upscaler(upscaler, 1.5, model="tiny-compact-x4")
     result = upscale_video(src, tmp_path / "out.mp4", fn, 1.5)
     after = probe(result.path)
