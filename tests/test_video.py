@@ -16,9 +16,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from esrgan.errors import Cancelled
+from esrgan.archs import SRVGGNetCompact
+from esrgan.errors import Cancelled, ModelNotFoundError
+from esrgan.pipeline import UpscaleOptions, Upscaler
 from esrgan.video import (
     DamagedVideoError,
     EncodeOptions,
@@ -31,6 +34,8 @@ from esrgan.video import (
     VideoOptionError,
     VideoTooLargeError,
     VideoTooLongError,
+    default_video_model,
+    frame_upscaler,
     join_segments,
     media_kind,
     plan_segments,
@@ -42,6 +47,7 @@ from esrgan.video import (
     upscale_video,
 )
 from esrgan.video.streams import DEFAULT_ASS_HEADER
+from esrgan.weights import ModelStore
 from tests.conftest import dataset_image, psnr
 
 FPS = 12
@@ -219,16 +225,8 @@ def _never(rgb: np.ndarray) -> np.ndarray:
 
 
 def test_real_upscaler_end_to_end_rounds_an_odd_size_and_says_so(tmp_path):
-    from esrgan.archs import SRVGGNetCompact
-    from esrgan.pipeline import UpscaleOptions, Upscaler
-    from esrgan.errors import ModelNotFoundError
-    from esrgan.video import default_video_model, frame_upscaler
-    from esrgan.weights import ModelStore
-
     weights = tmp_path / "weights"
     weights.mkdir()
-    import torch
-
     torch.manual_seed(0)
     network = SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4).eval()
     torch.save({"params_ema": network.state_dict()}, weights / "tiny-compact-x4.pth")
