@@ -54,7 +54,7 @@ def rgb_to_frame(rgb: np.ndarray, colour: Colour, pix_fmt: str) -> av.VideoFrame
 def frame_upscaler(
     upscaler: Upscaler,
     scale: float,
-    model: str | None = DEFAULT_VIDEO_MODEL,
+    model: str | None = None,
     noise: str | None = "none",
     anime: bool = True,
     precision: str | None = None,
@@ -66,7 +66,8 @@ def frame_upscaler(
     Args:
         upscaler: The engine front (its model cache is shared with the image path).
         scale: Any output scale from 1 to 8.
-        model: A registry name or checkpoint; None: the registry's route for ``anime`` and ``noise``.
+        model: A registry name or checkpoint; None: `default_video_model` (realesr-animevideov3, or
+            the registry's route for ``anime`` when noise reduction is asked for).
         noise: Noise reduction (``"none"``, ``"low"``, ``"medium"``, ``"high"``).
         anime: The content type the route uses when ``model`` is None.
         precision: Overrides the upscaler's precision (``"fp32"``, ``"bf16"``, ``"fp16"``); the
@@ -78,6 +79,7 @@ def frame_upscaler(
     """
     if precision is not None and precision != upscaler.options.precision:
         upscaler = Upscaler(upscaler.store, replace(upscaler.options, precision=precision))
+    model = model if model is not None else default_video_model(noise)
     upscaler.plan(scale, anime, model, noise)  # refuse a bad choice before the first frame
 
     def upscale_frame(rgb: np.ndarray) -> np.ndarray:
