@@ -1,0 +1,156 @@
+"""What the video engine may take and how it writes: output codecs and containers, encoder settings,
+and the limits checked before any work. Pure data; no environment is read here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from esrgan.video.errors import VideoOptionError
+
+Codec = Literal["h264", "vp9", "av1"]
+Container = Literal["mp4", "mkv", "webm"]
+OnIncompatible = Literal["transcode", "refuse"]
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """One output video codec: its FFmpeg encoder and how its settings are spelt."""
+
+    encoder: str
+    pix_fmt: str
+    default_crf: int
+    max_crf: int
+    default_preset: str
+    preset_option: str  # the encoder's name for its speed/quality knob
+
+    def encoder_options(self, crf: int, preset: str) -> dict[str, str]:
+        options = {"crf": str(crf), self.preset_option: preset}
+        if self.encoder == "libvpx-vp9":
+            options |= {"b": "0", "row-mt": "1"}  # constant quality needs bitrate 0
+        return options
+
+
+CODECS: dict[str, CodecSpec] = {
+    # yuv420p everywhere: what every player decodes. CRF 18 is visually lossless for x264.
+    "h264": CodecSpec("libx264", "yuv420p", 18, 51, "medium", "preset"),
+    "vp9": CodecSpec("libvpx-vp9", "yuv420p", 30, 63, "4", "cpu-used"),
+    "av1": CodecSpec("libsvtav1", "yuv420p", 30, 63, "8", "preset"),
+}
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One output container: FFmpeg's muxer name, the file suffix, and what it needs for streams it
+    cannot hold (the target codecs of a transcode)."""
+
+    muxer: str
+    suffix: str
+    video_codecs: tuple[str, ...]
+    audio_fallback: str  # encoder
+    subtitle_fallback: str | None  # encoder for text subtitles
+
+
+CONTAINERS: dict[str, ContainerSpec] = {
+    "mp4": ContainerSpec("mp4", ".mp4", ("h264", "vp9", "av1"), "aac", "mov_text"),
+    "mkv": ContainerSpec("matroska", ".mkv", ("h264", "vp9", "av1"), "libopus", "srt"),
+    "webm": ContainerSpec("webm", ".webm", ("vp9", "av1"), "libopus", "webvtt"),
+}
+SUFFIX_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "mkv", ".webm": "webm"}
+
+# Decoders a clip may use: what cameras, phones, editors and the web deliver. Anything else is refused
+# before work (the list is a parameter of `VideoLimits`).
+SUPPORTED_DECODERS = frozenset({
+    "h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mpeg2video", "mpeg1video", "mjpeg", "prores",
+    "dnxhd", "theora", "ffv1", "h263", "msmpeg4v3", "wmv3", "vc1", "huffyuv", "utvideo", "png",
+    "qtrle", "rawvideo",
+})
+
+DEFAULT_MAX_SECONDS = 600.0
+DEFAULT_MAX_FRAMES = 36_000
+DEFAULT_MAX_INPUT_PIXELS = 3840 * 2160
+DEFAULT_MAX_OUTPUT_PIXELS = 7680 * 4320
+# A fixed thread count makes an encode reproducible on any machine: x264 is deterministic for a
+# given count, so segments encoded on different workers join into the bytes one worker would write.
+DEFAULT_ENCODER_THREADS = 4
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """What a clip may be; each is checked before any work.
+
+    Attributes:
+        max_seconds: Longest duration.
+        max_frames: Most frames.
+        max_input_pixels: Most pixels per input frame.
+        max_output_pixels: Most pixels per output frame.
+        decoders: Video codecs accepted (FFmpeg decoder names).
+    """
+
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+    decoders: frozenset[str] = field(default=SUPPORTED_DECODERS)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How the result is written.
+
+    Attributes:
+        codec: ``"h264"`` (libx264, the default), ``"vp9"`` or ``"av1"`` (SVT-AV1).
+        container: ``"mp4"`` (default), ``"mkv"`` or ``"webm"`` (VP9 or AV1 only).
+        crf: Constant-quality level; None: the codec's default (H.264 18, VP9 and AV1 30).
+        preset: The encoder's speed knob; None: its default (x264 ``medium``).
+        threads: Encoder threads; a fixed number gives the same bytes on any machine.
+        incompatible: What to do with a sound or subtitle stream the container cannot hold:
+            ``"transcode"`` that stream only (and say so) or ``"refuse"`` before work.
+    """
+
+    codec: Codec = "h264"
+    container: Container = "mp4"
+    crf: int | None = None
+    preset: str | None = None
+    threads: int = DEFAULT_ENCODER_THREADS
+    incompatible: OnIncompatible = "transcode"
+
+    @property
+    def codec_spec(self) -> CodecSpec:
+        return CODECS[self.codec]
+
+    @property
+    def container_spec(self) -> ContainerSpec:
+        return CONTAINERS[self.container]
+
+    @property
+    def effective_crf(self) -> int:
+        return self.codec_spec.default_crf if self.crf is None else self.crf
+
+    @property
+    def effective_preset(self) -> str:
+        return self.codec_spec.default_preset if self.preset is None else self.preset
+
+    def validate(self) -> EncodeOptions:
+        """Return self when every option is known and they fit together. Raises VideoOptionError."""
+        if self.codec not in CODECS:
+            raise VideoOptionError(f"codec must be one of {', '.join(CODECS)}, not {self.codec!r}")
+        if self.container not in CONTAINERS:
+            raise VideoOptionError(f"container must be one of {', '.join(CONTAINERS)}, not {self.container!r}")
+        if self.codec not in self.container_spec.video_codecs:
+            holds = " or ".join(self.container_spec.video_codecs)
+            raise VideoOptionError(f"{self.container.upper()} holds only {holds} video; choose mp4 or mkv "
+                                   f"for {self.codec}")
+        if not 0 <= self.effective_crf <= self.codec_spec.max_crf:
+            raise VideoOptionError(f"crf for {self.codec} must be 0 to {self.codec_spec.max_crf}, not {self.crf}")
+        if self.incompatible not in ("transcode", "refuse"):
+            raise VideoOptionError(f"incompatible must be 'transcode' or 'refuse', not {self.incompatible!r}")
+        if self.threads < 0:
+            raise VideoOptionError(f"threads must be 0 (auto) or more, not {self.threads}")
+        return self
+
+
+def container_for_path(path: str) -> Container:
+    """The container a file name asks for by its suffix (mp4 when it names none we write)."""
+    suffix = "." + str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
+    return SUFFIX_CONTAINERS.get(suffix, "mp4")  # type: ignore[return-value]
