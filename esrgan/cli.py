@@ -39,7 +39,7 @@ from esrgan.imageio import (
 from esrgan.metrics import mod_crop
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.speed import BACKENDS, PRECISIONS
+from esrgan.runtime import BACKENDS, PRECISIONS
 from esrgan.weights import ModelStore
 
 log = logging.getLogger("esrgan")

@@ -23,7 +23,7 @@ from esrgan.errors import ImageTooLargeError
 from esrgan.imageio import DecodedImage
 from esrgan.rates import RATES_FILE, RateStore, prior_rate
 from esrgan.settings import Settings
-from esrgan.speed import (
+from esrgan.runtime import (
     CALIBRATION_MODEL,
     RECHECK_INTERVAL_S,
     Runtime,
@@ -139,7 +139,7 @@ class Upscaler:
                 log.info("runtime: %s %s (%s)", self._runtime.precision, self._runtime.backend, self._runtime.reason)
             return self._runtime
 
-    def report_rate(self, model: str, seconds: float, pixels: int) -> bool:
+    def check_calibration(self, model: str, seconds: float, pixels: int) -> bool:
         """Tell the runtime choice what a finished job achieved: ``seconds`` of inference over
         ``pixels`` work pixels of ``model``. When the calibration model ran far slower than the
         calibration promised, the next job measures the CPU again (at most every
@@ -293,7 +293,7 @@ class Upscaler:
         processed = tiling_work_pixels(image.height, image.width, tiling, loaded.size_multiple)
         self.rates.learn(loaded.entry.name, inference_seconds, processed)
         if loaded.device.type == "cpu":
-            self.report_rate(loaded.entry.name, inference_seconds, processed)
+            self.check_calibration(loaded.entry.name, inference_seconds, processed)
         size = registry.output_size(image.width, image.height, chosen.scale)
         if chosen.resample is not None:
             out = resample(out, size)

@@ -5,7 +5,7 @@ image padded to the model's size multiple (`esrgan.tiling.work_pixels`), so a th
 many times its pixels is predicted as such. Every figure in the product is in this unit: what the
 engine learns from its runs (`RateStore.learn`), what ``python -m esrgan models --measure`` records
 (`RateStore.record`), what the Celery workers publish through Redis, and the CPU calibration's rate
-(`esrgan.speed.Calibration.seconds_per_pixel`). Before anything was measured, a model's rate is
+(`esrgan.runtime.Calibration.seconds_per_pixel`). Before anything was measured, a model's rate is
 derived from its convolution FLOPs (`prior_rate`). Estimates are a courtesy shown to people (an ETA,
 the estimate before sending), never a limit.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from esrgan import registry
 from esrgan.errors import ModelNotFoundError
-from esrgan.speed import CALIBRATION_MODEL, CALIBRATION_ROUNDS, CALIBRATION_SIDE, cpu_candidates
+from esrgan.runtime import CALIBRATION_MODEL, CALIBRATION_ROUNDS, CALIBRATION_SIDE, cpu_candidates
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def prior_rate(flops: float, device_type: str = "cpu", calibrated: float | None 
 
 
 def calibration_seconds() -> float:
-    """About how long the one-time CPU measurement (`esrgan.speed.calibrate_cpu`) takes here: a
+    """About how long the one-time CPU measurement (`esrgan.runtime.calibrate_cpu`) takes here: a
     warm-up, then the timed rounds of every candidate precision on a small x4plus input."""
     candidates = len(cpu_candidates())
     rounds = CALIBRATION_ROUNDS if candidates > 1 else 1

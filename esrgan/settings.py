@@ -22,7 +22,7 @@ class Settings:
     Attributes:
         weights_folder: User checkpoints and the converted cache (``weights/``).
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
-        precision: ``"auto"`` (measured: see `esrgan.speed`), ``"fp32"``, ``"fp16"`` (CUDA), ``"bf16"``.
+        precision: ``"auto"`` (measured: see `esrgan.runtime`), ``"fp32"``, ``"fp16"`` (CUDA), ``"bf16"``.
         backend: ``"auto"``/``"torch-cl"`` (channels-last), ``"torch"`` (NCHW, the official path) or
             ``"compiled"`` (`esrgan.compiled`).
         tile: Tile side in input pixels; None picks by device, 0 runs the whole image.

@@ -73,7 +73,7 @@ def upscaler(store) -> Upscaler:
 @pytest.fixture(scope="session")
 def small_photo() -> np.ndarray:
     """A 32x40 crop of a real low-resolution photo (a face), (H, W, 3) float32 in [0, 1]."""
-    return read_image(dataset_image("Set5_LRx4/babyx4.png")).pixels[20:52, 30:70]
+    return read_image(dataset_image("astronaut_lr4.png")).pixels[20:52, 30:70]
 
 
 def png_bytes(image: Image.Image, **options) -> bytes:

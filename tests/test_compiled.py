@@ -56,13 +56,12 @@ def test_cache_folder_is_keyed_by_tile_precision_and_device(tmp_path):
     assert base == compiled.cache_dir(tmp_path, "realesrgan-x4plus", 432, 1, torch.float32, cpu)
 
 
-def test_default_backend_never_compiles(monkeypatch, store):
-    monkeypatch.delenv(compiled.ENV_BACKEND, raising=False)
+def test_only_the_compiled_backend_compiles(monkeypatch, store):
+    monkeypatch.setenv("REMASTER_BACKEND", "compiled")  # the engine reads no setting from the environment
     loaded = store.load("realesr-animevideov3")
     assert compiled.module_for(loaded, TileOptions(), "auto", store.weights_dir) is loaded.module
-    monkeypatch.setenv(compiled.ENV_BACKEND, "compiled")
-    assert isinstance(compiled.module_for(loaded, TileOptions(), "auto", store.weights_dir), compiled.CompiledModel)
     assert compiled.module_for(loaded, TileOptions(), "torch-cl", store.weights_dir) is loaded.module
+    assert isinstance(compiled.module_for(loaded, TileOptions(), "compiled", store.weights_dir), compiled.CompiledModel)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

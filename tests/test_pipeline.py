@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from esrgan import registry, speed
+from esrgan import registry, runtime
 from esrgan.errors import Cancelled, ImageTooLargeError
 from esrgan.imageio import DecodedImage, decode, encode
 from esrgan.pipeline import UpscaleOptions, Upscaler
@@ -39,7 +39,7 @@ def ncnn_whole_image(model: str, rgb: np.ndarray) -> np.ndarray:
 def test_the_default_output_is_the_official_whole_image_output(store, box, tile, tiles):
     """The pipeline's defaults (no pre-padding, fp32 here) against the ncnn runtime on the whole image."""
     upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=tile))
-    photo = np.asarray(crop_of("Set5/bird.png", box), np.float32) / 255
+    photo = np.asarray(crop_of("coffee.png", box), np.float32) / 255
     result = upscaler.upscale(DecodedImage(photo), 4)
     assert result.provenance.tiles == tiles
     reference = ncnn_whole_image("realesrgan-x4plus", photo)
@@ -62,7 +62,7 @@ def test_4x_photo_looks_like_the_input_but_sharper(upscaler, small_photo):
 
 
 def test_2x_anime_uses_the_native_2x_anime_model(upscaler):
-    art = decode(png_bytes(crop_of("Set14/comic.png", (40, 40, 72, 64))))
+    art = decode(png_bytes(crop_of("line_art.png", (40, 40, 72, 64))))
     result = upscaler.upscale(art, 2, anime=True)
     assert result.image.pixels.shape == (48, 64, 3)
     assert result.provenance.model == "realcugan-x2-no-denoise"
@@ -70,7 +70,7 @@ def test_2x_anime_uses_the_native_2x_anime_model(upscaler):
 
 
 def test_alpha_is_upscaled_not_dropped(upscaler):
-    rgba = crop_of("Set5/bird.png", (100, 100, 124, 120), "RGBA")
+    rgba = crop_of("coffee.png", (100, 100, 124, 120), "RGBA")
     alpha = np.zeros((20, 24), np.uint8)
     alpha[:, 12:] = 255
     rgba.putalpha(Image.fromarray(alpha))
@@ -83,7 +83,7 @@ def test_alpha_is_upscaled_not_dropped(upscaler):
 
 
 def test_grayscale_stays_grayscale(upscaler):
-    gray = decode(png_bytes(crop_of("Set14/bridge.png", (0, 0, 20, 16), "L")))
+    gray = decode(png_bytes(crop_of("camera.png", (0, 0, 20, 16), "L")))
     result = upscaler.upscale(gray, 2, model="realesr-animevideov3")
     assert result.image.pixels.shape == (32, 40, 1)
     with Image.open(io.BytesIO(encode(result.image, "png"))) as png:
@@ -93,7 +93,7 @@ def test_grayscale_stays_grayscale(upscaler):
 def test_16bit_input_gives_16bit_output(upscaler):
     import cv2
 
-    crop = np.asarray(crop_of("Set5/head.png", (60, 60, 76, 72)), np.uint16) * 257
+    crop = np.asarray(crop_of("chelsea_head.png", (60, 60, 76, 72)), np.uint16) * 257
     _, data = cv2.imencode(".png", np.ascontiguousarray(crop[..., ::-1]))
     result = upscaler.upscale(decode(data.tobytes()), 2, model="realesr-animevideov3")
     again = cv2.imdecode(np.frombuffer(encode(result.image, "png"), np.uint8), cv2.IMREAD_UNCHANGED)
@@ -135,15 +135,15 @@ def test_calibrated_says_whether_the_next_job_measures_the_cpu_first(tmp_path):
     assert Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32")).calibrated
     record = fresh.calibration_record
     record.parent.mkdir(parents=True)
-    saved = speed.Calibration(speed.machine_key(), 1.0, None, None, "fp32", 3, 0.0)
+    saved = runtime.Calibration(runtime.machine_key(), 1.0, None, None, "fp32", 3, 0.0)
     record.write_text(json.dumps(asdict(saved)))
     again = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu"))
     assert again.calibrated and again.runtime.precision == "fp32"
     # A recorded choice far slower in a real job than the record said is measured again.
     promised = again.runtime.seconds_per_pixel
-    pixels = speed.RECHECK_MIN_PIXELS * 4
-    assert not again.report_rate(speed.CALIBRATION_MODEL, promised * pixels * 1.5, pixels)
-    assert again.report_rate(speed.CALIBRATION_MODEL, promised * pixels * 20, pixels)
+    pixels = runtime.RECHECK_MIN_PIXELS * 4
+    assert not again.check_calibration(runtime.CALIBRATION_MODEL, promised * pixels * 1.5, pixels)
+    assert again.check_calibration(runtime.CALIBRATION_MODEL, promised * pixels * 20, pixels)
     assert again.calibrated is False
 
 

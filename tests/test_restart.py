@@ -89,8 +89,8 @@ def wait_until(condition, seconds: float, what: str):
 
 def test_a_server_killed_mid_job_finishes_its_jobs_after_a_restart(tmp_path, weights_dir):
     folder, log = tmp_path / "uploads", tmp_path / "server.log"
-    quick = png_bytes(crop_of("Set5/bird.png", QUICK_BOX))
-    slow = png_bytes(crop_of("Set5/bird.png", SLOW_BOX))
+    quick = png_bytes(crop_of("coffee.png", QUICK_BOX))
+    slow = png_bytes(crop_of("coffee.png", SLOW_BOX))
     server, base = start_server(folder, weights_dir, log)
     try:
         early = post_job(base, quick, "realesr-animevideov3")
@@ -141,7 +141,7 @@ def test_a_clean_stop_mid_job_puts_it_back_in_the_queue(make_app, tmp_path):
     folder = tmp_path / "uploads"
     app = make_app(UPLOAD_FOLDER=str(folder), PRECISION="fp32")
     client = app.test_client()
-    photo = png_bytes(crop_of("Set5/bird.png", (0, 0, 64, 64)))
+    photo = png_bytes(crop_of("coffee.png", (0, 0, 64, 64)))
     form = {"scale": "4", "model": "realesrgan-x4plus", "file": (io.BytesIO(photo), "photo.png")}
     job_id = client.post("/api/jobs", data=form, content_type="multipart/form-data").get_json()["id"]
     wait_until(lambda: client.get(f"/api/jobs/{job_id}").get_json()["progress"]["done"] >= 1, 120,
