@@ -38,8 +38,8 @@ from esrgan.imageio import (
 )
 from esrgan.metrics import mod_crop
 from esrgan.pipeline import Upscaler
-from esrgan.settings import Settings
 from esrgan.runtime import BACKENDS, PRECISIONS
+from esrgan.settings import Settings
 from esrgan.weights import ModelStore
 
 log = logging.getLogger("esrgan")

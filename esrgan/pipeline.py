@@ -22,7 +22,6 @@ from esrgan import compiled, registry
 from esrgan.errors import ImageTooLargeError
 from esrgan.imageio import DecodedImage
 from esrgan.rates import RATES_FILE, RateStore, prior_rate
-from esrgan.settings import Settings
 from esrgan.runtime import (
     CALIBRATION_MODEL,
     RECHECK_INTERVAL_S,
@@ -31,6 +30,7 @@ from esrgan.runtime import (
     needs_calibration,
     rate_disagrees,
 )
+from esrgan.settings import Settings
 from esrgan.tiling import CancelFn, ProgressFn, TileOptions, count_tiles, upscale_tiled
 from esrgan.tiling import work_pixels as tiling_work_pixels
 from esrgan.weights import LoadedModel, ModelStore, resolve_device

@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 from esrgan.imageio import read_image
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.weights import ModelStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +68,7 @@ def store(weights_dir) -> ModelStore:
 
 @pytest.fixture(scope="session")
 def upscaler(store) -> Upscaler:
-    return Upscaler(store, UpscaleOptions(device="cpu", precision="fp32"))
+    return Upscaler(store, Settings(device="cpu", precision="fp32"))
 
 
 @pytest.fixture(scope="session")

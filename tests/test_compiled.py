@@ -9,7 +9,8 @@ import torch
 from esrgan import compiled
 from esrgan.archs import RRDBNet
 from esrgan.imageio import DecodedImage
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.tiling import TileOptions, upscale_tiled
 from tests.conftest import psnr
 
@@ -66,9 +67,9 @@ def test_only_the_compiled_backend_compiles(monkeypatch, store):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_compiled_fp16_on_cuda_stays_faithful_to_cpu_fp32(store, small_photo):
-    reference = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32")).upscale(
+    reference = Upscaler(store, Settings(device="cpu", precision="fp32")).upscale(
         DecodedImage(small_photo), 4, model="realesrgan-x4plus")
-    fast = Upscaler(store, UpscaleOptions(device="cuda", precision="fp16", backend="compiled", tile=16)).upscale(
+    fast = Upscaler(store, Settings(device="cuda", precision="fp16", backend="compiled", tile=16)).upscale(
         DecodedImage(small_photo), 4, model="realesrgan-x4plus")
     assert fast.provenance.precision == "fp16"
     assert psnr(fast.image.pixels, reference.image.pixels) >= 40

@@ -11,7 +11,8 @@ import uuid
 import pytest
 from PIL import Image
 
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.weights import ModelStore
 from tests.conftest import crop_of, png_bytes
 from web.job import Job
@@ -191,7 +192,7 @@ def test_a_queued_job_counts_the_work_ahead_of_it(make_app):
 
 def test_the_one_time_cpu_measurement_is_said_as_such(tmp_path):
     """A fresh install: the first job's stages include "calibrating", with words saying what it is."""
-    upscaler = Upscaler(ModelStore(tmp_path / "weights"), UpscaleOptions(device="cpu"))
+    upscaler = Upscaler(ModelStore(tmp_path / "weights"), Settings(device="cpu"))
     assert not upscaler.calibrated
     files = FileStore(tmp_path / "uploads")
     job_id = new_id()

@@ -13,7 +13,8 @@ from PIL import Image
 from esrgan import registry, runtime
 from esrgan.errors import Cancelled, ImageTooLargeError
 from esrgan.imageio import DecodedImage, decode, encode
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.weights import ModelStore, ncnn_models_dir
 from tests.conftest import crop_of, png_bytes, psnr
 
@@ -38,7 +39,7 @@ def ncnn_whole_image(model: str, rgb: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(("box", "tile", "tiles"), [((100, 100, 148, 148), None, 1), ((90, 60, 186, 92), 32, 3)])
 def test_the_default_output_is_the_official_whole_image_output(store, box, tile, tiles):
     """The pipeline's defaults (no pre-padding, fp32 here) against the ncnn runtime on the whole image."""
-    upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=tile))
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32", tile=tile))
     photo = np.asarray(crop_of("coffee.png", box), np.float32) / 255
     result = upscaler.upscale(DecodedImage(photo), 4)
     assert result.provenance.tiles == tiles
@@ -102,7 +103,7 @@ def test_16bit_input_gives_16bit_output(upscaler):
 
 
 def test_output_pixel_limit_is_checked_before_any_work(store):
-    upscaler = Upscaler(store, UpscaleOptions(device="cpu", max_output_pixels=100_000))
+    upscaler = Upscaler(store, Settings(device="cpu", max_output_pixels=100_000))
     with pytest.raises(ImageTooLargeError, match=r"400x400 .* at most 6.32x"):
         upscaler.upscale(DecodedImage(np.zeros((50, 50, 3), np.float32)), 8)
     with pytest.raises(ImageTooLargeError, match="crop or shrink"):  # no scale would help: say so
@@ -130,14 +131,14 @@ def test_a_one_tile_job_reports_many_steps_and_cancels_within_one(upscaler):
 
 
 def test_calibrated_says_whether_the_next_job_measures_the_cpu_first(tmp_path):
-    fresh = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu"))
+    fresh = Upscaler(ModelStore(tmp_path), Settings(device="cpu"))
     assert fresh.calibrated is False
-    assert Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32")).calibrated
+    assert Upscaler(ModelStore(tmp_path), Settings(device="cpu", precision="fp32")).calibrated
     record = fresh.calibration_record
     record.parent.mkdir(parents=True)
     saved = runtime.Calibration(runtime.machine_key(), 1.0, None, None, "fp32", 3, 0.0)
     record.write_text(json.dumps(asdict(saved)))
-    again = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu"))
+    again = Upscaler(ModelStore(tmp_path), Settings(device="cpu"))
     assert again.calibrated and again.runtime.precision == "fp32"
     # A recorded choice far slower in a real job than the record said is measured again.
     promised = again.runtime.seconds_per_pixel
@@ -148,7 +149,7 @@ def test_calibrated_says_whether_the_next_job_measures_the_cpu_first(tmp_path):
 
 
 def test_work_pixels_are_what_the_tiled_run_processes(store):
-    upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32"))
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32"))
     assert upscaler.work_pixels(2048, 1, "realesrgan-x4plus") == 2048  # a thin strip: one long tile
     assert upscaler.work_pixels(45, 45, "realesrgan-x4plus") == 2025
     assert upscaler.work_pixels(1000, 1000, "realesrgan-x4plus") > 1.2e6  # 9 tiles with their context

@@ -16,8 +16,9 @@ import torch
 from esrgan import runtime
 from esrgan.errors import InvalidOptionError
 from esrgan.imageio import DecodedImage, read_image
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
 from esrgan.runtime import CALIBRATION_MODEL, MIN_FAITHFUL_PSNR, calibrate_cpu, choose_runtime
+from esrgan.settings import Settings
 from esrgan.tiling import TileOptions, upscale_tiled
 from tests.conftest import dataset_image, psnr
 
@@ -154,7 +155,7 @@ def test_the_user_can_force_precision_and_layout():
 
 
 def test_provenance_names_the_runtime(store):
-    upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", backend="torch"))
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32", backend="torch"))
     result = upscaler.upscale(DecodedImage(np.full((8, 8, 3), 0.5, np.float32)), 4, model="realesr-animevideov3")
     assert (result.provenance.precision, result.provenance.backend) == ("fp32", "torch")
 
@@ -167,6 +168,6 @@ def test_cuda_fp16_matches_cpu_fp32(store, photo, reference):
 
 @cuda
 def test_cuda_is_the_automatic_device_with_fp16(store):
-    upscaler = Upscaler(store, UpscaleOptions())
+    upscaler = Upscaler(store, Settings())
     result = upscaler.upscale(DecodedImage(np.full((40, 40, 3), 0.5, np.float32)), 4)
     assert result.provenance.device.startswith("cuda") and result.provenance.precision == "fp16"
