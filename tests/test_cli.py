@@ -135,3 +135,14 @@ def test_impossible_outputs_are_refused_before_any_work(tmp_path, weights_dir):
     too_wide = run_cli("upscale", str(source), "-s", "8", "-o", str(tmp_path / "x.webp"), env_weights=weights_dir)
     assert too_wide.returncode == 1 and "16383" in too_wide.stderr, too_wide.stderr
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_the_cli_settings_are_defaults_then_environment_then_flags(monkeypatch, tmp_path):
+    from esrgan.cli import engine_settings
+
+    monkeypatch.setenv("REMASTER_WEIGHTS_FOLDER", str(tmp_path))
+    monkeypatch.setenv("REMASTER_BACKEND", "torch")
+    monkeypatch.setenv("REMASTER_TILE", "16")  # not a setting the command line takes from the environment
+    settings = engine_settings(device="cpu", tile=None)
+    assert (settings.weights_folder, settings.backend, settings.device, settings.tile) == (tmp_path, "torch", "cpu", None)
+    assert engine_settings(backend="auto").backend == "auto"  # a flag wins

@@ -153,3 +153,33 @@ def test_work_pixels_are_what_the_tiled_run_processes(store):
     assert upscaler.work_pixels(2048, 1, "realesrgan-x4plus") == 2048  # a thin strip: one long tile
     assert upscaler.work_pixels(45, 45, "realesrgan-x4plus") == 2025
     assert upscaler.work_pixels(1000, 1000, "realesrgan-x4plus") > 1.2e6  # 9 tiles with their context
+
+
+def test_settings_take_text_values_in_order_and_refuse_unknown_names(tmp_path):
+    base = Settings()
+    layered = base.updated({"tile": "32", "backend": "torch", "weights_folder": str(tmp_path)}).updated(
+        {"tile": None, "device": "cpu", "max_output_pixels": 90000})
+    assert (layered.tile, layered.backend, layered.device, layered.max_output_pixels) == (32, "torch", "cpu", 90000)
+    assert layered.weights_folder == tmp_path and base.tile is None  # frozen: a new object each time
+    assert layered.updated({"tile": ""}).tile is None  # "" is "chosen by device"
+    with pytest.raises(TypeError, match="no such engine setting: tiel"):
+        base.updated({"tiel": 32})
+    assert Upscaler(None, Settings(weights_folder=tmp_path)).store.weights_dir == tmp_path
+
+
+def test_rates_are_learned_from_runs_recorded_and_used_for_estimates(tmp_path, store):
+    from esrgan.rates import RATES_FILE, RateStore
+
+    rates = RateStore(tmp_path / RATES_FILE)
+    assert rates.get("m") is None
+    assert rates.learn("m", 2.0, 1000) == pytest.approx(2e-3)
+    assert rates.learn("m", 4.0, 1000) == pytest.approx(3e-3)  # one slow run only half counts
+    rates.record("m", 1e-3, "cpu", "fp32")
+    assert RateStore(tmp_path / RATES_FILE).get("m") == pytest.approx(1e-3)  # kept across restarts
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32"))
+    model = "realesr-animevideov3"
+    upscaler.upscale(DecodedImage(np.full((9, 13, 3), 0.5, np.float32)), 4, model=model)
+    rate = upscaler.rates.get(model)
+    assert rate is not None and rate > 0  # the engine learns from its own runs
+    estimate = upscaler.estimate_seconds(model, 30, 20)
+    assert estimate == pytest.approx(rate * upscaler.work_pixels(30, 20, model))
