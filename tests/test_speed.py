@@ -112,26 +112,31 @@ def test_native_bf16_needs_the_instructions_and_no_cap(monkeypatch):
 
 
 def test_a_busy_moment_during_calibration_cannot_record_a_slower_choice(store):
-    """Both precisions are tried here whatever the CPU (bf16 emulated, 5-10x slower, where it is not
-    native), on a small image. A busy moment inside one timed round of the faster precision (a sleep
-    three times as long as the slower one's round just before it, as load from another process
-    would add) would have flipped a one-shot comparison; with interleaved rounds compared by their
-    minima the verdict stands and the busy round does not count."""
-    faster, slower = ("bf16", "fp32") if runtime.native_bf16()[0] else ("fp32", "bf16")
-    started: dict[int, float] = {}
+    """Both precisions are tried, on a small image; bf16 is made the slower one whatever the CPU
+    (every bf16 round also sleeps twice an fp32 round), so the verdict does not depend on this
+    machine's speed. A busy moment inside one timed round of fp32 (a sleep three times as long as
+    the bf16 round just before it, as load from another process would add) would have flipped a
+    one-shot comparison; with interleaved rounds compared by their minima the verdict stands and
+    the busy round does not count."""
+    started: dict[tuple[str, int], float] = {}
+    fp32_round: list[float] = []
     busy: list[float] = []
 
-    def busy_moment(name: str, index: int) -> None:
-        if name == slower:
-            started[index] = time.perf_counter()
-        elif index in started and not busy:  # the faster one's turn right after the slower one's
-            busy.append(3 * (time.perf_counter() - started[index]) + 0.2)
+    def hook(name: str, index: int) -> None:  # rounds run fp32, bf16, then bf16, fp32 (ABBA)
+        now = time.perf_counter()
+        started[(name, index)] = now
+        if name == "bf16":
+            if not fp32_round:
+                fp32_round.append(now - started[("fp32", 0)])
+            time.sleep(2 * fp32_round[0] + 0.05)
+        elif ("bf16", index) in started and not busy:  # fp32's turn right after bf16's
+            busy.append(3 * (now - started[("bf16", index)]) + 0.2)
             time.sleep(busy[0])
 
-    result = calibrate_cpu(store, None, candidates=("fp32", "bf16"), rounds=2, side=16, hook=busy_moment)
+    result = calibrate_cpu(store, None, candidates=("fp32", "bf16"), rounds=2, side=16, hook=hook)
     assert busy, "the busy moment never happened"
-    assert result.chosen == faster
-    assert getattr(result, f"{faster}_seconds") < busy[0] / 3  # the busy round did not count
+    assert result.chosen == "fp32"
+    assert result.fp32_seconds < busy[0] / 3  # the busy round did not count
 
 
 def test_a_choice_far_slower_in_real_jobs_is_measured_again():
