@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -36,11 +37,23 @@ from esrgan.imageio import (
     write_image,
 )
 from esrgan.metrics import mod_crop
-from esrgan.pipeline import UpscaleOptions, Upscaler
-from esrgan.speed import BACKENDS, PRECISIONS
+from esrgan.pipeline import Upscaler
+from esrgan.runtime import BACKENDS, PRECISIONS
+from esrgan.settings import Settings
 from esrgan.weights import ModelStore
 
 log = logging.getLogger("esrgan")
+
+ENV_PREFIX = "REMASTER_"
+# The engine settings the command line takes from REMASTER_* variables (README, "Configuration"):
+# REMASTER_WEIGHTS_FOLDER and REMASTER_BACKEND. Its flags win over them.
+ENV_SETTINGS = ("weights_folder", "backend")
+
+
+def engine_settings(**flags: object) -> Settings:
+    """The engine's settings: defaults, then the environment, then the flags given (None: not given)."""
+    environment = {name: os.environ.get(ENV_PREFIX + name.upper()) for name in ENV_SETTINGS}
+    return Settings().updated(environment).updated({k: v for k, v in flags.items() if v is not None})
 
 
 def _add_upscale(sub: argparse._SubParsersAction) -> None:
@@ -59,14 +72,15 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output file (one input) or folder (any number of inputs)")
     p.add_argument("--tile", type=int, help="tile side in input pixels (0 = whole image)")
-    p.add_argument("--tile-pad", type=int, default=UpscaleOptions.tile_pad)
+    p.add_argument("--tile-pad", type=int, default=Settings.tile_pad)
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--precision", choices=PRECISIONS, default="auto",
                            help="auto: fp16 on CUDA; on the CPU bf16 where measured faster and faithful, else fp32")
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32")
     precision.add_argument("--half", dest="precision", action="store_const", const="fp16", help="fp16 (CUDA)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="torch-cl (channels-last, default) or torch (NCHW, as the official code runs)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="torch-cl (channels-last, default) or torch (NCHW, as the official code runs); "
+                        "default: REMASTER_BACKEND, else auto")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by extension, else png)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
@@ -84,7 +98,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list available models and how each scale is made")
     p.add_argument("--json", action="store_true", help="print the listing as JSON (as GET /api/models)")
     p.add_argument("--measure", nargs="*", metavar="MODEL",
-                   help="measure seconds per megapixel on this machine (all available models if none named)")
+                   help="measure each model's rate on this machine (all available models if none named)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="for --measure (auto: as upscale does)")
     p.set_defaults(func=cmd_models)
 
@@ -100,13 +114,13 @@ def _targets(inputs: list[Path], output: str, scale: float, fmt: str | None) -> 
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    options = UpscaleOptions(device=args.device, precision=args.precision, backend=args.backend,
-                             tile=args.tile, tile_pad=args.tile_pad)
+    settings = engine_settings(device=args.device, precision=args.precision, backend=args.backend,
+                               tile=args.tile, tile_pad=args.tile_pad)
     targets = _targets(args.inputs, args.output, args.scale, args.format)
     for _, dst in targets:  # before any work: an hour of inference must not end in "no such folder"
         if not dst.parent.is_dir():
             raise OutputPathError(f"the output folder {dst.parent} does not exist")
-    upscaler = Upscaler(ModelStore(), options)
+    upscaler = Upscaler(None, settings)
     failures = 0
     for src, dst in targets:
         try:
@@ -133,14 +147,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from esrgan.listing import measure_speed, models_listing
+    from esrgan.listing import measure_rate, models_listing
 
-    upscaler = Upscaler(ModelStore(), UpscaleOptions(device="cpu", precision=args.precision))
+    upscaler = Upscaler(None, engine_settings(device="cpu", precision=args.precision))
     if args.measure is not None:
         names = args.measure or list(upscaler.store.entries())
         for name in names:
-            seconds = measure_speed(upscaler, name)
-            print(f"{name}: {seconds:.2f} s per megapixel", file=sys.stderr if args.json else sys.stdout, flush=True)
+            rate = measure_rate(upscaler, name)
+            print(f"{name}: {rate * 1e6:.2f} s per megapixel processed", file=sys.stderr if args.json else sys.stdout,
+                  flush=True)
     listing = models_listing(upscaler)
     if args.json:
         print(json.dumps(listing, indent=1))
@@ -215,7 +230,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
-    upscaler = Upscaler(ModelStore(), UpscaleOptions(device=args.device, precision="fp32"))
+    upscaler = Upscaler(None, engine_settings(device=args.device, precision="fp32"))
     methods = build_methods(names, upscaler)
     weights = VGGDistance.find(args.vgg_weights)
     from esrgan.report import Crops, markdown_table, write_report
@@ -273,7 +288,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = ("model", "iters", "patch", "batch", "freeze", "lr_g", "gan_weight", "pixel_loss",
                "perceptual_weight", "val_every", "patience", "seed", "device", "name")
     config = load_config(args.config, {k: getattr(args, k) for k in options})
-    trainer = Trainer(config, args.hr_dir, args.output, lr_dir=args.lr_dir, vgg_weights=args.vgg_weights)
+    trainer = Trainer(config, args.hr_dir, args.output, store=ModelStore(engine_settings().weights_folder),
+                      lr_dir=args.lr_dir, vgg_weights=args.vgg_weights)
     trainer.run()
     return 0
 

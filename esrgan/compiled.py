@@ -7,12 +7,11 @@ and a short last batch is padded with copies, so an image compiles once per (mod
 device) rather than once per edge-tile shape, and no pixel sees padding a plain run would not;
 windows of another shape (images shorter than a window) run eagerly. Inductor's on-disk cache
 lives under ``weights/converted/compiled/``, one folder per (model, tile, precision, device name,
-torch version, mode), so a restart reuses the kernels instead of autotuning again. On an H100,
-1024x1024 at 4x: 0.40 s against 0.46 s eager fp16 and 0.59 s for the official fp16 path, 55.7 dB
-to fp32, after ~130 s of compiling on an empty cache (README, "Performance").
+torch version, mode), so a restart reuses the kernels instead of autotuning again; the first run
+on an empty cache compiles for minutes (timings: README, "Performance").
 
-Chosen by ``--backend compiled`` or ``REMASTER_BACKEND=compiled``; nothing on the default path
-imports torch.compile machinery. fp8 is left out: torch has no fp8 convolution.
+Chosen by the ``backend`` setting (`esrgan.settings.Settings`); nothing on the default path imports
+torch.compile machinery. fp8 is left out: torch has no fp8 convolution.
 """
 
 from __future__ import annotations
@@ -29,16 +28,8 @@ import torch
 log = logging.getLogger(__name__)
 
 BACKEND_NAME = "compiled"
-ENV_BACKEND = "REMASTER_BACKEND"
 CACHE_SUBDIR = Path("converted") / "compiled"
 _compile_lock = threading.Lock()  # the inductor cache folder is a process-wide setting
-
-
-def requested_backend(backend: str) -> str:
-    """The backend to use: the user's, or ``REMASTER_BACKEND`` when the user left it on auto."""
-    if backend == "auto":
-        return os.environ.get(ENV_BACKEND, "").strip() or "auto"
-    return backend
 
 
 def device_name(device: torch.device) -> str:
@@ -94,7 +85,7 @@ class CompiledModel(torch.nn.Module):
         if self.window and (h, w) != (self.window, self.window):
             # A window of another shape (the image is shorter than a window along a side) runs
             # eagerly: padding it up to the compiled shape would change what its border pixels
-            # see (37.4 dB to fp32 on an H100 at 1024 px, against 50.3 dB for eager tiles).
+            # see, and the result would drift from fp32 far more than eager tiles do (README).
             return self.module(x)
         padded = x
         if n < self.batch:
@@ -164,10 +155,10 @@ def module_for(loaded, tiling, backend: str, weights_dir: Path) -> torch.nn.Modu
     Args:
         loaded: An `esrgan.weights.LoadedModel`.
         tiling: The `esrgan.tiling.TileOptions` the run will use.
-        backend: The user's backend setting (``REMASTER_BACKEND`` applies when it is ``"auto"``).
+        backend: The backend setting; only ``"compiled"`` wraps the module.
         weights_dir: The weights folder (the kernel cache goes under it).
     """
-    if requested_backend(backend) != BACKEND_NAME:
+    if backend != BACKEND_NAME:
         return loaded.module
     key = (id(loaded.module), tiling.tile, tiling.tile_pad, tiling.batch)
     with _wrapped_lock:

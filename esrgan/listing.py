@@ -1,5 +1,5 @@
 """The models listing (contract C3), shared by ``python -m esrgan models --json`` and ``GET /api/models``,
-and the short speed measurement whose result it shows.
+and the short measurement of a model's rate whose result it shows.
 """
 
 from __future__ import annotations
@@ -13,9 +13,15 @@ from esrgan.errors import RemasterError
 from esrgan.imageio import DecodedImage
 from esrgan.pipeline import Upscaler
 
-MEASURE_SIDE = 128  # input side of the speed probe: large enough that padding is a small share
+MEASURE_SIDE = 128  # input side of the probe: large enough that padding is a small share
 WARM_UP_SIDE = 32  # a first, small run loads the model and warms the kernels
 MEASURE_RUNS = 2  # timed runs after the warm-up; the fastest counts
+
+
+def seconds_per_megapixel(upscaler: Upscaler, name: str) -> float | None:
+    """The model's rate (`esrgan.rates`) per million processed pixels, as the listing shows it."""
+    rate = upscaler.rates.get(name)
+    return None if rate is None else round(rate * 1e6, 3)
 
 
 def model_rows(upscaler: Upscaler) -> list[dict]:
@@ -30,7 +36,7 @@ def model_rows(upscaler: Upscaler) -> list[dict]:
             "name": spec.name, "title": spec.title, "family": spec.family, "native_scale": spec.scale,
             "scale": spec.scale, "anime": spec.anime, "noise": spec.noise, "licence": spec.licence,
             "source": entry.source if entry else spec.source, "note": spec.note,
-            "seconds_per_megapixel": store.speeds.seconds_per_megapixel(spec.name),
+            "seconds_per_megapixel": seconds_per_megapixel(upscaler, spec.name),
             "available": entry is not None, "unavailable_reason": missing.get(spec.name),
         })
     known = {spec.name for spec in registry.all_specs()}
@@ -40,7 +46,7 @@ def model_rows(upscaler: Upscaler) -> list[dict]:
                 "name": entry.name, "title": entry.title, "family": entry.family, "native_scale": entry.scale,
                 "scale": entry.scale, "anime": entry.anime, "noise": entry.noise, "licence": entry.licence,
                 "source": entry.source, "note": entry.note or "your own checkpoint",
-                "seconds_per_megapixel": store.speeds.seconds_per_megapixel(entry.name),
+                "seconds_per_megapixel": seconds_per_megapixel(upscaler, entry.name),
                 "available": True, "unavailable_reason": None,
             })
     return rows
@@ -71,14 +77,14 @@ def models_listing(upscaler: Upscaler) -> dict:
     }
 
 
-def measure_speed(upscaler: Upscaler, name: str) -> float:
-    """Seconds per input megapixel of ``name`` at its native scale on this machine; recorded beside
-    the converted weights (``weights/converted/speed.json``) and returned.
+def measure_rate(upscaler: Upscaler, name: str) -> float:
+    """Seconds per processed pixel of ``name`` at its native scale on this machine; recorded in the
+    engine's rate store (``weights/converted/rates.json``) and returned.
 
     The probe is a fixed pseudo-random texture (the work does not depend on the content: these
     networks have no data-dependent paths), run once small to load the model, then `MEASURE_RUNS`
     times; the fastest run counts, since other load on the machine only ever slows a run down. The
-    figure is recorded for every registered model with the same network (architecture, arguments
+    rate is recorded for every registered model with the same network (architecture, arguments
     and scale: e.g. all Real-CUGAN 2x variants), since they do the same arithmetic.
     """
     entry = upscaler.store.entry(name)
@@ -90,11 +96,11 @@ def measure_speed(upscaler: Upscaler, name: str) -> float:
         started = time.perf_counter()
         upscaler.upscale(image, entry.scale, model=name)
         best = min(best, time.perf_counter() - started)
-    per_mp = best / (MEASURE_SIDE * MEASURE_SIDE / 1e6)
+    rate = best / upscaler.work_pixels(MEASURE_SIDE, MEASURE_SIDE, name)
     precision = upscaler.runtime.precision
     for twin in same_network(name):
-        upscaler.store.speeds.record(twin, per_mp, str(upscaler.device), precision)
-    return per_mp
+        upscaler.rates.record(twin, rate, str(upscaler.device), precision)
+    return rate
 
 
 def same_network(name: str) -> list[str]:

@@ -21,7 +21,8 @@ from PIL import Image
 from esrgan import compiled, registry
 from esrgan.errors import ImageTooLargeError
 from esrgan.imageio import DecodedImage
-from esrgan.speed import (
+from esrgan.rates import RATES_FILE, RateStore, prior_rate
+from esrgan.runtime import (
     CALIBRATION_MODEL,
     RECHECK_INTERVAL_S,
     Runtime,
@@ -29,6 +30,7 @@ from esrgan.speed import (
     needs_calibration,
     rate_disagrees,
 )
+from esrgan.settings import Settings
 from esrgan.tiling import CancelFn, ProgressFn, TileOptions, count_tiles, upscale_tiled
 from esrgan.tiling import work_pixels as tiling_work_pixels
 from esrgan.weights import LoadedModel, ModelStore, resolve_device
@@ -37,7 +39,6 @@ log = logging.getLogger(__name__)
 
 StageFn = Callable[[str], None]
 
-DEFAULT_MAX_OUTPUT_PIXELS = 16384 * 16384
 DEFAULT_TILE_CPU = 384  # bench/speed.py: larger tiles waste less on context
 # x4plus activations on the CPU per pixel of tile window, bf16 (fp32: twice), measured: ~700 MB for a
 # 432 px window. When the float32 output canvas alone passes LARGE_CANVAS_BYTES, tiles shrink so
@@ -56,27 +57,7 @@ COMPILED_CUDA_TILE = 512
 SMALL_TILE_BATCH = 4  # same-shape tiles per forward pass when tiles are small on a GPU
 
 
-@dataclass(frozen=True)
-class UpscaleOptions:
-    """How to run the engine.
-
-    Attributes:
-        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
-        precision: ``"auto"`` (measured: see `esrgan.speed`), ``"fp32"``, ``"fp16"`` (CUDA), ``"bf16"``.
-        backend: ``"auto"``/``"torch-cl"`` (channels-last) or ``"torch"`` (NCHW, the official path).
-        tile: Tile side in input pixels; None picks by device, 0 runs the whole image.
-        tile_pad: Context pixels around each tile (32: tiled results within 50 dB of the whole image).
-        pre_pad: Reflect padding around the image; 0, the official semantics, by default.
-        max_output_pixels: Refuse results larger than this.
-    """
-
-    device: str = "auto"
-    precision: str = "auto"
-    backend: str = "auto"
-    tile: int | None = None
-    tile_pad: int = 32
-    pre_pad: int = 0
-    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+UpscaleOptions = Settings  # the same class, by the name the engine's callers use for it
 
 
 @dataclass(frozen=True)
@@ -109,14 +90,16 @@ class Upscaler:
     """Upscale decoded images with the registry's choice of model.
 
     Args:
-        store: Where models come from (and are cached once loaded).
-        options: Device, precision, tiling and limits.
+        store: Where models come from (and are cached once loaded); by default the settings' folder.
+        settings: Weights folder, device, precision, backend, tiling and limits.
     """
 
-    def __init__(self, store: ModelStore | None = None, options: UpscaleOptions = UpscaleOptions()) -> None:
-        self.store = store or ModelStore()
-        self.options = options
-        self.device = resolve_device(options.device)
+    def __init__(self, store: ModelStore | None = None, settings: Settings = Settings()) -> None:
+        self.store = store or ModelStore(settings.weights_folder)
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.rates = RateStore(self.store.weights_dir / "converted" / RATES_FILE)
+        self._flops: dict[str, float] = {}
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
         self._measure_again = False
@@ -135,7 +118,7 @@ class Upscaler:
             return True
         if self._measure_again:
             return False
-        return not needs_calibration(self.device, self.options.precision, self.calibration_record, self.store)
+        return not needs_calibration(self.device, self.settings.precision, self.calibration_record, self.store)
 
     @property
     def runtime(self) -> Runtime:
@@ -147,16 +130,16 @@ class Upscaler:
         with self._runtime_lock:
             if self._runtime is None or self._measure_again:
                 fresh = self._measure_again
-                if fresh or needs_calibration(self.device, self.options.precision, self.calibration_record,
+                if fresh or needs_calibration(self.device, self.settings.precision, self.calibration_record,
                                               self.store):
                     self._measured_at = time.monotonic()
-                self._runtime = choose_runtime(self.device, self.options.precision, self.options.backend,
+                self._runtime = choose_runtime(self.device, self.settings.precision, self.settings.backend,
                                                self.store, self.calibration_record, fresh=fresh)
                 self._measure_again = False
                 log.info("runtime: %s %s (%s)", self._runtime.precision, self._runtime.backend, self._runtime.reason)
             return self._runtime
 
-    def report_rate(self, model: str, seconds: float, pixels: int) -> bool:
+    def check_calibration(self, model: str, seconds: float, pixels: int) -> bool:
         """Tell the runtime choice what a finished job achieved: ``seconds`` of inference over
         ``pixels`` work pixels of ``model``. When the calibration model ran far slower than the
         calibration promised, the next job measures the CPU again (at most every
@@ -189,14 +172,14 @@ class Upscaler:
     def tile_options(self, output_pixels: int = 0) -> TileOptions:
         """The tiling for a result of ``output_pixels``: on a GPU as large as half its free memory
         allows; on the CPU 384 px (fastest), smaller when a huge output canvas needs the room."""
-        tile = self.options.tile
-        compiling = compiled.requested_backend(self.options.backend) == compiled.BACKEND_NAME
+        tile = self.settings.tile
+        compiling = self.settings.backend == compiled.BACKEND_NAME
         if tile is None and self.device.type == "cuda":
             tile = COMPILED_CUDA_TILE if compiling else self._cuda_tile()
         elif tile is None:
             tile = self._cpu_tile(output_pixels)
         small = self.device.type == "cuda" and 0 < tile <= 512
-        return TileOptions(tile=tile, tile_pad=self.options.tile_pad, pre_pad=self.options.pre_pad,
+        return TileOptions(tile=tile, tile_pad=self.settings.tile_pad, pre_pad=self.settings.pre_pad,
                            batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling)
 
     def _cpu_tile(self, output_pixels: int) -> int:
@@ -204,7 +187,7 @@ class Upscaler:
             return DEFAULT_TILE_CPU
         per_pixel = CPU_ACTIVATION_BYTES_PER_PIXEL * (1 if self.runtime.precision == "bf16" else 2)
         window = int((CPU_ACTIVATION_BUDGET / per_pixel) ** 0.5)
-        return max(128, (window - 2 * self.options.tile_pad) // 16 * 16)
+        return max(128, (window - 2 * self.settings.tile_pad) // 16 * 16)
 
     def _cuda_tile(self) -> int:
         free, _ = torch.cuda.mem_get_info(self.device)
@@ -223,12 +206,29 @@ class Upscaler:
         tiling_options = self.tile_options(width * height * loaded.entry.scale**2)
         return tiling_work_pixels(height, width, tiling_options, loaded.size_multiple)
 
+    def estimate_seconds(self, model: str, width: int, height: int) -> float:
+        """Seconds a run of ``model`` over a ``width`` x ``height`` image should take here: its rate
+        (`esrgan.rates`; before any run, the calibration's scaled by FLOPs) times the pixels it
+        will process. Loads the model to count them."""
+        rate = self.rates.get(model)
+        if rate is None:
+            calibrated = self.runtime.seconds_per_pixel if self.calibrated else None
+            rate = prior_rate(self._model_flops(model), self.device.type, calibrated,
+                              self._model_flops(CALIBRATION_MODEL) if calibrated else None)
+        return rate * self.work_pixels(width, height, model)
+
+    def _model_flops(self, model: str) -> float:
+        if model not in self._flops:
+            loaded = self.load(model)
+            self._flops[model] = flops_per_pixel(loaded.module, loaded.size_multiple)
+        return self._flops[model]
+
     def check_output_size(self, width: int, height: int, scale: float) -> None:
         """Raise ImageTooLargeError when the result would exceed the output pixel limit."""
         out_w, out_h = registry.output_size(width, height, scale)
         pixels = out_w * out_h
-        if pixels > self.options.max_output_pixels:
-            limit = self.options.max_output_pixels
+        if pixels > self.settings.max_output_pixels:
+            limit = self.settings.max_output_pixels
             largest = math.floor((limit / (width * height)) ** 0.5 * 100) / 100  # the largest that fits
             fix = (f"choose a scale of at most {largest:g}x" if largest >= registry.MIN_SCALE
                    else "crop or shrink the image first: even 1x is over the limit")
@@ -283,15 +283,17 @@ class Upscaler:
         tiles = count_tiles(image.height, image.width, tiling, loaded.size_multiple)
         inference_started = time.perf_counter()
         out = upscale_tiled(
-            compiled.module_for(loaded, tiling, self.options.backend, self.store.weights_dir),
+            compiled.module_for(loaded, tiling, self.settings.backend, self.store.weights_dir),
             rgb, scale=loaded.entry.scale, size_multiple=loaded.size_multiple,
             options=tiling, device=loaded.device, dtype=loaded.dtype,
             channels_last=loaded.channels_last,
             progress=progress, cancelled=cancelled,
         )
+        inference_seconds = time.perf_counter() - inference_started
+        processed = tiling_work_pixels(image.height, image.width, tiling, loaded.size_multiple)
+        self.rates.learn(loaded.entry.name, inference_seconds, processed)
         if loaded.device.type == "cpu":
-            self.report_rate(loaded.entry.name, time.perf_counter() - inference_started,
-                             tiling_work_pixels(image.height, image.width, tiling, loaded.size_multiple))
+            self.check_calibration(loaded.entry.name, inference_seconds, processed)
         size = registry.output_size(image.width, image.height, chosen.scale)
         if chosen.resample is not None:
             out = resample(out, size)

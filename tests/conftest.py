@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 from esrgan.imageio import read_image
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.weights import ModelStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,13 +68,13 @@ def store(weights_dir) -> ModelStore:
 
 @pytest.fixture(scope="session")
 def upscaler(store) -> Upscaler:
-    return Upscaler(store, UpscaleOptions(device="cpu", precision="fp32"))
+    return Upscaler(store, Settings(device="cpu", precision="fp32"))
 
 
 @pytest.fixture(scope="session")
 def small_photo() -> np.ndarray:
     """A 32x40 crop of a real low-resolution photo (a face), (H, W, 3) float32 in [0, 1]."""
-    return read_image(dataset_image("Set5_LRx4/babyx4.png")).pixels[20:52, 30:70]
+    return read_image(dataset_image("astronaut_lr4.png")).pixels[20:52, 30:70]
 
 
 def png_bytes(image: Image.Image, **options) -> bytes:

@@ -20,16 +20,16 @@ def run_cli(*args: str, env_weights) -> subprocess.CompletedProcess:
 
 def test_upscale_two_files_into_a_folder(tmp_path, weights_dir):
     inputs = []
-    for name, box in [("bird.png", (80, 80, 104, 100)), ("head.png", (100, 100, 120, 116))]:
+    for name, box in [("coffee.png", (80, 80, 104, 100)), ("chelsea_head.png", (100, 100, 120, 116))]:
         path = tmp_path / name
-        crop_of(f"Set5/{name}", box).save(path)
+        crop_of(name, box).save(path)
         inputs.append(str(path))
     out = tmp_path / "out"
     done = run_cli("upscale", *inputs, "-s", "2", "-o", str(out), "--format", "webp", env_weights=weights_dir)
     assert done.returncode == 0, done.stderr
-    with Image.open(out / "bird_x2.webp") as image:
+    with Image.open(out / "coffee_x2.webp") as image:
         assert image.size == (48, 40)
-    with Image.open(out / "head_x2.webp") as image:
+    with Image.open(out / "chelsea_head_x2.webp") as image:
         assert image.size == (40, 32)
     assert "realesrgan-x4plus + Lanczos 4x -> 2x" in done.stdout
 
@@ -75,8 +75,8 @@ def test_models_json_lists_every_model_with_family_scale_noise_licence_and_sourc
 
 
 def test_outscale_takes_any_scale_from_1_to_8_and_refuses_others(tmp_path, weights_dir):
-    source = tmp_path / "bird.png"
-    crop_of("Set5/bird.png", (80, 80, 92, 90)).save(source)
+    source = tmp_path / "coffee.png"
+    crop_of("coffee.png", (80, 80, 92, 90)).save(source)
     done = run_cli("upscale", str(source), "--outscale", "1.5", "--anime", "--noise", "high", "--fp32",
                    "-o", str(tmp_path / "out.png"), env_weights=weights_dir)
     assert done.returncode == 0, done.stderr
@@ -96,16 +96,16 @@ def test_outscale_takes_any_scale_from_1_to_8_and_refuses_others(tmp_path, weigh
 def test_degrade_makes_reproducible_pairs(tmp_path, weights_dir):
     hr_dir = tmp_path / "hr"
     hr_dir.mkdir()
-    crop_of("Set5/bird.png", (0, 0, 66, 50)).save(hr_dir / "bird.png")
+    crop_of("coffee.png", (0, 0, 66, 50)).save(hr_dir / "coffee.png")
     outputs = []
     for run in ("a", "b"):
         done = run_cli("degrade", str(hr_dir), "-s", "4", "-o", str(tmp_path / run), "--seed", "0",
                        env_weights=weights_dir)
         assert done.returncode == 0, done.stderr
-        outputs.append((tmp_path / run / "LR" / "birdx4.png").read_bytes())
-        with Image.open(tmp_path / run / "HR" / "bird.png") as hr:
+        outputs.append((tmp_path / run / "LR" / "coffeex4.png").read_bytes())
+        with Image.open(tmp_path / run / "HR" / "coffee.png") as hr:
             assert hr.size == (64, 48)
-        with Image.open(tmp_path / run / "LR" / "birdx4.png") as lr:
+        with Image.open(tmp_path / run / "LR" / "coffeex4.png") as lr:
             assert lr.size == (16, 12)
     assert outputs[0] == outputs[1]
 
@@ -113,7 +113,7 @@ def test_degrade_makes_reproducible_pairs(tmp_path, weights_dir):
 def test_evaluate_writes_csv_and_report(tmp_path, weights_dir):
     hr_dir = tmp_path / "hr"
     hr_dir.mkdir()
-    crop_of("Set5/head.png", (80, 80, 144, 144)).save(hr_dir / "head.png")
+    crop_of("chelsea_head.png", (80, 80, 144, 144)).save(hr_dir / "chelsea_head.png")
     csv_path, report = tmp_path / "scores.csv", tmp_path / "report"
     done = run_cli("evaluate", str(hr_dir), "-s", "4", "--methods", "bicubic,realesr-animevideov3",
                    "--csv", str(csv_path), "--report", str(report), env_weights=weights_dir)
@@ -128,10 +128,21 @@ def test_impossible_outputs_are_refused_before_any_work(tmp_path, weights_dir):
     """A missing output folder, or a result the format cannot hold, is one line and exit 2 at once,
     not a traceback after the whole inference."""
     source = tmp_path / "strip.png"
-    crop_of("Set5/bird.png", (0, 0, 1, 1)).resize((2048, 1)).save(source)
+    crop_of("coffee.png", (0, 0, 1, 1)).resize((2048, 1)).save(source)
     missing = run_cli("upscale", str(source), "-o", str(tmp_path / "nowhere" / "x.png"), env_weights=weights_dir)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
     too_wide = run_cli("upscale", str(source), "-s", "8", "-o", str(tmp_path / "x.webp"), env_weights=weights_dir)
     assert too_wide.returncode == 1 and "16383" in too_wide.stderr, too_wide.stderr
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_the_cli_settings_are_defaults_then_environment_then_flags(monkeypatch, tmp_path):
+    from esrgan.cli import engine_settings
+
+    monkeypatch.setenv("REMASTER_WEIGHTS_FOLDER", str(tmp_path))
+    monkeypatch.setenv("REMASTER_BACKEND", "torch")
+    monkeypatch.setenv("REMASTER_TILE", "16")  # not a setting the command line takes from the environment
+    settings = engine_settings(device="cpu", tile=None)
+    assert (settings.weights_folder, settings.backend, settings.device, settings.tile) == (tmp_path, "torch", "cpu", None)
+    assert engine_settings(backend="auto").backend == "auto"  # a flag wins

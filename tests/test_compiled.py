@@ -9,7 +9,8 @@ import torch
 from esrgan import compiled
 from esrgan.archs import RRDBNet
 from esrgan.imageio import DecodedImage
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.tiling import TileOptions, upscale_tiled
 from tests.conftest import psnr
 
@@ -56,20 +57,19 @@ def test_cache_folder_is_keyed_by_tile_precision_and_device(tmp_path):
     assert base == compiled.cache_dir(tmp_path, "realesrgan-x4plus", 432, 1, torch.float32, cpu)
 
 
-def test_default_backend_never_compiles(monkeypatch, store):
-    monkeypatch.delenv(compiled.ENV_BACKEND, raising=False)
+def test_only_the_compiled_backend_compiles(monkeypatch, store):
+    monkeypatch.setenv("REMASTER_BACKEND", "compiled")  # the engine reads no setting from the environment
     loaded = store.load("realesr-animevideov3")
     assert compiled.module_for(loaded, TileOptions(), "auto", store.weights_dir) is loaded.module
-    monkeypatch.setenv(compiled.ENV_BACKEND, "compiled")
-    assert isinstance(compiled.module_for(loaded, TileOptions(), "auto", store.weights_dir), compiled.CompiledModel)
     assert compiled.module_for(loaded, TileOptions(), "torch-cl", store.weights_dir) is loaded.module
+    assert isinstance(compiled.module_for(loaded, TileOptions(), "compiled", store.weights_dir), compiled.CompiledModel)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_compiled_fp16_on_cuda_stays_faithful_to_cpu_fp32(store, small_photo):
-    reference = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32")).upscale(
+    reference = Upscaler(store, Settings(device="cpu", precision="fp32")).upscale(
         DecodedImage(small_photo), 4, model="realesrgan-x4plus")
-    fast = Upscaler(store, UpscaleOptions(device="cuda", precision="fp16", backend="compiled", tile=16)).upscale(
+    fast = Upscaler(store, Settings(device="cuda", precision="fp16", backend="compiled", tile=16)).upscale(
         DecodedImage(small_photo), 4, model="realesrgan-x4plus")
     assert fast.provenance.precision == "fp16"
     assert psnr(fast.image.pixels, reference.image.pixels) >= 40

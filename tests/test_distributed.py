@@ -97,7 +97,7 @@ def records(client, ids):
 def test_jobs_spread_over_two_workers_and_survive_one_being_killed(cluster):
     app, workers, tmp_path = cluster
     client = app.test_client()
-    photo = png_bytes(crop_of("Set14/baboon.png", (100, 100, 164, 164)))  # 64x64: seconds per job
+    photo = png_bytes(crop_of("chelsea_fur.png", (100, 100, 164, 164)))  # 64x64: seconds per job
     ids = [submit(client, photo).get_json()["id"] for _ in range(6)]
     files = app.extensions["remaster"].files
 
@@ -146,7 +146,7 @@ def test_bad_input_fails_once_and_cancel_works_across_processes(cluster):
     app, _, _ = cluster
     client = app.test_client()
     service = app.extensions["remaster"]
-    photo = png_bytes(crop_of("Set14/baboon.png", (0, 0, 64, 64)))
+    photo = png_bytes(crop_of("chelsea_fur.png", (0, 0, 64, 64)))
     busy = [submit(client, photo).get_json()["id"] for _ in range(2)]  # both workers at work
     waiting = submit(client, photo).get_json()["id"]
     assert client.delete(f"/api/jobs/{waiting}").get_json()["status"] == "cancelled"
@@ -195,7 +195,7 @@ def test_a_worker_honours_the_engine_settings_of_its_environment(redis_url, tmp_
     try:
         app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(uploads), PRELOAD_MODELS=True)
         client = app.test_client()
-        photo = png_bytes(crop_of("Set14/baboon.png", (0, 0, 64, 64)))
+        photo = png_bytes(crop_of("chelsea_fur.png", (0, 0, 64, 64)))
         job_id = submit(client, photo, model="realesr-animevideov3").get_json()["id"]
         state = wait_finished(client, job_id)
         assert state["status"] == "done", state
@@ -203,7 +203,7 @@ def test_a_worker_honours_the_engine_settings_of_its_environment(redis_url, tmp_
         assert provenance["tiles"] == 4  # 64x64 in tiles of 32: the worker's setting, not the default
         assert provenance["backend"] == "torch"
         # The web node's own limit (64 MP) lets a 400x400 result through; the worker's does not.
-        larger = png_bytes(crop_of("Set14/baboon.png", (0, 0, 100, 100)))
+        larger = png_bytes(crop_of("chelsea_fur.png", (0, 0, 100, 100)))
         state = wait_finished(client, submit(client, larger, model="realesr-animevideov3").get_json()["id"])
         assert state["status"] == "failed" and "result of this 100x100 image" in state["error"], state
         assert "tiny@test" in client.get("/healthz").get_json()["workers_seen"]

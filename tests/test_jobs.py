@@ -1,6 +1,6 @@
 """The job lifecycle as a user meets it: progress that moves, cancel that frees the CPU at once, a
 quick preview while a heavy model works, the one-time CPU measurement said as such, and jobs an
-earlier process left behind adopted (a server killed mid-job: tests/test_restart.py)."""
+earlier process left behind recovered (a server killed mid-job: tests/test_restart.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import uuid
 import pytest
 from PIL import Image
 
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.weights import ModelStore
 from tests.conftest import crop_of, png_bytes
-from web.estimates import SpeedBook
-from web.lifecycle import Job, Workshop, persist, run_job
+from web.job import Job
+from web.lifecycle import JobResources, persist, run_job
 from web.storage import FileStore, new_id
 
 FINISHED = ("done", "failed", "cancelled")
@@ -33,7 +34,7 @@ def client(make_app):
 
 
 def test_a_one_tile_job_reports_progress_many_times(client):
-    photo = png_bytes(crop_of("Set5/bird.png", (100, 100, 164, 164)))  # one tile
+    photo = png_bytes(crop_of("coffee.png", (100, 100, 164, 164)))  # one tile
     job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]
     seen, stages = set(), []
     deadline = time.time() + 300
@@ -58,7 +59,7 @@ def test_a_one_tile_job_reports_progress_many_times(client):
 
 
 def test_cancel_frees_the_server_within_a_second(client):
-    photo = png_bytes(crop_of("Set5/bird.png", (60, 60, 140, 140)))  # 80x80, one tile of x4plus
+    photo = png_bytes(crop_of("coffee.png", (60, 60, 140, 140)))  # 80x80, one tile of x4plus
     job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]
     deadline = time.time() + 300
     while True:
@@ -82,19 +83,19 @@ def test_cancel_frees_the_server_within_a_second(client):
     assert client.get(f"/api/jobs/{job_id}/result").status_code == 409
 
 
-def test_adoption_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_path):
+def test_recovery_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_path):
     """Records an earlier process left: queued and running jobs with their input run again; one whose
     input is gone, one cancelled mid-run and one interrupted too often end with a reason."""
     folder = tmp_path / "uploads"
     files = FileStore(folder)
-    photo = png_bytes(crop_of("Set5/bird.png", (0, 0, 32, 32)))
+    photo = png_bytes(crop_of("coffee.png", (0, 0, 32, 32)))
 
     def left_behind(status: str, with_input: bool = True, **extra) -> str:
         job_id = new_id()
         if with_input:
             files.write(job_id, "in", "png", photo)
         job = Job(id=job_id, scale=2, anime=False, model="realesr-animevideov3", output_format="png", quality=90,
-                  original_name="bird.png", input_file=f"{job_id}_in.png", input_width=32, input_height=32,
+                  original_name="coffee.png", input_file=f"{job_id}_in.png", input_width=32, input_height=32,
                   output_width=64, output_height=64, status=status, **extra)
         persist(files, job)
         return job_id
@@ -132,7 +133,7 @@ def test_adoption_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_p
 
 @pytest.mark.parametrize("suffix", ["tiff", "png16"])
 def test_before_image_is_a_png_a_browser_can_show(client, suffix):
-    image = crop_of("Set5/bird.png", (0, 0, 24, 20))
+    image = crop_of("coffee.png", (0, 0, 24, 20))
     buffer = io.BytesIO()
     if suffix == "tiff":
         image.save(buffer, "TIFF")
@@ -157,7 +158,7 @@ def test_before_image_is_a_png_a_browser_can_show(client, suffix):
 
 def test_a_heavy_job_shows_a_quick_preview_until_its_result_replaces_it(make_app):
     client = make_app(PREVIEW_MIN_SECONDS=0).test_client()
-    photo = png_bytes(crop_of("Set5/bird.png", (60, 60, 124, 124)))
+    photo = png_bytes(crop_of("coffee.png", (60, 60, 124, 124)))
     job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]
     preview_url, preview_size, deadline = None, None, time.time() + 300
     while True:
@@ -180,7 +181,7 @@ def test_a_heavy_job_shows_a_quick_preview_until_its_result_replaces_it(make_app
 
 def test_a_queued_job_counts_the_work_ahead_of_it(make_app):
     client = make_app(PRECISION="fp32").test_client()
-    photo = png_bytes(crop_of("Set5/bird.png", (0, 0, 64, 64)))
+    photo = png_bytes(crop_of("coffee.png", (0, 0, 64, 64)))
     first = submit(client, photo, model="realesrgan-x4plus").get_json()
     second = submit(client, photo, model="realesrgan-x4plus").get_json()
     assert second["status"] == "queued" and second["stage_text"]
@@ -191,24 +192,24 @@ def test_a_queued_job_counts_the_work_ahead_of_it(make_app):
 
 def test_the_one_time_cpu_measurement_is_said_as_such(tmp_path):
     """A fresh install: the first job's stages include "calibrating", with words saying what it is."""
-    upscaler = Upscaler(ModelStore(tmp_path / "weights"), UpscaleOptions(device="cpu"))
+    upscaler = Upscaler(ModelStore(tmp_path / "weights"), Settings(device="cpu"))
     assert not upscaler.calibrated
     files = FileStore(tmp_path / "uploads")
     job_id = new_id()
     job = Job(id=job_id, scale=2, anime=False, model="realesr-animevideov3", output_format="png", quality=90,
-              original_name="bird.png", input_file=files.write(job_id, "in", "png", png_bytes(
-                  crop_of("Set5/bird.png", (0, 0, 32, 32)))), input_width=32, input_height=32,
+              original_name="coffee.png", input_file=files.write(job_id, "in", "png", png_bytes(
+                  crop_of("coffee.png", (0, 0, 32, 32)))), input_width=32, input_height=32,
               output_width=64, output_height=64)
     seen = []
     original_save = files.save_record
 
     def watch(job_id: str, record: dict) -> None:  # every persisted transition, as a poller would read it
-        shown = Job.from_dict(record)
-        seen.append((shown.shown_stage, shown.stage_text(calibration=5.0)))
+        polled = Job.from_dict(record)
+        seen.append((polled.display_stage, polled.stage_text(calibration=5.0)))
         original_save(job_id, record)
 
     files.save_record = watch
-    run_job(job, Workshop(upscaler, files, SpeedBook(upscaler)))
+    run_job(job, JobResources(upscaler, files, preview_min_seconds=4))
     assert job.status == "done", job.error
     stages = [stage for stage, _ in seen]
     assert stages[stages.index("calibrating"):] == ["calibrating", "loading", "upscaling", "encoding", "done"]

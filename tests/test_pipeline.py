@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from esrgan import registry, speed
+from esrgan import registry, runtime
 from esrgan.errors import Cancelled, ImageTooLargeError
 from esrgan.imageio import DecodedImage, decode, encode
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.weights import ModelStore, ncnn_models_dir
 from tests.conftest import crop_of, png_bytes, psnr
 
@@ -38,8 +39,8 @@ def ncnn_whole_image(model: str, rgb: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(("box", "tile", "tiles"), [((100, 100, 148, 148), None, 1), ((90, 60, 186, 92), 32, 3)])
 def test_the_default_output_is_the_official_whole_image_output(store, box, tile, tiles):
     """The pipeline's defaults (no pre-padding, fp32 here) against the ncnn runtime on the whole image."""
-    upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=tile))
-    photo = np.asarray(crop_of("Set5/bird.png", box), np.float32) / 255
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32", tile=tile))
+    photo = np.asarray(crop_of("coffee.png", box), np.float32) / 255
     result = upscaler.upscale(DecodedImage(photo), 4)
     assert result.provenance.tiles == tiles
     reference = ncnn_whole_image("realesrgan-x4plus", photo)
@@ -62,7 +63,7 @@ def test_4x_photo_looks_like_the_input_but_sharper(upscaler, small_photo):
 
 
 def test_2x_anime_uses_the_native_2x_anime_model(upscaler):
-    art = decode(png_bytes(crop_of("Set14/comic.png", (40, 40, 72, 64))))
+    art = decode(png_bytes(crop_of("line_art.png", (40, 40, 72, 64))))
     result = upscaler.upscale(art, 2, anime=True)
     assert result.image.pixels.shape == (48, 64, 3)
     assert result.provenance.model == "realcugan-x2-no-denoise"
@@ -70,7 +71,7 @@ def test_2x_anime_uses_the_native_2x_anime_model(upscaler):
 
 
 def test_alpha_is_upscaled_not_dropped(upscaler):
-    rgba = crop_of("Set5/bird.png", (100, 100, 124, 120), "RGBA")
+    rgba = crop_of("coffee.png", (100, 100, 124, 120), "RGBA")
     alpha = np.zeros((20, 24), np.uint8)
     alpha[:, 12:] = 255
     rgba.putalpha(Image.fromarray(alpha))
@@ -83,7 +84,7 @@ def test_alpha_is_upscaled_not_dropped(upscaler):
 
 
 def test_grayscale_stays_grayscale(upscaler):
-    gray = decode(png_bytes(crop_of("Set14/bridge.png", (0, 0, 20, 16), "L")))
+    gray = decode(png_bytes(crop_of("camera.png", (0, 0, 20, 16), "L")))
     result = upscaler.upscale(gray, 2, model="realesr-animevideov3")
     assert result.image.pixels.shape == (32, 40, 1)
     with Image.open(io.BytesIO(encode(result.image, "png"))) as png:
@@ -93,7 +94,7 @@ def test_grayscale_stays_grayscale(upscaler):
 def test_16bit_input_gives_16bit_output(upscaler):
     import cv2
 
-    crop = np.asarray(crop_of("Set5/head.png", (60, 60, 76, 72)), np.uint16) * 257
+    crop = np.asarray(crop_of("chelsea_head.png", (60, 60, 76, 72)), np.uint16) * 257
     _, data = cv2.imencode(".png", np.ascontiguousarray(crop[..., ::-1]))
     result = upscaler.upscale(decode(data.tobytes()), 2, model="realesr-animevideov3")
     again = cv2.imdecode(np.frombuffer(encode(result.image, "png"), np.uint8), cv2.IMREAD_UNCHANGED)
@@ -102,7 +103,7 @@ def test_16bit_input_gives_16bit_output(upscaler):
 
 
 def test_output_pixel_limit_is_checked_before_any_work(store):
-    upscaler = Upscaler(store, UpscaleOptions(device="cpu", max_output_pixels=100_000))
+    upscaler = Upscaler(store, Settings(device="cpu", max_output_pixels=100_000))
     with pytest.raises(ImageTooLargeError, match=r"400x400 .* at most 6.32x"):
         upscaler.upscale(DecodedImage(np.zeros((50, 50, 3), np.float32)), 8)
     with pytest.raises(ImageTooLargeError, match="crop or shrink"):  # no scale would help: say so
@@ -130,25 +131,55 @@ def test_a_one_tile_job_reports_many_steps_and_cancels_within_one(upscaler):
 
 
 def test_calibrated_says_whether_the_next_job_measures_the_cpu_first(tmp_path):
-    fresh = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu"))
+    fresh = Upscaler(ModelStore(tmp_path), Settings(device="cpu"))
     assert fresh.calibrated is False
-    assert Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32")).calibrated
+    assert Upscaler(ModelStore(tmp_path), Settings(device="cpu", precision="fp32")).calibrated
     record = fresh.calibration_record
     record.parent.mkdir(parents=True)
-    saved = speed.Calibration(speed.machine_key(), 1.0, None, None, "fp32", 3, 0.0)
+    saved = runtime.Calibration(runtime.machine_key(), 1.0, None, None, "fp32", 3, 0.0)
     record.write_text(json.dumps(asdict(saved)))
-    again = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu"))
+    again = Upscaler(ModelStore(tmp_path), Settings(device="cpu"))
     assert again.calibrated and again.runtime.precision == "fp32"
     # A recorded choice far slower in a real job than the record said is measured again.
     promised = again.runtime.seconds_per_pixel
-    pixels = speed.RECHECK_MIN_PIXELS * 4
-    assert not again.report_rate(speed.CALIBRATION_MODEL, promised * pixels * 1.5, pixels)
-    assert again.report_rate(speed.CALIBRATION_MODEL, promised * pixels * 20, pixels)
+    pixels = runtime.RECHECK_MIN_PIXELS * 4
+    assert not again.check_calibration(runtime.CALIBRATION_MODEL, promised * pixels * 1.5, pixels)
+    assert again.check_calibration(runtime.CALIBRATION_MODEL, promised * pixels * 20, pixels)
     assert again.calibrated is False
 
 
 def test_work_pixels_are_what_the_tiled_run_processes(store):
-    upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32"))
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32"))
     assert upscaler.work_pixels(2048, 1, "realesrgan-x4plus") == 2048  # a thin strip: one long tile
     assert upscaler.work_pixels(45, 45, "realesrgan-x4plus") == 2025
     assert upscaler.work_pixels(1000, 1000, "realesrgan-x4plus") > 1.2e6  # 9 tiles with their context
+
+
+def test_settings_take_text_values_in_order_and_refuse_unknown_names(tmp_path):
+    base = Settings()
+    layered = base.updated({"tile": "32", "backend": "torch", "weights_folder": str(tmp_path)}).updated(
+        {"tile": None, "device": "cpu", "max_output_pixels": 90000})
+    assert (layered.tile, layered.backend, layered.device, layered.max_output_pixels) == (32, "torch", "cpu", 90000)
+    assert layered.weights_folder == tmp_path and base.tile is None  # frozen: a new object each time
+    assert layered.updated({"tile": ""}).tile is None  # "" is "chosen by device"
+    with pytest.raises(TypeError, match="no such engine setting: tiel"):
+        base.updated({"tiel": 32})
+    assert Upscaler(None, Settings(weights_folder=tmp_path)).store.weights_dir == tmp_path
+
+
+def test_rates_are_learned_from_runs_recorded_and_used_for_estimates(tmp_path, store):
+    from esrgan.rates import RATES_FILE, RateStore
+
+    rates = RateStore(tmp_path / RATES_FILE)
+    assert rates.get("m") is None
+    assert rates.learn("m", 2.0, 1000) == pytest.approx(2e-3)
+    assert rates.learn("m", 4.0, 1000) == pytest.approx(3e-3)  # one slow run only half counts
+    rates.record("m", 1e-3, "cpu", "fp32")
+    assert RateStore(tmp_path / RATES_FILE).get("m") == pytest.approx(1e-3)  # kept across restarts
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32"))
+    model = "realesr-animevideov3"
+    upscaler.upscale(DecodedImage(np.full((9, 13, 3), 0.5, np.float32)), 4, model=model)
+    rate = upscaler.rates.get(model)
+    assert rate is not None and rate > 0  # the engine learns from its own runs
+    estimate = upscaler.estimate_seconds(model, 30, 20)
+    assert estimate == pytest.approx(rate * upscaler.work_pixels(30, 20, model))

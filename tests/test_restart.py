@@ -89,8 +89,8 @@ def wait_until(condition, seconds: float, what: str):
 
 def test_a_server_killed_mid_job_finishes_its_jobs_after_a_restart(tmp_path, weights_dir):
     folder, log = tmp_path / "uploads", tmp_path / "server.log"
-    quick = png_bytes(crop_of("Set5/bird.png", QUICK_BOX))
-    slow = png_bytes(crop_of("Set5/bird.png", SLOW_BOX))
+    quick = png_bytes(crop_of("coffee.png", QUICK_BOX))
+    slow = png_bytes(crop_of("coffee.png", SLOW_BOX))
     server, base = start_server(folder, weights_dir, log)
     try:
         early = post_job(base, quick, "realesr-animevideov3")
@@ -110,13 +110,13 @@ def test_a_server_killed_mid_job_finishes_its_jobs_after_a_restart(tmp_path, wei
         server.wait(10)
 
         server, base = start_server(folder, weights_dir, log)
-        # A job the new process adopted may be cancelled like any other, queued or running.
+        # A job the new process recovered may be cancelled like any other, queued or running.
         status, body = call(base, f"/api/jobs/{dropped}", "DELETE")
         assert status == 200 and body["cancel_requested"] is True, body
         assert body["status"] == "cancelled" or body["stage"] == "cancelling", body
         ids = (early, victim, waiting, dropped, cancelled)
         states = wait_until(lambda: (lambda s: s if all(v["status"] in FINISHED for v in s.values()) else None)(
-            {i: job_state(base, i) for i in ids}), 300, "the adopted jobs did not finish")
+            {i: job_state(base, i) for i in ids}), 300, "the recovered jobs did not finish")
         assert [states[i]["status"] for i in ids] == ["done", "done", "done", "cancelled", "cancelled"], states
         with urllib.request.urlopen(base + states[victim]["result"]["output_path"]) as response:
             assert Image.open(io.BytesIO(response.read())).size == (384, 384)
@@ -141,7 +141,7 @@ def test_a_clean_stop_mid_job_puts_it_back_in_the_queue(make_app, tmp_path):
     folder = tmp_path / "uploads"
     app = make_app(UPLOAD_FOLDER=str(folder), PRECISION="fp32")
     client = app.test_client()
-    photo = png_bytes(crop_of("Set5/bird.png", (0, 0, 64, 64)))
+    photo = png_bytes(crop_of("coffee.png", (0, 0, 64, 64)))
     form = {"scale": "4", "model": "realesrgan-x4plus", "file": (io.BytesIO(photo), "photo.png")}
     job_id = client.post("/api/jobs", data=form, content_type="multipart/form-data").get_json()["id"]
     wait_until(lambda: client.get(f"/api/jobs/{job_id}").get_json()["progress"]["done"] >= 1, 120,

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan import speed
+from esrgan import runtime
 from esrgan.errors import InvalidOptionError
 from esrgan.imageio import DecodedImage, read_image
-from esrgan.pipeline import UpscaleOptions, Upscaler
-from esrgan.speed import CALIBRATION_MODEL, MIN_FAITHFUL_PSNR, calibrate_cpu, choose_runtime
+from esrgan.pipeline import Upscaler
+from esrgan.runtime import CALIBRATION_MODEL, MIN_FAITHFUL_PSNR, calibrate_cpu, choose_runtime
+from esrgan.settings import Settings
 from esrgan.tiling import TileOptions, upscale_tiled
 from tests.conftest import dataset_image, psnr
 
@@ -26,7 +27,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    return read_image(dataset_image("Set14_LRx4/baboonx4.png")).pixels[30:78, 40:88]
+    return read_image(dataset_image("chelsea_lr3.png")).pixels[30:78, 40:88]
 
 
 def run(store, photo, device="cpu", dtype=torch.float32, channels_last=False) -> np.ndarray:
@@ -54,30 +55,30 @@ def test_bf16_on_the_cpu_stays_faithful_to_fp32(store, photo, reference):
 
 def test_calibration_is_measured_once_recorded_and_reused(store, tmp_path, monkeypatch):
     record = tmp_path / "calibration.json"
-    runtime = choose_runtime(torch.device("cpu"), store=store, record=record)
+    chosen = choose_runtime(torch.device("cpu"), store=store, record=record)
     saved = json.loads(record.read_text())
-    assert runtime.precision == saved["chosen"] in ("fp32", "bf16")
-    assert saved["machine"] == speed.machine_key() and saved["fp32_seconds"] > 0
-    if speed.native_bf16()[0]:
-        assert saved["bf16_seconds"] > 0 and saved["rounds"] == speed.CALIBRATION_ROUNDS
+    assert chosen.precision == saved["chosen"] in ("fp32", "bf16")
+    assert saved["machine"] == runtime.machine_key() and saved["fp32_seconds"] > 0
+    if runtime.native_bf16()[0]:
+        assert saved["bf16_seconds"] > 0 and saved["rounds"] == runtime.CALIBRATION_ROUNDS
     else:  # emulated bf16 is never even tried, and fp32 is timed once, for the rate
-        assert saved["bf16_seconds"] is None and runtime.precision == "fp32" and saved["rounds"] == 1
-    if runtime.precision == "bf16":
+        assert saved["bf16_seconds"] is None and chosen.precision == "fp32" and saved["rounds"] == 1
+    if chosen.precision == "bf16":
         assert saved["bf16_psnr"] >= MIN_FAITHFUL_PSNR
-    monkeypatch.setattr(speed, "time_interleaved", lambda *a: pytest.fail("measured again"))
-    assert choose_runtime(torch.device("cpu"), store=store, record=record).precision == runtime.precision
+    monkeypatch.setattr(runtime, "time_interleaved", lambda *a: pytest.fail("measured again"))
+    assert choose_runtime(torch.device("cpu"), store=store, record=record).precision == chosen.precision
 
 
 AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 CALIBRATE_IN_CHILD = """
 import json, sys, torch
-from esrgan import speed
+from esrgan import runtime
 from esrgan.weights import ModelStore
 torch.set_num_threads(2)
 timed = []
-result = speed.calibrate_cpu(ModelStore(sys.argv[1]), None, rounds=1, side=32,
-                             hook=lambda name, index: timed.append(name))
-print(json.dumps({"native": speed.native_bf16(), "chosen": result.chosen, "timed": timed,
+result = runtime.calibrate_cpu(ModelStore(sys.argv[1]), None, rounds=1, side=32,
+                               hook=lambda name, index: timed.append(name))
+print(json.dumps({"native": runtime.native_bf16(), "chosen": result.chosen, "timed": timed,
                   "bf16_seconds": result.bf16_seconds, "capability": torch.backends.cpu.get_cpu_capability()}))
 """
 
@@ -96,52 +97,57 @@ def test_an_avx2_only_cpu_chooses_fp32_without_trying_bf16(store, weights_dir):
 
 
 def test_native_bf16_needs_the_instructions_and_no_cap(monkeypatch):
-    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
-    monkeypatch.setattr(speed.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-    assert speed.native_bf16()[0] and speed.cpu_candidates() == ("fp32", "bf16")
+    assert runtime.native_bf16()[0] and runtime.cpu_candidates() == ("fp32", "bf16")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
-    assert speed.native_bf16() == (False, "ONEDNN_MAX_CPU_ISA=AVX512_CORE caps oneDNN below bf16 instructions")
+    assert runtime.native_bf16() == (False, "ONEDNN_MAX_CPU_ISA=AVX512_CORE caps oneDNN below bf16 instructions")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
-    assert speed.native_bf16()[0]
-    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx2", "avx512f"})
-    assert speed.cpu_candidates() == ("fp32",)
+    assert runtime.native_bf16()[0]
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert runtime.cpu_candidates() == ("fp32",)
 
 
 def test_a_busy_moment_during_calibration_cannot_record_a_slower_choice(store):
-    """Both precisions are tried here whatever the CPU (bf16 emulated, 5-10x slower, where it is not
-    native), on a small image. A busy moment inside one timed round of the faster precision (a sleep
-    three times as long as the slower one's round just before it, as load from another process
-    would add) would have flipped a one-shot comparison; with interleaved rounds compared by their
-    minima the verdict stands and the busy round does not count."""
-    faster, slower = ("bf16", "fp32") if speed.native_bf16()[0] else ("fp32", "bf16")
-    started: dict[int, float] = {}
+    """Both precisions are tried, on a small image; bf16 is made the slower one whatever the CPU
+    (every bf16 round also sleeps twice an fp32 round), so the verdict does not depend on this
+    machine's speed. A busy moment inside one timed round of fp32 (a sleep three times as long as
+    the bf16 round just before it, as load from another process would add) would have flipped a
+    one-shot comparison; with interleaved rounds compared by their minima the verdict stands and
+    the busy round does not count."""
+    started: dict[tuple[str, int], float] = {}
+    fp32_round: list[float] = []
     busy: list[float] = []
 
-    def busy_moment(name: str, index: int) -> None:
-        if name == slower:
-            started[index] = time.perf_counter()
-        elif index in started and not busy:  # the faster one's turn right after the slower one's
-            busy.append(3 * (time.perf_counter() - started[index]) + 0.2)
+    def hook(name: str, index: int) -> None:  # rounds run fp32, bf16, then bf16, fp32 (ABBA)
+        now = time.perf_counter()
+        started[(name, index)] = now
+        if name == "bf16":
+            if not fp32_round:
+                fp32_round.append(now - started[("fp32", 0)])
+            time.sleep(2 * fp32_round[0] + 0.05)
+        elif ("bf16", index) in started and not busy:  # fp32's turn right after bf16's
+            busy.append(3 * (now - started[("bf16", index)]) + 0.2)
             time.sleep(busy[0])
 
-    result = calibrate_cpu(store, None, candidates=("fp32", "bf16"), rounds=2, side=16, hook=busy_moment)
+    result = calibrate_cpu(store, None, candidates=("fp32", "bf16"), rounds=2, side=16, hook=hook)
     assert busy, "the busy moment never happened"
-    assert result.chosen == faster
-    assert getattr(result, f"{faster}_seconds") < busy[0] / 3  # the busy round did not count
+    assert result.chosen == "fp32"
+    assert result.fp32_seconds < busy[0] / 3  # the busy round did not count
 
 
 def test_a_choice_far_slower_in_real_jobs_is_measured_again():
     promised = 1e-4
-    runtime = speed.Runtime("fp32", True, "measured here", seconds_per_pixel=promised)
-    pixels = speed.RECHECK_MIN_PIXELS * 10
-    assert not speed.rate_disagrees(runtime, promised * 1.5, pixels)  # noise, tiles of other sizes
-    assert speed.rate_disagrees(runtime, promised * 10, pixels)
-    assert not speed.rate_disagrees(runtime, promised * 10, 16)  # a tiny job is all fixed costs
+    promising = runtime.Runtime("fp32", True, "measured here", seconds_per_pixel=promised)
+    pixels = runtime.RECHECK_MIN_PIXELS * 10
+    assert not runtime.rate_disagrees(promising, promised * 1.5, pixels)  # noise, tiles of other sizes
+    assert runtime.rate_disagrees(promising, promised * 10, pixels)
+    assert not runtime.rate_disagrees(promising, promised * 10, 16)  # a tiny job is all fixed costs
     forced = choose_runtime(torch.device("cpu"), "fp32")
-    assert not speed.rate_disagrees(forced, promised * 10, pixels)  # the user's choice stands
+    assert not runtime.rate_disagrees(forced, promised * 10, pixels)  # the user's choice stands
 
 
 def test_the_user_can_force_precision_and_layout():
@@ -154,7 +160,7 @@ def test_the_user_can_force_precision_and_layout():
 
 
 def test_provenance_names_the_runtime(store):
-    upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", backend="torch"))
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32", backend="torch"))
     result = upscaler.upscale(DecodedImage(np.full((8, 8, 3), 0.5, np.float32)), 4, model="realesr-animevideov3")
     assert (result.provenance.precision, result.provenance.backend) == ("fp32", "torch")
 
@@ -167,6 +173,6 @@ def test_cuda_fp16_matches_cpu_fp32(store, photo, reference):
 
 @cuda
 def test_cuda_is_the_automatic_device_with_fp16(store):
-    upscaler = Upscaler(store, UpscaleOptions())
+    upscaler = Upscaler(store, Settings())
     result = upscaler.upscale(DecodedImage(np.full((40, 40, 3), 0.5, np.float32)), 4)
     assert result.provenance.device.startswith("cuda") and result.provenance.precision == "fp16"

@@ -20,8 +20,8 @@ def upload(client, data: bytes, name="photo.png", url="/upscale", **fields):
     return client.post(url, data=form, content_type="multipart/form-data")
 
 
-def bird(size=(24, 20)) -> bytes:
-    return png_bytes(crop_of("Set5/bird.png", (90, 90, 90 + size[0], 90 + size[1])))
+def coffee(size=(24, 20)) -> bytes:
+    return png_bytes(crop_of("coffee.png", (90, 90, 90 + size[0], 90 + size[1])))
 
 
 def get(client, url: str):
@@ -53,7 +53,7 @@ def test_page_is_self_contained_and_has_the_controls(client):
 
 
 def test_synchronous_upscale_keeps_the_seed_contract(client):
-    response = upload(client, bird(), name="My Holiday.png", scale="2")
+    response = upload(client, coffee(), name="My Holiday.png", scale="2")
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert (body["original_width"], body["original_height"]) == (24, 20)
@@ -66,23 +66,23 @@ def test_synchronous_upscale_keeps_the_seed_contract(client):
     download = get(client, body["download_path"])
     assert 'attachment; filename=My_Holiday_x2.png' in download.headers["Content-Disposition"]
     original = get(client, body["original_path"])
-    assert original.data == bird()
+    assert original.data == coffee()
 
 
 @pytest.mark.parametrize(("fmt", "mime"), [("jpg", "image/jpeg"), ("webp", "image/webp")])
 def test_output_format_and_quality(client, fmt, mime):
-    body = upload(client, bird(), format=fmt, quality="80", model="realesr-animevideov3").get_json()
+    body = upload(client, coffee(), format=fmt, quality="80", model="realesr-animevideov3").get_json()
     served = get(client, body["output_path"])
     assert served.mimetype == mime and body["output_path"].endswith(f".{fmt}")
 
 
 def test_anime_toggle_picks_the_anime_model(client):
-    body = upload(client, bird(), anime="true", scale="4").get_json()
+    body = upload(client, coffee(), anime="true", scale="4").get_json()
     assert body["model"] == "realesrgan-x4plus-anime" and body["resample"] is None
 
 
 def test_job_api_submit_poll_result(client):
-    response = upload(client, bird(), url="/api/jobs", scale="4")
+    response = upload(client, coffee(), url="/api/jobs", scale="4")
     assert response.status_code == 202
     job = response.get_json()
     assert response.headers["Location"].endswith(f"/api/jobs/{job['id']}")
@@ -96,9 +96,9 @@ def test_job_api_submit_poll_result(client):
 def test_cancel_a_running_and_a_queued_job_leaves_no_output(make_app):
     app = make_app(TILE=32, WORKERS=1)
     client = app.test_client()
-    big = png_bytes(crop_of("Set5/baby.png", (0, 0, 160, 160)))
+    big = png_bytes(crop_of("astronaut.png", (0, 0, 160, 160)))
     running = upload(client, big, url="/api/jobs", scale="4").get_json()
-    queued = upload(client, bird(), url="/api/jobs").get_json()
+    queued = upload(client, coffee(), url="/api/jobs").get_json()
     deadline = time.time() + 60
     while client.get(f"/api/jobs/{running['id']}").get_json()["progress"]["done"] < 1:
         assert time.time() < deadline
@@ -115,10 +115,10 @@ def test_cancel_a_running_and_a_queued_job_leaves_no_output(make_app):
 def test_full_queue_answers_503_with_retry_after_and_keeps_nothing(make_app):
     app = make_app(TILE=32, WORKERS=1, MAX_QUEUE=1)
     client = app.test_client()
-    big = png_bytes(crop_of("Set5/baby.png", (0, 0, 128, 128)))
+    big = png_bytes(crop_of("astronaut.png", (0, 0, 128, 128)))
     first = upload(client, big, url="/api/jobs", scale="4").get_json()
-    upload(client, bird(), url="/api/jobs")  # waits in the queue (or runs, if the first is quick)
-    refused = [upload(client, bird(), url="/api/jobs") for _ in range(2)]
+    upload(client, coffee(), url="/api/jobs")  # waits in the queue (or runs, if the first is quick)
+    refused = [upload(client, coffee(), url="/api/jobs") for _ in range(2)]
     assert any(r.status_code == 503 for r in refused)
     busy = next(r for r in refused if r.status_code == 503)
     assert busy.headers["Retry-After"].isdigit() and "queue is full" in busy.get_json()["error"]
@@ -128,7 +128,7 @@ def test_full_queue_answers_503_with_retry_after_and_keeps_nothing(make_app):
 
 
 def test_batch_zip_holds_every_result(client):
-    ids = [upload(client, bird(), url="/api/jobs", name=f"shot{i}.png",
+    ids = [upload(client, coffee(), url="/api/jobs", name=f"shot{i}.png",
                   model="realesr-animevideov3").get_json()["id"] for i in range(2)]
     for job_id in ids:
         assert wait_for(client, job_id)["status"] == "done"
@@ -153,7 +153,7 @@ def test_estimate_and_models(client):
 
 
 def test_files_expire_and_then_are_gone(app, client):
-    body = upload(client, bird(), model="realesr-animevideov3").get_json()
+    body = upload(client, coffee(), model="realesr-animevideov3").get_json()
     files: FileStore = app.extensions["remaster"].files
     assert files.sweep(now=time.time() + files.ttl_seconds + 1) >= 3  # input, output, record
     assert get(client, body["output_path"]).status_code == 404
@@ -183,8 +183,8 @@ def jpeg(image: Image.Image) -> bytes:
 
 BAD_UPLOADS = {
     "zero-byte": (b"", {}, 400, "empty"),
-    "truncated png": (bird((64, 64))[:300], {}, 400, "damaged|truncated"),
-    "truncated jpeg": (jpeg(crop_of("Set5/bird.png", (0, 0, 64, 64)))[:400], {}, 400, "damaged|truncated"),
+    "truncated png": (coffee((64, 64))[:300], {}, 400, "damaged|truncated"),
+    "truncated jpeg": (jpeg(crop_of("coffee.png", (0, 0, 64, 64)))[:400], {}, 400, "damaged|truncated"),
     "text as png": (b"just some words\n", {}, 415, "not an image"),
     "html as png": (b"<html><script>alert(1)</script></html>", {}, 415, "not an image"),
     "svg as png": (b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"></svg>', {}, 415, "not an image"),
@@ -205,7 +205,7 @@ BAD_UPLOADS = {
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
 def test_bad_uploads_get_a_clear_4xx_and_leave_nothing(app, client, case):
     data, fields, status, message = BAD_UPLOADS[case]
-    response = upload(client, bird() if data is None else data, **fields)
+    response = upload(client, coffee() if data is None else data, **fields)
     assert response.status_code == status, response.get_json()
     assert re.search(message, response.get_json()["error"])
     assert not [p for p in app.extensions["remaster"].files.root.iterdir() if not p.name.startswith(".")]
@@ -215,16 +215,16 @@ def test_bad_uploads_get_a_clear_4xx_and_leave_nothing(app, client, case):
 def test_missing_file_empty_name_and_missing_scale(client):
     no_file = client.post("/upscale", data={"scale": "2"}, content_type="multipart/form-data")
     assert no_file.status_code == 400 and "file" in no_file.get_json()["error"]
-    nameless = upload(client, bird(), name="")
+    nameless = upload(client, coffee(), name="")
     assert nameless.status_code == 400
-    missing_scale = client.post("/upscale", data={"file": (io.BytesIO(bird()), "a.png")},
+    missing_scale = client.post("/upscale", data={"file": (io.BytesIO(coffee()), "a.png")},
                                 content_type="multipart/form-data")
     assert missing_scale.status_code == 400 and "from 1 to 8" in missing_scale.get_json()["error"]
 
 
 def test_body_over_the_limit_is_413(make_app):
     client = make_app(MAX_CONTENT_LENGTH=10_000).test_client()
-    response = upload(client, bird((200, 200)) + b"\0" * 20_000)
+    response = upload(client, coffee((200, 200)) + b"\0" * 20_000)
     assert response.status_code == 413 and "larger than" in response.get_json()["error"]
 
 
@@ -241,8 +241,8 @@ def test_uploads_serves_only_files_the_app_stored(client, path):
     [
         ("1x1", Image.new("RGB", (1, 1), "red"), "2", (2, 2)),
         ("1x10000", Image.new("RGB", (1, 10000), "gray"), "2", (2, 20000)),
-        ("cmyk", crop_of("Set5/bird.png", (0, 0, 16, 16)).convert("CMYK"), "2", (32, 32)),
-        ("rgba", crop_of("Set5/bird.png", (0, 0, 16, 16), "RGBA"), "2", (32, 32)),
+        ("cmyk", crop_of("coffee.png", (0, 0, 16, 16)).convert("CMYK"), "2", (32, 32)),
+        ("rgba", crop_of("coffee.png", (0, 0, 16, 16), "RGBA"), "2", (32, 32)),
     ],
 )
 def test_odd_but_valid_images_work(client, name, image, scale, size):
@@ -256,7 +256,7 @@ def test_odd_but_valid_images_work(client, name, image, scale, size):
 
 
 def test_16bit_png_comes_back_16bit(client):
-    array = (np.asarray(crop_of("Set5/head.png", (60, 60, 76, 72)), np.uint16) * 257)[..., ::-1]
+    array = (np.asarray(crop_of("chelsea_head.png", (60, 60, 76, 72)), np.uint16) * 257)[..., ::-1]
     data = cv2.imencode(".png", np.ascontiguousarray(array))[1].tobytes()
     body = upload(client, data, model="realesr-animevideov3").get_json()
     out = cv2.imdecode(np.frombuffer(get(client, body["output_path"]).data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -266,13 +266,13 @@ def test_16bit_png_comes_back_16bit(client):
 def test_any_scale_and_a_noise_level_through_the_api(client):
     """The API takes a float scale (model at its native scale, then a resample) and, for anime, a
     noise level that picks the Real-CUGAN model for it."""
-    odd = upload(client, bird((24, 20)), scale="2.5", model="realesr-animevideov3")
+    odd = upload(client, coffee((24, 20)), scale="2.5", model="realesr-animevideov3")
     assert odd.status_code == 200, odd.get_json()
     body = odd.get_json()
     assert (body["output_width"], body["output_height"]) == (60, 50)
     assert body["resample"] == "Lanczos 4x -> 2.5x" or "2.5" in body["resample"]
     with Image.open(io.BytesIO(get(client, body["output_path"]).data)) as image:
         assert image.size == (60, 50)
-    clean = upload(client, bird((40, 36)), scale="2", anime="true", noise="high").get_json()
+    clean = upload(client, coffee((40, 36)), scale="2", anime="true", noise="high").get_json()
     assert clean["model"].startswith("realcugan") and "denoise3x" in clean["model"], clean
     assert (clean["output_width"], clean["output_height"]) == (80, 72) and clean["resample"] is None

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from flask import Flask
 
-from web.service import Remaster
+from web.errors import register_error_handlers
+from web.service import AppServices
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,12 +57,14 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.from_mapping(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    Remaster().init_app(app)
+    AppServices().init_app(app)
+    register_error_handlers(app)
 
-    from web import api, pages
+    from web import api, downloads, pages
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(downloads.bp)
 
     @app.after_request
     def security_headers(response):

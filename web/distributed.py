@@ -14,22 +14,24 @@ from flask import Flask
 
 from esrgan import registry
 from esrgan.errors import ModelNotFoundError
-from web.errors import QueueFull
-from web.estimates import prior_seconds
-from web.lifecycle import FINISHED, Job, finish, load_job, persist
-from web.storage import FileStore
-from web.worker import (
+from esrgan.rates import prior_rate, registry_flops
+from web.celery_app import (
     CANCEL_KEY,
     DEFAULT_QUEUE,
     HEARTBEAT_SECONDS,
+    HEAVY_QUEUE,
+    LIGHT_QUEUE,
     QUEUED_KEY,
     RATES_KEY,
     TASK_NAME,
     WORKER_KEY,
     celery_init_app,
 )
+from web.errors import QueueFull
+from web.job import FINISHED, Job
+from web.lifecycle import finish, load_job, persist
+from web.storage import FileStore
 
-HEAVY_ARCH_QUEUE = "gpu"  # with routing on, RRDBNet models go here and the compact model to "cpu"
 WORKER_SEEN_SECONDS = 120
 # A worker silent this long is gone: its running job is shown queued (Celery gives it to another
 # worker once the visibility timeout passes), never "running" with nothing running it.
@@ -43,11 +45,11 @@ class CeleryRunner:
         app: The Flask app whose config builds the Celery app.
         files: The shared folder.
         max_queue: Queued jobs beyond which submissions are refused with `QueueFull`.
-        route_by_device: Send heavy models to the ``gpu`` queue and the fast one to ``cpu``
-            (else everything goes to ``remaster``).
+        route_by_device: Send light models (`ModelSpec.light`) to the ``cpu`` queue and the others
+            to ``gpu`` (else everything goes to ``remaster``).
     """
 
-    def __init__(self, app: Flask, files: FileStore, max_queue: int = 100, route_by_device: bool = False) -> None:
+    def __init__(self, app: Flask, files: FileStore, max_queue: int, route_by_device: bool = False) -> None:
         self.celery = celery_init_app(app)
         self.redis = self.celery.backend.client
         self.files = files
@@ -64,10 +66,10 @@ class CeleryRunner:
         if not self.route_by_device:
             return DEFAULT_QUEUE
         try:
-            light = registry.spec(job.model).arch == "srvgg"
+            light = registry.spec(job.model).light
         except ModelNotFoundError:
             light = False
-        return "cpu" if light else HEAVY_ARCH_QUEUE
+        return LIGHT_QUEUE if light else HEAVY_QUEUE
 
     def submit(self, job: Job) -> Job:
         waiting = self.redis.zcard(QUEUED_KEY)
@@ -100,7 +102,7 @@ class CeleryRunner:
         if job.status == "queued":
             self.celery.control.revoke(job_id)
             self.redis.zrem(QUEUED_KEY, job_id)
-            finish(self.files, job, "cancelled", "cancelled before it started", 409)
+            finish(self.files, job, "cancelled", "cancelled before it started", "conflict")
         return job
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job | None:
@@ -112,12 +114,12 @@ class CeleryRunner:
             time.sleep(0.2)
 
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
-        """From the rate the workers' jobs measured for ``model``, else from its FLOPs (no model
-        is loaded here)."""
+        """From the rate the workers' runs measured for ``model``, else from its FLOPs. No model is
+        loaded here, so the image's own pixels stand in for the pixels the model will process."""
         rate = self.redis.hget(RATES_KEY, model)
-        if rate is not None:
-            return float(rate) * width * height
-        return prior_seconds(model, width * height)
+        if rate is None:
+            rate = prior_rate(registry_flops(model))
+        return float(rate) * width * height
 
     def ahead_seconds(self, job: Job) -> float:
         return 0.0  # the jobs ahead are other machines' business; their records are not read per poll
@@ -136,7 +138,7 @@ class CeleryRunner:
         oldest = self.redis.zrange(QUEUED_KEY, 0, 0, withscores=True)
         workers = {name.decode(): round(now - float(seen), 1) for name, seen in self.redis.hgetall(WORKER_KEY).items()
                    if now - float(seen) < WORKER_SEEN_SECONDS}
-        queues = (DEFAULT_QUEUE, "cpu", HEAVY_ARCH_QUEUE) if self.route_by_device else (DEFAULT_QUEUE,)
+        queues = (DEFAULT_QUEUE, LIGHT_QUEUE, HEAVY_QUEUE) if self.route_by_device else (DEFAULT_QUEUE,)
         running = sum(1 for record in self.files.records()
                       if record.get("status") == "running" and not self._worker_lost(record.get("worker")))
         return {

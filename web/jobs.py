@@ -2,8 +2,8 @@
 
 A runner only needs the `JobRunner` methods; jobs move through their states with
 `web.lifecycle.run_job`, here on a bounded pool of threads, on Celery workers in
-`web.distributed`. On start the in-process runner adopts the jobs an earlier process left in the
-upload folder: it runs them again or ends them with a reason.
+`web.distributed`. On start the in-process runner recovers the jobs an earlier process left in the
+upload folder (`web.lifecycle.recover`): it runs them again or ends them with a reason.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import threading
 import time
 from typing import Protocol
 
-from web.errors import QueueFull
-from web.estimates import calibration_seconds
-from web.lifecycle import FINISHED, Job, Workshop, adopt, finish, load_job, persist, run_job, start
+from esrgan.rates import calibration_seconds
+from web.errors import ErrorKind, QueueFull
+from web.job import FINISHED, Job, Status
+from web.lifecycle import JobResources, finish, load_job, persist, recover, run_job, start
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class JobRunner(Protocol):
     """What the web layer needs of a runner."""
 
     def start(self) -> None:
-        """Begin taking jobs (and adopt what an earlier process left, where the runner can)."""
+        """Begin taking jobs (and recover what an earlier process left, where the runner can)."""
 
     def submit(self, job: Job) -> Job:
         """Queue a job whose input is stored; raises `QueueFull` when the queue is full."""
@@ -64,14 +65,14 @@ class InProcessRunner:
     """Runs jobs on a bounded pool of threads in this process.
 
     Args:
-        shop: The engine, files and rates the jobs run with.
+        resources: The engine and the files the jobs run with.
         workers: Jobs run at once (1 on a CPU: one inference already uses every core).
         max_queue: Jobs waiting beyond those running; one more is refused with `QueueFull`.
     """
 
-    def __init__(self, shop: Workshop, workers: int = 1, max_queue: int = 8) -> None:
-        self.shop = shop
-        self.files = shop.files
+    def __init__(self, resources: JobResources, workers: int, max_queue: int) -> None:
+        self.resources = resources
+        self.files = resources.files
         self.workers = workers
         self.max_queue = max_queue
         self._queue: queue.Queue[str] = queue.Queue()
@@ -82,9 +83,9 @@ class InProcessRunner:
         self._stopping = threading.Event()
 
     def start(self) -> None:
-        """Adopt what an earlier process left unfinished, then start the workers."""
+        """Recover what an earlier process left unfinished, then start the workers."""
         self._stopping.clear()
-        self._adopt()
+        self._recover_left_jobs()
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"upscale-worker-{index}", daemon=True)
             thread.start()
@@ -109,7 +110,7 @@ class InProcessRunner:
                 raise QueueFull(f"the queue is full ({waiting} jobs waiting); try again shortly")
             self._forget_expired()
             self._track(job)
-        job.estimate_seconds = self.shop.estimate(job)
+        job.estimate_seconds = self.resources.estimate(job)
         persist(self.files, job)
         self._queue.put(job.id)
         return job
@@ -129,7 +130,7 @@ class InProcessRunner:
                 return job
             job.cancel_requested = True
             if job.status == "queued":
-                self._finish(job, "cancelled", "cancelled before it started", 409)
+                self._finish(job, "cancelled", "cancelled before it started", "conflict")
             else:
                 persist(self.files, job)
             return job
@@ -148,7 +149,7 @@ class InProcessRunner:
 
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
         """Seconds the upscaling would take on this machine, from measured (or derived) rates."""
-        return self.shop.speed.seconds(model, width, height)
+        return self.resources.upscaler.estimate_seconds(model, width, height)
 
     def ahead_seconds(self, job: Job) -> float:
         """What the running jobs have left and the queued jobs before this one will take, shared
@@ -162,7 +163,7 @@ class InProcessRunner:
         return sum(j.eta_seconds(now) or 0.0 for j in ahead) / max(1, self.workers)
 
     def calibration_seconds(self) -> float | None:
-        return None if self.shop.upscaler.calibrated else calibration_seconds()
+        return None if self.resources.upscaler.calibrated else calibration_seconds()
 
     # --- inside ------------------------------------------------------------------------------
 
@@ -170,18 +171,18 @@ class InProcessRunner:
         self._jobs[job.id] = job
         self._done_events[job.id] = threading.Event()
 
-    def _adopt(self) -> None:
+    def _recover_left_jobs(self) -> None:
         again = []
         for record in self.files.records():
             job = load_job(self.files, record.get("id", ""))
             if job is None or job.finished:
                 continue
             try:
-                queued = adopt(self.files, job)
+                queued = recover(self.files, job)
             except OSError:
-                log.exception("could not adopt job %s", job.id)
+                log.exception("could not recover job %s", job.id)
                 continue
-            log.info("adopted job %s from an earlier run: %s", job.id, "queued again" if queued else job.status)
+            log.info("recovered job %s from an earlier run: %s", job.id, "queued again" if queued else job.status)
             if queued:
                 again.append(job)
         with self._lock:
@@ -198,16 +199,16 @@ class InProcessRunner:
                 job = self._jobs.get(job_id)
                 if job is None or job.status != "queued":
                     continue
-                start(self.files, job, self.shop.worker)
-            run_job(job, self.shop, interrupted=self._stopping.is_set)
+                start(self.files, job, self.resources.worker)
+            run_job(job, self.resources, interrupted=self._stopping.is_set)
             if job.finished:
                 event = self._done_events.get(job.id)
                 if event is not None:
                     event.set()
 
-    def _finish(self, job: Job, status, error: str | None = None, http: int | None = None) -> None:
+    def _finish(self, job: Job, status: Status, error: str | None = None, kind: ErrorKind | None = None) -> None:
         """End a job that never ran (call with the lock held) and wake whoever waits for it."""
-        finish(self.files, job, status, error, http)
+        finish(self.files, job, status, error, kind)
         event = self._done_events.get(job.id)
         if event is not None:
             event.set()

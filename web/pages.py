@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, redirect, render_template, url_for
 
 from esrgan.imageio import OUTPUT_FORMATS
 from esrgan.registry import SCALES
-from web.service import remaster
+from web.service import services
 
 bp = Blueprint("pages", __name__)
 
@@ -16,7 +16,7 @@ NOISE_LEVELS = ("none", "low", "medium", "high")
 
 @bp.get("/")
 def index():
-    service = remaster()
+    service = services()
     entries = service.upscaler.store.entries()
     return render_template(
         "index.html",

@@ -2,7 +2,7 @@
 
 Every setting comes from the app's config (defaults -> ``REMASTER_*`` environment -> the test's
 dict), and the web node and a Celery worker build their engine from it the same way
-(`engine_options`). A web node whose jobs go to workers builds no engine at all: it loads no model
+(`engine_settings`). A web node whose jobs go to workers builds no engine at all: it loads no model
 and measures no CPU.
 """
 
@@ -10,31 +10,35 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 
 import torch
 from flask import Flask, current_app
 
 from esrgan.errors import RemasterError
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
 from esrgan.registry import ROUTES
+from esrgan.settings import Settings
 from esrgan.weights import ModelStore
-from web.estimates import SpeedBook
 from web.jobs import InProcessRunner, JobRunner
-from web.lifecycle import Workshop
+from web.lifecycle import JobResources
 from web.storage import FileStore
 
 log = logging.getLogger(__name__)
 
-
-def engine_options(cfg) -> UpscaleOptions:
-    """The engine settings of a config, the same for the in-process runner and every worker."""
-    return UpscaleOptions(device=cfg["DEVICE"], precision=cfg["PRECISION"], backend=cfg["BACKEND"],
-                          tile=None if cfg["TILE"] in (None, "") else int(cfg["TILE"]),
-                          max_output_pixels=int(cfg["MAX_OUTPUT_PIXELS"]))
+EXTENSION = "remaster"  # the key of `AppServices` in ``app.extensions``
 
 
-class Remaster:
-    """Holds what every request shares; reach it with `remaster()` inside a request."""
+def engine_settings(config: Mapping) -> Settings:
+    """The engine's settings from the app's config, the same for the in-process runner and every worker."""
+    return Settings().updated({
+        "weights_folder": config["WEIGHTS_FOLDER"], "device": config["DEVICE"], "precision": config["PRECISION"],
+        "backend": config["BACKEND"], "tile": config["TILE"], "max_output_pixels": config["MAX_OUTPUT_PIXELS"],
+    })
+
+
+class AppServices:
+    """Holds what every request shares; reach it with `services()` inside a request."""
 
     files: FileStore
     runner: JobRunner
@@ -42,7 +46,7 @@ class Remaster:
     def __init__(self) -> None:
         self._upscaler: Upscaler | None = None
         self._store: ModelStore | None = None
-        self._workshop: Workshop | None = None
+        self._job_resources: JobResources | None = None
         self._lock = threading.Lock()
         self.config: dict = {}
 
@@ -52,15 +56,15 @@ class Remaster:
         if cfg["TORCH_THREADS"]:
             torch.set_num_threads(int(cfg["TORCH_THREADS"]))
         self.files = FileStore(cfg["UPLOAD_FOLDER"], float(cfg["FILE_TTL_SECONDS"]))
-        app.extensions["remaster"] = self
+        app.extensions[EXTENSION] = self
         if cfg["ROLE"] == "worker":
-            return  # a Celery worker: its task runs jobs with `self.upscaler`; no runner, no sweeper
+            return  # a Celery worker: its task runs jobs with `job_resources`; no runner, no sweeper
         if cfg["BROKER_URL"]:
             from web.distributed import CeleryRunner
 
             self.runner = CeleryRunner(app, self.files, int(cfg["MAX_QUEUE"]), bool(cfg["ROUTE_BY_DEVICE"]))
         else:
-            self.runner = InProcessRunner(self.workshop, int(cfg["WORKERS"]), int(cfg["MAX_QUEUE"]))
+            self.runner = InProcessRunner(self.job_resources, int(cfg["WORKERS"]), int(cfg["MAX_QUEUE"]))
             if cfg["PRELOAD_MODELS"]:
                 threading.Thread(target=self._preload, name="preload-models", daemon=True).start()
         self.runner.start()
@@ -76,7 +80,7 @@ class Remaster:
         """The model catalogue (listing it loads no model)."""
         with self._lock:
             if self._store is None:
-                self._store = ModelStore(self.config["WEIGHTS_FOLDER"])
+                self._store = ModelStore(engine_settings(self.config).weights_folder)
             return self._store
 
     @property
@@ -85,18 +89,18 @@ class Remaster:
         store = self.store
         with self._lock:
             if self._upscaler is None:
-                self._upscaler = Upscaler(store, engine_options(self.config))
+                self._upscaler = Upscaler(store, engine_settings(self.config))
             return self._upscaler
 
     @property
-    def workshop(self) -> Workshop:
+    def job_resources(self) -> JobResources:
         """What this process runs jobs with (the in-process runner and a Celery worker alike)."""
         upscaler = self.upscaler
         with self._lock:
-            if self._workshop is None:
-                self._workshop = Workshop(upscaler, self.files, SpeedBook(upscaler),
-                                          float(self.config["PREVIEW_MIN_SECONDS"]), self.config["WORKER_NAME"])
-            return self._workshop
+            if self._job_resources is None:
+                self._job_resources = JobResources(upscaler, self.files, float(self.config["PREVIEW_MIN_SECONDS"]),
+                                                   self.config["WORKER_NAME"])
+            return self._job_resources
 
     def close(self) -> None:
         """Stop the workers and the sweeper (tests, and a clean shutdown)."""
@@ -123,5 +127,6 @@ class Remaster:
                 log.exception("could not preload %s", model)
 
 
-def remaster() -> Remaster:
-    return current_app.extensions["remaster"]
+def services() -> AppServices:
+    """The app's `AppServices` (inside a request or an app context)."""
+    return current_app.extensions[EXTENSION]

@@ -1,4 +1,4 @@
-"""Celery with Redis: the app built from the Flask config, the task that runs one job, the worker command.
+"""A Celery worker: the task that runs one job, its heartbeat, and the worker command.
 
 Start a worker with ``python -m web.worker --name gpu1`` on any machine that shares the web app's
 ``REMASTER_BROKER_URL`` (Redis: broker and result store) and ``REMASTER_UPLOAD_FOLDER`` (a folder
@@ -18,60 +18,25 @@ import socket
 import threading
 import time
 
-from celery import Celery, Task
+from celery import Task
 from celery.signals import worker_ready
-from flask import Flask
 from redis.exceptions import RedisError
 
-from web.lifecycle import Job, adopt, load_job, persist, run_job
-from web.service import remaster
+from esrgan.rates import running_mean
+from web.celery_app import (
+    CANCEL_KEY,
+    DEFAULT_QUEUE,
+    HEARTBEAT_SECONDS,
+    QUEUED_KEY,
+    RATES_KEY,
+    TASK_NAME,
+    WORKER_KEY,
+    celery_init_app,
+)
+from web.lifecycle import Job, load_job, persist, recover, run_job
+from web.service import services
 
 log = logging.getLogger(__name__)
-
-DEFAULT_QUEUE = "remaster"
-TASK_NAME = "remaster.upscale"
-CANCEL_KEY = "remaster:cancel:{}"
-QUEUED_KEY = "remaster:queued"  # sorted set: job id -> enqueue time, for the oldest job's age
-WORKER_KEY = "remaster:workers"  # hash: worker name -> last heartbeat
-RATES_KEY = "remaster:rates"  # hash: model -> seconds per input pixel, measured by the workers' jobs
-HEARTBEAT_SECONDS = 10
-
-
-def celery_init_app(app: Flask) -> Celery:
-    """Flask's documented pattern: a Celery app configured from the Flask config, whose tasks run
-    inside the Flask app context (so they reach `remaster()` and its settings)."""
-
-    class FlaskTask(Task):
-        def __call__(self, *args: object, **kwargs: object) -> object:
-            with app.app_context():
-                return self.run(*args, **kwargs)
-
-    cfg = app.config
-    broker = cfg["BROKER_URL"]
-    visibility = int(cfg["VISIBILITY_TIMEOUT"])
-    celery = Celery(app.name, task_cls=FlaskTask, broker=broker, backend=broker)
-    celery.conf.update(
-        task_acks_late=True,  # acknowledge after the work, so a lost worker's job is redelivered
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,  # take one job at a time; the rest stay for other workers
-        task_default_queue=DEFAULT_QUEUE,
-        result_expires=int(cfg["FILE_TTL_SECONDS"]),
-        # An unacknowledged job comes back to the queue after this; it must exceed the longest job.
-        broker_transport_options={
-            "visibility_timeout": visibility,
-            # Look for jobs of lost workers every few seconds (each look is one small Redis query).
-            "unacked_restore_interval": max(1, min(10, visibility // 2)),
-            "unacked_restore_throttle": 1,
-        },
-        result_backend_transport_options={"visibility_timeout": visibility},
-        task_serializer="json", result_serializer="json", accept_content=["json"],
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-    )
-    celery.set_default()
-    celery.task(name=TASK_NAME, bind=True)(upscale_task)
-    app.extensions["celery"] = celery
-    return celery
 
 
 def worker_name() -> str:
@@ -83,10 +48,10 @@ def worker_name() -> str:
 
 def upscale_task(self: Task, job_id: str) -> dict:
     """Run one job whose record and input are in the shared folder; returns the final record."""
-    shop = remaster().workshop
-    files = shop.files
+    resources = services().job_resources
+    files = resources.files
     redis = self.app.backend.client
-    name = shop.worker or worker_name()
+    name = resources.worker or worker_name()
     redis.zrem(QUEUED_KEY, job_id)
     redis.hset(WORKER_KEY, name, time.time())
     job = load_job(files, job_id)
@@ -97,7 +62,7 @@ def upscale_task(self: Task, job_id: str) -> dict:
         job.cancel_requested = True
     # A job that says "running" here was redelivered: the worker that ran it died. It runs again,
     # or ends with its reason (interrupted too often, input gone), as after a server restart.
-    if not adopt(files, job):
+    if not recover(files, job):
         return job.as_dict()
 
     def cancelled() -> bool:
@@ -110,18 +75,20 @@ def upscale_task(self: Task, job_id: str) -> dict:
         persist(files, current)
         redis.hset(WORKER_KEY, name, time.time())
 
-    run_job(job, shop, cancelled=cancelled, report=report)
-    if job.status == "done" and job.upscale_seconds and job.provenance:
-        publish_rate(redis, job.provenance["model"], job.upscale_seconds / (job.input_width * job.input_height))
+    run_job(job, resources, cancelled=cancelled, report=report)
+    if job.status == "done" and job.provenance:
+        rate = resources.upscaler.rates.get(job.provenance["model"])
+        if rate is not None:
+            publish_rate(redis, job.provenance["model"], rate)
     return job.as_dict()
 
 
-def publish_rate(redis, model: str, seconds_per_pixel: float) -> None:
-    """Share what a job measured (seconds per input pixel of ``model``) with the web node's estimates."""
+def publish_rate(redis, model: str, rate: float) -> None:
+    """Share this worker's rate of ``model`` (`esrgan.rates`: seconds per processed pixel) with the
+    web node's estimates, as a running mean over the workers."""
     try:
         previous = redis.hget(RATES_KEY, model)
-        rate = seconds_per_pixel if previous is None else 0.5 * (float(previous) + seconds_per_pixel)
-        redis.hset(RATES_KEY, model, rate)
+        redis.hset(RATES_KEY, model, running_mean(None if previous is None else float(previous), rate))
     except (RedisError, ValueError):
         log.warning("could not publish the rate of %s", model)
 
@@ -166,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if not app.config["BROKER_URL"]:
         parser.error("set REMASTER_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
     celery = celery_init_app(app)
+    celery.task(name=TASK_NAME, bind=True)(upscale_task)
     celery.flask_app = app
     # One job at a time per worker (a solo pool), so one inference has every core or the GPU.
     celery.worker_main(["worker", "--pool", "solo", "-Q", args.queues, "-n", name, "--loglevel", args.loglevel,

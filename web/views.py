@@ -1,0 +1,87 @@
+"""A job as the API shows it: its status (contract C2), its result (the seed's synchronous
+contract), and the JSON answer of a finished job."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from flask import current_app, jsonify, url_for
+
+from web.errors import NotFound, error_response
+from web.job import Job
+from web.service import services
+
+
+def find_job(job_id: str) -> Job:
+    """The job as it is now. Raises NotFound for an unknown or expired id."""
+    job = services().runner.get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r} (jobs expire after {current_app.config['FILE_TTL_SECONDS']} s)")
+    return job
+
+
+def download_name(job: Job, role: str) -> str:
+    """The name a user would expect for the job's input (``"in"``) or result (``"out"``)."""
+    stem = PurePath(job.original_name).stem or "image"
+    if role == "in":
+        return f"{stem}.{PurePath(job.input_file).suffix.lstrip('.')}"
+    return f"{stem}_x{job.scale:g}.{job.output_format}"
+
+
+def file_url(name: str | None, **args) -> str | None:
+    return url_for("files.uploads", name=name, **args) if name else None
+
+
+def result_view(job: Job) -> dict:
+    """The seed's synchronous contract, plus how the result was made."""
+    provenance = job.provenance or {}
+    return {
+        "job_id": job.id,
+        "original_path": file_url(job.input_file),
+        "output_path": file_url(job.output_file),
+        "download_path": file_url(job.output_file, download=1),
+        "original_width": job.input_width,
+        "original_height": job.input_height,
+        "output_width": job.output_width,
+        "output_height": job.output_height,
+        "model": provenance.get("model"),
+        "native_scale": provenance.get("native_scale"),
+        "resample": provenance.get("resample"),
+        "provenance": provenance,
+    }
+
+
+def status_view(job: Job) -> dict:
+    """A job as the page and API clients see it (contract C2; the README tells it)."""
+    runner = services().runner
+    calibration = runner.calibration_seconds() if job.stage in ("queued", "calibrating") else None
+    view = {
+        "id": job.id,
+        "status": job.status,
+        "stage": job.display_stage,
+        "stage_text": job.stage_text(calibration),
+        "scale": job.scale,
+        "anime": job.anime,
+        "noise": job.noise,
+        "model": job.model,
+        "original_name": job.original_name,
+        "progress": {"done": job.steps_done, "total": job.steps_total, "fraction": round(job.fraction, 4)},
+        "elapsed_seconds": job.elapsed_seconds(),
+        "eta_seconds": job.eta_seconds(ahead=runner.ahead_seconds(job), calibration=calibration),
+        "cancel_requested": job.cancel_requested,
+        "preview_url": file_url(job.preview_file),
+        "before_url": url_for("files.job_before", job_id=job.id),
+        "error": job.error,
+        "status_url": url_for("api.job_status", job_id=job.id),
+        "expires_at": round(job.created_at + float(current_app.config["FILE_TTL_SECONDS"])),
+    }
+    if job.status == "done":
+        view["result"] = result_view(job)
+    return view
+
+
+def finished_job_response(job: Job):
+    """The result of a done job, else its error with the status its kind answers with."""
+    if job.status == "done":
+        return jsonify(result_view(job))
+    return error_response(job.error_kind, job.error or f"job {job.status}")
