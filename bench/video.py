@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=2, help="best of this many rounds per row")
     args = parser.parse_args()
-    upscaler = Upscaler(options=UpscaleOptions(device=args.device, precision=args.precision))
+    upscaler = Upscaler(settings=UpscaleOptions(device=args.device, precision=args.precision))
     fn = frame_upscaler(upscaler, SCALE)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())

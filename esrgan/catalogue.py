@@ -111,15 +111,10 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
 
 
 def _slot_for(descriptor: detect.ModelDescriptor) -> registry.ModelSpec | None:
-    """The registry slot a recognised official RRDBNet checkpoint fills, matched on scale and depth."""
-    if descriptor.arch != "rrdbnet":
-        return None
-    args = dict(descriptor.arch_args)
-    for candidate in registry.all_specs():
-        if candidate.arch == "rrdbnet" and candidate.scale == descriptor.scale:
-            if dict(candidate.arch_args)["num_block"] == args["num_block"] and args["num_feat"] == 64:
-                return candidate
-    return None
+    """The registry slot a recognised checkpoint fills: the one entry whose network it exactly is
+    (Real-CUGAN's variants share one shape, so their checkpoints stay custom models)."""
+    matches = [spec for spec in registry.all_specs() if descriptor.is_network(spec.arch, spec.arch_args)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _sha256(path: Path) -> str:

@@ -190,16 +190,15 @@ def test_api_models_lists_every_model_per_contract(client):
 
 
 def test_measured_speed_is_cached_beside_the_converted_weights(tmp_path):
-    from esrgan.listing import measure_speed, models_listing, same_network
+    from esrgan.listing import measure_rate, models_listing, same_network
 
     upscaler = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32"))
     assert models_listing(upscaler)["models"][2]["seconds_per_megapixel"] is None  # not measured yet
-    seconds = measure_speed(upscaler, "realesr-animevideov3")
-    assert seconds > 0 and (tmp_path / "converted" / "speed.json").is_file()
-    again = ModelStore(tmp_path).speeds.seconds_per_megapixel("realesr-animevideov3")
-    assert again == pytest.approx(seconds, abs=1e-3)
+    rate = measure_rate(upscaler, "realesr-animevideov3")
+    assert rate > 0 and (tmp_path / "converted" / "rates.json").is_file()
+    assert Upscaler(ModelStore(tmp_path)).rates.get("realesr-animevideov3") == pytest.approx(rate)
     # Models with the same network share the figure; others stay unmeasured.
     assert same_network("realcugan-x2-no-denoise")[1:] == [
         "realcugan-x2-conservative", "realcugan-x2-denoise1x", "realcugan-x2-denoise2x", "realcugan-x2-denoise3x",
         "realcugan-pro-x2-no-denoise", "realcugan-pro-x2-conservative", "realcugan-pro-x2-denoise3x"]
-    assert ModelStore(tmp_path).speeds.seconds_per_megapixel("realesrgan-x4plus") is None
+    assert Upscaler(ModelStore(tmp_path)).rates.get("realesrgan-x4plus") is None

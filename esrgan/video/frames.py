@@ -77,8 +77,8 @@ def frame_upscaler(
     Raises:
         UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError: At once, before any frame.
     """
-    if precision is not None and precision != upscaler.options.precision:
-        upscaler = Upscaler(upscaler.store, replace(upscaler.options, precision=precision))
+    if precision is not None and precision != upscaler.settings.precision:
+        upscaler = Upscaler(upscaler.store, replace(upscaler.settings, precision=precision))
     model = model if model is not None else default_video_model(noise)
     upscaler.plan(scale, anime, model, noise)  # refuse a bad choice before the first frame
 
