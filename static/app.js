@@ -1,16 +1,16 @@
 // Remaster page: choose or paste images, see the output size, time and known problems before sending,
 // send them through a client-side queue (503 + Retry-After are retried), follow progress, compare
 // before and after, download or copy. Jobs are remembered in localStorage, so a reload, back or a new
-// tab brings them back until their files expire. Plain JavaScript modules, no build step, no external
-// resources. This entry wires the modules in js/ (one concern each) and brings back remembered jobs.
+// tab brings them back until their files expire; files not yet accepted by the server are kept in
+// IndexedDB and sent on the next start. Plain JavaScript modules, no build step, no external
+// resources. This entry wires the modules in js/ (one concern each) and brings back remembered work.
 
 import { call, watchReachability } from "./js/api.js";
 import { changes, newCard, track } from "./js/cards.js";
 import { doneSending, refreshEstimates, takeFiles, watchChoosing } from "./js/files.js";
 import { forget, remembered } from "./js/memory.js";
-import { enqueue, watchQueue } from "./js/queue.js";
+import { enqueue, resumeUnsent, watchQueue } from "./js/queue.js";
 import { loadModels, options, watchSettings } from "./js/settings.js";
-import { plural, say } from "./js/words.js";
 
 const form = document.getElementById("upscale-form");
 
@@ -20,7 +20,6 @@ function send(event) {
   const files = takeFiles();
   if (!files.length) return;
   const first = enqueue(files, opts);
-  say(`Sent ${plural(files.length, "image")}`);
   first.scrollIntoView({ block: "start", behavior: "smooth" });
   first.querySelector(".job-name").focus({ preventScroll: true });
   doneSending();
@@ -52,4 +51,4 @@ watchQueue();
 watchReachability();
 form.addEventListener("submit", send);
 loadModels();
-restore();
+restore().then(resumeUnsent);

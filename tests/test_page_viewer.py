@@ -59,7 +59,7 @@ def upscale_to_done(page, server, path, scale="2", model=FAST):
     page.goto(server)
     choose(page, path, scale, model)
     page.get_by_role("button", name=re.compile("Upscale")).click()
-    expect(page.get_by_role("link", name=re.compile(f"^Download {re.escape(path.name)}"))).to_be_visible(
+    expect(page.get_by_role("link", name=re.compile(f"^Download {re.escape(path.stem)}_x"))).to_be_visible(
         timeout=DONE_TIMEOUT_MS)
     return page.locator(".job.done .compare")
 
@@ -103,7 +103,8 @@ def test_every_control_is_found_by_role_and_name(serve, page, tmp_path):
     expect(page.get_by_role("progressbar", name="coffee cup.png")).to_have_count(1)
     expect(page.get_by_role("button", name="Cancel coffee cup.png")).to_be_visible()
     expect(page.get_by_role("button", name="Cancel coffee cup.png")).to_be_enabled()
-    download = page.get_by_role("link", name=re.compile(r"^Download coffee cup\.png"))
+    # The link names the file it saves (the server's name for it), its format and size.
+    download = page.get_by_role("link", name=re.compile(r"^Download coffee_cup_x4\.png \(PNG, 256×256, \d+ KB\)$"))
     expect(download).to_be_visible(timeout=DONE_TIMEOUT_MS)
     expect(download).to_have_attribute("href", re.compile(r".+"))
     expect(page.get_by_role("button", name="Cancel coffee cup.png")).to_be_hidden()

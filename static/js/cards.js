@@ -4,7 +4,7 @@
 import { call, sleep } from "./api.js";
 import { forget, remember } from "./memory.js";
 import { setupCompare } from "./viewer.js";
-import { announce, formatSeconds, plural } from "./words.js";
+import { announce, formatBytes, formatSeconds } from "./words.js";
 
 const jobsList = document.getElementById("jobs");
 const empty = document.getElementById("empty");
@@ -16,6 +16,56 @@ export const cards = new Map(); // job id -> {id, card, job, name, cancelling}
 // Fires "change" when a card's job changes state or a card leaves the list (the batch line follows).
 export const changes = new EventTarget();
 const changed = () => changes.dispatchEvent(new Event("change"));
+
+// How a result was made, in plain words: the model, any resizing after it, and where it ran.
+function madeWith(p, result) {
+  const model = `${p.model_title || p.model || result.model} (native ${p.native_scale || result.native_scale}\u00d7)`;
+  const resized = p.resample ? `, then resized (${p.resample})` : "";
+  const device = String(p.device || "");
+  const where = device.startsWith("cuda") ? "on the graphics card" : device.startsWith("cpu") ? "on the processor" :
+    device ? `on ${device}` : "";
+  const reduced = ["bf16", "fp16", "int8"].includes(p.precision) ? "reduced precision for speed" :
+    p.precision === "fp32" ? "full precision" : "";
+  return `${model}${resized}${where ? `, ${where}` : ""}${reduced ? ` (${reduced})` : ""}`;
+}
+
+// How long it took, and (only when there were several) in how many pieces the image was worked.
+function took(p) {
+  if (p.seconds == null) return "";
+  return `${formatSeconds(p.seconds)}${p.tiles > 1 ? `, worked in ${p.tiles} pieces` : ""}`;
+}
+
+const FORMAT_NAMES = { png: "PNG", jpg: "JPEG", jpeg: "JPEG", webp: "WebP", bmp: "BMP", tiff: "TIFF" };
+
+// The file the Download link saves: name, format and size as the server reports them: fields of the
+// result where the server gives them (download_name, output_format, output_bytes), else the headers
+// of the download itself (Content-Disposition, Content-Length).
+async function downloadFacts(result) {
+  const facts = { name: result.download_name, format: result.output_format, bytes: result.output_bytes };
+  if (!facts.name || facts.bytes == null) {
+    try {
+      const response = await call(result.download_path, { method: "HEAD" });
+      if (response.ok) {
+        const disposition = response.headers.get("Content-Disposition") || "";
+        const star = disposition.match(/filename\*=UTF-8''([^;]+)/i);
+        const plain = disposition.match(/filename="?([^";]+)"?/i);
+        facts.name ||= star ? decodeURIComponent(star[1]) : plain?.[1];
+        facts.bytes ??= Number(response.headers.get("Content-Length")) || null;
+      }
+    } catch { /* keep what the result says */ }
+  }
+  facts.format ||= facts.name?.split(".").pop();
+  return facts;
+}
+
+async function nameDownload(download, result, name) {
+  const size = `${result.output_width}\u00d7${result.output_height}`;
+  const facts = await downloadFacts(result);
+  const format = FORMAT_NAMES[String(facts.format || "").toLowerCase()] || facts.format;
+  const details = [format, size, facts.bytes ? formatBytes(facts.bytes) : ""].filter(Boolean).join(", ");
+  download.textContent = `Download ${facts.name || name} (${details})`;
+  if (facts.name) download.setAttribute("download", facts.name);
+}
 
 function showResult(entry, job) {
   const { card } = entry;
@@ -29,14 +79,12 @@ function showResult(entry, job) {
   card.querySelector(".fact-original").textContent = `${result.original_width} \u00d7 ${result.original_height}`;
   card.querySelector(".fact-output").textContent = `${result.output_width} \u00d7 ${result.output_height}`;
   const p = result.provenance || {};
-  card.querySelector(".fact-how").textContent =
-    `${p.model_title || p.model || result.model} (native ${p.native_scale || result.native_scale}\u00d7)` +
-    `${p.resample ? ` + ${p.resample}` : ""}${p.device ? `, ${p.device} ${p.precision || ""}` : ""}`;
-  card.querySelector(".fact-time").textContent = p.seconds != null ?
-    `${formatSeconds(p.seconds)}${p.tiles ? `, ${plural(p.tiles, "tile")}` : ""}` : "";
+  card.querySelector(".fact-how").textContent = madeWith(p, result);
+  card.querySelector(".fact-time").textContent = took(p);
   const download = card.querySelector(".download");
   download.href = result.download_path;
-  download.textContent = `Download ${name} (${result.output_width}\u00d7${result.output_height})`;
+  download.textContent = "Download";
+  nameDownload(download, result, name);
   const copy = card.querySelector(".copy");
   if (navigator.clipboard && window.ClipboardItem) {
     copy.hidden = false;
@@ -99,7 +147,11 @@ export function render(entry, job) {
   if (job.stage_text) parts.push(job.stage_text);
   else if (job.status === "running" && progress.total) parts.push(`step ${progress.done} of ${progress.total}`);
   if (job.elapsed_seconds != null && !FINISHED.includes(job.status)) parts.push(`${formatSeconds(job.elapsed_seconds)} so far`);
-  if (job.eta_seconds != null && job.status === "running") parts.push(`about ${formatSeconds(job.eta_seconds)} left`);
+  if (job.status === "queued" && job.queue_position != null) parts.push(`number ${job.queue_position} in the queue`);
+  if (job.eta_seconds != null && ["queued", "running"].includes(job.status)) {
+    parts.push(`about ${formatSeconds(job.eta_seconds)} left`);
+  }
+  if (job.restarted) parts.push("restarted after the server restarted");
   detail.textContent = parts.join(" \u00b7 ");
   const cancel = card.querySelector(".cancel");
   if (FINISHED.includes(job.status) || job.cancel_requested || entry.cancelling) cancel.disabled = true;
@@ -111,7 +163,7 @@ export function render(entry, job) {
     if (preview.getAttribute("src") !== job.preview_url) preview.src = job.preview_url;
     preview.alt = `Quick preview of ${entry.name}`;
     card.querySelector(".job-preview").hidden = false;
-  }
+  }  changed(); // the batch line follows each poll (counts, time left)
 }
 
 async function follow(entry) {
@@ -149,7 +201,9 @@ function expire(entry) {
   changed();
 }
 
-export function newCard(name) {
+// A card for a job; at the top of the list, or after `after` (a batch lists its files in the order
+// it works through them).
+export function newCard(name, after = null) {
   const card = template.content.firstElementChild.cloneNode(true);
   card.querySelector(".job-name").textContent = name;
   card.querySelector("progress").setAttribute("aria-label", name);
@@ -158,7 +212,8 @@ export function newCard(name) {
   cancel.textContent = "Cancel";
   card.querySelector(".forget").setAttribute("aria-label", `Remove ${name} from the list`);
   empty.hidden = true;
-  jobsList.prepend(card);
+  if (after) after.after(card);
+  else jobsList.prepend(card);
   return card;
 }
 

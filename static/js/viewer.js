@@ -1,5 +1,10 @@
 // The before/after comparison of a finished job: a split moved by drag, click or slider; zoom by
-// wheel, pinch, slider or keys; pan with Shift, the middle button, Pan mode or the arrow keys.
+// Ctrl+wheel (a trackpad's pinch), a touch pinch, the slider or keys, and by the plain wheel only once
+// a click has engaged the viewer (so the wheel and vertical swipes scroll the page); pan with Shift,
+// the middle button, Pan mode or the arrow keys. At 1x the result fits the card, small ones too.
+
+const MAX_ZOOM = 8;
+const FIT_HEIGHT = 0.75; // of the window's height, at most
 
 export function setupCompare(card, job) {
   const result = job.result;
@@ -18,7 +23,10 @@ export function setupCompare(card, job) {
   before.src = job.before_url || result.original_path;
   after.alt = `${name} upscaled, ${result.output_width}\u00d7${result.output_height}`;
   before.alt = `${name} original, ${result.original_width}\u00d7${result.original_height}`;
-  view.setAttribute("aria-label", `Comparison of ${name}: arrow keys pan when zoomed, + and - zoom`);
+  card.querySelector(".viewer").setAttribute("aria-label", `Before and after: ${name}`);
+  const describe = () => view.setAttribute("aria-label",
+    `${name}: the original left of the split (at ${split.value}%), the upscaled result right of it; ` +
+    "+ and - zoom, the arrow keys pan when zoomed");
 
   let zoom = 1;
   let tx = 0;
@@ -26,11 +34,13 @@ export function setupCompare(card, job) {
   let baseW = 0;
   let baseH = 0;
 
-  // At 1x the whole result fits the screen (never blown up past its own size).
+  let engaged = false; // a click on the viewer makes the plain wheel zoom, until the pointer leaves
+
+  // At 1x the whole result fits the card and the screen: large ones shrink, small ones grow.
   function fit() {
     const maxW = view.parentElement.clientWidth;
-    const maxH = Math.max(200, window.innerHeight * 0.75);
-    const ratio = Math.min(1, maxW / result.output_width, maxH / result.output_height);
+    const maxH = Math.max(200, window.innerHeight * FIT_HEIGHT);
+    const ratio = Math.min(maxW / result.output_width, maxH / result.output_height);
     baseW = Math.max(1, Math.round(result.output_width * ratio));
     baseH = Math.max(1, Math.round(result.output_height * ratio));
     view.style.width = `${baseW}px`;
@@ -51,9 +61,10 @@ export function setupCompare(card, job) {
     zoomInput.value = zoom;
     zoomValue.textContent = `${+zoom.toFixed(2)}\u00d7`;
     view.classList.toggle("zoomed", zoom > 1);
+    describe();
   }
   function zoomAt(next, px, py) {
-    next = Math.min(8, Math.max(1, next));
+    next = Math.min(MAX_ZOOM, Math.max(1, next));
     tx = px - ((px - tx) * next) / zoom;
     ty = py - ((py - ty) * next) / zoom;
     zoom = next;
@@ -77,19 +88,28 @@ export function setupCompare(card, job) {
   const pointers = new Map();
   let gesture = null;
   view.addEventListener("pointerdown", (event) => {
-    view.setPointerCapture(event.pointerId);
     pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
-    event.preventDefault();
     view.focus({ preventScroll: true });
     if (pointers.size === 2) {
       const [a, b] = [...pointers.values()];
       gesture = { kind: "pinch", distance: Math.hypot(a.x - b.x, a.y - b.y), zoom };
       return;
     }
-    const pan = panMode.checked || event.shiftKey || event.button === 1;
+    // A finger that touches down may be starting a scroll (the browser keeps vertical swipes,
+    // touch-action: pan-y): it moves the split only once it moves sideways, and the browser then
+    // cancels it for a vertical swipe. A mouse or pen moves the split at once.
+    const touch = event.pointerType === "touch";
+    if (!touch) {
+      view.setPointerCapture(event.pointerId);
+      event.preventDefault();
+      engaged = true;
+    }
+    const pan = panMode.checked || event.shiftKey || event.button === 1 || (touch && zoom > 1);
     gesture = pan ? { kind: "pan", x: event.clientX, y: event.clientY, tx, ty } : { kind: "split" };
-    if (!pan) splitTo(event.clientX);
+    if (!pan && !touch) splitTo(event.clientX);
   });
+  view.addEventListener("pointerleave", () => { if (!pointers.size) engaged = false; });
+  view.addEventListener("blur", () => { engaged = false; });
   view.addEventListener("pointermove", (event) => {
     if (!pointers.has(event.pointerId) || !gesture) return;
     pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
@@ -114,6 +134,7 @@ export function setupCompare(card, job) {
   view.addEventListener("pointercancel", release);
   view.addEventListener("dragstart", (event) => event.preventDefault());
   view.addEventListener("wheel", (event) => {
+    if (!event.ctrlKey && !engaged) return; // the page scrolls
     event.preventDefault();
     const box = view.getBoundingClientRect();
     zoomAt(zoom * Math.exp(-event.deltaY * 0.002), event.clientX - box.left, event.clientY - box.top);

@@ -28,6 +28,18 @@ export function say(text, isError = false) {
   message.classList.toggle("error", isError);
 }
 
+// Clear the message line if it still says `text` (a newer message stays).
+export function unsay(text) {
+  if (message.textContent === text) say("");
+}
+
+// A file size in the units people read: bytes, KB or MB.
+export function formatBytes(bytes) {
+  if (bytes < 1024) return plural(bytes, "byte");
+  if (bytes < 2 ** 20) return `${Math.round(bytes / 1024)} KB`;
+  return `${(bytes / 2 ** 20).toFixed(bytes < 10 * 2 ** 20 ? 1 : 0)} MB`;
+}
+
 export function announce(text) {
   announcer.textContent = text;
 }
