@@ -88,7 +88,7 @@ function showResult(entry, job) {
   const copy = card.querySelector(".copy");
   if (navigator.clipboard && window.ClipboardItem) {
     copy.hidden = false;
-    copy.setAttribute("aria-label", `Copy ${name}`);
+    copy.setAttribute("aria-label", `Copy image of ${name}`);
     copy.textContent = "Copy image";
     copy.onclick = () => copyResult(copy, result.output_path);
   }
