@@ -22,7 +22,7 @@ def test_upload_2x_compare_and_download(server, page, tmp_path):
     page.set_input_files("#file", str(photo))
     page.check('input[name="scale"][value="2"]')
     estimate = page.locator("#selected .estimate")
-    estimate.filter(has_text="128×96").wait_for(timeout=120_000)  # a first start may convert weights
+    estimate.filter(has_text="128×96").wait_for(timeout=300_000)  # a first start may convert weights
     assert "64×48 → 128×96" in estimate.inner_text()
     page.click("#submit")
 

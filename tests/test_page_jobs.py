@@ -26,10 +26,12 @@ def small_images(tmp_path, count: int, size: int = 24) -> list[str]:
 
 
 def choose(page, paths, scale="2", model=FAST):
-    page.set_input_files("#file", paths)
+    # Options first, so that the estimates (which Upscale waits for) ask about the model used.
     page.check(f'input[name="scale"][value="{scale}"]')
     page.select_option("#model", model)
-    expect(page.get_by_role("button", name=re.compile("Upscale"))).to_be_enabled(timeout=30_000)
+    page.set_input_files("#file", paths)
+    # A first estimate may convert the model's weights (minutes on a loaded 2-core machine).
+    expect(page.get_by_role("button", name=re.compile("Upscale"))).to_be_enabled(timeout=240_000)
 
 
 def test_reload_mid_job_brings_the_job_back_and_it_ends_with_a_download(serve, page, tmp_path):

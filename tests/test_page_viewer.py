@@ -49,10 +49,12 @@ def photo(tmp_path, name: str = "bird.png", size: tuple[int, int] = (64, 48)):
 
 
 def choose(page, path, scale="2", model=FAST):
-    page.set_input_files("#file", str(path))
+    # Options first, so that the estimates (which Upscale waits for) ask about the model used.
     page.check(f'input[name="scale"][value="{scale}"]')
     page.select_option("#model", model)
-    expect(page.get_by_role("button", name=re.compile("Upscale"))).to_be_enabled(timeout=30_000)
+    page.set_input_files("#file", str(path))
+    # A first estimate may convert the model's weights (minutes on a loaded 2-core machine).
+    expect(page.get_by_role("button", name=re.compile("Upscale"))).to_be_enabled(timeout=240_000)
 
 
 def upscale_to_done(page, server, path, scale="2", model=FAST):
@@ -68,6 +70,7 @@ def test_drag_on_the_image_moves_the_split_and_a_click_jumps_it(serve, page, tmp
     compare = upscale_to_done(page, serve(), photo(tmp_path))
     slider = page.get_by_role("slider", name="Before / after")
     expect(slider).to_have_value("50")
+    compare.scroll_into_view_if_needed()  # a small result is fitted to the card: large, maybe below the fold
     box = compare.bounding_box()
     assert box["width"] >= 100, f"the comparison is only {box['width']} px wide"
     y = box["y"] + box["height"] / 2

@@ -113,7 +113,10 @@ export function setupCompare(card, job) {
   view.addEventListener("pointermove", (event) => {
     if (!pointers.has(event.pointerId) || !gesture) return;
     pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
-    if (gesture.kind === "split") splitTo(event.clientX);
+    if (gesture.kind === "split") {
+      gesture.moved = true;
+      splitTo(event.clientX);
+    }
     if (gesture.kind === "pan") {
       tx = gesture.tx + event.clientX - gesture.x;
       ty = gesture.ty + event.clientY - gesture.y;
@@ -130,7 +133,11 @@ export function setupCompare(card, job) {
     pointers.delete(event.pointerId);
     if (pointers.size === 0) gesture = null;
   };
-  view.addEventListener("pointerup", release);
+  view.addEventListener("pointerup", (event) => {
+    // A tap (a finger down and up without moving) jumps the split, as a click does.
+    if (event.pointerType === "touch" && gesture?.kind === "split" && !gesture.moved) splitTo(event.clientX);
+    release(event);
+  });
   view.addEventListener("pointercancel", release);
   view.addEventListener("dragstart", (event) => event.preventDefault());
   view.addEventListener("wheel", (event) => {
