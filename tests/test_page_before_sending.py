@@ -13,38 +13,18 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, crop_of
+from tests.test_page_viewer import BORDER_CONTRAST_JS
 
 pytestmark = pytest.mark.browser
 AXE = ROOT / "tests" / "vendor" / "axe.min.js"
 # bypass_csp: axe is injected as an inline script, which the page's CSP (script-src 'self') forbids.
 DESKTOP = {"viewport": {"width": 1366, "height": 768}, "bypass_csp": True}
-PHONE = {"viewport": {"width": 390, "height": 844}, "bypass_csp": True, "device_scale_factor": 3, "is_mobile": True, "has_touch": True}
-NON_TEXT_CONTRAST = 3.0
+PHONE = {"viewport": {"width": 390, "height": 844}, "bypass_csp": True, "device_scale_factor": 3,
+         "is_mobile": True, "has_touch": True}
+NON_TEXT_CONTRAST = 3.0  # WCAG 2.1 SC 1.4.11, a control's boundary against what is around it
 FAST = "realesr-animevideov3"
 # A first estimate may convert a model's weights (minutes on a loaded 2-core machine): long timeouts.
-ESTIMATE_MS = 240_000  # WCAG 2.1 SC 1.4.11, a control's boundary against what is around it
-
-# Contrast of an element's border against the colour painted behind the element (its parent's
-# composited background), as CONTRAST_JS in test_page_viewer.py does for text.
-BORDER_CONTRAST_JS = """el => {
-    const parse = s => { const m = s.match(/[\\d.]+/g).map(Number);
-                         return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1]; };
-    const over = (top, bottom) => [0, 1, 2].map(i => top[i] * top[3] + bottom[i] * (1 - top[3])).concat(1);
-    const layers = [];
-    for (let node = el.parentElement; node; node = node.parentElement) {
-        const bg = parse(getComputedStyle(node).backgroundColor);
-        if (bg[3] > 0) layers.push(bg);
-        if (bg[3] >= 1) break;
-    }
-    let back = [255, 255, 255, 1];
-    for (const layer of layers.reverse()) back = over(layer, back);
-    const line = over(parse(getComputedStyle(el).borderTopColor), back);
-    const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
-        return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
-        return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
-    const [a, b] = [lum(line), lum(back)].sort((x, y) => y - x);
-    return (a + 0.05) / (b + 0.05);
-}"""
+ESTIMATE_MS = 240_000
 
 
 @pytest.fixture
@@ -122,9 +102,11 @@ def test_desktop_start_page_checks_what_it_can_before_sending(serve, browser, tm
                          + [image(tmp_path, "big.png", (101, 101)), image(tmp_path, "ok.png", (40, 30))])
     rows = page.locator("#selected li")
     expect(rows.filter(has_text="empty.png")).to_contain_text("the file is empty")
-    expect(rows.filter(has_text="notes.png")).to_contain_text("not an image: the server takes PNG, JPEG, WebP, BMP, TIFF")
+    expect(rows.filter(has_text="notes.png")).to_contain_text(
+        "not an image: the server takes PNG, JPEG, WebP, BMP, TIFF")
     expect(rows.filter(has_text="huge.png")).to_contain_text("larger than the server takes (8.0 MB per upload)")
-    expect(rows.filter(has_text="big.png")).to_contain_text("101×101 is 10,201 pixels: more than the server takes (10,000 pixels)")
+    expect(rows.filter(has_text="big.png")).to_contain_text(
+        "101×101 is 10,201 pixels: more than the server takes (10,000 pixels)")
     expect(rows.filter(has_text="big.png")).to_contain_text("Shrink or crop it")
     expect(rows.filter(has_text="ok.png")).to_contain_text("40×30 → 160×120", timeout=ESTIMATE_MS)
     expect(page.locator("#form-message")).to_have_text(re.compile("^4 files cannot be upscaled as chosen"))

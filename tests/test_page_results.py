@@ -53,7 +53,8 @@ def test_a_batch_on_a_desktop_from_upscale_to_the_viewer(serve, browser, tmp_pat
 
     # Plain words on the card: the real file, where it ran, no "cpu bf16" or "1 tile".
     first = page.locator(".job", has_text="a-first.png")
-    expect(first.get_by_role("link", name=re.compile(r"^Download a-first_x2\.png \(PNG, 66×50, \d+ KB\)$"))).to_be_visible()
+    download = first.get_by_role("link", name=re.compile(r"^Download a-first_x2\.png \(PNG, 66×50, \d+ KB\)$"))
+    expect(download).to_be_visible()
     how = first.locator(".fact-how").inner_text()
     assert "on the processor" in how and not re.search(r"\b(cpu|cuda|bf16|fp16|fp32)\b", how), how
     assert "tile" not in first.locator(".fact-time").inner_text()

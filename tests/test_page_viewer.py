@@ -19,27 +19,30 @@ FAST = "realesr-animevideov3"
 DONE_TIMEOUT_MS = 180_000
 WCAG_AA = 4.5
 
-# The WCAG 2 contrast ratio of an element's text against the colour really painted behind it: the
-# element's own background if opaque, else its ancestors' composited (alpha-blended) up to the canvas.
-CONTRAST_JS = """el => {
+# The WCAG 2 contrast ratio of a colour of an element (``colour``: its text, or its border) against
+# the colour really painted behind it: from the element (for text) or its parent (for a border)
+# upwards, the first opaque background with the translucent ones above it composited (alpha-blended).
+CONTRAST_JS_TEMPLATE = """el => {
     const parse = s => { const m = s.match(/[\\d.]+/g).map(Number);
                          return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1]; };
     const over = (top, bottom) => [0, 1, 2].map(i => top[i] * top[3] + bottom[i] * (1 - top[3])).concat(1);
     const layers = [];
-    for (let node = el; node; node = node.parentElement) {
+    for (let node = START; node; node = node.parentElement) {
         const bg = parse(getComputedStyle(node).backgroundColor);
         if (bg[3] > 0) layers.push(bg);
         if (bg[3] >= 1) break;
     }
     let back = [255, 255, 255, 1];
     for (const layer of layers.reverse()) back = over(layer, back);
-    const fore = over(parse(getComputedStyle(el).color), back);
+    const fore = over(parse(getComputedStyle(el).COLOUR), back);
     const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
         return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
         return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
     const [a, b] = [lum(fore), lum(back)].sort((x, y) => y - x);
     return (a + 0.05) / (b + 0.05);
 }"""
+CONTRAST_JS = CONTRAST_JS_TEMPLATE.replace("START", "el").replace("COLOUR", "color")
+BORDER_CONTRAST_JS = CONTRAST_JS_TEMPLATE.replace("START", "el.parentElement").replace("COLOUR", "borderTopColor")
 
 
 def photo(tmp_path, name: str = "bird.png", size: tuple[int, int] = (64, 48)):
