@@ -121,6 +121,7 @@ function batchSecondsLeft(items) {
 }
 
 function updateBatch() {
+  retireMessage();
   const doneIds = [...cards.values()].filter((e) => e.job.status === "done").map((e) => e.id);
   zip.hidden = doneIds.length < 2;
   zip.href = `/api/jobs.zip?ids=${doneIds.join(",")}`;
@@ -206,7 +207,7 @@ function warnBeforeLeaving(event) {
 }
 
 export function watchQueue() {
-  changes.addEventListener("change", () => { updateBatch(); retireMessage(); });
+  changes.addEventListener("change", updateBatch);
   window.addEventListener("beforeunload", warnBeforeLeaving);
   cancelAll.addEventListener("click", () => {
     for (const item of pending) if (item.status === "waiting") item.card.querySelector(".cancel").click();
