@@ -18,7 +18,7 @@ from tests.test_page_before_sending import DESKTOP, ESTIMATE_MS, FAST, PHONE, br
 from tests.test_page_before_sending import serious_accessibility_problems, upscale_button
 
 pytestmark = pytest.mark.browser
-DONE_MS = 240_000
+DONE_MS = 400_000
 CHECKER_STEP = 140 - 94  # the two greys of the viewer's checkerboard (style.css)
 
 
