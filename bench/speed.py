@@ -375,8 +375,11 @@ def cli_end_to_end(side: int = 256, device: str = "cpu", compiled: bool = False)
                 subprocess.run([sys.executable, "-m", "esrgan", "upscale", str(source), "-s", "4", "-o", str(target),
                                 "--device", device, *extra], check=True, env={**env, **isa}, cwd=ROOT,
                                capture_output=True)
-                times[label] = min(times.get(label, float("inf")), time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                times[label] = min(times.get(label, float("inf")), seconds)
                 outputs[label] = np.asarray(Image.open(target), np.float32) / 255
+                print(f"# CLI {label}: {seconds:.2f} s, {psnr(outputs[label], outputs[next(iter(runs))]):.1f} dB "
+                      "to the official path", flush=True)
         reference = next(iter(runs))
         print(f"\nCLI end to end, {side}x{side} photo at 4x on {device} (best of 2, process start to file written):\n")
         print("| command | seconds | vs official | PSNR to official |")
@@ -437,8 +440,9 @@ def main() -> int:
             for recipe in int8.RECIPES:
                 if not int8.onnx_path(store.weights_dir, model, recipe=recipe).is_file():
                     int8.build_int8(store, model, calibration_crops(), recipe)
-    for model in models:
-        model_table(store, [int(s) for s in args.sizes.split(",")], args.rounds, device, model, extra)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    for model in models if sizes else ():  # --sizes "": only the --cli / --split parts
+        model_table(store, sizes, args.rounds, device, model, extra)
     if args.default_path:
         for backend in ("auto", "compiled") if args.compiled else ("auto",):
             default_path(store, device, [int(v) for v in args.default_path.split(",")], backend)
