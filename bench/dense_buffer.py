@@ -13,7 +13,6 @@ barely move it). Best of the rounds for each. Where `_feature_buffer_pays` decli
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import os
 import sys
@@ -25,19 +24,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esrgan.archs.rrdbnet import ResidualDenseBlock, _feature_buffer_pays  # noqa: E402
+from esrgan.archs.rrdbnet import _feature_buffer_pays  # noqa: E402
 from esrgan.speed import native_bf16  # noqa: E402
 from esrgan.weights import ModelStore  # noqa: E402
+from speed import concatenating  # noqa: E402  (bench/ is this script's folder)
 
 MODEL = "realesrgan-x4plus"
-
-
-def concatenating(module: torch.nn.Module) -> torch.nn.Module:
-    twin = copy.deepcopy(module)
-    for block in twin.modules():
-        if isinstance(block, ResidualDenseBlock):
-            block.feature_buffer = False
-    return twin
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
