@@ -4,7 +4,7 @@ x4plus on a random (1, 3, side, side) input, for each precision and layout the C
 today's concatenating blocks ("cat") against the feature buffer ("buffer"), in interleaved ABBA
 rounds, one thread. Two clocks: wall time (what a user waits; inflated by other processes) and
 the process's CPU time (with one thread, the seconds the convolutions really ran; other processes
-barely move it). Best of the rounds for each. Where `_feature_buffer_pays` declines a setting
+barely move it). Best of the rounds for each. Where `feature_buffer_pays` declines a setting
 (channels-last, bf16), both run the same code: their ratio is the measurement's own noise, a control.
 
     python bench/dense_buffer.py [--sizes 64,128] [--rounds 4] [--threads 1]
@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esrgan.archs.rrdbnet import _feature_buffer_pays  # noqa: E402
+from esrgan.archs.rrdbnet import feature_buffer_pays  # noqa: E402
 from esrgan.speed import native_bf16  # noqa: E402
 from esrgan.weights import ModelStore  # noqa: E402
 from speed import concatenating  # noqa: E402  (bench/ is this script's folder)
@@ -56,7 +56,7 @@ def compare(store: ModelStore, side: int, rounds: int, dtype: torch.dtype, chann
                 wall[name] = min(wall[name], time.perf_counter() - started)
                 cpu[name] = min(cpu[name], time.process_time() - used)
         probe = torch.empty(1, 64, 2, 2, dtype=dtype).contiguous(memory_format=layout)
-        taken = _feature_buffer_pays(probe, buffered.conv_first.weight)
+        taken = feature_buffer_pays(probe, buffered.conv_first.weight)
     kind = "buffer" if taken else "cat (control: same code)"
     return (f"| {side} | {str(dtype).split('.')[-1]} | {'channels-last' if channels_last else 'NCHW'} | {kind} | "
             f"{wall['cat']:.3f} | {wall['buffer']:.3f} | {wall['cat'] / wall['buffer']:.3f}x | {cpu['cat']:.3f} | "

@@ -14,7 +14,7 @@ RESIDUAL_SCALE = 0.2
 LEAKY_SLOPE = 0.2
 
 
-def _feature_buffer_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
+def feature_buffer_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether a dense block should fill one feature buffer instead of concatenating.
 
     Only for a single NCHW-contiguous float32 image on the CPU: there a channel prefix of the buffer
@@ -36,7 +36,7 @@ class ResidualDenseBlock(nn.Module):
     """Five densely connected 3x3 convolutions with a scaled residual.
 
     Attributes:
-        feature_buffer: Allow the copy-free path (`_feature_buffer_pays`); the outputs are the same
+        feature_buffer: Allow the copy-free path (`feature_buffer_pays`); the outputs are the same
             bits either way. Benchmarks switch it off to time the concatenating path.
     """
 
@@ -52,7 +52,7 @@ class ResidualDenseBlock(nn.Module):
         self.lrelu = nn.LeakyReLU(negative_slope=LEAKY_SLOPE, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.feature_buffer and _feature_buffer_pays(x, self.conv1.weight):
+        if self.feature_buffer and feature_buffer_pays(x, self.conv1.weight):
             return self._forward_buffered(x)
         x1 = self.lrelu(self.conv1(x))
         x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
