@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from esrgan.archs.rrdbnet import feature_buffer_pays  # noqa: E402
-from esrgan.speed import native_bf16  # noqa: E402
+from esrgan.runtime import native_bf16  # noqa: E402
 from esrgan.weights import ModelStore  # noqa: E402
 from speed import concatenating  # noqa: E402  (bench/ is this script's folder)
 

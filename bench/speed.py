@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from esrgan.archs.rrdbnet import ResidualDenseBlock  # noqa: E402
 from esrgan.pipeline import flops_per_pixel  # noqa: E402
-from esrgan.speed import native_bf16  # noqa: E402
+from esrgan.runtime import native_bf16  # noqa: E402
 from esrgan.tiling import TileOptions, upscale_tiled  # noqa: E402
 from esrgan.weights import ModelStore  # noqa: E402
 
