@@ -23,8 +23,9 @@ from esrgan.faces.mtcnn import weights_dir as detector_weights
 from esrgan.faces.paste import FACE_SIZE, alignment, to_canvas
 from tests.conftest import dataset_image
 
-pytestmark = pytest.mark.skipif(detector_weights() is None,
-                                reason="the face detector's wheel is missing: pip install --no-deps facenet-pytorch==2.6.0")
+pytestmark = pytest.mark.skipif(
+    detector_weights() is None,
+    reason="the face detector's wheel is missing: pip install --no-deps -r requirements-nodeps.txt")
 
 # tests/data/astronaut.png is skimage's astronaut cropped at (110, 0, 334, 224): her face, eyes open,
 # spans about x 71-158, y 62-172 there; the eyes (as seen) are near (95, 102) and (137, 104).

