@@ -12,6 +12,7 @@ from PIL import Image
 from esrgan.faces import (
     HOW_TO_ADD,
     MTCNN,
+    FaceRestoration,
     FaceRestorerError,
     FacesUnavailableError,
     find_face_checkpoint,
@@ -137,6 +138,7 @@ def test_without_a_face_checkpoint_the_option_is_unavailable_and_says_how_to_add
     with pytest.raises(FacesUnavailableError) as caught:
         restorer_from_weights(tmp_path)
     assert str(caught.value) == HOW_TO_ADD
+    assert FaceRestoration(tmp_path).unavailable_reason() == HOW_TO_ADD
     assert "weights/" in HOW_TO_ADD and "GFPGAN" in HOW_TO_ADD and "CodeFormer" in HOW_TO_ADD
 
 
@@ -174,11 +176,12 @@ def gfpgan_weights(tmp_path_factory):
 
 def test_a_gfpgan_checkpoint_in_weights_restores_the_face_end_to_end(gfpgan_weights, detector):
     assert find_face_checkpoint(gfpgan_weights) == gfpgan_weights / "mine.pth"
-    restorer = restorer_from_weights(gfpgan_weights)
-    assert restorer.arch == "GFPGAN"
+    faces = FaceRestoration(gfpgan_weights)
+    assert faces.unavailable_reason() is None
+    assert faces.restorer().arch == "GFPGAN" and faces.restorer() is faces.restorer()  # loaded once
     rgb = astronaut(200, 211)
     up = bicubic(rgb, 2)
-    out = restore_faces(rgb, up, 2, restorer, detector)
+    out = faces.apply(rgb, up, 2)
     assert out.shape == up.shape and out.dtype == np.float32
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     changed = np.abs(out - up).max(axis=2) > 0

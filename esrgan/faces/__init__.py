@@ -3,7 +3,8 @@
 `restore_faces(original_rgb, upscaled_rgb, scale, restorer, detector)` is the step the pipeline
 calls after upscaling; `MTCNN` finds faces (weights from the facenet-pytorch wheel);
 `restorer_from_weights(weights_dir)` loads the face checkpoint found in ``weights/``, or raises
-`FacesUnavailableError` whose message (`HOW_TO_ADD`) says how to add one.
+`FacesUnavailableError` whose message (`HOW_TO_ADD`) says how to add one. `FaceRestoration`
+wraps all of it for one weights folder: what the pipeline, CLI and web app hold.
 """
 
 from esrgan.faces.mtcnn import MTCNN, Face
@@ -18,7 +19,7 @@ from esrgan.faces.restorer import (
     load_restorer,
     restorer_from_weights,
 )
+from esrgan.faces.service import FaceRestoration
 
-__all__ = ["FACE_ARCHS", "HOW_TO_ADD", "MTCNN", "Face", "FaceRestorer", "FaceRestorerError",
-           "FacesUnavailableError", "find_face_checkpoint", "load_restorer", "restore_faces",
-           "restorer_from_weights"]
+__all__ = ["FACE_ARCHS", "HOW_TO_ADD", "MTCNN", "Face", "FaceRestoration", "FaceRestorer", "FaceRestorerError",
+           "FacesUnavailableError", "find_face_checkpoint", "load_restorer", "restore_faces", "restorer_from_weights"]
