@@ -13,7 +13,7 @@ job never resumes from stale parts.
     ...
     store.close()  # the work is done: the folder goes
 
-Unit names are short ASCII words (letters, digits, ``-``, ``_``, ``.``).
+Unit names are short ASCII words (letters, digits, ``-``, ``_``, ``.``; not starting with a dot).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 MANIFEST = "manifest.json"
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$")
 
 
 def digest(*parts: Any) -> str:
@@ -79,21 +79,21 @@ class WorkStore:
 
     def names(self) -> list[str]:
         """The finished units, by name."""
-        return sorted(p.name.rsplit(".", 1)[0] for p in self.folder.glob("*.unit") if _NAME.match(p.stem))
+        return sorted(p.stem for p in self.folder.glob("*.unit") if _NAME.match(p.stem))
 
     def save_array(self, name: str, array: np.ndarray) -> None:
         """Keep a numpy array as unit ``name`` (exactly: dtype, shape and bits)."""
         with tempfile.TemporaryFile() as buffer:  # np.save wants a file; then one atomic write
             np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
             buffer.seek(0)
-            self._write(f"{name}.unit", buffer.read())
+            self._write(self._path(name).name, buffer.read())
 
     def load_array(self, name: str) -> np.ndarray:
         with open(self._path(name), "rb") as handle:
             return np.load(handle, allow_pickle=False)
 
     def save_json(self, name: str, value: Any) -> None:
-        self._write(f"{name}.unit", json.dumps(value, sort_keys=True).encode())
+        self._write(self._path(name).name, json.dumps(value, sort_keys=True).encode())
 
     def load_json(self, name: str) -> Any:
         return json.loads(self._path(name).read_text())

@@ -202,7 +202,8 @@ class _Run:
         return plan
 
     def _halve(self, plan: TilePlan, first: int, error: BaseException) -> TilePlan:
-        side = plan.tile or max(plan.padded_size)
+        core = plan.tiles[first].core
+        side = plan.tile or max(core[1] - core[0], core[3] - core[2])
         try:
             smaller = plan.split(list(plan.tiles[first:]), side // 2)
         except ValueError:
