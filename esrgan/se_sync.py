@@ -8,15 +8,19 @@ exactly ("exact"): pass k runs every tile up to SE block k (with the means of bl
 global) and adds up the part of that block's input the tile owns; the k-th global mean is then the
 sum over all tiles divided by the size of the whole image's feature map. A last pass runs every tile
 through with all means known. Memory stays that of one tile (nothing is kept but sums: each pass
-recomputes). "rough" (upstream's ``-c 2``) collects all blocks' sums in one pass, each tile using
-its own means on the way, then runs the last pass: two passes instead of five, close but not equal.
+recomputes). A network that can be cut at its SE blocks (``se_stages``) is not recomputed: each tile's
+state between the blocks is kept on the host while it fits in half the RAM available, and every pass
+runs only the next part of the network (`esrgan.tiling`).
 
 The interface for a network (Real-CUGAN, waifu2x CUnet ...):
 
 * ``se_blocks``: its SE modules, in the order its forward pass reaches them;
 * each of them takes its mean through `channel_mean` (``channel_mean(self, x)`` in its forward);
 * it consumes its context (``prepadding`` and ``forward_valid``, see `esrgan.tileplan`), so a tile's
-  feature maps are exact crops of the whole image's, and every map position has one owner.
+  feature maps are exact crops of the whole image's, and every map position has one owner;
+* optionally ``se_stages``: its ``forward_valid`` cut before each SE block, ``stage0(x) -> (state,
+  input of block 0)``, ``stage_k(state, input of block k-1) -> (state, input of block k)`` (applying
+  block k-1 first), the last returning ``(None, output)``; then no pass recomputes another's work.
 
 Outside a synced run `channel_mean` is the ordinary mean, so such a network runs anywhere as before.
 """
@@ -81,18 +85,19 @@ class SyncState:
         if k < len(self.means):
             return torch.from_numpy(self.means[k]).to(x.device, x.dtype).view(1, -1, 1, 1)
         if k in self.collect:
-            self.collected[k] = [self._owned_sums(x[n], k, core) for n, core in enumerate(self.cores)]
+            self.collected[k] = [owned_sums(x[n], self.ratios[k], core) for n, core in enumerate(self.cores)]
             if k == max(self.collect):
                 raise StopPass
         return _own_mean(x)
 
-    def _owned_sums(self, x: torch.Tensor, k: int, core: tuple[int, int, bool, bool, bool, bool]) -> np.ndarray:
-        height, width, top, bottom, left, right = core
-        ys = _owned(x.shape[-2], height, self.ratios[k], top, bottom)
-        xs = _owned(x.shape[-1], width, self.ratios[k], left, right)
-        part = x[:, ys[0] : ys[1], xs[0] : xs[1]].double()
-        count = (ys[1] - ys[0]) * (xs[1] - xs[0])
-        return np.append(part.sum(dim=(1, 2)).cpu().numpy(), float(count))
+def owned_sums(x: torch.Tensor, ratio: Fraction, core: tuple[int, int, bool, bool, bool, bool]) -> np.ndarray:
+    """A tile's share of an SE block's input ``x`` (C, h, w): the sums over the part it owns, per
+    channel in float64, then that part's size."""
+    height, width, top, bottom, left, right = core
+    ys = _owned(x.shape[-2], height, ratio, top, bottom)
+    xs = _owned(x.shape[-1], width, ratio, left, right)
+    part = x[:, ys[0] : ys[1], xs[0] : xs[1]].double()
+    return np.append(part.sum(dim=(1, 2)).cpu().numpy(), float((ys[1] - ys[0]) * (xs[1] - xs[0])))
 
 
 def _owned(length: int, core: int, ratio: Fraction, first: bool, last: bool) -> tuple[int, int]:

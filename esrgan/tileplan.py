@@ -47,8 +47,7 @@ class TileOptions:
         se_sync: For networks with squeeze-excitation blocks (Real-CUGAN): ``"exact"`` computes
             each block's channel means over the whole image, one pass over the tiles per block
             (tiles equal the whole image); ``"tile"`` lets every tile use its own means (one pass,
-            faster, tile edges may show); ``"rough"`` in between (two passes, upstream's ``-c 2``).
-            See `esrgan.se_sync`.
+            faster, tile edges may show). See `esrgan.se_sync`.
         step_delay: Seconds slept at every progress step. A test hook: it makes slow work slow on
             purpose, so a test's verdict never depends on the machine's speed. 0 in production.
     """
@@ -59,7 +58,7 @@ class TileOptions:
     batch: int = 1
     blend: int | None = None
     fixed_window: bool = False
-    se_sync: Literal["exact", "rough", "tile"] = "exact"
+    se_sync: Literal["exact", "tile"] = "exact"
     step_delay: float = 0.0
 
 

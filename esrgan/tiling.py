@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from esrgan import se_sync
 from esrgan.canvas import add, as_numpy, new_canvas, place, weighted
+from esrgan.se_passes import NoRoom, SyncedPasses, bounds_of
 from esrgan.resumable import WorkStore
 from esrgan.steps import CancelFn, ProgressFn, Steps, counting, step_blocks, steps_per_tile
 from esrgan.tileplan import (
@@ -111,27 +112,32 @@ def run_plan(
     """
     run = _Run(model, image, scale, options, torch.device(device), dtype, channels_last, checkpoint, before_forward)
     plan = run.resume_plan(plan)
-    blocks = se_sync.se_blocks(model) if plan.consumes_context and options.se_sync != "tile" else []
-    rough = options.se_sync == "rough"
+    blocks = se_sync.se_blocks(model) if plan.consumes_context and options.se_sync == "exact" else []
     run.steps = Steps(0, progress, cancelled, options.step_delay)
     means: list[np.ndarray] = []
+    keep_states = run.can_keep_states()
     with counting(run.steps):
         while True:
             syncing = bool(blocks) and plan.count > 1
-            collect_passes, collected = (1, int(bool(means))) if rough else (len(blocks), len(means))
-            run.passes_left = collect_passes - collected + 1 if syncing else 1
+            run.passes_left = len(blocks) - len(means) + 1 if syncing else 1
             run.restart_when_split = bool(blocks) and not syncing
             run.steps.total = run.steps.done + plan.count * run.per_tile * run.passes_left
+            canvas = new_canvas(image.shape[0] * scale, image.shape[1] * scale, run.device)
             try:
-                if syncing and len(means) < len(blocks):
-                    collect = range(len(blocks)) if rough else [len(means)]
-                    plan, found = run.collect(plan, blocks, means, collect)
-                    means.extend(found)
+                if syncing and keep_states:
+                    plan = run.staged(plan, blocks, means, canvas)
+                elif syncing and len(means) < len(blocks):
+                    plan, mean = run.collect(plan, blocks, means)
+                    means.append(mean)
                     continue
-                canvas = new_canvas(image.shape[0] * scale, image.shape[1] * scale, run.device)
-                plan = run.final(plan, blocks if syncing else [], means, canvas)
+                else:
+                    plan = run.final(plan, blocks if syncing else [], means, canvas)
             except _Split as split:  # the one tile ran out of memory: synchronise the smaller ones first
                 plan = split.plan
+                continue
+            except (NoRoom, *OOM_ERRORS) as error:  # recompute instead (the means found are kept)
+                log.info("SE passes recompute their tiles: %s", error or type(error).__name__)
+                keep_states = False
                 continue
             image_out = canvas if isinstance(canvas, np.ndarray) else canvas.cpu().numpy()
             return TiledResult(image_out, plan, run.resumed)
@@ -143,7 +149,7 @@ class _Split(Exception):  # noqa: N818 - control flow
         self.plan = plan
 
 
-class _Run:
+class _Run(SyncedPasses):
     """The parts of one `run_plan` call: the padded input, the forward pass, the progress steps, the
     checkpoint and the out-of-memory recovery."""
 
@@ -181,9 +187,10 @@ class _Run:
             patches = patches.contiguous(memory_format=torch.channels_last)
         return patches
 
-    def each_group(self, plan: TilePlan, work: Callable[[list[Tile]], None]) -> TilePlan:
+    def each_group(self, plan: TilePlan, work: Callable[[list[Tile]], None], halving: bool = True) -> TilePlan:
         """Call ``work`` on consecutive groups of same-shape tiles, stepping the progress after each;
-        out of memory, cut the unfinished tiles to half the size and go on. Returns the plan as it ended."""
+        out of memory, cut the unfinished tiles to half the size and go on (with ``halving``, else
+        raise). Returns the plan as it ended."""
         base, i = self.steps.done, 0
         while i < plan.count:
             group = _group(plan.tiles, i, self.options.batch)
@@ -192,6 +199,8 @@ class _Run:
             try:
                 work(group)
             except OOM_ERRORS as error:
+                if not halving:
+                    raise
                 plan = self._halve(plan, i, error)
                 self.steps.total = base + plan.count * self.per_tile * self.passes_left
                 continue
@@ -216,36 +225,6 @@ class _Run:
             raise _Split(smaller)
         return smaller
 
-    def collect(self, plan: TilePlan, blocks, means: list[np.ndarray], collect) -> tuple[TilePlan, list[np.ndarray]]:
-        """One pass: every tile's share of the sums of the SE blocks in ``collect``; returns their
-        global means, in order."""
-        ratios = se_sync.ratios(self.model, self.forward, plan.tile_pad, plan.multiple, self.device, self.dtype)
-        bounds = _bounds(plan)
-        total: dict[int, list[np.ndarray]] = {k: [] for k in collect}
-
-        def work(group: list[Tile]) -> None:
-            names = {k: [f"se{k}-{len(collect)}-{t.key}" for t in group] for k in collect}
-            if self.checkpoint is not None and all(self.checkpoint.has(n) for k in collect for n in names[k]):
-                for k in collect:
-                    total[k].extend(self.checkpoint.load_array(n) for n in names[k])
-                return
-            cores = [se_sync.core_flags(t.core, bounds) for t in group]
-            state = se_sync.SyncState(blocks, means, collect, cores, ratios)
-            with se_sync.syncing(state):
-                try:
-                    self.forward(self.patches(group))
-                except se_sync.StopPass:
-                    pass
-            for k in collect:
-                total[k].extend(state.collected[k])
-                if self.checkpoint is not None:
-                    for name, sums in zip(names[k], state.collected[k], strict=True):
-                        self.checkpoint.save_array(name, sums)
-
-        plan = self.each_group(plan, work)
-        summed = [np.sum(total[k], axis=0) for k in collect]  # in tile order: the same bits when resumed
-        return plan, [s[:-1] / s[-1] for s in summed]
-
     def final(self, plan: TilePlan, blocks, means: list[np.ndarray], canvas) -> TilePlan:
         """The last pass: every tile through the whole network, stored (or taken from the checkpoint)."""
 
@@ -256,16 +235,20 @@ class _Run:
                 self.resumed += len(group)
                 return
             with se_sync.syncing(se_sync.SyncState(blocks, means)):
-                outputs = self.forward(self.patches(group)).float().clamp_(0, 1)
-            if isinstance(canvas, np.ndarray):
-                outputs = outputs.cpu().numpy()
-            for t, out in zip(group, outputs, strict=True):
-                region = weighted(out, t, plan, self.scale)
-                add(canvas, region, place(t, plan, self.scale))
-                if self.checkpoint is not None:
-                    self.checkpoint.save_array(t.key, as_numpy(region))
+                outputs = self.forward(self.patches(group))
+            self._store(group, outputs, plan, canvas)
 
         return self.each_group(plan, work)
+
+    def _store(self, group: list[Tile], outputs: torch.Tensor, plan: TilePlan, canvas) -> None:
+        outputs = outputs.float().clamp_(0, 1)
+        if isinstance(canvas, np.ndarray):
+            outputs = outputs.cpu().numpy()
+        for t, out in zip(group, outputs, strict=True):
+            region = weighted(out, t, plan, self.scale)
+            add(canvas, region, place(t, plan, self.scale))
+            if self.checkpoint is not None:
+                self.checkpoint.save_array(t.key, as_numpy(region))
 
 
 def _group(tiles: tuple[Tile, ...], first: int, size: int) -> list[Tile]:
@@ -276,11 +259,6 @@ def _group(tiles: tuple[Tile, ...], first: int, size: int) -> list[Tile]:
             break
         group.append(t)
     return group
-
-
-def _bounds(plan: TilePlan) -> tuple[int, int, int, int]:
-    cores = [t.core for t in plan.tiles]
-    return (min(c[0] for c in cores), max(c[1] for c in cores), min(c[2] for c in cores), max(c[3] for c in cores))
 
 
 def _pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:

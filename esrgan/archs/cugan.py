@@ -83,16 +83,49 @@ class _Valid:
     def forward_valid(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, h + 2p, w + 2p) -> (N, 3, h * scale, w * scale), for h and w multiples of
         `size_multiple` and p = `prepadding`: the network without its own padding."""
+        state, feature = self.se_stages[0](x)
+        for stage in self.se_stages[1:]:
+            state, feature = stage(state, feature)
+        return feature
+
+    @property
+    def se_stages(self) -> list:
+        """`forward_valid` cut before each SE block (upstream's ``forward_a`` ... ``forward_d``): the
+        first stage maps the window to (state, the first SE block's input); each next one applies
+        the previous SE block to that input and goes on to the next (state, input); the last returns
+        (None, the output). A synced tiled run keeps the states between passes (`esrgan.se_sync`)."""
+        return [self._stage_unet1, self._stage_unet2_a, self._stage_unet2_b, self._stage_unet2_c, self._stage_out]
+
+    def _stage_unet1(self, x: torch.Tensor):
         if self.pro is not None:
             x = x * PRO_SCALE + PRO_OFFSET
-        out = self._unets(x)
+        p = self.prepadding
+        x1, x2 = self.unet1.forward_a(x)
+        return (x[..., p:-p, p:-p], x1), x2  # the core input: the 4x network adds it back
+
+    def _stage_unet2_a(self, state, x2: torch.Tensor):
+        core, x1 = state
+        x = self.unet1.forward_b(x1, self.unet1.conv2.seblock(x2))
+        y1, y2 = self.unet2.forward_a(x)
+        return (core, x, y1), y2
+
+    def _stage_unet2_b(self, state, y2: torch.Tensor):
+        y2, y3 = self.unet2.forward_b(self.unet2.conv2.seblock(y2))
+        return (*state, y2), y3
+
+    def _stage_unet2_c(self, state, y3: torch.Tensor):
+        core, x, y1, y2 = state
+        return (core, x, y1), self.unet2.forward_c(y2, self.unet2.conv3.seblock(y3))
+
+    def _stage_out(self, state, y4: torch.Tensor):
+        core, x, y1 = state
+        out = self._tail(self.unet2.forward_d(y1, self.unet2.conv4.seblock(y4)), x, core)
         if self.pro is not None:
             out = (out - PRO_OFFSET) / PRO_SCALE
-        return out
+        return None, out
 
-    def _unets(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.unet1(x)
-        return self.unet2(x) + F.pad(x, (-UNET_CROP,) * 4)
+    def _tail(self, z: torch.Tensor, x: torch.Tensor, core: torch.Tensor) -> torch.Tensor:
+        return z + F.pad(x, (-UNET_CROP,) * 4)
 
 
 class UpCunet2x(_Valid, _UpCunet2x):
@@ -130,12 +163,8 @@ class UpCunet4x(_Valid, _UpCunet4x):
         super().__init__(**kwargs)
         self._sync_se_blocks()
 
-    def _unets(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.prepadding
-        core = x[..., p:-p, p:-p]  # the input the network adds back, nearest-upsampled
-        x = self.unet1(x)
-        x = self.unet2(x) + F.pad(x, (-UNET_CROP,) * 4)
-        x = self.ps(F.pad(self.conv_final(x), (-1,) * 4))
+    def _tail(self, z: torch.Tensor, x: torch.Tensor, core: torch.Tensor) -> torch.Tensor:
+        x = self.ps(F.pad(self.conv_final(z + F.pad(x, (-UNET_CROP,) * 4)), (-1,) * 4))
         return x + F.interpolate(core, scale_factor=4, mode="nearest")
 
 
