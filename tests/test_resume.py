@@ -192,3 +192,17 @@ def test_the_store_writes_atomically_and_names_units_safely(tmp_path):
     again.close()
     assert not (tmp_path / "w").exists()
     assert digest(array) == digest(array.copy()) != digest(array.astype(np.float32))
+
+
+def test_synced_passes_recompute_when_the_tile_states_would_not_fit_and_agree(store, monkeypatch):
+    model = store.load("realcugan-x3-no-denoise", "cpu").module
+    image = np.asarray(crop_of("Set14/comic.png", (20, 30, 85, 73)), dtype=np.float32) / 255.0  # 43 x 65
+    options = TileOptions(tile=32)
+    plan = plan_for(43, 65, options, 4, model_context(model))
+    kept, recomputed = [], []
+    staged = run_plan(model, image, plan, scale=3, options=options, before_forward=kept.append)
+    monkeypatch.setattr("esrgan.se_passes.available_ram", lambda: 0)  # no room for any state
+    again = run_plan(model, image, plan, scale=3, options=options, before_forward=recomputed.append)
+    passes = len(model.se_blocks) + 1
+    assert len(kept) == plan.count and len(recomputed) == plan.count * passes + 1  # + the first, refused
+    assert psnr(again.image, staged.image) >= 100
