@@ -41,6 +41,9 @@ _RATIOS: weakref.WeakKeyDictionary[torch.nn.Module, list[Fraction]] = weakref.We
 _RATIOS_LOCK = threading.Lock()
 
 
+Core = tuple[int, int, bool, bool, bool, bool]  # a tile's core: height, width, at top, bottom, left, right
+
+
 class StopPass(Exception):  # noqa: N818 - control flow, not an error
     """Ends a tile's forward pass at the block whose statistics are being collected."""
 
@@ -69,7 +72,7 @@ class SyncState:
     """
 
     def __init__(self, blocks: Sequence[torch.nn.Module], means: Sequence[np.ndarray],
-                 collect: Sequence[int] = (), cores: Sequence[tuple[int, int, bool, bool, bool, bool]] = (),
+                 collect: Sequence[int] = (), cores: Sequence[Core] = (),
                  ratios: Sequence[Fraction] = ()) -> None:
         self.index = {id(b): k for k, b in enumerate(blocks)}
         self.means, self.collect, self.cores, self.ratios = list(means), set(collect), list(cores), list(ratios)
@@ -90,7 +93,8 @@ class SyncState:
                 raise StopPass
         return _own_mean(x)
 
-def owned_sums(x: torch.Tensor, ratio: Fraction, core: tuple[int, int, bool, bool, bool, bool]) -> np.ndarray:
+
+def owned_sums(x: torch.Tensor, ratio: Fraction, core: Core) -> np.ndarray:
     """A tile's share of an SE block's input ``x`` (C, h, w): the sums over the part it owns, per
     channel in float64, then that part's size."""
     height, width, top, bottom, left, right = core
@@ -150,7 +154,7 @@ def ratios(model: torch.nn.Module, forward: Callable[[torch.Tensor], torch.Tenso
         return _RATIOS[model]
 
 
-def core_flags(core: tuple[int, int, int, int], bounds: tuple[int, int, int, int]) -> tuple[int, int, bool, bool, bool, bool]:
+def core_flags(core: tuple[int, int, int, int], bounds: tuple[int, int, int, int]) -> Core:
     """What `SyncState` needs of a tile's core: its size and which image edges it touches, given the
     bounds (y0, y1, x0, x1) of all cores."""
     y0, y1, x0, x1 = core

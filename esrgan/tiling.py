@@ -27,8 +27,8 @@ from torch.nn import functional as F
 
 from esrgan import se_sync
 from esrgan.canvas import add, as_numpy, new_canvas, place, weighted
-from esrgan.se_passes import NoRoom, SyncedPasses, bounds_of
 from esrgan.resumable import WorkStore
+from esrgan.se_passes import NoRoom, SyncedPasses
 from esrgan.steps import CancelFn, ProgressFn, Steps, counting, step_blocks, steps_per_tile
 from esrgan.tileplan import (
     Tile,
