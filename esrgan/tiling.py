@@ -125,7 +125,12 @@ def run_plan(
             canvas = new_canvas(image.shape[0] * scale, image.shape[1] * scale, run.device)
             try:
                 if syncing and keep_states:
-                    plan = run.staged(plan, blocks, means, canvas)
+                    try:
+                        plan = run.staged(plan, blocks, means, canvas)
+                    except (NoRoom, *OOM_ERRORS) as error:  # recompute instead (the means found are kept)
+                        log.info("SE passes recompute their tiles: %s", error or type(error).__name__)
+                        keep_states = False
+                        continue
                 elif syncing and len(means) < len(blocks):
                     plan, mean = run.collect(plan, blocks, means)
                     means.append(mean)
@@ -134,10 +139,6 @@ def run_plan(
                     plan = run.final(plan, blocks if syncing else [], means, canvas)
             except _Split as split:  # the one tile ran out of memory: synchronise the smaller ones first
                 plan = split.plan
-                continue
-            except (NoRoom, *OOM_ERRORS) as error:  # recompute instead (the means found are kept)
-                log.info("SE passes recompute their tiles: %s", error or type(error).__name__)
-                keep_states = False
                 continue
             image_out = canvas if isinstance(canvas, np.ndarray) else canvas.cpu().numpy()
             return TiledResult(image_out, plan, run.resumed)
