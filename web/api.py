@@ -13,6 +13,7 @@ from esrgan.registry import output_size
 from web.errors import BadRequest, NotFound, QueueFull
 from web.forms import job_from_request, limit_problems, read_options, work_pixels
 from web.job import FINISHED, Job
+from web.limits import image_limits
 from web.service import services
 from web.views import find_job, finished_job_response, status_view
 
@@ -71,9 +72,7 @@ def models():
     service = services()
     listing = models_listing(service.upscaler)
     listing["unavailable"] = service.upscaler.store.unavailable()
-    listing["limits"] = {"max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
-                         "max_input_pixels": current_app.config["MAX_INPUT_PIXELS"],
-                         "max_output_pixels": current_app.config["MAX_OUTPUT_PIXELS"]}
+    listing["limits"] = image_limits(current_app.config)
     return jsonify(listing)
 
 
