@@ -57,6 +57,7 @@ class Job:
     error_kind: str | None = None  # `web.errors.ErrorKind`: what went wrong, when it failed
     cancel_requested: bool = False
     attempts: int = 0
+    restarts: int = 0  # times a stop or a crash sent it back to the queue after it had started
     worker: str | None = None
 
     def as_dict(self) -> dict:
