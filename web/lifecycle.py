@@ -110,6 +110,7 @@ def requeue(files: FileStore, job: Job) -> Job:
         files.delete(job.preview_file)
     job.status = job.stage = "queued"
     job.restarts += 1
+    job.eta_shown = None
     job.started_at = job.stage_started_at = job.upscale_started_at = job.preview_file = None
     job.steps_done = job.steps_total = 0
     persist(files, job)

@@ -27,7 +27,9 @@ def download_name(job: Job, role: str) -> str:
     stem = PurePath(job.original_name).stem or "image"
     if role == "in":
         return f"{stem}.{PurePath(job.input_file).suffix.lstrip('.')}"
-    return f"{stem}_x{job.scale:g}.{job.output_format}"
+    # A scale asked as such reads as one ("_x2.5"); one made from an asked size, as the size.
+    size = f"x{job.scale:g}" if round(job.scale, 2) == job.scale else f"{job.output_width}x{job.output_height}"
+    return f"{stem}_{size}.{job.output_format}"
 
 
 def file_url(name: str | None, **args) -> str | None:
