@@ -174,7 +174,7 @@ def run_job(job: Job, resources: JobResources, *, cancelled: Callable[[], bool] 
             raise Cancelled("stopped on request")
         job.upscale_seconds = round(time.time() - (job.upscale_started_at or job.started_at), 3)
         set_stage(files, job, "encoding")
-        data = encode(result.image, job.output_format, job.quality)
+        data = encode(result.image, job.output_format, job.quality, keep_gps=job.keep_gps)
         job.output_file = files.write(job.id, "out", job.output_format, data)
     except Cancelled:
         if job.cancel_requested:
