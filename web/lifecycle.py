@@ -237,4 +237,5 @@ def recover(files: FileStore, job: Job) -> bool:
         return False
     if job.status != "queued":
         requeue(files, job)
+    job.eta_shown = None  # what an earlier process showed is no bound on this one
     return True
