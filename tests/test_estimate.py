@@ -196,3 +196,12 @@ def test_the_blend_moves_from_the_prior_to_the_pace():
     assert running_remaining("previewing", priors, 1.0, 0.0, preview_done=False) == 14.0
     assert running_remaining("encoding", priors, 0.5, 1.0, preview_done=True) == 1.5
     assert held(9.0, 7.0) == 7.0 and held(5.0, 7.0) == 5.0 and held(0.2, None) == MIN_SHOWN_SECONDS
+
+
+def test_counting_a_job_as_work_ahead_does_not_change_what_it_shows():
+    job = Job(id="q", scale=4, anime=False, model="m", output_format="png", quality=90, original_name="a.png",
+              input_file="q_in.png", input_width=8, input_height=8, output_width=32, output_height=32,
+              estimate_seconds=10.0, finish_estimate=1.0)
+    assert job.eta_seconds(now=5.0, ahead=30.0) == 41.0
+    assert job.eta_seconds(now=5.0, remember=False) == 11.0  # as another job's poll counts it
+    assert job.eta_seconds(now=5.0, ahead=30.0) == 41.0

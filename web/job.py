@@ -104,8 +104,8 @@ class Job:
             return None
         return round(max(0.0, (self.finished_at or now or time.time()) - self.started_at), 1)
 
-    def eta_seconds(self, now: float | None = None, ahead: float = 0.0, calibration: float | None = None
-                    ) -> float | None:
+    def eta_seconds(self, now: float | None = None, ahead: float = 0.0, calibration: float | None = None,
+                    remember: bool = True) -> float | None:
         """Seconds left (`web.eta`): the parts' predictions from this machine's rates at first, blended
         with the pace this job achieves as it goes; never more than this job showed before while it
         runs (it remembers the figure in ``eta_shown``).
@@ -114,6 +114,8 @@ class Job:
             now: The time (default: now).
             ahead: Seconds of work before this queued job starts (jobs ahead of it).
             calibration: Seconds the one-time CPU measurement takes, when it is still to come.
+            remember: Keep the figure as the one shown (False for a sum of other jobs' work, whose
+                arguments are not the ones their own answers use).
         """
         if self.finished or self.cancel_requested:
             return None
@@ -130,8 +132,10 @@ class Job:
         else:
             before = ahead + (max(calibration, 1.0) if calibration is not None else 0.0)
             remaining = before + priors.preview + self.estimate_seconds + priors.finish
-        self.eta_shown = held(remaining, self.eta_shown, running=self.status == "running")
-        return self.eta_shown
+        shown = held(remaining, self.eta_shown, running=self.status == "running")
+        if remember:
+            self.eta_shown = shown
+        return shown
 
     def stage_text(self, calibration: float | None = None) -> str:
         """The stage in a few words a person understands."""

@@ -164,7 +164,7 @@ class InProcessRunner:
         with self._lock:
             ahead = [j for j in self._jobs.values() if j.status == "running"
                      or (j.status == "queued" and j.created_at < job.created_at)]
-        return sum(j.eta_seconds(now) or 0.0 for j in ahead) / max(1, self.workers)
+        return sum(j.eta_seconds(now, remember=False) or 0.0 for j in ahead) / max(1, self.workers)
 
     def queue_position(self, job: Job) -> int | None:
         if job.status != "queued":
