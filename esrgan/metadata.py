@@ -10,6 +10,7 @@ the encoder as each output format allows (the ICC profile travels beside them, `
 * Text (PNG tEXt/zTXt/iTXt, a JPEG comment): PNG keeps every text chunk; JPEG keeps the comment
   (a PNG "Comment" becomes the JPEG comment); WebP has no place for text.
 
+TIFF and BMP inputs carry none of it over (a TIFF's tags describe its own file layout).
 Raw-profile text chunks (ImageMagick's copies of EXIF or XMP) are dropped: they would carry the
 orientation and GPS that the chunks above normalise.
 """
@@ -29,6 +30,8 @@ EXIF_PIXEL_X, EXIF_PIXEL_Y = 0xA002, 0xA003
 EXIF_HEADER = b"Exif\x00\x00"
 XMP_KEY = "XML:com.adobe.xmp"
 COMMENT_KEY = "Comment"
+# Inputs whose EXIF is a camera's (a TIFF's tags describe its own layout: strips, compression...).
+EXIF_FORMATS = ("JPEG", "MPO", "PNG", "WEBP")
 DROPPED_TEXT_PREFIX = "Raw profile type "
 TEXT_KEY_MAX = 79  # PNG keywords are 1-79 Latin-1 characters
 _XMP_GPS_ATTRIBUTE = re.compile(rb'\s+exif:GPS\w+="[^"]*"')
@@ -65,13 +68,15 @@ def read_metadata(image: Image.Image) -> ImageMetadata | None:
 
 
 def _read(image: Image.Image) -> ImageMetadata | None:
+    if image.format not in EXIF_FORMATS:
+        return None
     info = image.info
     exif = image.getexif()
     xmp = info.get("xmp") or info.get(XMP_KEY)
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
-    text = [(key, value) for key, value in info.items() if isinstance(key, str) and isinstance(value, str)
-            and key not in (XMP_KEY, "xmp") and not key.startswith(DROPPED_TEXT_PREFIX)]
+    text = [(key, value) for key, value in info.items() if image.format == "PNG" and isinstance(key, str)
+            and isinstance(value, str) and key not in (XMP_KEY, "xmp") and not key.startswith(DROPPED_TEXT_PREFIX)]
     comment = info.get("comment")
     if isinstance(comment, bytes) and image.format != "PNG":
         text.append((COMMENT_KEY, comment.decode("utf-8", errors="replace")))

@@ -109,3 +109,12 @@ def test_damaged_metadata_never_costs_the_upscale():
     data = photo("jpg").replace(b"Canon", b"\xff\xff\xff\xff\xff")
     assert decode(data).width == 11
     assert output_xmp(b'<a exif:GPSAltitude="1" tiff:Orientation="8"/>', keep_gps=False) == b'<a tiff:Orientation="1"/>'
+
+
+def test_a_tiff_layout_is_no_metadata():
+    buffer = io.BytesIO()
+    crop_of("coffee.png", (0, 0, 9, 7)).save(buffer, "TIFF", compression="tiff_lzw")
+    image = decode(buffer.getvalue())
+    assert image.metadata is None
+    with Image.open(io.BytesIO(encode(image, "png"))) as result:
+        assert not result.getexif() and not result.text
