@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from esrgan.archs.waifu2x import CUNET, UNET_SKIP_CROP, UPCONV7, UpConv7, Waifu2xCUNet
+from esrgan.archs.waifu2x import CUNET, LEAKY_SLOPE, UNET_SKIP_CROP, UPCONV7, UpConv7, Waifu2xCUNet
 from esrgan.convert import (
     ACTIVATION_LEAKY_RELU,
     ACTIVATION_NONE,
@@ -83,7 +83,7 @@ def _check_layer(layer: NcnnLayer, name: str, module: nn.Module) -> None:
     activation = params.get(9, ACTIVATION_NONE)
     slope = layer.params.get(-23310, "1,0").split(",")[-1]
     if activation != _expected_activation(name) or (
-            activation == ACTIVATION_LEAKY_RELU and abs(float(slope) - 0.1) > 1e-6):
+            activation == ACTIVATION_LEAKY_RELU and abs(float(slope) - LEAKY_SLOPE) > 1e-6):
         raise WeightsError(f"activation after {layer.name} does not match {name}")
 
 
