@@ -150,7 +150,8 @@ def test_a_damaged_or_foreign_file_is_a_weights_error(tmp_path):
         with pytest.raises(WeightsError, match="shorter|bytes|tag"):
             convert_files(param, tmp_path / f"{name}.bin", CUNET, 2)
     edits = {"crop": ("0=16 1=16", "0=8 1=8", "crop"), "stride": ("0=64 1=2 3=2", "0=64 1=2 3=1", "stride"),
-             "group": ("0=128 1=3 5=1", "0=128 1=3 7=2 5=1", "parameters")}
+             "group": ("0=128 1=3 5=1", "0=128 1=3 7=2 5=1", "parameters"),
+             "garbage": ("0=64 1=2 3=2", "0=64 1=2 3=two", "malformed"), "no count": (" 6=864", "", "cannot read")}
     for name, (old, new, message) in edits.items():
         (tmp_path / f"{name}.param").write_text(text.replace(old, new, 1))
         with pytest.raises(WeightsError, match=message):

@@ -155,8 +155,11 @@ def ncnn_state_dict(layers: list[NcnnLayer], blobs: list[NcnnTensor], arch: str,
         network = Waifu2xCUNet(scale=scale)
     else:
         raise WeightsError(f"no waifu2x network {arch!r} at scale {scale}")
-    _check_graph(layers, arch)
-    return network_state_dict(network, layers, blobs)
+    try:
+        _check_graph(layers, arch)
+        return network_state_dict(network, layers, blobs)
+    except (ValueError, KeyError) as exc:  # a parameter that is not a number, or is missing
+        raise WeightsError(f"the ncnn graph has a malformed layer parameter: {exc}") from exc
 
 
 def convert_files(param_path: Path, bin_path: Path, arch: str, scale: int) -> dict[str, torch.Tensor]:
@@ -168,6 +171,6 @@ def convert_files(param_path: Path, bin_path: Path, arch: str, scale: int) -> di
     try:
         layers = parse_param(param_path.read_text(encoding="ascii"))
         blobs = read_blobs(layers, bin_path.read_bytes())
-    except (OSError, UnicodeDecodeError, ValueError, IndexError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, IndexError, KeyError) as exc:
         raise WeightsError(f"cannot read the ncnn model {param_path.name}: {exc}") from exc
     return ncnn_state_dict(layers, blobs, arch, scale)
