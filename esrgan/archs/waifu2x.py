@@ -78,6 +78,8 @@ class _Waifu2xNet(nn.Module):
         return F.pad(x, (p, right, p, bottom), mode=BORDER)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) float RGB in [0, 1] -> (N, C, H*scale, W*scale), unclamped: the whole image
+        as waifu2x-ncnn-vulkan processes one tile (pad, run the graph, crop from the top left)."""
         height, width = x.shape[-2:]
         out = self.forward_valid(self.pad(x))
         return out[..., : height * self.scale, : width * self.scale]
@@ -173,7 +175,8 @@ def network_facts(arch: str, scale: int) -> type[_Waifu2xNet]:
 
 
 def _upconv7_indices(state: dict[str, torch.Tensor]) -> list[int]:
-    return sorted(int(k.split(".")[1]) for k in state if k.startswith("net.") and k.endswith(".weight"))
+    parts = [k.split(".") for k in state]
+    return sorted(int(p[1]) for p in parts if len(p) == 3 and p[0] == "net" and p[1].isdigit() and p[2] == "weight")
 
 
 def detect(state: dict[str, torch.Tensor]) -> ModelDescriptor | None:
@@ -190,10 +193,10 @@ def detect(state: dict[str, torch.Tensor]) -> ModelDescriptor | None:
         in_ch, out_ch = state["net.0.weight"].shape[1], state["net.12.weight"].shape[1]
         args = (("in_channels", in_ch), ("out_channels", out_ch))
         return ModelDescriptor(UPCONV7, 2, in_ch, out_ch, args, UpConv7.size_multiple)
-    bottom = state.get("unet1.conv_bottom.weight")
-    if bottom is None or "unet2.conv_bottom.weight" not in state or "conv_final.weight" in state:
+    bottom, first = state.get("unet1.conv_bottom.weight"), state.get("unet1.conv1.conv.0.weight")
+    if bottom is None or first is None or "unet2.conv_bottom.weight" not in state or "conv_final.weight" in state:
         return None
-    in_ch = state["unet1.conv1.conv.0.weight"].shape[1]
+    in_ch = first.shape[1]
     if bottom.shape[-2:] == (3, 3) and bottom.shape[1] == 64:
         scale, out_ch = 1, bottom.shape[0]
     elif MARKER in state and bottom.shape[-2:] == (4, 4):
