@@ -19,7 +19,8 @@ domain or CC0, see tests/data/README.md); ``--images`` takes other files (e.g. f
 
     python bench/photo_noise.py [--scales 1,2,4] [--images a.png,b.png] [--crop 96] [--json out.json]
 
-About 9 minutes on the shared 2-core EPYC (x4plus at 2x is most of it); ``--scales 1,4`` takes 3.
+Slow where x4plus runs (at 2x on 48 px inputs, at 4x on 24 px ones): on the shared 2-core EPYC under
+other load, about 2 minutes for 1x, 25 for 4x and more for 2x; run the scales apart (``--scales 4``).
 Prints one markdown table per scale, with the machine, then the winner of each (scale, level).
 """
 
@@ -71,9 +72,7 @@ def chains(scale: int, level: str) -> list[tuple[str, ...]]:
             found += [(cunet1, "waifu2x-upconv7-photo-x2"), (f"waifu2x-cunet-x2-noise{n}",)]
     if scale >= 2:
         n = WAIFU2X_LEVELS[level][-1]  # x4plus chains are the costly ones: one waifu2x level each
-        found += [(X4PLUS,), (f"waifu2x-cunet-x1-noise{n}", X4PLUS), (f"waifu2x-upconv7-photo-x2-noise{n}", X4PLUS)]
-    if scale == 2:  # an 8x result shrunk to 2x: only where it is cheap enough to try
-        found.remove((f"waifu2x-upconv7-photo-x2-noise{WAIFU2X_LEVELS[level][-1]}", X4PLUS))
+        found += [(X4PLUS,), (f"waifu2x-cunet-x1-noise{n}", X4PLUS)]
     return found
 
 
@@ -188,18 +187,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(2)
     images = load_images([Path(p) for p in args.images.split(",")], args.crop)
     started = time.perf_counter()
+    print(f"Machine: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"{len(images)} photos ({', '.join(images)}), {args.crop} px\n", flush=True)
+    results = {}
     with tempfile.TemporaryDirectory() as weights:
         upscaler = Upscaler(ModelStore(weights), UpscaleOptions(device="cpu", precision="fp32", tile=0))
-        results = {scale: measure(upscaler, images, scale) for scale in (int(s) for s in args.scales.split(","))}
-    print(f"Machine: {cpu_name()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; {len(images)} photos ({', '.join(images)}), {args.crop} px; "
-          f"{time.perf_counter() - started:.0f} s\n")
-    for scale, table in results.items():
-        print(markdown(table, scale), "\n")
-    for scale, table in results.items():
-        print(f"{scale}x routes: " + ", ".join(f"{level}: {label}" for level, label in winners(table).items()))
-    if args.json:
-        args.json.write_text(json.dumps({str(s): t for s, t in results.items()}, indent=1))
+        for scale in (int(s) for s in args.scales.split(",")):  # each table as soon as it is measured
+            results[str(scale)] = table = measure(upscaler, images, scale)
+            print(markdown(table, scale), "\n", flush=True)
+            print(f"{scale}x routes: " + ", ".join(f"{level}: {label}" for level, label in winners(table).items()),
+                  f"({time.perf_counter() - started:.0f} s so far)\n", flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

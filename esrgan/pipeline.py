@@ -94,6 +94,7 @@ class Provenance:
     backend: str
     tiles: int
     seconds: float
+    before: tuple[str, ...] = ()  # models run before ``model``, in order (a chain: `registry.Plan.before`)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -261,7 +262,7 @@ class Upscaler:
                 with `Cancelled` within one step.
             stage: Called with ``"calibrating"`` (only when the one-time CPU measurement really
                 runs now), ``"loading"`` and ``"upscaling"``.
-            noise: Noise reduction, ``"none"``/``"low"``/``"medium"``/``"high"`` (anime: Real-CUGAN).
+            noise: Noise reduction, ``"none"``/``"low"``/``"medium"``/``"high"`` (the registry's route).
 
         Raises:
             UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError, ImageTooLargeError,
@@ -279,8 +280,10 @@ class Upscaler:
         if stage is not None:
             stage("upscaling")
         rgb = image.rgb()
-        tiling = self.tile_options(image.width * image.height * loaded.entry.scale**2)
-        tiles = count_tiles(image.height, image.width, tiling, loaded.size_multiple)
+        for name in chosen.before:  # a chain's first models (registry.Plan.before), each on the whole output
+            rgb = self._run_step(name, rgb, cancelled)
+        tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2)
+        tiles = count_tiles(rgb.shape[0], rgb.shape[1], tiling, loaded.size_multiple)
         inference_started = time.perf_counter()
         out = upscale_tiled(
             compiled.module_for(loaded, tiling, self.options.backend, self.store.weights_dir),
@@ -291,7 +294,7 @@ class Upscaler:
         )
         if loaded.device.type == "cpu":
             self.report_rate(loaded.entry.name, time.perf_counter() - inference_started,
-                             tiling_work_pixels(image.height, image.width, tiling, loaded.size_multiple))
+                             tiling_work_pixels(rgb.shape[0], rgb.shape[1], tiling, loaded.size_multiple))
         size = registry.output_size(image.width, image.height, chosen.scale)
         if chosen.resample is not None:
             out = resample(out, size)
@@ -300,11 +303,19 @@ class Upscaler:
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
             device=str(loaded.device), precision=runtime.precision, backend=runtime.backend,
-            tiles=tiles, seconds=round(time.perf_counter() - started, 3),
+            tiles=tiles, seconds=round(time.perf_counter() - started, 3), before=chosen.before,
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
                  loaded.entry.name, provenance.seconds)
         return UpscaleResult(image.with_rgb(np.clip(out, 0, 1, out=out), alpha), provenance)
+
+    def _run_step(self, model: str, rgb: np.ndarray, cancelled: CancelFn | None) -> np.ndarray:
+        """One model of a chain over the whole (H, W, 3) image, tiled as any run (no progress of its own)."""
+        step = self.load(model)
+        tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * step.entry.scale**2)
+        module = compiled.module_for(step, tiling, self.options.backend, self.store.weights_dir)
+        return upscale_tiled(module, rgb, scale=step.entry.scale, size_multiple=step.size_multiple, options=tiling,
+                             device=step.device, dtype=step.dtype, channels_last=step.channels_last, cancelled=cancelled)
 
 
 def resample(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
