@@ -163,8 +163,9 @@ _ROUTES_BY_SCALE: dict[tuple[int, bool, str], tuple[str | Chain, ...]] = {
 # (scale, anime, noise) -> what to try, most preferred first: a model's name, or a chain of models
 # (`Chain`) that runs as a whole only when every model of it is present. The first one available
 # runs; an empty tuple means no model offers that combination.
-ROUTES: Mapping[tuple[int, bool, str], tuple[str | Chain, ...]] = {
-    **_ROUTES_BY_SCALE, **_scale_one_routes(_ROUTES_BY_SCALE)}
+ROUTES: Mapping[tuple[int, bool, str], tuple[str | Chain, ...]] = dict(sorted(
+    {**_ROUTES_BY_SCALE, **_scale_one_routes(_ROUTES_BY_SCALE)}.items(),
+    key=lambda item: (item[0][1], item[0][0], NOISE_LEVELS.index(item[0][2]))))  # photos, then anime; by scale
 
 
 

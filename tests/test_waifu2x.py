@@ -241,3 +241,13 @@ def test_upconv7_tiles_equal_its_whole_image(store, whole_image):
     many = tiled.upscale(image, 2, model="waifu2x-upconv7-photo-x2-noise1")
     assert many.provenance.tiles > 4
     assert psnr(many.image.pixels, one.image.pixels) >= 80
+
+
+@pytest.mark.parametrize(("anime", "model"), [(True, "waifu2x-cunet-x1-noise3"),
+                                              (False, "waifu2x-upconv7-photo-x2-noise3")])
+def test_scale_one_cleans_without_resizing(whole_image, anime, model):
+    image = DecodedImage(np.asarray(crop_of("coffee.png", (9, 20, 50, 47)), dtype=np.float32) / 255)
+    result = whole_image.upscale(image, 1, anime=anime, noise="high")
+    assert (result.provenance.model, result.provenance.scale) == (model, 1)
+    assert result.image.pixels.shape == image.pixels.shape
+    assert psnr(result.image.pixels, image.pixels) > 25  # cleaned, not replaced
