@@ -127,9 +127,9 @@ PHOTO_NOISE_WINNERS: Mapping[tuple[int, str], Chain] = {
     (2, "low"): (WAIFU2X_PHOTO_X2[0].name,),
     (2, "medium"): (WAIFU2X_PHOTO_X2[2].name,),
     (2, "high"): (WAIFU2X_PHOTO_X2[3].name,),
-    (4, "low"): (X4PLUS.name,),
-    (4, "medium"): (WAIFU2X_CUNET_X1[2].name, X4PLUS.name),
-    (4, "high"): (WAIFU2X_CUNET_X1[3].name, X4PLUS.name),
+    (4, "low"): (WAIFU2X_CUNET_X2[0].name,),
+    (4, "medium"): (WAIFU2X_CUNET_X1[2].name,),
+    (4, "high"): (WAIFU2X_CUNET_X1[3].name,),
 }
 # Art at 1x: CUnet 1x of the level (waifu2x's own "low" is its noise level 0).
 ART_CLEAN_X1: Mapping[str, str] = {"low": WAIFU2X_CUNET_X1[0].name, "medium": WAIFU2X_CUNET_X1[2].name,

@@ -49,9 +49,9 @@ PHOTO_NOISE_PLANS = {
     (2, "low"): (("waifu2x-upconv7-photo-x2-noise0",), None),
     (2, "medium"): (("waifu2x-upconv7-photo-x2-noise2",), None),
     (2, "high"): (("waifu2x-upconv7-photo-x2-noise3",), None),
-    (4, "low"): (("realesrgan-x4plus",), None),
-    (4, "medium"): (("waifu2x-cunet-x1-noise2", "realesrgan-x4plus"), None),
-    (4, "high"): (("waifu2x-cunet-x1-noise3", "realesrgan-x4plus"), None),
+    (4, "low"): (("waifu2x-cunet-x2-noise0",), "Lanczos 2x -> 4x"),
+    (4, "medium"): (("waifu2x-cunet-x1-noise2",), "Lanczos 1x -> 4x"),
+    (4, "high"): (("waifu2x-cunet-x1-noise3",), "Lanczos 1x -> 4x"),
 }
 
 
