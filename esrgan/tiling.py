@@ -171,7 +171,8 @@ class _Run(SyncedPasses):
             plan = TilePlan.from_dict(self.checkpoint.load_json("plan"))
         self._keep_plan(plan)
         x = torch.from_numpy(np.ascontiguousarray(self.image.transpose(2, 0, 1)))[None]
-        self.input = _pad(x, plan.top, plan.bottom, plan.left, plan.right)
+        border = getattr(self.model, "border", "reflect")  # waifu2x replicates its border, Real-CUGAN reflects
+        self.input = _pad(x, plan.top, plan.bottom, plan.left, plan.right, border)
         return plan
 
     def _keep_plan(self, plan: TilePlan) -> None:
@@ -262,12 +263,14 @@ def _group(tiles: tuple[Tile, ...], first: int, size: int) -> list[Tile]:
     return group
 
 
-def _pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """Pad once: reflect where the image is large enough, else replicate."""
+def _pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, border: str = "reflect") -> torch.Tensor:
+    """Pad once, as the model's upstream does: reflect (where the image is large enough, else
+    replicate) or replicate."""
     if not (top or bottom or left or right):
         return x
     height, width = x.shape[-2:]
-    mode = "reflect" if max(top, bottom) < height and max(left, right) < width else "replicate"
+    fits = max(top, bottom) < height and max(left, right) < width
+    mode = "reflect" if border == "reflect" and fits else "replicate"
     return F.pad(x, (left, right, top, bottom), mode=mode)
 
 

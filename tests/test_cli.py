@@ -87,10 +87,13 @@ def test_outscale_takes_any_scale_from_1_to_8_and_refuses_others(tmp_path, weigh
         refused = run_cli("upscale", str(source), "--outscale", bad, "-o", str(tmp_path / "bad.png"),
                           env_weights=weights_dir)
         assert refused.returncode == 2 and "from 1 to 8" in refused.stderr
-    photo_noise = run_cli("upscale", str(source), "--noise", "low", "--fp32", "-o", str(tmp_path / "n.png"),
-                          env_weights=weights_dir)
-    assert photo_noise.returncode == 1 and "not available for photos" in photo_noise.stderr
+    no_such_level = run_cli("upscale", str(source), "--anime", "--noise", "medium", "-s", "4", "--fp32",
+                            "-o", str(tmp_path / "n.png"), env_weights=weights_dir)
+    assert no_such_level.returncode == 1 and "not available at 4x" in no_such_level.stderr
     assert not (tmp_path / "bad.png").exists() and not (tmp_path / "n.png").exists()
+    cleaned = run_cli("upscale", str(source), "--outscale", "1", "--noise", "low", "--fp32",
+                      "-o", str(tmp_path / "clean.png"), env_weights=weights_dir)  # a photo, "clean only"
+    assert cleaned.returncode == 0 and "waifu2x-cunet-x1-noise0" in cleaned.stdout, cleaned.stderr
 
 
 def test_degrade_makes_reproducible_pairs(tmp_path, weights_dir):

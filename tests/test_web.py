@@ -154,7 +154,8 @@ def test_estimate_and_models(client):
     # Every (scale, content, noise) route is listed, each with its model or the reason it has none.
     routes = {(r["scale"], r["anime"], r["noise"]): r for r in models["routes"]}
     assert routes[(4, False, "none")]["model"] == "realesrgan-x4plus"
-    assert routes[(4, False, "high")]["model"] is None and routes[(4, False, "high")]["error"]
+    assert routes[(4, False, "high")]["model"] == "waifu2x-cunet-x1-noise3"  # photos: the measured route
+    assert routes[(4, True, "medium")]["model"] is None and routes[(4, True, "medium")]["error"]
 
 
 def test_files_expire_and_then_are_gone(app, client):
@@ -198,7 +199,7 @@ BAD_UPLOADS = {
     "scale 9": (None, {"scale": "9"}, 400, "from 1 to 8"),
     "scale 0.5": (None, {"scale": "0.5"}, 400, "from 1 to 8"),
     "scale abc": (None, {"scale": "abc"}, 400, "from 1 to 8"),
-    "noise on a photo": (None, {"noise": "high"}, 400, "noise"),
+    "noise no model has": (None, {"noise": "medium", "anime": "true", "scale": "4"}, 400, "noise"),
     "noise word": (None, {"noise": "loud"}, 400, "noise"),
     "anime maybe": (None, {"anime": "maybe"}, 400, "anime"),
     "unknown model": (None, {"model": "nope"}, 400, "nope"),

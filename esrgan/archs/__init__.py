@@ -8,7 +8,7 @@ fine-tuning, not a generator, so it is not listed.
 
 from __future__ import annotations
 
-from esrgan.archs import cugan, rrdbnet, srvgg
+from esrgan.archs import cugan, rrdbnet, srvgg, waifu2x
 from esrgan.archs.base import Architecture, ModelDescriptor
 from esrgan.archs.cugan import RealCUGAN, UpCunet2x, UpCunet3x, UpCunet4x
 from esrgan.archs.discriminator import UNetDiscriminatorSN
@@ -17,9 +17,11 @@ from esrgan.archs.srvgg import SRVGGNetCompact
 from esrgan.errors import WeightsError
 
 # In the order detection tries them: the first that recognises a state dict's keys describes it.
-# SRVGGNetCompact comes last because its keys (body.0, body.1 ...) are the least specific.
+# SRVGGNetCompact comes last because its keys (body.0, body.1 ...) are the least specific; waifu2x's
+# CUnet before Real-CUGAN, whose 2x keys its 2x CUnet shares (told apart by a marker buffer).
 ARCHITECTURES: tuple[Architecture, ...] = (
     rrdbnet.ARCHITECTURE,
+    *waifu2x.ARCHITECTURES,
     cugan.ARCHITECTURE,
     srvgg.ARCHITECTURE,
 )
