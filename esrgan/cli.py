@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from esrgan import registry
+from esrgan import cli_video, registry
 from esrgan.errors import OutputPathError, RemasterError
 from esrgan.evaluate import (
     IMAGE_SUFFIXES,
@@ -84,6 +84,7 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by extension, else png)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
+    cli_video.add_video_arguments(p)
     p.set_defaults(func=cmd_upscale)
 
 
@@ -116,6 +117,8 @@ def _targets(inputs: list[Path], output: str, scale: float, fmt: str | None) -> 
 def cmd_upscale(args: argparse.Namespace) -> int:
     settings = engine_settings(device=args.device, precision=args.precision, backend=args.backend,
                                tile=args.tile, tile_pad=args.tile_pad)
+    if cli_video.is_moving(args.inputs):  # a video or an animation, by content
+        return cli_video.upscale_moving(args, Upscaler(None, settings))
     targets = _targets(args.inputs, args.output, args.scale, args.format)
     for _, dst in targets:  # before any work: an hour of inference must not end in "no such folder"
         if not dst.parent.is_dir():
