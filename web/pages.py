@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, redirect, render_template, url_for
 from esrgan.imageio import OUTPUT_FORMATS
 from esrgan.registry import SCALES
 from web.service import services
+from web.video_jobs import page_values
 
 bp = Blueprint("pages", __name__)
 
@@ -28,6 +29,7 @@ def index():
         max_input_pixels=current_app.config["MAX_INPUT_PIXELS"],
         max_output_pixels=current_app.config["MAX_OUTPUT_PIXELS"],
         device=str(service.upscaler.device),
+        video_limits=page_values(current_app.config),
     )
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from web.video_jobs import body_limit
+
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file, within the body limit
 
 
@@ -21,7 +23,7 @@ def waitress_options(config: Mapping) -> dict:
         "threads": int(config["WSGI_THREADS"]),
         # Waitress answers 413 itself when Content-Length is at least this, without reading the
         # body; Flask's MAX_CONTENT_LENGTH (with its JSON answer) covers what gets through.
-        "max_request_body_size": int(config["MAX_CONTENT_LENGTH"]) + MULTIPART_SLACK,
+        "max_request_body_size": body_limit(config) + MULTIPART_SLACK,
         "max_request_header_size": int(config["WSGI_MAX_HEADER_BYTES"]),
         "connection_limit": int(config["WSGI_CONNECTION_LIMIT"]),
         "channel_timeout": int(config["WSGI_CHANNEL_TIMEOUT"]),

@@ -10,6 +10,7 @@ from flask import current_app, jsonify, url_for
 from web.errors import NotFound, error_response
 from web.job import Job
 from web.service import services
+from web.video_jobs import add_moving_view
 
 
 def find_job(job_id: str) -> Job:
@@ -77,6 +78,7 @@ def status_view(job: Job) -> dict:
     }
     if job.status == "done":
         view["result"] = result_view(job)
+    add_moving_view(view, job)
     return view
 
 
