@@ -77,7 +77,7 @@ def video_limits(config: Mapping) -> VideoLimits:
 
 def page_values(config: Mapping) -> dict:
     """What the page needs to accept and check a video before sending it (`web.pages`)."""
-    return {"accept": ",".join(ACCEPT), "max_bytes": int(config["MAX_VIDEO_BYTES"]),
+    return {"accept": list(ACCEPT), "max_bytes": int(config["MAX_VIDEO_BYTES"]),
             "max_seconds": float(config["MAX_VIDEO_SECONDS"]), "max_frames": int(config["MAX_VIDEO_FRAMES"]),
             "max_input_pixels": int(config["MAX_VIDEO_INPUT_PIXELS"]), "codecs": list(CODECS),
             "containers": list(CONTAINERS)}
