@@ -157,7 +157,7 @@ def test_preview_comes_first_and_a_stopped_run_resumes_at_its_next_segment(make_
             assert (preview.frames, preview.width) == (4, 128)
 
     def stop_after_first_segment() -> bool:
-        return bool(segment_files(files, job))
+        return any(p.suffix == ".mp4" for p in segment_files(files, job))
 
     with pytest.raises(Cancelled):
         run_moving(job, upscaler, files, settings, lambda d, t: progress.append(d), stage, stop_after_first_segment)
@@ -165,7 +165,7 @@ def test_preview_comes_first_and_a_stopped_run_resumes_at_its_next_segment(make_
     progress.clear()
     run_moving(job, upscaler, files, VideoSettings(0.5, 0), lambda d, t: progress.append(d), stages.append,
                lambda: False)
-    assert progress[:3] == [0, 6, 7] and progress[-1] == FRAMES  # the first segment was not upscaled again
+    assert progress[0] == 0 and min(progress[1:]) == 7 and progress[-1] == FRAMES  # segment 1 was not redone
     out = files.resolve(job.output_file)
     assert probe(out).frames == FRAMES and packets(out, "audio") == packets(clips / "clip.mp4", "audio")
     assert segment_files(files, job) == [] and stages[:2] == ["previewing", "upscaling"]

@@ -53,6 +53,7 @@ VIDEO_DEFAULTS = {
     "VIDEO_PREVIEW_FRAMES": 12,  # the first frames upscaled as a quick preview of a long video
     "VIDEO_SEGMENT_SECONDS": 10,  # a video is upscaled in keyframe-aligned segments of about this
     "VIDEO_FREE_DISK_MARGIN": 64 * 2**20,  # bytes a video job must leave free beyond its estimate
+    "VIDEO_STALE_SECONDS": 30,  # a segment's holder silent this long is dead; its segment is taken over
 }
 # A rough upper bound of what an encoded frame weighs per output pixel (H.264 CRF 18 writes ~0.02),
 # and a lossless animated frame; segments and the joined file exist at once, so twice that.

@@ -31,6 +31,7 @@ from esrgan.video import (
     upscale_segment,
 )
 from esrgan.video.options import VideoLimits
+from web import segment_claims as claims
 from web.job import Job
 from web.storage import FileStore
 
@@ -39,12 +40,14 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 StageFn = Callable[[str], None]
 StopFn = Callable[[], bool]
+ShareFn = Callable[[Job, list[int]], None]
 
 # Limits were checked when the job was made; running it again (after a restart) must not refuse it
 # because a limit changed since.
 NO_LIMITS = VideoLimits(max_seconds=float("inf"), max_frames=2**62, max_input_pixels=2**62,
                         max_output_pixels=2**62)
 PREVIEW_EXT = "mp4"
+WAIT_POLL_S = 0.5  # how often the job's process looks at segments other workers hold
 
 
 @dataclass(frozen=True)
@@ -55,16 +58,21 @@ class VideoSettings:
         segment_seconds: Length of the keyframe-aligned segments a video is upscaled in.
         preview_frames: Frames in the quick preview (0: none).
         preview_min_seconds: Videos expected to take at least this long get a preview first.
+        stale_seconds: A segment's claim not touched for this long belongs to a dead process.
+        share: Offers a job's unfinished segments (by index) to other workers (a Celery worker
+            sets it: `web.video_tasks`); None: this process upscales them all.
     """
 
     segment_seconds: float = 10.0
     preview_frames: int = 12
     preview_min_seconds: float = 4.0
+    stale_seconds: float = 30.0
+    share: ShareFn | None = None
 
 
 def video_settings(config: Mapping) -> VideoSettings:
     return VideoSettings(float(config["VIDEO_SEGMENT_SECONDS"]), int(config["VIDEO_PREVIEW_FRAMES"]),
-                         float(config["PREVIEW_MIN_SECONDS"]))
+                         float(config["PREVIEW_MIN_SECONDS"]), float(config["VIDEO_STALE_SECONDS"]))
 
 
 def segment_path(files: FileStore, job: Job, segment: Segment) -> Path:
@@ -106,7 +114,7 @@ def run_moving(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSe
             _preview(job, info, fn, files, options, frames, stage, stop_requested)
         progress(0, info.frames)
         stage("upscaling")
-        _upscale_segments(job, info, segments, fn, files, options, progress, stop_requested)
+        _upscale_segments(job, info, segments, fn, files, options, settings, progress, stop_requested)
         stage("encoding")
         parts = [segment_path(files, job, s) for s in segments]
         result = join_segments(info, parts, output, options, scale=job.scale)
@@ -121,19 +129,45 @@ def run_moving(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSe
 
 
 def _upscale_segments(job: Job, info: VideoInfo, segments: list[Segment], fn, files: FileStore,
-                      options: EncodeOptions, progress: ProgressFn, stop_requested: StopFn) -> None:
-    """Every segment whose file is not there yet (a resumed run skips the finished ones)."""
-    done = 0
-    for segment in segments:
-        part = segment_path(files, job, segment)
-        if part.is_file():
-            log.info("job %s: segment %d of %d was done before; skipped", job.id, segment.index + 1, segment.count)
-        else:
-            before = done
-            upscale_segment(info, segment, part, fn, job.scale, options, NO_LIMITS,
-                            progress=lambda d, _t: progress(before + d, info.frames), cancelled=stop_requested)
-        done += segment.frames
-        progress(done, info.frames)
+                      options: EncodeOptions, settings: VideoSettings, progress: ProgressFn,
+                      stop_requested: StopFn) -> None:
+    """Every segment whose file is not there yet (a resumed run skips the finished ones). Segments
+    other processes hold (`web.segment_claims`) are left to them and waited for; one whose holder
+    died is taken over."""
+    parts = {s.index: segment_path(files, job, s) for s in segments}
+    if settings.share is not None:
+        settings.share(job, [s.index for s in segments if not parts[s.index].is_file()])
+    while True:
+        waiting = False
+        for segment in segments:
+            part = parts[segment.index]
+            if part.is_file():
+                continue
+            if not claims.claim(part, settings.stale_seconds):
+                waiting = True
+                continue
+            with claims.holding(part, settings.stale_seconds):
+                before = _frames_seen(segments, parts, mine=segment.index)
+
+                def step(done: int, _total: int, part=part, before=before) -> None:
+                    claims.report(part, done)
+                    progress(before + done, info.frames)
+
+                upscale_segment(info, segment, part, fn, job.scale, options, NO_LIMITS, progress=step,
+                                cancelled=stop_requested)
+            progress(_frames_seen(segments, parts), info.frames)
+        if not waiting:
+            return
+        if stop_requested():
+            raise Cancelled("stopped while other workers upscale its segments")
+        progress(_frames_seen(segments, parts), info.frames)
+        time.sleep(WAIT_POLL_S)
+
+
+def _frames_seen(segments: list[Segment], parts: dict[int, Path], mine: int | None = None) -> int:
+    """Frames done so far by every process: finished segments, and those others hold as they say."""
+    return sum(s.frames if parts[s.index].is_file() else 0 if s.index == mine
+               else claims.frames_in_progress(parts[s.index]) for s in segments)
 
 
 def _preview(job: Job, info: VideoInfo, fn, files: FileStore, options: EncodeOptions, frames: int,
