@@ -155,6 +155,7 @@ def _upscale_segments(job: Job, info: VideoInfo, segments: list[Segment], fn, fi
 
                 upscale_segment(info, segment, part, fn, job.scale, options, NO_LIMITS, progress=step,
                                 cancelled=stop_requested)
+            log.info("segment %d of job %s done by the job's own process", segment.index, job.id)
             progress(_frames_seen(segments, parts), info.frames)
         if not waiting:
             return
