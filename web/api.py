@@ -14,7 +14,7 @@ from web.errors import BadRequest, NotFound, QueueFull
 from web.forms import job_from_request, limit_problems, read_options, work_pixels
 from web.job import FINISHED, Job
 from web.service import services
-from web.video_jobs import allow_video_bodies, moving_job_from_request, refuse_moving_upload
+from web.video_jobs import allow_video_bodies, moving_job_from_request, page_values, refuse_moving_upload
 from web.views import find_job, finished_job_response, status_view
 
 bp = Blueprint("api", __name__)
@@ -77,6 +77,7 @@ def models():
     listing["limits"] = {"max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
                          "max_input_pixels": current_app.config["MAX_INPUT_PIXELS"],
                          "max_output_pixels": current_app.config["MAX_OUTPUT_PIXELS"]}
+    listing["video_limits"] = page_values(current_app.config)  # what a video or an animation may be
     return jsonify(listing)
 
 
