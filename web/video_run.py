@@ -135,7 +135,10 @@ def _upscale_segments(job: Job, info: VideoInfo, segments: list[Segment], fn, fi
     other processes hold (`web.segment_claims`) are left to them and waited for; one whose holder
     died is taken over."""
     parts = {s.index: segment_path(files, job, s) for s in segments}
-    if settings.share is not None:
+    if settings.share is None:  # no other process works on this job: a claim left here is a dead run's
+        for part in parts.values():
+            claims.release(part)
+    else:
         settings.share(job, [s.index for s in segments if not parts[s.index].is_file()])
     while True:
         waiting = False
