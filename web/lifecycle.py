@@ -120,10 +120,10 @@ def requeue(files: FileStore, job: Job) -> Job:
 def finish(files: FileStore, job: Job, status: Status, error: str | None = None,
            kind: ErrorKind | None = None) -> Job:
     """-> done | failed | cancelled, with what went wrong and its kind; a preview never outlives its job."""
-    job.status, job.stage, job.finished_at, job.error, job.error_kind = status, status, time.time(), error, kind
-    if job.preview_file is not None:
+    if job.preview_file is not None:  # first: a reader that sees the job finished sees no preview
         files.delete(job.preview_file)
         job.preview_file = None
+    job.status, job.stage, job.finished_at, job.error, job.error_kind = status, status, time.time(), error, kind
     persist(files, job)
     return job
 
