@@ -24,7 +24,7 @@ FRAMES = 12
 def clips(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("web-clips")
     write_clip(folder / "clip.mp4", subtitle="", frames=FRAMES)
-    damage_frame(folder / "clip.mp4", folder / "damaged.mp4", 7)
+    damage_frame(folder / "clip.mp4", folder / "damaged.mp4", 6)  # a keyframe: no decoder hides that
     write_animation(folder / "a.gif", "GIF", delays=(100, 200, 50))
     return folder
 
