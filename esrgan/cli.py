@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from esrgan import registry
+from esrgan import cli_video, registry
 from esrgan.errors import OutputPathError, RemasterError
 from esrgan.evaluate import (
     IMAGE_SUFFIXES,
@@ -91,6 +91,7 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
     p.add_argument("--keep-gps", action="store_true",
                    help="keep the GPS position in the result's EXIF and XMP (removed by default; the rest is kept)")
+    cli_video.add_video_arguments(p)
     p.set_defaults(func=cmd_upscale)
 
 
@@ -141,6 +142,8 @@ def _size_tag(args: argparse.Namespace) -> str:
 def cmd_upscale(args: argparse.Namespace) -> int:
     settings = engine_settings(device=args.device, precision=args.precision, backend=args.backend,
                                tile=args.tile, tile_pad=args.tile_pad)
+    if cli_video.is_moving(args.inputs):  # a video or an animation, by content
+        return cli_video.upscale_moving(args, Upscaler(None, settings))
     targets = _targets(args.inputs, args.output, _size_tag(args), args.format)
     for _, dst in targets:  # before any work: an hour of inference must not end in "no such folder"
         if not dst.parent.is_dir():

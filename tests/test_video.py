@@ -46,67 +46,18 @@ from esrgan.video import (
     upscale_segment,
     upscale_video,
 )
-from esrgan.video.streams import DEFAULT_ASS_HEADER
 from esrgan.weights import ModelStore
-from tests.conftest import dataset_image, psnr
-
-FPS = 12
-FRAMES = 30
-VFR_STEPS = (100, 50, 150, 100)  # ms between frames, in turn
-BT709, LIMITED = 1, 1
-SUBTITLES = ((0, 800, "Hello"), (1000, 2000, "world"))  # ms
-
-
-def photo() -> np.ndarray:
-    return np.asarray(Image.open(dataset_image("astronaut.png")).convert("RGB"))
-
-
-def write_clip(path: Path, width: int = 64, height: int = 48, vfr: bool = False, rotation: int = 0,
-               subtitle: str = "mov_text", audio: bool = True, codec: str = "libx264", gop: int = 6) -> Path:
-    """A clip of a crop window sliding over a real photo, an AAC sine tone, two subtitles."""
-    image = photo()
-    out = av.open(str(path), "w")
-    video = out.add_stream(codec, rate=FPS, options={"crf": "20", "g": str(gop)} if codec == "libx264" else {})
-    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-    context = video.codec_context
-    context.time_base = Fraction(1, 1000) if vfr else Fraction(1, FPS)
-    if codec == "libx264":
-        context.color_primaries = context.color_trc = context.colorspace = BT709
-        context.color_range = LIMITED
-        context.sample_aspect_ratio = video.sample_aspect_ratio = Fraction(4, 3)
-    if rotation:
-        video.set_display_rotation(rotation)
-    sound = out.add_stream("aac", rate=16000, layout="mono") if audio else None
-    text = out.add_stream(subtitle) if subtitle else None
-    if text is not None:
-        text.codec_context.time_base = Fraction(1, 1000)
-        text.codec_context.subtitle_header = DEFAULT_ASS_HEADER
-    pts = 0
-    for i in range(FRAMES):
-        crop = np.ascontiguousarray(image[i * 3 : i * 3 + height, i * 2 : i * 2 + width])
-        frame = av.VideoFrame.from_ndarray(crop, format="rgb24").reformat(
-            format="yuv420p", dst_colorspace=BT709, dst_color_range=LIMITED)
-        frame.pts, frame.time_base = pts, context.time_base
-        pts += VFR_STEPS[i % len(VFR_STEPS)] if vfr else 1
-        out.mux(video.encode(frame))
-    out.mux(video.encode(None))
-    if sound is not None:
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000 * FRAMES // FPS) / 16000)).astype(np.float32)
-        for start in range(0, len(tone), 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="flt", layout="mono")
-            chunk.sample_rate, chunk.pts, chunk.time_base = 16000, start, Fraction(1, 16000)
-            out.mux(sound.encode(chunk))
-        out.mux(sound.encode(None))
-    for start, end, words in SUBTITLES if text is not None else ():
-        packet = text.codec_context.encode_subtitle(
-            av.subtitles.subtitle.SubtitleSet.create(text=f"0,0,Default,,0,0,0,,{words}".encode(), start=0,
-                                                     end=end - start, pts=start))
-        packet.stream, packet.pts, packet.dts, packet.duration = text, start, start, end - start
-        packet.time_base = Fraction(1, 1000)
-        out.mux(packet)
-    out.close()
-    return path
-
+from tests.conftest import psnr
+from tests.media import (
+    BT709,
+    FPS,
+    FRAMES,
+    damage_frame,
+    packets,
+    photo,
+    write_animation,
+    write_clip,
+)
 
 def double(rgb: np.ndarray) -> np.ndarray:
     """A deterministic 2x frame function: each pixel repeated."""
@@ -115,15 +66,6 @@ def double(rgb: np.ndarray) -> np.ndarray:
 
 def seconds(info) -> list[Fraction]:
     return [p * info.time_base for p in info.pts]
-
-
-def packets(path: Path, kind: str) -> list[bytes]:
-    """The stream's packets; for subtitles only those with text (the MP4 muxer writes its own empty
-    mov_text samples into the gaps between subtitles)."""
-    with av.open(str(path)) as container:
-        streams = [s for s in container.streams if s.type == kind]
-        found = [bytes(p) for p in container.demux(streams[0]) if p.size]
-    return [p for p in found if p != b"\x00\x00"] if kind == "subtitle" else found
 
 
 def decoded(path: Path) -> list[np.ndarray]:
@@ -246,13 +188,7 @@ def test_real_upscaler_end_to_end_rounds_an_odd_size_and_says_so(tmp_path):
 
 
 def test_damaged_mid_stream_names_the_frame_and_leaves_nothing(media, tmp_path):
-    data = bytearray((media / "clip.mp4").read_bytes())
-    with av.open(str(media / "clip.mp4")) as container:
-        video = sorted((p.pts, p.pos, p.size) for p in container.demux(video=0) if p.size)
-    _, pos, size = video[15]
-    data[pos + 8 : pos + size] = np.random.default_rng(1).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
-    src = tmp_path / "damaged.mp4"
-    src.write_bytes(bytes(data))
+    src = damage_frame(media / "clip.mp4", tmp_path / "damaged.mp4", 15)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(DamagedVideoError, match=r"damaged at frame \d+") as caught:
@@ -351,18 +287,6 @@ def test_preview_is_the_first_frames_upscaled(media, tmp_path):
     assert upscale_segment(info, segment, tmp_path / "preview.mp4", double, 2) == 7
     preview = probe(tmp_path / "preview.mp4")
     assert preview.frames == 7 and seconds(preview) == seconds(info)[:7] and preview.width == 128
-
-
-def write_animation(path: Path, fmt: str, delays=(100, 200, 50, 300, 120), loop=3) -> Path:
-    image = np.asarray(Image.open(dataset_image("coffee.png")).convert("RGB"))
-    frames = []
-    for i in range(len(delays)):
-        rgba = np.concatenate([image[i * 5 : i * 5 + 33, i * 4 : i * 4 + 41], np.full((33, 41, 1), 255, np.uint8)], 2)
-        rgba[:10, :12, 3] = 0  # a transparent corner
-        frames.append(Image.fromarray(np.ascontiguousarray(rgba), "RGBA"))
-    extra = {"disposal": 2} if fmt == "GIF" else {"lossless": True} if fmt == "WEBP" else {}
-    frames[0].save(path, fmt, save_all=True, append_images=frames[1:], duration=list(delays), loop=loop, **extra)
-    return path
 
 
 @pytest.mark.parametrize(("name", "fmt", "kind"), [("a.gif", "GIF", "gif"), ("a.webp", "WEBP", "webp"),

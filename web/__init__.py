@@ -9,6 +9,7 @@ from flask import Flask
 
 from web.errors import register_error_handlers
 from web.service import AppServices
+from web.video_jobs import VIDEO_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,6 +55,7 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the app: defaults, then ``REMASTER_*`` environment variables, then ``config``."""
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config.from_mapping(DEFAULTS)
+    app.config.from_mapping(VIDEO_DEFAULTS)
     app.config.from_prefixed_env("REMASTER")
     if config:
         app.config.from_mapping(config)

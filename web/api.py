@@ -16,6 +16,7 @@ from web.forms import ESTIMATE_SIZE_FIELDS, job_from_request, limit_problems, re
 from web.job import FINISHED, Job
 from web.limits import image_limits
 from web.service import services
+from web.video_jobs import allow_video_bodies, moving_job_from_request, page_values, refuse_moving_upload
 from web.views import find_job, finished_job_response, status_view
 
 bp = Blueprint("api", __name__)
@@ -32,7 +33,8 @@ def submit(job: Job) -> Job:
 
 @bp.post("/upscale")
 def upscale():
-    """Synchronous: answers when the result is ready."""
+    """Synchronous: answers when the result is ready (images only: a video is refused, pointing to /api/jobs)."""
+    refuse_moving_upload()
     job = submit(job_from_request())
     job = services().runner.wait(job.id, timeout=float(current_app.config["SYNC_TIMEOUT_SECONDS"]))
     if job.status not in FINISHED:
@@ -44,7 +46,8 @@ def upscale():
 
 @bp.post("/api/jobs")
 def create_job():
-    job = submit(job_from_request())
+    allow_video_bodies()  # a video's own size limit; an image is held to its own once its kind is known
+    job = submit(moving_job_from_request() or job_from_request())
     response = jsonify(status_view(job))
     response.status_code = 202
     response.headers["Location"] = url_for("api.job_status", job_id=job.id)
@@ -75,6 +78,7 @@ def models():
     listing["unavailable"] = service.upscaler.store.unavailable()
     listing["limits"] = image_limits(current_app.config)
     listing["choices"] = route_choices(service.upscaler)
+    listing["video_limits"] = page_values(current_app.config)  # what a video or an animation may be
     return jsonify(listing)
 
 

@@ -75,7 +75,7 @@ class CeleryRunner:
         waiting = self.redis.zcard(QUEUED_KEY)
         if waiting >= self.max_queue:
             raise QueueFull(f"the queue is full ({waiting} jobs waiting); try again shortly")
-        job.estimate_seconds = round(self.estimate_seconds(job.model, job.input_width, job.input_height), 1)
+        job.estimate_seconds = round(self.estimate_seconds(job.model, job.input_width, job.input_height) * job.frames, 1)
         persist(self.files, job)
         self.redis.zadd(QUEUED_KEY, {job.id: job.created_at})
         self.celery.send_task(TASK_NAME, args=[job.id], task_id=job.id, queue=self.queue_for(job))

@@ -15,13 +15,15 @@ from web.errors import BadRequest, NotFound, error_response
 from web.job import Job
 from web.service import services
 from web.storage import FILE_NAME
+from web.video_jobs import VIDEO_MIME
 from web.views import download_name, find_job
 
 bp = Blueprint("files", __name__)
 
 MAX_ZIP_JOBS = 100  # distinct ids one jobs.zip request may name
 ZIP_SPOOL_BYTES = 64 * 2**20  # a ZIP larger than this is spooled to a temporary file
-MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "bmp": "image/bmp", "tiff": "image/tiff"}
+MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "bmp": "image/bmp", "tiff": "image/tiff",
+        **VIDEO_MIME}
 
 
 def needs_rendering(path: Path) -> bool:
@@ -119,7 +121,7 @@ def _send(name: str, job: Job, download: bool):
     role = FILE_NAME.match(name)["role"]
     stem = PurePath(download_name(job, "in")).stem
     served_name = {"in": download_name(job, "in"), "out": download_name(job, "out"),
-                   "preview": f"{stem}_preview.png", "before": f"{stem}.png"}[role]
+                   "preview": f"{stem}_preview{PurePath(name).suffix}", "before": f"{stem}.png"}[role]
     response = send_from_directory(
         services().files.root, name, mimetype=MIME[PurePath(name).suffix.lstrip(".")],
         as_attachment=download, download_name=served_name, max_age=600,

@@ -10,13 +10,14 @@ import errno
 import logging
 from typing import Literal
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from esrgan.errors import (
     Cancelled,
     ImageTooLargeError,
     InvalidImageError,
+    InvalidOptionError,
     ModelNotFoundError,
     RemasterError,
     StorageFullError,
@@ -66,6 +67,7 @@ KIND_BY_ERROR: tuple[tuple[type[Exception], ErrorKind], ...] = (
     (UnsupportedFormatError, "unsupported_format"),
     (InvalidImageError, "bad_input"),
     (UnsupportedScaleError, "bad_input"),
+    (InvalidOptionError, "bad_input"),
     (ModelNotFoundError, "bad_input"),
     (BadRequest, "bad_input"),
     (Cancelled, "conflict"),
@@ -103,7 +105,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        messages = {413: f"the upload is larger than {current_app.config['MAX_CONTENT_LENGTH'] / 2**20:g} MB"}
+        # The limit of this request: an image's, or on /api/jobs a video's (`web.video_jobs`).
+        messages = {413: f"the upload is larger than {(request.max_content_length or 0) / 2**20:g} MB"}
         response = jsonify(error=messages.get(error.code, error.description))
         response.status_code = error.code or 500
         # Keep what werkzeug's own answer says beyond the text: Allow on a 405 (RFC 9110 requires

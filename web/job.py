@@ -65,6 +65,8 @@ class Job:
     keep_gps: bool = False  # keep the GPS position in the result's EXIF (`esrgan.metadata`)
     restarts: int = 0  # times a stop or a crash sent it back to the queue after it had started
     worker: str | None = None
+    kind: str = "image"  # "image", "video" or "animation" (`web.video_jobs`)
+    media: dict | None = None  # a video's or an animation's facts, options and result (`web.video_jobs`)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +83,11 @@ class Job:
             return cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as exc:
             raise ValueError(f"not a job record: {exc}") from None
+
+    @property
+    def frames(self) -> int:
+        """Pictures to upscale: 1 for an image, every frame of a video or an animation."""
+        return int((self.media or {}).get("frames", 1))
 
     @property
     def finished(self) -> bool:

@@ -28,6 +28,7 @@ from web.errors import ErrorKind, error_kind
 from web.job import FINISHED, Job, Status
 from web.preview import make_preview, wants_preview
 from web.storage import FileStore
+from web.video_run import VideoSettings, run_moving
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,12 @@ class JobResources:
     files: FileStore
     preview_min_seconds: float
     worker: str | None = None
+    video: VideoSettings = VideoSettings()
 
     def estimate(self, job: Job) -> float | None:
         """Seconds the upscaling of ``job`` should take here (None when it cannot be told)."""
         try:
-            return round(self.upscaler.estimate_seconds(job.model, job.input_width, job.input_height), 1)
+            return round(self.upscaler.estimate_seconds(job.model, job.input_width, job.input_height) * job.frames, 1)
         except Exception:  # an estimate is a courtesy; the job itself reports real errors
             log.warning("no estimate for job %s", job.id, exc_info=True)
             return None
@@ -120,10 +122,10 @@ def requeue(files: FileStore, job: Job) -> Job:
 def finish(files: FileStore, job: Job, status: Status, error: str | None = None,
            kind: ErrorKind | None = None) -> Job:
     """-> done | failed | cancelled, with what went wrong and its kind; a preview never outlives its job."""
-    job.status, job.stage, job.finished_at, job.error, job.error_kind = status, status, time.time(), error, kind
-    if job.preview_file is not None:
+    if job.preview_file is not None:  # first: a reader that sees the job finished sees no preview
         files.delete(job.preview_file)
         job.preview_file = None
+    job.status, job.stage, job.finished_at, job.error, job.error_kind = status, status, time.time(), error, kind
     persist(files, job)
     return job
 
@@ -165,6 +167,9 @@ def run_job(job: Job, resources: JobResources, *, cancelled: Callable[[], bool] 
         return job.cancel_requested or interrupted()
 
     try:
+        if job.kind != "image":  # a video or an animation (`web.video_run`); it fails the same ways
+            run_moving(job, resources.upscaler, files, resources.video, progress, stage, stop_requested)
+            return finish(files, job, "done")
         image = decode_image(files.read(job.input_file), max_pixels=None)
         if wants_preview(job, resources.preview_min_seconds):
             _preview(job, image, resources, stop_requested)

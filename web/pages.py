@@ -8,6 +8,7 @@ from esrgan.imageio import OUTPUT_FORMATS
 from esrgan.registry import SCALES
 from web.limits import image_limits
 from web.service import services
+from web.video_jobs import page_values
 
 bp = Blueprint("pages", __name__)
 
@@ -34,6 +35,7 @@ def index():
         input_types=limits["input_types"],
         limits=limits,
         device=str(service.upscaler.device),
+        video_limits=page_values(current_app.config),
     )
 
 

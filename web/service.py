@@ -23,6 +23,7 @@ from esrgan.weights import ModelStore
 from web.jobs import InProcessRunner, JobRunner
 from web.lifecycle import JobResources
 from web.storage import FileStore
+from web.video_run import video_settings
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class AppServices:
         with self._lock:
             if self._job_resources is None:
                 self._job_resources = JobResources(upscaler, self.files, float(self.config["PREVIEW_MIN_SECONDS"]),
-                                                   self.config["WORKER_NAME"])
+                                                   self.config["WORKER_NAME"], video_settings(self.config))
             return self._job_resources
 
     def close(self) -> None:

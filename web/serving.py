@@ -1,7 +1,7 @@
 """How the app is served by waitress: bounds on bodies, headers and idle clients, from the config.
 
 Waitress reads a whole request body before the app sees it. Its own cap sits a margin above
-Flask's MAX_CONTENT_LENGTH (`body_cap`): a body a little over the limit reaches the app and gets
+the larger of the image and video upload limits (`body_cap`): a body a little over the limit reaches the app and gets
 its JSON 413 with the limit in words; a body past the margin is refused by waitress itself, in
 plain text, from its Content-Length, before a byte of it is read. Idle or half-sent
 connections are closed after WSGI_CHANNEL_TIMEOUT; a connection whose request is being worked on
@@ -13,6 +13,8 @@ that trickles one byte a minute from many addresses.
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from web.video_jobs import body_limit
 
 BODY_MARGIN_BYTES = 2**20  # waitress's cap is at least this much above MAX_CONTENT_LENGTH...
 BODY_MARGIN_SHARE = 0.05  # ...and at least this share of it
@@ -28,8 +30,9 @@ def waitress_options(config: Mapping) -> dict:
     return {
         "threads": int(config["WSGI_THREADS"]),
         # Waitress answers 413 itself (plain text) when Content-Length passes this, without reading
-        # the body; up to it, Flask's MAX_CONTENT_LENGTH answers with our JSON 413.
-        "max_request_body_size": body_cap(int(config["MAX_CONTENT_LENGTH"])),
+        # the body; up to it, the app answers with our JSON 413 (each kind against its own limit:
+        # images MAX_CONTENT_LENGTH, videos MAX_VIDEO_BYTES, whichever is larger sets this cap).
+        "max_request_body_size": body_cap(body_limit(config)),
         "max_request_header_size": int(config["WSGI_MAX_HEADER_BYTES"]),
         "connection_limit": int(config["WSGI_CONNECTION_LIMIT"]),
         "channel_timeout": int(config["WSGI_CHANNEL_TIMEOUT"]),

@@ -21,7 +21,7 @@ from esrgan.imageio import write_atomic
 
 log = logging.getLogger(__name__)
 
-FILE_NAME = re.compile(r"^(?P<id>[0-9a-f]{32})_(?P<role>in|out|preview|before)\.(?P<ext>png|jpg|webp|bmp|tiff)$")
+FILE_NAME = re.compile(r"^(?P<id>[0-9a-f]{32})_(?P<role>in|out|preview|before)\.(?P<ext>png|jpg|webp|bmp|tiff|gif|mp4|webm|mkv|avi|video)$")
 
 
 def new_id() -> str:

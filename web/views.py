@@ -10,6 +10,7 @@ from flask import current_app, jsonify, url_for
 from web.errors import NotFound, error_response
 from web.job import Job
 from web.service import services
+from web.video_jobs import add_moving_view
 
 RESTART_NOTE = "The server restarted while this job was under way; it started again from the beginning."
 
@@ -98,6 +99,7 @@ def status_view(job: Job) -> dict:
     }
     if job.status == "done":
         view["result"] = result_view(job)
+    add_moving_view(view, job)
     return view
 
 

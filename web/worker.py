@@ -35,6 +35,7 @@ from web.celery_app import (
 )
 from web.lifecycle import Job, load_job, persist, recover, run_job
 from web.service import services
+from web.video_tasks import enable_video_tasks
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("set REMASTER_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
     celery = celery_init_app(app)
     celery.task(name=TASK_NAME, bind=True)(upscale_task)
+    with app.app_context():  # a video job's segments go to every worker (web.video_tasks)
+        enable_video_tasks(celery, args.queues.split(",")[0])
     celery.flask_app = app
     # One job at a time per worker (a solo pool), so one inference has every core or the GPU.
     celery.worker_main(["worker", "--pool", "solo", "-Q", args.queues, "-n", name, "--loglevel", args.loglevel,

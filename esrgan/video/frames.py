@@ -13,6 +13,7 @@ from dataclasses import replace
 import av
 import numpy as np
 
+from esrgan import registry
 from esrgan.imageio import DecodedImage, to_uint8
 from esrgan.pipeline import Upscaler
 from esrgan.tiling import CancelFn
@@ -20,9 +21,7 @@ from esrgan.video.probe import Colour
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
 
-# realesr-animevideov3 is made for video frames and about 27x cheaper than x4plus. (Kept here until
-# the registry says which model serves video.)
-DEFAULT_VIDEO_MODEL = "realesr-animevideov3"
+DEFAULT_VIDEO_MODEL = registry.VIDEO_DEFAULT_MODEL  # the registry's choice, named here for the engine's callers
 LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: what an unspecified range means for YUV video
 
 

@@ -121,8 +121,8 @@ def media_kind(path: str | Path) -> MediaKind:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         pass
     try:
-        with av.open(str(path)):
-            return "video"
+        with av.open(str(path)) as container:  # FFmpeg's image readers (by the name): an image, if any
+            return "image" if any(m in container.format.name for m in IMAGE_DEMUXERS) else "video"
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise NotAVideoError(f"{path.name} is neither a video nor an image we can read ({_reason(exc)})") from exc
 

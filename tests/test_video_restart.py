@@ -1,0 +1,57 @@
+"""A real ``python app.py`` killed with SIGKILL mid-video resumes after a restart from the segments
+it had finished, not from frame 0, and the result has every frame and the sound unchanged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+
+from esrgan.video import probe
+from tests.media import packets, write_clip
+from tests.test_restart import call, job_state, start_server, wait_until
+
+FRAMES = 24  # 2 s at 12 fps, a keyframe every 6 frames: four segments of half a second
+MODEL = "realesrgan-x4plus-anime"  # an RRDBNet: slow enough per frame to be killed mid-video
+
+
+def post_clip(base: str, data: bytes) -> str:
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in {"scale": "2", "model": MODEL}.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="clip.mp4"\r\n'
+                 "Content-Type: video/mp4\r\n\r\n".encode() + data + f"\r\n--{boundary}--\r\n".encode())
+    status, body = call(base, "/api/jobs", "POST", b"".join(parts),
+                        {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 202, body
+    return body["id"]
+
+
+def test_a_server_killed_mid_video_resumes_from_its_finished_segments(tmp_path, weights_dir, monkeypatch):
+    monkeypatch.setenv("REMASTER_VIDEO_SEGMENT_SECONDS", "0.5")
+    monkeypatch.setenv("REMASTER_VIDEO_PREVIEW_FRAMES", "0")
+    folder = tmp_path / "uploads"
+    clip = write_clip(tmp_path / "clip.mp4", subtitle="", frames=FRAMES)
+    process, base = start_server(folder, weights_dir, tmp_path / "first.log")
+    try:
+        job_id = post_clip(base, clip.read_bytes())
+        wait_until(lambda: list(folder.glob(f"{job_id}_segment-*.mp4")), 240, "a finished segment")
+        assert job_state(base, job_id)["status"] == "running"
+    finally:
+        os.kill(process.pid, signal.SIGKILL)  # no chance to clean up
+        process.wait(10)
+    kept = sorted(p.name for p in folder.glob(f"{job_id}_segment-*.mp4"))
+    assert kept
+    process, base = start_server(folder, weights_dir, tmp_path / "second.log")
+    try:
+        wait_until(lambda: job_state(base, job_id)["status"] in ("done", "failed"), 240, "the job to end")
+        state = job_state(base, job_id)
+    finally:
+        process.terminate()
+        process.wait(20)
+    assert state["status"] == "done", state["error"]
+    out = folder / state["result"]["output_path"].rsplit("/", 1)[-1]
+    assert probe(out).frames == FRAMES and packets(out, "audio") == packets(clip, "audio")
+    redone = (tmp_path / "second.log").read_text().count("done by the job's own process")
+    assert redone == 4 - len(kept)  # only the segments the killed server had not finished
+    assert not list(folder.glob(f"{job_id}_segment-*"))
