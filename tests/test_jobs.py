@@ -5,6 +5,7 @@ earlier process left behind recovered (a server killed mid-job: tests/test_resta
 from __future__ import annotations
 
 import io
+import threading
 import time
 import uuid
 
@@ -215,3 +216,44 @@ def test_the_one_time_cpu_measurement_is_said_as_such(tmp_path):
     assert stages[stages.index("calibrating"):] == ["calibrating", "loading", "upscaling", "encoding", "done"]
     assert dict(seen)["calibrating"] == "Measuring this CPU, once (about 5 s)"
     assert upscaler.calibrated
+
+
+def test_a_queued_jobs_upload_outlives_the_ttl_and_a_done_jobs_files_expire_ttl_after_its_end(make_app):
+    """Files of a queued or running job never expire; a finished job's go the TTL after it ended.
+    The first job is held (its run waits on an event) so the second waits behind it for as long as
+    the test says: the sweeps are told the time, so nothing depends on how fast the machine is."""
+    ttl = 60.0
+    app = make_app(PRECISION="fp32", FILE_TTL_SECONDS=ttl)
+    services = app.extensions["remaster"]
+    files: FileStore = services.files
+    upscaler = services.upscaler
+    entered, gate = threading.Event(), threading.Event()
+    real_upscale = upscaler.upscale
+
+    def held(*args, **kwargs):  # the runner's first job stays running until the test lets it go
+        entered.set()
+        gate.wait(120)
+        return real_upscale(*args, **kwargs)
+
+    upscaler.upscale = held
+    client = app.test_client()
+    photo = png_bytes(crop_of("coffee.png", (0, 0, 21, 17)))
+    first = submit(client, photo, scale="2", model="realesr-animevideov3").get_json()
+    second = submit(client, photo, scale="2", model="realesr-animevideov3").get_json()
+    assert entered.wait(120)
+    assert client.get(f"/api/jobs/{second['id']}").get_json()["status"] == "queued"
+    assert files.sweep(now=time.time() + 10 * ttl) == 0  # ten lifetimes later: both still wait or run
+    for job in (first, second):
+        assert files.exists(f"{job['id']}_in.png") and files.load_record(job["id"]) is not None
+        assert client.get(f"/api/jobs/{job['id']}").get_json()["expires_at"] is None
+    gate.set()
+    ended = [services.runner.wait(job["id"], timeout=120) for job in (first, second)]
+    assert [job.status for job in ended] == ["done", "done"], [job.error for job in ended]
+    view = client.get(f"/api/jobs/{second['id']}").get_json()
+    assert view["expires_at"] == round(ended[1].finished_at + ttl)
+    last = max(job.finished_at for job in ended)
+    assert files.sweep(now=min(job.finished_at for job in ended) + ttl - 1) == 0  # not yet: counted from the end
+    for job in ended:
+        assert files.exists(job.output_file) and files.exists(job.input_file)
+    assert files.sweep(now=last + ttl + 1) >= 6  # inputs, outputs and records of both
+    assert not [p for p in files.root.iterdir() if not p.name.startswith(".")]

@@ -215,6 +215,6 @@ class InProcessRunner:
 
     def _forget_expired(self) -> None:
         cutoff = time.time() - self.files.ttl_seconds
-        for job_id in [k for k, j in self._jobs.items() if j.finished and j.created_at < cutoff]:
+        for job_id in [k for k, j in self._jobs.items() if j.finished and (j.finished_at or 0) < cutoff]:
             del self._jobs[job_id]
             self._done_events.pop(job_id, None)
