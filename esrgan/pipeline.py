@@ -22,14 +22,8 @@ from esrgan import compiled, registry
 from esrgan.errors import ImageTooLargeError
 from esrgan.imageio import DecodedImage
 from esrgan.rates import RATES_FILE, RateStore, prior_rate
-from esrgan.runtime import (
-    CALIBRATION_MODEL,
-    RECHECK_INTERVAL_S,
-    Runtime,
-    choose_runtime,
-    needs_calibration,
-    rate_disagrees,
-)
+from esrgan.recheck import CalibrationWatch
+from esrgan.runtime import CALIBRATION_MODEL, Runtime, choose_runtime, needs_calibration
 from esrgan.settings import Settings
 from esrgan.tiling import CancelFn, ProgressFn, TileOptions, count_tiles, upscale_tiled
 from esrgan.tiling import work_pixels as tiling_work_pixels
@@ -102,8 +96,7 @@ class Upscaler:
         self._flops: dict[str, float] = {}
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
-        self._measure_again = False
-        self._measured_at = 0.0  # monotonic time of this process's last calibration
+        self.watch = CalibrationWatch()  # when the CPU is measured again (`recalibrate_if_due`)
 
     @property
     def calibration_record(self) -> Path:
@@ -114,10 +107,8 @@ class Upscaler:
     def calibrated(self) -> bool:
         """Whether the runtime is known without measuring the CPU first (forced, CUDA, recorded,
         or measured already): when False, the next job starts with the one-time calibration."""
-        if self._runtime is not None and not self._measure_again:
+        if self._runtime is not None:
             return True
-        if self._measure_again:
-            return False
         return not needs_calibration(self.device, self.settings.precision, self.calibration_record, self.store)
 
     @property
@@ -128,33 +119,36 @@ class Upscaler:
             InvalidOptionError: The options name a precision or backend this device cannot run.
         """
         with self._runtime_lock:
-            if self._runtime is None or self._measure_again:
-                fresh = self._measure_again
-                if fresh or needs_calibration(self.device, self.settings.precision, self.calibration_record,
-                                              self.store):
-                    self._measured_at = time.monotonic()
+            if self._runtime is None:
+                if needs_calibration(self.device, self.settings.precision, self.calibration_record, self.store):
+                    self.watch.measured()
                 self._runtime = choose_runtime(self.device, self.settings.precision, self.settings.backend,
-                                               self.store, self.calibration_record, fresh=fresh)
-                self._measure_again = False
+                                               self.store, self.calibration_record)
                 log.info("runtime: %s %s (%s)", self._runtime.precision, self._runtime.backend, self._runtime.reason)
             return self._runtime
 
     def check_calibration(self, model: str, seconds: float, pixels: int) -> bool:
         """Tell the runtime choice what a finished job achieved: ``seconds`` of inference over
-        ``pixels`` work pixels of ``model``. When the calibration model ran far slower than the
-        calibration promised, the next job measures the CPU again (at most every
-        `RECHECK_INTERVAL_S`). Returns whether it will."""
-        runtime = self._runtime
-        if model != CALIBRATION_MODEL or runtime is None or pixels <= 0:
+        ``pixels`` work pixels of ``model``. Measures nothing: several jobs in a row far slower than
+        the calibration promised make a new measurement due (`esrgan.recheck`), which
+        `recalibrate_if_due` makes later, off every job's path. Returns whether one is due."""
+        return self.watch.observe(self._runtime, model, seconds, pixels)
+
+    def recalibrate_if_due(self) -> bool:
+        """Measure the CPU again if jobs said so and the machine is quiet (`esrgan.recheck`); for a
+        runner's idle moments, in a thread no job waits on: jobs keep the old runtime until the new
+        one is measured. Returns whether it measured."""
+        if self.settings.precision != "auto" or self.device.type != "cpu" or not self.watch.begin():
             return False
-        if not rate_disagrees(runtime, seconds / pixels, pixels):
-            return False
-        if self._measured_at and time.monotonic() - self._measured_at < RECHECK_INTERVAL_S:
-            return False
-        log.warning("x4plus ran at %.2e s/pixel, the calibration said %.2e: measuring this CPU again",
-                    seconds / pixels, runtime.seconds_per_pixel)
-        with self._runtime_lock:
-            self._measure_again = True
+        try:
+            fresh = choose_runtime(self.device, self.settings.precision, self.settings.backend, self.store,
+                                   self.calibration_record, fresh=True)
+            with self._runtime_lock:
+                self._runtime = fresh
+            log.info("runtime measured again: %s %s (%s)", fresh.precision, fresh.backend, fresh.reason)
+        finally:
+            self.watch.measured()
+            self.watch.end()
         return True
 
     def plan(self, scale: float, anime: bool = False, model: str | None = None,

@@ -5,18 +5,23 @@ earlier process left behind recovered (a server killed mid-job: tests/test_resta
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 import uuid
+from dataclasses import asdict
 
 import pytest
 from PIL import Image
 
+from esrgan import runtime
 from esrgan.pipeline import Upscaler
+from esrgan.recheck import RECHECK_STREAK
 from esrgan.settings import Settings
 from esrgan.weights import ModelStore
 from tests.conftest import crop_of, png_bytes
 from web.job import Job
+from web.jobs import InProcessRunner
 from web.lifecycle import JobResources, persist, run_job
 from web.storage import FileStore, new_id
 
@@ -257,3 +262,53 @@ def test_a_queued_jobs_upload_outlives_the_ttl_and_a_done_jobs_files_expire_ttl_
         assert files.exists(job.output_file) and files.exists(job.input_file)
     assert files.sweep(now=last + ttl + 1) >= 6  # inputs, outputs and records of both
     assert not [p for p in files.root.iterdir() if not p.name.startswith(".")]
+
+
+def test_the_cpu_is_measured_again_only_between_jobs_after_several_slow_ones_on_a_quiet_machine(
+        store, tmp_path):
+    """A calibration record that promises an impossible rate (no CPU runs x4plus at 1e-10 s/pixel),
+    so every real job is "far slower" whatever the machine's speed; the load average is the test's."""
+    store.state_dict(runtime.CALIBRATION_MODEL)  # converted once for the session
+    weights = tmp_path / "weights"
+    (weights / "converted").mkdir(parents=True)
+    for converted in (store.weights_dir / "converted").glob("*"):  # the session's converted weights, not its records
+        if converted.suffix != ".json":
+            (weights / "converted" / converted.name).symlink_to(converted)
+    upscaler = Upscaler(ModelStore(weights), Settings(device="cpu"))
+    promised = runtime.Calibration(runtime.machine_key(), 1e-10 * runtime.CALIBRATION_SIDE**2, None, None,
+                                   "fp32", 1, 0.0)
+    upscaler.calibration_record.write_text(json.dumps(asdict(promised)))
+    load = [2.0]  # per core: a loaded machine
+    upscaler.watch.load = lambda: load[0]
+    files = FileStore(tmp_path / "uploads")
+    runner = InProcessRunner(JobResources(upscaler, files, preview_min_seconds=1e9), workers=1, max_queue=8)
+    runner.start()
+    photo = png_bytes(crop_of("coffee.png", (3, 5, 67, 69)))  # 64x64: x4plus, enough pixels to count
+    ended = []
+    try:
+        for _ in range(RECHECK_STREAK):
+            job_id = new_id()
+            job = Job(id=job_id, scale=4, anime=False, model=runtime.CALIBRATION_MODEL, output_format="png",
+                      quality=90, original_name="coffee.png", input_file=files.write(job_id, "in", "png", photo),
+                      input_width=64, input_height=64, output_width=256, output_height=256)
+            runner.submit(job)
+            ended.append(runner.wait(job_id, timeout=300))
+            assert ended[-1].status == "done", ended[-1].error
+            assert ended[-1].provenance["precision"] == "fp32"  # the recorded choice, unchanged
+            assert upscaler.watch.started_at is None  # never measured on (or right after) a job
+        assert upscaler.watch.due  # three in a row: due, but the machine is loaded
+        runner.on_idle()
+        assert upscaler.watch.started_at is None
+        assert json.loads(upscaler.calibration_record.read_text())["fp32_seconds"] == promised.fp32_seconds
+        load[0] = 0.0  # the machine is quiet now: the next idle moment measures, in the background
+        runner.on_idle()
+        deadline = time.time() + 300
+        while upscaler.watch.due or upscaler.watch.started_at is None:
+            assert time.time() < deadline
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    assert upscaler.watch.started_at >= max(job.finished_at for job in ended)
+    measured = json.loads(upscaler.calibration_record.read_text())
+    assert measured["fp32_seconds"] > promised.fp32_seconds
+    assert upscaler.runtime.seconds_per_pixel == pytest.approx(runtime.Calibration(**measured).seconds_per_pixel)
