@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from esrgan.listing import models_listing
 from esrgan.registry import output_size
+from web import figures
 from web.errors import BadRequest, NotFound, QueueFull
 from web.forms import job_from_request, limit_problems, read_options, work_pixels
 from web.job import FINISHED, Job
@@ -96,7 +97,7 @@ def estimate():
     return jsonify(
         output_width=out_width, output_height=out_height, model=plan.model, resample=plan.resample,
         # The runner's rate is per pixel the model really processes (a thin strip costs its padding too).
-        seconds=round(service.runner.estimate_seconds(plan.model, width, height), 1),
+        seconds=figures.seconds(service.runner.estimate_seconds(plan.model, width, height)),
         work_pixels=work_pixels(width, height, plan.model) if within else width * height, errors=errors,
     )
 

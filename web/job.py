@@ -6,6 +6,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
+from web import figures
+
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
 STAGE_TEXT = {
@@ -114,9 +116,9 @@ class Job:
             spent = now - self.upscale_started_at
             fraction = self.fraction
             if fraction >= 0.1 and spent > 1.0:
-                return round(spent * (1 - fraction) / fraction, 1)
+                return figures.seconds(spent * (1 - fraction) / fraction)
             if self.estimate_seconds is not None:
-                return round(max(self.estimate_seconds - spent, 1.0), 1)
+                return figures.seconds(max(self.estimate_seconds - spent, 1.0))
             return None
         if self.estimate_seconds is None:
             return None
@@ -124,14 +126,14 @@ class Job:
         if calibration is not None and self.stage in ("queued", "calibrating"):
             spent = now - self.stage_started_at if self.stage == "calibrating" and self.stage_started_at else 0.0
             before += max(calibration - spent, 1.0)
-        return round(before + self.estimate_seconds, 1)
+        return figures.seconds(before + self.estimate_seconds)
 
     def stage_text(self, calibration: float | None = None) -> str:
         """The stage in a few words a person understands."""
         stage = self.display_stage
         text = STAGE_TEXT.get(stage, stage)
         if stage == "calibrating" and calibration is not None:
-            return f"{text} (about {calibration:.0f} s)"
+            return f"{text} (about {max(1, round(calibration))} s)"
         if stage == "queued" and calibration is not None:
-            return f"{text}; this CPU is measured once first (about {calibration:.0f} s)"
+            return f"{text}; this CPU is measured once first (about {max(1, round(calibration))} s)"
         return text

@@ -24,6 +24,7 @@ from esrgan.errors import Cancelled, RemasterError
 from esrgan.imageio import decode as decode_image
 from esrgan.imageio import encode
 from esrgan.pipeline import Upscaler
+from web import figures
 from web.errors import ErrorKind, error_kind
 from web.job import FINISHED, Job, Status
 from web.preview import make_preview, wants_preview
@@ -56,7 +57,7 @@ class JobResources:
     def estimate(self, job: Job) -> float | None:
         """Seconds the upscaling of ``job`` should take here (None when it cannot be told)."""
         try:
-            return round(self.upscaler.estimate_seconds(job.model, job.input_width, job.input_height), 1)
+            return figures.seconds(self.upscaler.estimate_seconds(job.model, job.input_width, job.input_height))
         except Exception:  # an estimate is a courtesy; the job itself reports real errors
             log.warning("no estimate for job %s", job.id, exc_info=True)
             return None
