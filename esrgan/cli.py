@@ -60,7 +60,8 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("upscale", help="upscale images", description="Upscale one or more images.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     scale = p.add_mutually_exclusive_group()
-    scale.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
+    scale.add_argument("-s", "--scale", type=_outscale, default=4, metavar="X",
+                       help="output scale, any from 1 to 8 (default 4); 2, 3 (Real-CUGAN) and 4 are native")
     scale.add_argument("--outscale", type=_outscale, dest="scale", metavar="X",
                        help="any output scale from 1 to 8 (model at its native scale, then a Lanczos resample)")
     p.add_argument("--anime", action="store_true", help="use the anime models")
