@@ -38,7 +38,7 @@ from esrgan.imageio import (
 )
 from esrgan.metrics import mod_crop
 from esrgan.pipeline import Upscaler
-from esrgan.runtime import BACKENDS, PRECISIONS
+from esrgan.runtime import BACKENDS, PRECISIONS, native_bf16
 from esrgan.settings import Settings
 from esrgan.weights import ModelStore
 
@@ -153,10 +153,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     upscaler = Upscaler(None, engine_settings(device="cpu", precision=args.precision))
     if args.measure is not None:
         names = args.measure or list(upscaler.store.entries())
+        bf16 = native_bf16()[0] and args.precision == "auto"  # each model's bf16 figures (esrgan.precision)
         for name in names:
+            figures = upscaler.precisions.measured(upscaler.store, name) if bf16 else None
             rate = measure_rate(upscaler, name)
-            print(f"{name}: {rate * 1e6:.2f} s per megapixel processed", file=sys.stderr if args.json else sys.stdout,
-                  flush=True)
+            faithful = (f"; bf16 {figures.psnr:.1f} dB to fp32, {figures.speedup:.2f}x its speed -> "
+                        f"{figures.chosen}") if figures else ""
+            print(f"{name}: {rate * 1e6:.2f} s per megapixel processed{faithful}",
+                  file=sys.stderr if args.json else sys.stdout, flush=True)
     listing = models_listing(upscaler)
     if args.json:
         print(json.dumps(listing, indent=1))
@@ -165,6 +169,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in listing["models"]:
         noise = f" noise {m['noise']}" if m["noise"] else ""
         speed = f", {m['seconds_per_megapixel']:.1f} s/MP" if m["seconds_per_megapixel"] is not None else ""
+        if m["bf16_psnr"] is not None:
+            speed += f", {m['precision']} (bf16 {m['bf16_psnr']:.1f} dB)"
         state = m["source"] if m["available"] else f"unavailable: {m['unavailable_reason']}"
         print(f"  {m['name']:34} {m['family']:11} {m['native_scale']}x{' anime' if m['anime'] else ''}{noise}"
               f"{speed}  {state}")

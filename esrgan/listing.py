@@ -24,6 +24,13 @@ def seconds_per_megapixel(upscaler: Upscaler, name: str) -> float | None:
     return None if rate is None else round(rate * 1e6, 3)
 
 
+def precision_figures(upscaler: Upscaler, name: str) -> dict:
+    """The model's bf16 figures on this machine (`esrgan.precision`), None where never measured."""
+    figures = upscaler.precisions.get(name)
+    return figures.as_row() if figures is not None else {"bf16_psnr": None, "bf16_speedup": None,
+                                                          "precision": None}
+
+
 def model_rows(upscaler: Upscaler) -> list[dict]:
     """Every model, available or not: registered ones in registry order, then custom checkpoints."""
     store = upscaler.store
@@ -37,7 +44,7 @@ def model_rows(upscaler: Upscaler) -> list[dict]:
             "scale": spec.scale, "anime": spec.anime, "noise": spec.noise, "licence": spec.licence,
             "source": entry.source if entry else spec.source, "note": spec.note,
             "seconds_per_megapixel": seconds_per_megapixel(upscaler, spec.name),
-            "available": entry is not None, "unavailable_reason": missing.get(spec.name),
+            **precision_figures(upscaler, spec.name), "available": entry is not None, "unavailable_reason": missing.get(spec.name),
         })
     known = {spec.name for spec in registry.all_specs()}
     for entry in present.values():
@@ -47,7 +54,7 @@ def model_rows(upscaler: Upscaler) -> list[dict]:
                 "scale": entry.scale, "anime": entry.anime, "noise": entry.noise, "licence": entry.licence,
                 "source": entry.source, "note": entry.note or "your own checkpoint",
                 "seconds_per_megapixel": seconds_per_megapixel(upscaler, entry.name),
-                "available": True, "unavailable_reason": None,
+                **precision_figures(upscaler, entry.name), "available": True, "unavailable_reason": None,
             })
     return rows
 

@@ -21,9 +21,10 @@ from PIL import Image
 from esrgan import compiled, registry
 from esrgan.errors import ImageTooLargeError
 from esrgan.imageio import DecodedImage
+from esrgan.precision import PRECISION_FILE, PrecisionStore
 from esrgan.rates import RATES_FILE, RateStore, prior_rate
 from esrgan.recheck import CalibrationWatch
-from esrgan.runtime import CALIBRATION_MODEL, Runtime, choose_runtime, needs_calibration
+from esrgan.runtime import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
 from esrgan.settings import Settings
 from esrgan.tiling import CancelFn, ProgressFn, TileOptions, count_tiles, upscale_tiled
 from esrgan.tiling import work_pixels as tiling_work_pixels
@@ -51,6 +52,7 @@ COMPILED_CUDA_TILE = 512
 SMALL_TILE_BATCH = 4  # same-shape tiles per forward pass when tiles are small on a GPU
 
 
+PRECISION_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 UpscaleOptions = Settings  # the same class, by the name the engine's callers use for it
 
 
@@ -93,6 +95,7 @@ class Upscaler:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.rates = RateStore(self.store.weights_dir / "converted" / RATES_FILE)
+        self.precisions = PrecisionStore(self.store.weights_dir / "converted" / PRECISION_FILE)  # per model
         self._flops: dict[str, float] = {}
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
@@ -189,9 +192,13 @@ class Upscaler:
         side = int((0.5 * free / per_pixel) ** 0.5) // 64 * 64
         return max(CUDA_TILE_RANGE[0], min(CUDA_TILE_RANGE[1], side))
 
-    def load(self, model: str) -> LoadedModel:
+    def load(self, model: str, measure_precision: bool = False) -> LoadedModel:
+        """The model ready to run in its own precision (`esrgan.precision`); ``measure_precision``:
+        measure a model this CPU has no bf16 figures for now (runs do, estimates do not)."""
         runtime = self.runtime
-        return self.store.load(model, self.device, runtime.dtype, runtime.channels_last)
+        automatic = self.settings.precision == "auto" and self.device.type == "cpu"
+        precision = self.precisions.choose(self.store, model, runtime.precision, automatic, measure_precision)
+        return self.store.load(model, self.device, DTYPES[precision], runtime.channels_last)
 
     def work_pixels(self, width: int, height: int, model: str) -> int:
         """Input-side pixels a run of ``model`` over a ``width`` x ``height`` image will really
@@ -269,7 +276,7 @@ class Upscaler:
         runtime = self.runtime  # measures the CPU now if it must, before "loading"
         if stage is not None:
             stage("loading")
-        loaded = self.load(chosen.model)
+        loaded = self.load(chosen.model, measure_precision=True)
         if stage is not None:
             stage("upscaling")
         rgb = image.rgb()
@@ -295,7 +302,7 @@ class Upscaler:
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
-            device=str(loaded.device), precision=runtime.precision, backend=runtime.backend,
+            device=str(loaded.device), precision=PRECISION_NAMES[loaded.dtype], backend=runtime.backend,
             tiles=tiles, seconds=round(time.perf_counter() - started, 3),
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
