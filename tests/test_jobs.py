@@ -312,3 +312,22 @@ def test_the_cpu_is_measured_again_only_between_jobs_after_several_slow_ones_on_
     measured = json.loads(upscaler.calibration_record.read_text())
     assert measured["fp32_seconds"] > promised.fp32_seconds
     assert upscaler.runtime.seconds_per_pixel == pytest.approx(runtime.Calibration(**measured).seconds_per_pixel)
+
+
+def test_the_sweep_counts_a_jobs_files_from_its_end_and_the_rest_from_their_age(tmp_path):
+    files = FileStore(tmp_path / "uploads", ttl_seconds=100)
+    now = time.time()
+    running, finished, orphan = new_id(), new_id(), new_id()
+    for job_id, status, extra in ((running, "running", {}), (finished, "done", {"finished_at": now})):
+        files.write(job_id, "in", "png", b"x")
+        files.save_record(job_id, {"id": job_id, "status": status, **extra})
+        (files.work_dir(job_id) / "parts").mkdir(parents=True)  # the engine's checkpoint of finished tiles
+        (files.work_dir(job_id) / "parts" / "tile-0.npy").write_bytes(b"t")
+    files.write(orphan, "in", "png", b"x")  # an upload whose record never came
+    assert files.sweep(now=now + 99) == 0
+    assert files.sweep(now=now + 101) == 4  # the finished job: input, record, checkpoint; the orphan by age
+    assert sorted(p.name for p in files.root.iterdir()) == sorted(
+        [f"{running}_in.png", f"{running}.json", f"{running}_work"])
+    assert files.sweep(now=now + 10**6) == 0  # running: never, however long
+    files.delete_job(running)
+    assert not list(files.root.iterdir())

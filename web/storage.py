@@ -106,9 +106,16 @@ class FileStore:
         except (OSError, ValueError):
             return None
 
+    def work_dir(self, job_id: str) -> Path:
+        """The folder (not created here) where a job's engine keeps its finished parts, so that a
+        run interrupted by a crash resumes (`esrgan.resumable`); it expires with the job's files."""
+        if not re.fullmatch(r"[0-9a-f]{32}", job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        return self.root / f"{job_id}_work"
+
     def delete_job(self, job_id: str) -> None:
         for path in self.root.glob(f"{job_id}*"):
-            path.unlink(missing_ok=True)
+            self._remove(path)
 
     def sweep(self, now: float | None = None) -> int:
         """Delete what has outlived the TTL (see the module docstring: a job's files count from
