@@ -218,6 +218,8 @@ class InProcessRunner:
     def on_idle(self) -> None:
         """Between jobs: when none waits or runs, let the engine measure the CPU again if it must
         (`Upscaler.recalibrate_if_due`), in a background thread, so no job is held by it."""
+        if not self.resources.upscaler.watch.due:
+            return
         with self._lock:
             if self._stopping.is_set() or any(not j.finished for j in self._jobs.values()):
                 return
