@@ -56,9 +56,10 @@ def shoot(browser, url: str, image: Path, out: Path, context_options: dict) -> N
     page.check('input[name="scale"][value="4"]')
     page.select_option("#model", MODEL)
     upscale = page.get_by_role("button", name=re.compile("Upscale"))
-    expect(upscale).to_be_enabled(timeout=30_000)
+    expect(upscale).to_be_enabled(timeout=DONE_TIMEOUT_MS)  # a first estimate may convert weights
     upscale.click()
-    download = page.get_by_role("link", name=re.compile(f"^Download {re.escape(image.name)}"))
+    # The link names the file it saves: <stem>_x4.<format>.
+    download = page.get_by_role("link", name=re.compile(f"^Download {re.escape(image.stem)}_x4\\."))
     expect(download).to_be_visible(timeout=DONE_TIMEOUT_MS)
     page.locator(".job.done img.after").evaluate("img => img.decode()")
     page.locator(".job.done img.before").evaluate("img => img.decode()")

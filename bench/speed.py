@@ -4,14 +4,20 @@ The reference ("official path") is what Real-ESRGAN's own inference does: the wh
 fp32, NCHW, torch eager. Every other setting runs the same real photo crops and is reported with
 its time, throughput, share of this machine's measured matmul ceiling, ratio to the reference in
 the same round, PSNR of its output to the reference output, and peak RSS. Then the CLI end to end
-(process start, model load, inference, encode) for a 256x256 photo at 4x, reference vs default.
+(process start, model load, inference, encode) for a 256x256 photo at 4x, reference vs default,
+and (``--split``) where a one-image CLI run's seconds go (bench/fixed_costs.py).
 
-    python bench/speed.py [--sizes 128,256,512] [--rounds 2] [--cli] [--big]
+The reference row concatenates in its dense blocks as the official code does; the row after it is
+the same fp32 NCHW network with the dense-block feature buffer (esrgan/archs/rrdbnet.py), which is
+what this engine runs for NCHW fp32 on the CPU.
+
+    python bench/speed.py [--sizes 128,256,512] [--rounds 2] [--cli] [--split] [--big]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import os
 import subprocess
@@ -27,8 +33,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from esrgan.archs.rrdbnet import ResidualDenseBlock  # noqa: E402
 from esrgan.pipeline import flops_per_pixel  # noqa: E402
-from esrgan.speed import native_bf16  # noqa: E402
+from esrgan.runtime import native_bf16  # noqa: E402
 from esrgan.tiling import TileOptions, upscale_tiled  # noqa: E402
 from esrgan.weights import ModelStore  # noqa: E402
 
@@ -97,12 +104,15 @@ TILE_PAD = 32  # the product's context per tile side (UpscaleOptions.tile_pad)
 def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, torch.dtype, bool, int, str]]:
     """(label, device, dtype, channels_last, tile, runner); the first is the reference of its table.
 
-    ``runner`` is "eager", "graph" (CUDA graph), "compiled[:mode]" (esrgan/compiled.py) or
-    "int8:recipe:runtime" (esrgan/int8.py: ONNX Runtime or OpenVINO).
+    ``runner`` is "eager", "concat" (eager, dense blocks concatenating as the official code does),
+    "graph" (CUDA graph), "compiled[:mode]" (esrgan/compiled.py) or "int8:recipe:runtime"
+    (esrgan/int8.py: ONNX Runtime or OpenVINO).
     ``extra`` adds the opt-in rows: "compiled", "int8".
     """
     if device == "cpu":
-        rows = [("official: fp32 NCHW eager, whole", "cpu", torch.float32, False, 0, "eager"),
+        rows = [("official: fp32 NCHW eager, whole (dense blocks concatenate)", "cpu", torch.float32, False, 0,
+                 "concat"),
+                ("fp32 NCHW eager, whole, dense-block feature buffer", "cpu", torch.float32, False, 0, "eager"),
                 ("fp32 channels-last, whole", "cpu", torch.float32, True, 0, "eager")]
         if native_bf16()[0]:  # emulated bf16 is 5-10x slower than fp32: never a candidate, not timed
             rows += [("bf16 channels-last, whole", "cpu", torch.bfloat16, True, 0, "eager"),
@@ -184,6 +194,15 @@ class Clocked(torch.nn.Module):
         return out
 
 
+def concatenating(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``module`` whose RRDB dense blocks concatenate, as the official code does."""
+    twin = copy.deepcopy(module)
+    for block in twin.modules():
+        if isinstance(block, ResidualDenseBlock):
+            block.feature_buffer = False
+    return twin
+
+
 def runnable(store: ModelStore, model: str, dev: str, dtype: torch.dtype, cl: bool, tile: int, runner: str):
     """The module a row calls: the loaded network, its compiled wrapper, or the int8 session."""
     loaded = store.load(model, dev, dtype, cl)
@@ -197,6 +216,8 @@ def runnable(store: ModelStore, model: str, dev: str, dtype: torch.dtype, cl: bo
                                           mode=mode)
     if runner == "graph":
         return Graphed(loaded.module)
+    if runner == "concat":
+        return concatenating(loaded.module)
     if runner.startswith("int8"):
         from esrgan import int8
 
@@ -255,7 +276,7 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
                 try:
                     loaded = modules.get(label) or runnable(store, model, dev, dtype, cl, tile, runner)
                     modules[label] = loaded
-                    if label not in warmed and runner != "eager":  # compile / capture once, untimed
+                    if label not in warmed and runner not in ("eager", "concat"):  # compile / capture once
                         started = time.perf_counter()
                         timed(loaded, image, dev, dtype, cl, tile, runner.startswith("compiled"))
                         print(f"# {side} {label}: first run (compile or capture) {time.perf_counter() - started:.1f} s",
@@ -354,8 +375,11 @@ def cli_end_to_end(side: int = 256, device: str = "cpu", compiled: bool = False)
                 subprocess.run([sys.executable, "-m", "esrgan", "upscale", str(source), "-s", "4", "-o", str(target),
                                 "--device", device, *extra], check=True, env={**env, **isa}, cwd=ROOT,
                                capture_output=True)
-                times[label] = min(times.get(label, float("inf")), time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                times[label] = min(times.get(label, float("inf")), seconds)
                 outputs[label] = np.asarray(Image.open(target), np.float32) / 255
+                print(f"# CLI {label}: {seconds:.2f} s, {psnr(outputs[label], outputs[next(iter(runs))]):.1f} dB "
+                      "to the official path", flush=True)
         reference = next(iter(runs))
         print(f"\nCLI end to end, {side}x{side} photo at 4x on {device} (best of 2, process start to file written):\n")
         print("| command | seconds | vs official | PSNR to official |")
@@ -387,6 +411,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--models", default="realesrgan-x4plus,realesr-animevideov3")
     parser.add_argument("--cli", action="store_true", help="also time the CLI end to end")
+    parser.add_argument("--split", action="store_true",
+                        help="also the fixed-cost split of a one-image CLI run (bench/fixed_costs.py)")
     parser.add_argument("--big", action="store_true", help="also the 2048x2048 memory run (minutes)")
     parser.add_argument("--compiled", action="store_true", help="also the torch.compile rows (compiles first)")
     parser.add_argument("--int8", action="store_true",
@@ -414,13 +440,18 @@ def main() -> int:
             for recipe in int8.RECIPES:
                 if not int8.onnx_path(store.weights_dir, model, recipe=recipe).is_file():
                     int8.build_int8(store, model, calibration_crops(), recipe)
-    for model in models:
-        model_table(store, [int(s) for s in args.sizes.split(",")], args.rounds, device, model, extra)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    for model in models if sizes else ():  # --sizes "": only the --cli / --split parts
+        model_table(store, sizes, args.rounds, device, model, extra)
     if args.default_path:
         for backend in ("auto", "compiled") if args.compiled else ("auto",):
             default_path(store, device, [int(v) for v in args.default_path.split(",")], backend)
     if args.cli:
         cli_end_to_end(device=device, compiled=args.compiled)
+    if args.split:
+        from fixed_costs import split  # bench/ is this script's folder
+
+        split(256, args.rounds, crop)
     if args.big:
         big_memory()
     return 0

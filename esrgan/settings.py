@@ -29,6 +29,11 @@ class Settings:
         tile_pad: Context pixels around each tile (32: tiled results within 50 dB of the whole image).
         pre_pad: Reflect padding around the image; 0, the official semantics, by default.
         max_output_pixels: Refuse results larger than this.
+        se_sync: Tiles of models with squeeze-excitation blocks (Real-CUGAN): ``"exact"`` (the whole
+            image's means; tiled output equals the whole image) or ``"tile"`` (each tile its own
+            means: faster, drifts; see `esrgan.tileplan.TileOptions.se_sync`).
+        step_delay: Seconds slept at every progress step: a test hook that makes work slow on
+            purpose, so no test depends on the machine's speed (see `TileOptions.step_delay`).
     """
 
     weights_folder: Path = DEFAULT_WEIGHTS_FOLDER
@@ -39,6 +44,8 @@ class Settings:
     tile_pad: int = 32
     pre_pad: int = 0
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+    se_sync: str = "exact"
+    step_delay: float = 0.0
 
     def updated(self, values: Mapping[str, object]) -> Settings:
         """These settings with ``values`` (field name -> value, text or typed) laid over them; None
@@ -66,4 +73,6 @@ def _convert(name: str, value: object) -> object:
         return Path(str(value))
     if name in ("tile", "tile_pad", "pre_pad", "max_output_pixels"):
         return int(str(value))
+    if name == "step_delay":
+        return float(str(value))
     return str(value)

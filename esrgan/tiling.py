@@ -1,29 +1,23 @@
-"""Stateless tiled inference: memory bounded by the tile, seams hidden by blended overlaps, and
-progress and cancel below the tile.
+"""Stateless tiled inference: memory bounded by the tile, tiles that equal the whole image, progress and
+cancel below the tile, out-of-memory recovery and resumable work.
 
-By default the image is not padded (``pre_pad=0``, the official Real-ESRGAN semantics); a
-``pre_pad`` reflect-pads it first. It is padded to the multiple the model needs. Each tile is run
-with ``tile_pad`` pixels of context; neighbouring outputs overlap by ``2 * blend`` pixels (input
-scale) and are mixed with complementary linear ramps, so the weights of every output pixel sum to
-exactly one. A tile's budget is an area (``tile`` squared): a thin strip runs as one long tile
-instead of many short ones that would each pay their context. The output canvas lives on the host;
-only one tile (or one batch of same-shape tiles) at a time is on the device.
+`upscale_tiled` plans and runs; `run_plan` runs a `esrgan.tileplan.TilePlan` made once by the caller
+(who also reads its count and work for estimates). Where the tiles go, and how outputs are put together
+(blended or abutting), is the plan's business (`esrgan.tileplan`); progress steps are `esrgan.steps`';
+squeeze-excitation means shared by all tiles are `esrgan.se_sync`'s. The output canvas lives on the
+host (or on a GPU with room for it); only one tile (or one batch of same-shape tiles) at a time is on
+the device.
 
-Progress counts *steps*: a step after each block of the network's body (each RRDB of an RRDBNet,
-each convolution of an SRVGGNetCompact) and one when a tile is stored, so even a one-tile job
-reports often; ``cancelled()`` is polled at every step and raises `Cancelled` from inside the
-forward pass. The steps come from forward hooks registered once per network; they dispatch to the
-run of the calling thread only, so a network shared between threads is never disturbed and its
-key names never change.
+Out of memory (`OOM_ERRORS`) while a tile runs, the unfinished tiles are cut to half the size and the
+run goes on; finished tiles are kept. With a `esrgan.resumable.WorkStore`, every finished tile (and
+every tile's share of the SE statistics) is kept in it, so the same call after a crash resumes at the
+first unfinished tile, with a result equal to an uninterrupted run's (bit for bit on the same machine).
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import math
-import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,279 +25,250 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from esrgan.errors import Cancelled
+from esrgan import se_sync
+from esrgan.canvas import add, as_numpy, new_canvas, place, weighted
+from esrgan.resumable import WorkStore
+from esrgan.se_passes import NoRoom, SyncedPasses
+from esrgan.steps import CancelFn, ProgressFn, Steps, counting, step_blocks, steps_per_tile
+from esrgan.tileplan import (
+    Tile,
+    TileOptions,
+    TilePlan,
+    count_tiles,
+    model_context,
+    plan_for,
+    plan_tiles,
+    work_pixels,
+)
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]
-CancelFn = Callable[[], bool]
+# What a tile too large for the memory left raises: CUDA's error, and the CPU allocator's.
+OOM_ERRORS = (torch.OutOfMemoryError, MemoryError)
+BeforeForward = Callable[[list[Tile]], None]
 
-@dataclass(frozen=True)
-class TileOptions:
-    """How to cut the image.
+__all__ = ["CancelFn", "ProgressFn", "Tile", "TileOptions", "TilePlan", "TiledResult", "count_tiles",
+           "model_context", "plan_for", "plan_tiles", "run_plan", "step_blocks", "steps_per_tile",
+           "upscale_tiled", "work_pixels"]
+
+
+@dataclass
+class TiledResult:
+    """A tiled run's output and the plan it finished with (smaller tiles after an out-of-memory error).
 
     Attributes:
-        tile: Tile side in input pixels; 0 runs the whole image at once.
-        tile_pad: Context pixels around each tile, cropped away (or blended) afterwards.
-        pre_pad: Reflect padding around the whole image, cropped away afterwards; 0 (the default)
-            is the official inference.
-        batch: Tiles of the same shape run together, up to this many (worth it on a GPU).
-        blend: Half-width of the blended overlap between neighbours; None is ``tile_pad // 4``
-            (narrow bands keep more context under them: 54.7 dB to the whole-image x4plus output
-            on a real photo with 96 px tiles, against 53.7 dB for ``tile_pad // 2``).
-        fixed_window: Every window exactly ``tile + 2 * tile_pad`` along each axis the image is
-            that long (edge windows are moved inward, so their tiles get more context, never
-            padding), for a network compiled for one shape (`esrgan.compiled`).
+        image: (H*scale, W*scale, 3) float32 RGB in [0, 1].
+        plan: The plan as it ended.
+        resumed: Tiles of the last pass taken from the checkpoint instead of run.
     """
 
-    tile: int = 256
-    tile_pad: int = 32
-    pre_pad: int = 0
-    batch: int = 1
-    blend: int | None = None
-    fixed_window: bool = False
+    image: np.ndarray
+    plan: TilePlan
+    resumed: int = 0
 
 
-@dataclass(frozen=True)
-class Tile:
-    """One tile: its core (what it owns) and its window (what the model sees), in input pixels."""
-
-    core: tuple[int, int, int, int]  # y0, y1, x0, x1
-    window: tuple[int, int, int, int]
-
-
-def _cuts(length: int, tile: int, multiple: int) -> list[int]:
-    """Boundaries that split ``length`` into near-equal cores of at most ``tile``, on ``multiple``."""
-    count = math.ceil(length / tile)
-    cuts = [_round_up(round(i * length / count), multiple) for i in range(count)]
-    return sorted(set(min(c, length) for c in cuts)) + [length]
-
-
-def _core_limits(height: int, width: int, tile: int, multiple: int) -> tuple[int, int]:
-    """The longest core along each axis. A tile's budget is an area, tile x tile: where one side
-    fits in a single tile, the other may run as long as that area allows (a thin strip is one long
-    tile, not many short ones that each pay ``2 * tile_pad`` of context)."""
-    if height <= tile and width > tile:
-        return height, max(tile, tile * tile // max(height, 1) // multiple * multiple)
-    if width <= tile and height > tile:
-        return max(tile, tile * tile // max(width, 1) // multiple * multiple), width
-    return tile, tile
-
-
-def plan_tiles(height: int, width: int, tile: int, tile_pad: int, multiple: int = 1,
-               fixed: bool = False) -> list[Tile]:
-    """Cut (height, width) into near-equal tiles of about ``tile`` squared pixels, ``tile_pad`` context each.
-
-    Equal cores (rather than full tiles and a thin remainder) keep every core at least half a tile
-    wide, so the blending bands of its two sides never meet. With ``fixed``, windows are
-    ``tile + 2 * tile_pad`` long wherever the image is (see `TileOptions.fixed_window`).
-    """
-    if tile <= 0 or (height <= tile and width <= tile):
-        return [Tile((0, height, 0, width), (0, height, 0, width))]
-    limit_h, limit_w = (tile, tile) if fixed else _core_limits(height, width, tile, multiple)
-    ys, xs = _cuts(height, limit_h, multiple), _cuts(width, limit_w, multiple)
-    side = tile + 2 * tile_pad
-
-    def span(start: int, stop: int, length: int) -> tuple[int, int]:
-        if fixed and length >= side:  # the core stays inside: it is at most ``tile`` long
-            first = min(max(start - tile_pad, 0), length - side)
-            return first, first + side
-        return max(start - tile_pad, 0), min(stop + tile_pad, length)
-
-    tiles = []
-    for y0, y1 in zip(ys, ys[1:], strict=False):
-        for x0, x1 in zip(xs, xs[1:], strict=False):
-            tiles.append(Tile((y0, y1, x0, x1), (*span(y0, y1, height), *span(x0, x1, width))))
-    return tiles
-
-
-def _ramp(start: int, stop: int, lo: int, hi: int, blend: int, scale: int) -> tuple[int, int, np.ndarray]:
-    """Output span and weights along one axis for a core [start, stop) within [lo, hi)."""
-    a = start - blend if start > lo else start
-    b = stop + blend if stop < hi else stop
-    n = (b - a) * scale
-    weights = np.ones(n, dtype=np.float32)
-    band = 2 * blend * scale
-    if band and start > lo:
-        weights[:band] = (np.arange(band, dtype=np.float32) + 0.5) / band
-    if band and stop < hi:
-        weights[n - band :] = (np.arange(band, 0, -1, dtype=np.float32) - 0.5) / band
-    return a, b, weights
-
-
-def _pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    if not (top or bottom or left or right):
-        return x
-    height, width = x.shape[-2:]
-    mode = "reflect" if max(top, bottom) < height and max(left, right) < width else "replicate"
-    return F.pad(x, (left, right, top, bottom), mode=mode)
-
-
-class _Steps:
-    """Progress of one run in steps; polls ``cancelled`` at every step."""
-
-    def __init__(self, total: int, progress: ProgressFn | None, cancelled: CancelFn | None) -> None:
-        self.total, self.progress, self.cancelled = total, progress, cancelled
-        self.done = 0
-        self.width = 1  # tiles in the forward pass now running: each block step advances them all
-        self.ceiling = 0  # block steps never pass this: the tile's last step is its storing
-
-    def check(self) -> None:
-        if self.cancelled is not None and self.cancelled():
-            raise Cancelled("stopped on request")
-
-    def step(self, to: int | None = None) -> None:
-        self.check()
-        self.done = to if to is not None else min(self.done + self.width, self.ceiling)
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-
-_CURRENT = threading.local()  # the _Steps of the run on this thread, if any
-_BLOCK_COUNTS: weakref.WeakKeyDictionary[torch.nn.Module, int] = weakref.WeakKeyDictionary()
-_HOOK_LOCK = threading.Lock()
-
-
-def step_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The blocks after each of which a step is counted: the children of a ``body`` (Sequential or
-    ModuleList) that hold convolutions (the RRDBs of an RRDBNet, the convolutions of an
-    SRVGGNetCompact); none for a network without such a body (it then reports one step per tile)."""
-    body = getattr(model, "body", None)
-    if not isinstance(body, (torch.nn.Sequential, torch.nn.ModuleList)):
-        return []
-    return [block for block in body if any(isinstance(m, torch.nn.Conv2d) for m in block.modules())]
-
-
-def _after_block(_module: torch.nn.Module, _inputs: object, _output: object) -> None:
-    steps = getattr(_CURRENT, "steps", None)
-    if steps is not None:
-        steps.step()
-
-
-def steps_per_tile(model: torch.nn.Module) -> int:
-    """Progress steps one tile reports (its blocks, and its storing). Registers the block hooks on
-    first use; they do nothing for forward passes outside `upscale_tiled`."""
-    with _HOOK_LOCK:
-        if model not in _BLOCK_COUNTS:
-            blocks = step_blocks(model)
-            for block in blocks:
-                block.register_forward_hook(_after_block)
-            _BLOCK_COUNTS[model] = len(blocks)
-        return _BLOCK_COUNTS[model] + 1
+def upscale_tiled(model: torch.nn.Module, image: np.ndarray, *, scale: int, size_multiple: int = 1,
+                  options: TileOptions = TileOptions(), **kwargs) -> np.ndarray:
+    """Plan the tiles for ``image`` and run ``model`` over them (see `run_plan` for the arguments)."""
+    plan = plan_for(image.shape[0], image.shape[1], options, size_multiple, model_context(model))
+    return run_plan(model, image, plan, scale=scale, options=options, **kwargs).image
 
 
 @torch.inference_mode()
-def upscale_tiled(
+def run_plan(
     model: torch.nn.Module,
     image: np.ndarray,
+    plan: TilePlan,
     *,
     scale: int,
-    size_multiple: int = 1,
     options: TileOptions = TileOptions(),
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
     progress: ProgressFn | None = None,
     cancelled: CancelFn | None = None,
-) -> np.ndarray:
-    """Run ``model`` over ``image`` tile by tile.
+    checkpoint: WorkStore | None = None,
+    before_forward: BeforeForward | None = None,
+) -> TiledResult:
+    """Run ``model`` over ``image`` tile by tile, as ``plan`` cuts it.
 
     Args:
-        model: Maps (1, 3, h, w) float RGB in [0, 1] to (1, 3, h*scale, w*scale); already on
+        model: Maps (N, 3, h, w) float RGB in [0, 1] to (N, 3, h*scale, w*scale); already on
             ``device`` in ``dtype`` and in eval mode. It is only called, never changed (block hooks
-            for progress are added once; see `steps_per_tile`).
+            for progress are added once; see `esrgan.steps.steps_per_tile`).
         image: (H, W, 3) float32 RGB in [0, 1].
+        plan: From `esrgan.tileplan.plan_for` for this image, model and options.
         scale: The model's native scale.
-        size_multiple: The model needs input sides that are multiples of this.
-        options: Tile size and paddings.
+        options: The batch, the SE synchronisation and the step delay are read from here.
         device: Where the model runs.
         dtype: The model's dtype (float16 on CUDA, bfloat16 on CPUs with native support).
         channels_last: Feed the model NHWC tensors (when it was converted to channels-last).
-        progress: Called as ``progress(done, total)`` in steps: several per tile (see the module
-            docstring), monotonic, the last call with ``done == total``.
-        cancelled: Polled at every step, inside the forward pass too; when it returns True,
-            `Cancelled` is raised.
-
-    Returns:
-        (H*scale, W*scale, 3) float32 RGB in [0, 1].
+        progress: Called as ``progress(done, total)`` in steps (see `esrgan.steps`), monotonic, the
+            last call with ``done == total`` (the total grows when an out-of-memory error re-plans).
+        cancelled: Polled at every step, inside the forward pass too; True raises `Cancelled`.
+        checkpoint: Keeps finished tiles (and SE sums); opened by the caller with the work's identity.
+        before_forward: Called with the tiles of each forward pass before it runs (a test hook: it
+            may raise, e.g. ``torch.OutOfMemoryError``).
     """
-    height, width = image.shape[:2]
-    m = size_multiple
-    tile = _round_up(options.tile, m) if options.tile > 0 else 0
-    tile_pad = _round_up(options.tile_pad, m)
-    pre = options.pre_pad
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-    x = _pad(x, pre, pre, pre, pre)
-    extra_h, extra_w = -x.shape[2] % m, -x.shape[3] % m
-    x = _pad(x, 0, extra_h, 0, extra_w)
-    padded_h, padded_w = x.shape[2:]
+    run = _Run(model, image, scale, options, torch.device(device), dtype, channels_last, checkpoint, before_forward)
+    plan = run.resume_plan(plan)
+    blocks = se_sync.se_blocks(model) if plan.consumes_context and options.se_sync == "exact" else []
+    run.steps = Steps(0, progress, cancelled, options.step_delay)
+    means: list[np.ndarray] = []
+    keep_states = run.can_keep_states()
+    with counting(run.steps):
+        while True:
+            syncing = bool(blocks) and plan.count > 1
+            run.passes_left = len(blocks) - len(means) + 1 if syncing else 1
+            run.restart_when_split = bool(blocks) and not syncing
+            run.steps.total = run.steps.done + plan.count * run.per_tile * run.passes_left
+            canvas = new_canvas(image.shape[0] * scale, image.shape[1] * scale, run.device)
+            try:
+                if syncing and keep_states:
+                    try:
+                        plan = run.staged(plan, blocks, means, canvas)
+                    except (NoRoom, *OOM_ERRORS) as error:  # recompute instead (the means found are kept)
+                        log.info("SE passes recompute their tiles: %s", error or type(error).__name__)
+                        keep_states = False
+                        continue
+                elif syncing and len(means) < len(blocks):
+                    plan, mean = run.collect(plan, blocks, means)
+                    means.append(mean)
+                    continue
+                else:
+                    plan = run.final(plan, blocks if syncing else [], means, canvas)
+            except _Split as split:  # the one tile ran out of memory: synchronise the smaller ones first
+                plan = split.plan
+                continue
+            image_out = canvas if isinstance(canvas, np.ndarray) else canvas.cpu().numpy()
+            return TiledResult(image_out, plan, run.resumed)
 
-    tiles = plan_tiles(padded_h, padded_w, tile, tile_pad, m, options.fixed_window)
-    wanted = tile_pad // 4 if options.blend is None else options.blend
-    blend = min(wanted, tile_pad, tile // 4) if len(tiles) > 1 else 0
-    per_tile = steps_per_tile(model)
-    steps = _Steps(len(tiles) * per_tile, progress, cancelled)
-    # The output lives in (H, W, C) order, so the result needs no transposed copy, and only the
-    # image's own area is kept (what falls on the padding is never stored). On a GPU with room for
-    # it the canvas stays there: the tiles never cross to the host one by one.
-    s = scale
-    canvas = _canvas(height * s, width * s, device)
-    stored = 0
-    previous = getattr(_CURRENT, "steps", None)
-    _CURRENT.steps = steps
-    try:
-        for group in _batches(tiles, options.batch):
-            steps.check()
-            patches = torch.cat([x[:, :, t.window[0] : t.window[1], t.window[2] : t.window[3]] for t in group])
-            patches = patches.to(device=device, dtype=dtype, non_blocking=True)
-            if channels_last:
-                patches = patches.contiguous(memory_format=torch.channels_last)
-            steps.width, steps.ceiling = len(group), (stored + len(group)) * per_tile - len(group)
-            outputs = model(patches).float().clamp_(0, 1)
-            if isinstance(canvas, np.ndarray):
-                outputs = outputs.cpu().numpy()
-            for t, out in zip(group, outputs, strict=True):
-                _store(canvas, out, t, blend, scale, pre, padded_h, padded_w)
-            stored += len(group)
-            steps.step(to=stored * per_tile)
-            if torch.device(device).type == "cpu":
+
+class _Split(Exception):  # noqa: N818 - control flow
+    def __init__(self, plan: TilePlan) -> None:
+        super().__init__()
+        self.plan = plan
+
+
+class _Run(SyncedPasses):
+    """The parts of one `run_plan` call: the padded input, the forward pass, the progress steps, the
+    checkpoint and the out-of-memory recovery."""
+
+    def __init__(self, model, image, scale, options, device, dtype, channels_last, checkpoint, before_forward):
+        self.model, self.image, self.scale, self.options = model, image, scale, options
+        self.device, self.dtype, self.channels_last = device, dtype, channels_last
+        self.checkpoint, self.before_forward = checkpoint, before_forward
+        self.forward = getattr(model, "forward_valid", model) if model_context(model) else model
+        self.per_tile = steps_per_tile(model)
+        self.steps = Steps(0, None, None)
+        self.passes_left = 1
+        self.restart_when_split = False
+        self.resumed = 0
+
+    def resume_plan(self, plan: TilePlan) -> TilePlan:
+        """The plan a checkpointed run was following (it may have been re-planned), else ``plan``."""
+        if self.checkpoint is not None and self.checkpoint.has("plan"):
+            plan = TilePlan.from_dict(self.checkpoint.load_json("plan"))
+        self._keep_plan(plan)
+        x = torch.from_numpy(np.ascontiguousarray(self.image.transpose(2, 0, 1)))[None]
+        self.input = _pad(x, plan.top, plan.bottom, plan.left, plan.right)
+        return plan
+
+    def _keep_plan(self, plan: TilePlan) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.save_json("plan", plan.as_dict())
+
+    def patches(self, group: list[Tile]) -> torch.Tensor:
+        if self.before_forward is not None:
+            self.before_forward(group)
+        x = self.input
+        patches = torch.cat([x[:, :, t.window[0] : t.window[1], t.window[2] : t.window[3]] for t in group])
+        patches = patches.to(device=self.device, dtype=self.dtype, non_blocking=True)
+        if self.channels_last:
+            patches = patches.contiguous(memory_format=torch.channels_last)
+        return patches
+
+    def each_group(self, plan: TilePlan, work: Callable[[list[Tile]], None], halving: bool = True) -> TilePlan:
+        """Call ``work`` on consecutive groups of same-shape tiles, stepping the progress after each;
+        out of memory, cut the unfinished tiles to half the size and go on (with ``halving``, else
+        raise). Returns the plan as it ended."""
+        base, i = self.steps.done, 0
+        while i < plan.count:
+            group = _group(plan.tiles, i, self.options.batch)
+            self.steps.width = len(group)
+            self.steps.ceiling = base + (i + len(group)) * self.per_tile - len(group)
+            try:
+                work(group)
+            except OOM_ERRORS as error:
+                if not halving:
+                    raise
+                plan = self._halve(plan, i, error)
+                self.steps.total = base + plan.count * self.per_tile * self.passes_left
+                continue
+            i += len(group)
+            self.steps.step(to=base + i * self.per_tile)
+            if self.device.type == "cpu":
                 _return_freed_memory()
-    finally:
-        _CURRENT.steps = previous
-    return canvas if isinstance(canvas, np.ndarray) else canvas.cpu().numpy()
+        return plan
+
+    def _halve(self, plan: TilePlan, first: int, error: BaseException) -> TilePlan:
+        core = plan.tiles[first].core
+        side = plan.tile or max(core[1] - core[0], core[3] - core[2])
+        try:
+            smaller = plan.split(list(plan.tiles[first:]), side // 2)
+        except ValueError:
+            raise error from None
+        log.warning("out of memory with %d px tiles: going on with %d px tiles", side, smaller.tile)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self._keep_plan(smaller)
+        if self.restart_when_split:
+            raise _Split(smaller)
+        return smaller
+
+    def final(self, plan: TilePlan, blocks, means: list[np.ndarray], canvas) -> TilePlan:
+        """The last pass: every tile through the whole network, stored (or taken from the checkpoint)."""
+
+        def work(group: list[Tile]) -> None:
+            if self.checkpoint is not None and all(self.checkpoint.has(t.key) for t in group):
+                for t in group:
+                    add(canvas, self.checkpoint.load_array(t.key), place(t, plan, self.scale))
+                self.resumed += len(group)
+                return
+            with se_sync.syncing(se_sync.SyncState(blocks, means)):
+                outputs = self.forward(self.patches(group))
+            self._store(group, outputs, plan, canvas)
+
+        return self.each_group(plan, work)
+
+    def _store(self, group: list[Tile], outputs: torch.Tensor, plan: TilePlan, canvas) -> None:
+        outputs = outputs.float().clamp_(0, 1)
+        if isinstance(canvas, np.ndarray):
+            outputs = outputs.cpu().numpy()
+        for t, out in zip(group, outputs, strict=True):
+            region = weighted(out, t, plan, self.scale)
+            add(canvas, region, place(t, plan, self.scale))
+            if self.checkpoint is not None:
+                self.checkpoint.save_array(t.key, as_numpy(region))
 
 
-def _canvas(height: int, width: int, device: torch.device | str) -> np.ndarray | torch.Tensor:
-    """The (H, W, 3) float32 output canvas: on the GPU when it takes at most a quarter of the free
-    GPU memory (tiles are stored there, and the result crosses to the host once), else on the host."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if height * width * 3 * 4 <= free // 4:
-            return torch.zeros((height, width, 3), dtype=torch.float32, device=device)
-    return np.zeros((height, width, 3), dtype=np.float32)
+def _group(tiles: tuple[Tile, ...], first: int, size: int) -> list[Tile]:
+    """Consecutive tiles from ``first`` whose windows have the same shape, at most ``size``."""
+    group = [tiles[first]]
+    for t in tiles[first + 1 : first + size]:
+        if t.shape != group[0].shape:
+            break
+        group.append(t)
+    return group
 
 
-def _store(canvas: np.ndarray | torch.Tensor, out: np.ndarray | torch.Tensor, t: Tile, blend: int, scale: int,
-           pre: int, padded_h: int, padded_w: int) -> None:
-    """Add one tile's (3, h, w) output, weighted by its blending ramps, to the (H, W, 3) canvas
-    (both numpy arrays on the host, or both tensors on one device)."""
-    s = scale
-    height, width = canvas.shape[0] // s, canvas.shape[1] // s
-    wy0, wx0 = t.window[0], t.window[2]
-    ya, yb, wy = _ramp(t.core[0], t.core[1], 0, padded_h, blend, scale)
-    xa, xb, wx = _ramp(t.core[2], t.core[3], 0, padded_w, blend, scale)
-    region = out[:, (ya - wy0) * s : (yb - wy0) * s, (xa - wx0) * s : (xb - wx0) * s]
-    region = region.permute(1, 2, 0) if isinstance(region, torch.Tensor) else region.transpose(1, 2, 0)
-    if blend:
-        if isinstance(region, torch.Tensor):
-            wy, wx = torch.from_numpy(wy).to(region.device), torch.from_numpy(wx).to(region.device)
-        region = region * wy[:, None, None] * wx[None, :, None]
-    top, left = (ya - pre) * s, (xa - pre) * s  # where the region starts on the canvas
-    y0, y1 = max(top, 0), min(top + region.shape[0], height * s)
-    x0, x1 = max(left, 0), min(left + region.shape[1], width * s)
-    if y0 < y1 and x0 < x1:
-        canvas[y0:y1, x0:x1] += region[y0 - top : y1 - top, x0 - left : x1 - left]
+def _pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Pad once: reflect where the image is large enough, else replicate."""
+    if not (top or bottom or left or right):
+        return x
+    height, width = x.shape[-2:]
+    mode = "reflect" if max(top, bottom) < height and max(left, right) < width else "replicate"
+    return F.pad(x, (left, right, top, bottom), mode=mode)
 
 
 def _return_freed_memory() -> None:
@@ -324,41 +289,3 @@ def _load_libc():
 
 
 _LIBC = _load_libc()
-
-
-def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
-    """Consecutive tiles whose windows have the same shape, at most ``size`` at a time."""
-    groups: list[list[Tile]] = []
-    for t in tiles:
-        shape = (t.window[1] - t.window[0], t.window[3] - t.window[2])
-        last = groups[-1] if groups else None
-        if last and len(last) < size and (last[0].window[1] - last[0].window[0],
-                                          last[0].window[3] - last[0].window[2]) == shape:
-            last.append(t)
-        else:
-            groups.append([t])
-    return groups
-
-
-def _plan_for(height: int, width: int, options: TileOptions, size_multiple: int) -> list[Tile]:
-    m = size_multiple
-    padded_h = _round_up(height + 2 * options.pre_pad, m)
-    padded_w = _round_up(width + 2 * options.pre_pad, m)
-    tile = _round_up(options.tile, m) if options.tile > 0 else 0
-    return plan_tiles(padded_h, padded_w, tile, _round_up(options.tile_pad, m), m, options.fixed_window)
-
-
-def count_tiles(height: int, width: int, options: TileOptions, size_multiple: int = 1) -> int:
-    """How many tiles `upscale_tiled` will run for an image of this size (for estimates)."""
-    return len(_plan_for(height, width, options, size_multiple))
-
-
-def work_pixels(height: int, width: int, options: TileOptions, size_multiple: int = 1) -> int:
-    """Input pixels `upscale_tiled` will really run through the model: every tile's window, with
-    its context, over the padded image. The honest basis of time and memory estimates."""
-    return sum((t.window[1] - t.window[0]) * (t.window[3] - t.window[2])
-               for t in _plan_for(height, width, options, size_multiple))
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return int(math.ceil(value / multiple) * multiple)

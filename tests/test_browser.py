@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ def test_upload_2x_compare_and_download(server, page, tmp_path):
     page.set_input_files("#file", str(photo))
     page.check('input[name="scale"][value="2"]')
     estimate = page.locator("#selected .estimate")
-    estimate.filter(has_text="128×96").wait_for(timeout=30_000)
+    estimate.filter(has_text="128×96").wait_for(timeout=300_000)  # a first start may convert weights
     assert "64×48 → 128×96" in estimate.inner_text()
     page.click("#submit")
 
@@ -45,10 +46,14 @@ def test_upload_2x_compare_and_download(server, page, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "result-page.png"), full_page=True)
 
+    link = page.get_by_role("link", name=re.compile(r"^Download butterfly_x2\.png \(PNG, 128×96, "))
     with page.expect_download() as download_info:
-        card.locator("a.download").click()
+        link.click()
     download = download_info.value
     assert download.suggested_filename == "butterfly_x2.png"
     saved = Path(download.path())
+    # The size the link says is the size of the file saved.
+    said = re.search(r"(\d+) KB\)$", link.inner_text())
+    assert said and abs(int(said[1]) - saved.stat().st_size / 1024) <= 0.5, (link.inner_text(), saved.stat().st_size)
     with Image.open(saved) as image:
         assert image.size == (128, 96)

@@ -13,6 +13,7 @@ from esrgan.detect import detect
 from esrgan.errors import RemasterError, WeightsError
 from esrgan.imageio import DecodedImage
 from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.tiling import TileOptions, model_context, plan_for, run_plan
 from esrgan.weights import ModelStore, ncnn_models_dir
 from tests.conftest import crop_of, psnr
 
@@ -72,7 +73,7 @@ def test_converted_model_equals_the_ncnn_runtime(name, store):
         ours = model(torch.from_numpy(image.transpose(2, 0, 1).copy())[None])[0].clamp(0, 1).numpy()
     reference = ncnn_runtime(name, image)
     assert ours.transpose(1, 2, 0).shape == reference.shape
-    assert psnr(ours.transpose(1, 2, 0), reference) >= 40
+    assert psnr(ours.transpose(1, 2, 0), reference) >= 60  # fp32 both: what is left is summation order
 
 
 @pytest.mark.parametrize(("scale", "noise", "name"), [(2, "medium", "realcugan-x2-denoise2x"),
@@ -84,20 +85,51 @@ def test_the_engine_upscales_anime_with_noise_reduction_as_the_ncnn_runtime_does
     assert result.provenance.model == name and result.provenance.resample is None
     out = result.image.pixels
     assert out.shape == (image.shape[0] * scale, image.shape[1] * scale, 3)
-    assert psnr(out, ncnn_runtime(name, image)) >= 40
+    assert psnr(out, ncnn_runtime(name, image)) >= 60
 
 
-def test_tiles_on_the_upstream_grid_stay_close_to_the_whole_image(store, whole_image):
-    # Squeeze-and-excitation blocks pool over the whole tile they see, so a tiled result is never
-    # bit-exact (the ncnn runtime's "syncgap" pools over the whole image instead). Measured on this
-    # 200 px comic crop, 2x denoise3x: 4 tiles of 112 px + 24 px context 40.1 dB, 16 tiles of 64 px
-    # 36.7 dB; the CPU default tile is 384 px, so only images wider than that are tiled at all.
-    image = np.asarray(crop_of("Set14/comic.png", (0, 0, 200, 200)), dtype=np.float32) / 255.0
-    tiled = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=112, tile_pad=24, pre_pad=0))
-    one = whole_image.upscale(DecodedImage(image), 2, anime=True, noise="high").image.pixels
-    many = tiled.upscale(DecodedImage(image), 2, anime=True, noise="high")
-    assert many.provenance.tiles == 4
-    assert psnr(many.image.pixels, one) >= 38
+# Odd and thin sizes, where the alignment padding matters: upstream pads once (prepadding and the
+# alignment in one reflect). Before we did, 81x67 at 2x gave 43 dB, 90x70 at 3x 49 dB, 81x67 at 4x 41 dB.
+@pytest.mark.parametrize(("name", "relative", "size"), [
+    ("realcugan-x2-denoise2x", "Set5/bird.png", (81, 67)), ("realcugan-x3-no-denoise", "Set5/head.png", (90, 70)),
+    ("realcugan-x4-conservative", "Set5/baby.png", (81, 67)),
+    ("realcugan-x2-no-denoise", "Set14/baboon.png", (33, 120)),
+    ("realcugan-pro-x3-denoise3x", "Set14/comic.png", (121, 35))])
+def test_odd_and_thin_images_equal_the_ncnn_runtime_through_the_engine(whole_image, name, relative, size):
+    width, height = size
+    image = np.asarray(crop_of(relative, (50, 40, 50 + width, 40 + height)), dtype=np.float32) / 255.0
+    scale = registry.spec(name).scale
+    out = whole_image.upscale(DecodedImage(image), scale, model=name).image.pixels
+    assert out.shape == (height * scale, width * scale, 3)
+    assert psnr(out, ncnn_runtime(name, image)) >= 60
+
+
+@pytest.mark.parametrize(("name", "size", "tile"), [("realcugan-x2-denoise3x", (101, 75), 64),
+                                                    ("realcugan-x3-no-denoise", (70, 97), 64)])
+def test_tiles_equal_the_whole_image_with_the_whole_images_se_means(store, whole_image, name, size, tile):
+    # Squeeze-and-excitation blocks pool over the whole feature map. Tiles that pooled over what they
+    # see drifted from the whole image (below 35 dB here with 64 px tiles); with the means of the
+    # whole image (se_sync "exact", the default) the tiles are the whole image's run, cut up.
+    width, height = size
+    image = np.asarray(crop_of("Set14/comic.png", (7, 3, 7 + width, 3 + height)), dtype=np.float32) / 255.0
+    scale = registry.spec(name).scale
+    one = whole_image.upscale(DecodedImage(image), scale, model=name).image.pixels
+    tiled = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=tile))
+    many = tiled.upscale(DecodedImage(image), scale, model=name)
+    assert many.provenance.tiles >= 4 and many.provenance.tile == tile
+    assert psnr(many.image.pixels, one) >= 50
+    own = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=tile, se_sync="tile"))
+    assert psnr(own.upscale(DecodedImage(image), scale, model=name).image.pixels, one) < 45  # the faster option
+
+
+def test_progress_counts_every_pass_of_a_synced_run(store):
+    model = store.load("realcugan-x2-no-denoise", "cpu").module
+    image = np.asarray(crop_of("Set14/comic.png", (0, 0, 70, 50)), dtype=np.float32) / 255.0
+    plan = plan_for(50, 70, TileOptions(tile=32), 2, model_context(model))
+    seen = []
+    run_plan(model, image, plan, scale=2, options=TileOptions(tile=32), progress=lambda d, t: seen.append((d, t)))
+    passes = len(model.se_blocks) + 1
+    assert plan.count == 6 and seen == [(i, plan.count * passes) for i in range(1, plan.count * passes + 1)]
 
 
 def test_images_smaller_than_the_padding_still_upscale(whole_image):

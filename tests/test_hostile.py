@@ -25,7 +25,7 @@ from waitress import create_server
 
 from esrgan.errors import FormatSizeError, InvalidImageError
 from esrgan.imageio import check_encodable, decode
-from web.serving import waitress_options
+from web.serving import body_cap, waitress_options
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_MODEL = "realesr-animevideov3"
@@ -233,6 +233,23 @@ def test_declared_huge_body_is_refused_before_it_is_read(serve):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert time.monotonic() - started < 5
+    assert healthz(port, timeout=5) == 200
+
+
+def test_a_body_a_little_over_the_limit_gets_our_json_413_past_the_margin_waitress_refuses(serve):
+    limit = 1 * 2**20
+    port = serve(MAX_CONTENT_LENGTH=limit)
+    body, content_type = multipart(b"\0" * (limit + 200 * 1024), scale="2")
+    assert limit < len(body) <= body_cap(limit)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", "/api/jobs", body, {"Content-Type": content_type})
+        response = connection.getresponse()
+        assert response.status == 413
+        assert response.getheader("Content-Type") == "application/json"
+        assert "larger than 1 MB" in json.loads(response.read())["error"]
+    finally:
+        connection.close()
     assert healthz(port, timeout=5) == 200
 
 

@@ -123,6 +123,9 @@ def test_recovery_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_p
         assert time.time() < deadline, states
         time.sleep(0.1)
     assert states[queued]["status"] == states[running]["status"] == "done"
+    # The one that was under way says it started again; the one still waiting does not.
+    assert states[running]["restarted"] and "restarted" in states[running]["restart_note"]
+    assert not states[queued]["restarted"] and states[queued]["restart_note"] is None
     assert states[lost]["status"] == "failed" and "upload it again" in states[lost]["error"]
     assert states[stopping]["status"] == "cancelled"
     assert states[doomed]["status"] == "failed" and "2 times" in states[doomed]["error"]
@@ -190,9 +193,14 @@ def test_a_queued_job_counts_the_work_ahead_of_it(make_app):
     photo = png_bytes(crop_of("coffee.png", (0, 0, 64, 64)))
     first = submit(client, photo, model="realesrgan-x4plus").get_json()
     second = submit(client, photo, model="realesrgan-x4plus").get_json()
+    third = submit(client, photo, model="realesrgan-x4plus").get_json()
     assert second["status"] == "queued" and second["stage_text"]
     assert second["eta_seconds"] > first["eta_seconds"] * 1.5  # its own run and the first one's
-    for job in (first, second):
+    # Its place in the line: 1 for the next to start (the first may have started already, or not).
+    assert second["queue_position"] in (1, 2) and third["queue_position"] == second["queue_position"] + 1
+    running = client.get(f"/api/jobs/{first['id']}").get_json()
+    assert running["queue_position"] is None or running["status"] == "queued"
+    for job in (first, second, third):
         client.delete(f"/api/jobs/{job['id']}")
 
 

@@ -19,27 +19,30 @@ FAST = "realesr-animevideov3"
 DONE_TIMEOUT_MS = 180_000
 WCAG_AA = 4.5
 
-# The WCAG 2 contrast ratio of an element's text against the colour really painted behind it: the
-# element's own background if opaque, else its ancestors' composited (alpha-blended) up to the canvas.
-CONTRAST_JS = """el => {
+# The WCAG 2 contrast ratio of a colour of an element (``colour``: its text, or its border) against
+# the colour really painted behind it: from the element (for text) or its parent (for a border)
+# upwards, the first opaque background with the translucent ones above it composited (alpha-blended).
+CONTRAST_JS_TEMPLATE = """el => {
     const parse = s => { const m = s.match(/[\\d.]+/g).map(Number);
                          return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1]; };
     const over = (top, bottom) => [0, 1, 2].map(i => top[i] * top[3] + bottom[i] * (1 - top[3])).concat(1);
     const layers = [];
-    for (let node = el; node; node = node.parentElement) {
+    for (let node = START; node; node = node.parentElement) {
         const bg = parse(getComputedStyle(node).backgroundColor);
         if (bg[3] > 0) layers.push(bg);
         if (bg[3] >= 1) break;
     }
     let back = [255, 255, 255, 1];
     for (const layer of layers.reverse()) back = over(layer, back);
-    const fore = over(parse(getComputedStyle(el).color), back);
+    const fore = over(parse(getComputedStyle(el).COLOUR), back);
     const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
         return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
         return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
     const [a, b] = [lum(fore), lum(back)].sort((x, y) => y - x);
     return (a + 0.05) / (b + 0.05);
 }"""
+CONTRAST_JS = CONTRAST_JS_TEMPLATE.replace("START", "el").replace("COLOUR", "color")
+BORDER_CONTRAST_JS = CONTRAST_JS_TEMPLATE.replace("START", "el.parentElement").replace("COLOUR", "borderTopColor")
 
 
 def photo(tmp_path, name: str = "bird.png", size: tuple[int, int] = (64, 48)):
@@ -49,17 +52,19 @@ def photo(tmp_path, name: str = "bird.png", size: tuple[int, int] = (64, 48)):
 
 
 def choose(page, path, scale="2", model=FAST):
-    page.set_input_files("#file", str(path))
+    # Options first, so that the estimates (which Upscale waits for) ask about the model used.
     page.check(f'input[name="scale"][value="{scale}"]')
     page.select_option("#model", model)
-    expect(page.get_by_role("button", name=re.compile("Upscale"))).to_be_enabled(timeout=30_000)
+    page.set_input_files("#file", str(path))
+    # A first estimate may convert the model's weights (minutes on a loaded 2-core machine).
+    expect(page.get_by_role("button", name=re.compile("Upscale"))).to_be_enabled(timeout=240_000)
 
 
 def upscale_to_done(page, server, path, scale="2", model=FAST):
     page.goto(server)
     choose(page, path, scale, model)
     page.get_by_role("button", name=re.compile("Upscale")).click()
-    expect(page.get_by_role("link", name=re.compile(f"^Download {re.escape(path.name)}"))).to_be_visible(
+    expect(page.get_by_role("link", name=re.compile(f"^Download {re.escape(path.stem)}_x"))).to_be_visible(
         timeout=DONE_TIMEOUT_MS)
     return page.locator(".job.done .compare")
 
@@ -68,6 +73,7 @@ def test_drag_on_the_image_moves_the_split_and_a_click_jumps_it(serve, page, tmp
     compare = upscale_to_done(page, serve(), photo(tmp_path))
     slider = page.get_by_role("slider", name="Before / after")
     expect(slider).to_have_value("50")
+    compare.scroll_into_view_if_needed()  # a small result is fitted to the card: large, maybe below the fold
     box = compare.bounding_box()
     assert box["width"] >= 100, f"the comparison is only {box['width']} px wide"
     y = box["y"] + box["height"] / 2
@@ -103,7 +109,8 @@ def test_every_control_is_found_by_role_and_name(serve, page, tmp_path):
     expect(page.get_by_role("progressbar", name="coffee cup.png")).to_have_count(1)
     expect(page.get_by_role("button", name="Cancel coffee cup.png")).to_be_visible()
     expect(page.get_by_role("button", name="Cancel coffee cup.png")).to_be_enabled()
-    download = page.get_by_role("link", name=re.compile(r"^Download coffee cup\.png"))
+    # The link names the file it saves (the server's name for it), its format and size.
+    download = page.get_by_role("link", name=re.compile(r"^Download coffee_cup_x4\.png \(PNG, 256×256, \d+ KB\)$"))
     expect(download).to_be_visible(timeout=DONE_TIMEOUT_MS)
     expect(download).to_have_attribute("href", re.compile(r".+"))
     expect(page.get_by_role("button", name="Cancel coffee cup.png")).to_be_hidden()

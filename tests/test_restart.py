@@ -157,3 +157,4 @@ def test_a_clean_stop_mid_job_puts_it_back_in_the_queue(make_app, tmp_path):
         client.get(f"/api/jobs/{job_id}").get_json()), 120, "the job did not run again")
     assert state["status"] == "done", state
     assert state["result"]["output_width"] == 256
+    assert state["restarted"] and state["restart_note"]

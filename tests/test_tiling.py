@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,17 @@ from torch.nn import functional as F
 
 from esrgan.errors import Cancelled
 from esrgan.imageio import read_image
-from esrgan.tiling import TileOptions, count_tiles, plan_tiles, steps_per_tile, upscale_tiled, work_pixels
+from esrgan.tiling import (
+    TileOptions,
+    count_tiles,
+    plan_for,
+    plan_tiles,
+    run_plan,
+    steps_per_tile,
+    upscale_tiled,
+    work_pixels,
+)
+from esrgan.tilesize import DEFAULT_TILE_CPU, MIN_TILE_CPU, cpu_tile
 from tests.conftest import dataset_image, psnr
 
 
@@ -144,3 +156,60 @@ def test_steps_are_per_batch_of_tiles_monotonic_and_end_at_the_total():
     assert done == sorted(done) and len(done) > count_tiles(40, 40, options)
     assert out.shape == (160, 160, 3)
     model(torch.zeros(1, 3, 4, 4))  # outside a tiled run the hooks do nothing
+
+
+class Recording(torch.nn.Module):
+    """Nearest 4x, remembering the shape of every window it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows = []
+
+    def forward(self, x):
+        self.windows.extend([tuple(x.shape[-2:])] * x.shape[0])
+        return F.interpolate(x, scale_factor=4, mode="nearest")
+
+
+def test_one_plan_is_what_the_estimate_counts_and_what_the_run_runs():
+    image = np.random.default_rng(1).random((70, 45, 3), dtype=np.float32)
+    options = TileOptions(tile=24, tile_pad=6, pre_pad=1)
+    plan = plan_for(70, 45, options, size_multiple=2)
+    model = Recording()
+    seen = []
+    result = run_plan(model, image, plan, scale=4, options=options, progress=lambda d, t: seen.append((d, t)))
+    assert result.plan == plan and len(model.windows) == plan.count == count_tiles(70, 45, options, 2)
+    assert sum(h * w for h, w in model.windows) == plan.work_pixels == work_pixels(70, 45, options, 2)
+    assert seen[-1] == (plan.count, plan.count)  # one step per tile for a network without blocks
+    np.testing.assert_allclose(result.image, image.repeat(4, 0).repeat(4, 1), atol=1e-5)
+
+
+def test_the_step_delay_makes_slow_work_slow_on_purpose():
+    # What tests use so that "the job was still running when ..." holds on any CPU: a floor, never a ceiling.
+    image = np.zeros((40, 40, 3), np.float32)
+    options = TileOptions(tile=16, tile_pad=4, step_delay=0.05)
+    started = time.monotonic()
+    upscale_tiled(Blocks(3), image, scale=4, options=options)
+    assert time.monotonic() - started >= count_tiles(40, 40, options) * 4 * 0.05
+
+
+def test_the_cpu_tile_follows_the_free_ram():
+    plenty, short = 16 * 2**30, 2**30
+    assert cpu_tile(512 * 512, 32, half_precision=False, ram=plenty) == DEFAULT_TILE_CPU
+    assert MIN_TILE_CPU < cpu_tile(512 * 512, 32, half_precision=False, ram=short) < DEFAULT_TILE_CPU
+    assert cpu_tile(512 * 512, 32, half_precision=True, ram=short) > cpu_tile(512 * 512, 32, False, ram=short)
+    assert cpu_tile(512 * 512, 32, half_precision=False, ram=0) == MIN_TILE_CPU
+    # a huge canvas keeps the activations near their budget, whatever the RAM
+    assert cpu_tile(8192 * 8192, 32, half_precision=True, ram=plenty) == 256
+
+
+def test_a_plan_cut_smaller_keeps_its_other_tiles_and_covers_the_image_once():
+    plan = plan_for(100, 90, TileOptions(tile=48, tile_pad=8), size_multiple=2)
+    smaller = plan.split(list(plan.tiles[1:]), 24)
+    assert smaller.tiles[0] == plan.tiles[0] and smaller.count > plan.count and smaller.tile == 24
+    covered = np.zeros(smaller.padded_size, int)
+    for t in smaller.tiles:
+        covered[t.core[0] : t.core[1], t.core[2] : t.core[3]] += 1
+        assert t.core[0] % 2 == 0 and t.core[2] % 2 == 0
+    assert (covered == 1).all()
+    with pytest.raises(ValueError):
+        plan.split(list(plan.tiles), 4)  # narrower than the blending bands

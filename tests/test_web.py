@@ -65,6 +65,9 @@ def test_synchronous_upscale_keeps_the_seed_contract(client):
     assert Image.open(io.BytesIO(output.data)).size == (48, 40)
     download = get(client, body["download_path"])
     assert 'attachment; filename=My_Holiday_x2.png' in download.headers["Content-Disposition"]
+    # The result says the file its download saves: name, format and bytes, as served.
+    assert (body["download_name"], body["output_format"]) == ("My_Holiday_x2.png", "png")
+    assert body["output_bytes"] == len(download.data) == int(download.headers["Content-Length"])
     original = get(client, body["original_path"])
     assert original.data == coffee()
 
@@ -74,6 +77,8 @@ def test_output_format_and_quality(client, fmt, mime):
     body = upload(client, coffee(), format=fmt, quality="80", model="realesr-animevideov3").get_json()
     served = get(client, body["output_path"])
     assert served.mimetype == mime and body["output_path"].endswith(f".{fmt}")
+    assert body["download_name"] == f"photo_x2.{fmt}" and body["output_format"] == fmt
+    assert body["output_bytes"] == len(served.data)
 
 
 def test_anime_toggle_picks_the_anime_model(client):

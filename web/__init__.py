@@ -31,6 +31,8 @@ DEFAULTS = {
     "PRECISION": "auto",  # fp32, bf16, fp16 (CUDA), or measured on first use
     "BACKEND": "auto",
     "TILE": None,  # None: chosen by device
+    "SE_SYNC": "exact",  # Real-CUGAN's tiles: "exact" (equal to the whole image) or "tile" (faster, drifts)
+    "STEP_DELAY": 0.0,  # seconds slept at every network step: a test hook that makes work slow on purpose
     "TORCH_THREADS": None,
     "PREVIEW_MIN_SECONDS": 4,  # jobs expected to take longer get a quick preview from the fast model first
     "PRELOAD_MODELS": True,  # load the default models in the background at start

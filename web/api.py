@@ -12,8 +12,10 @@ from esrgan.listing import models_listing
 from esrgan.registry import output_size
 from web import figures
 from web.errors import BadRequest, NotFound, QueueFull
-from web.forms import job_from_request, limit_problems, read_options, work_pixels
+from web.estimate import job_priors, option_warnings, plan_view, route_choices
+from web.forms import ESTIMATE_SIZE_FIELDS, job_from_request, limit_problems, read_options, work_pixels
 from web.job import FINISHED, Job
+from web.limits import image_limits
 from web.service import services
 from web.views import find_job, finished_job_response, status_view
 
@@ -72,33 +74,43 @@ def models():
     service = services()
     listing = models_listing(service.upscaler)
     listing["unavailable"] = service.upscaler.store.unavailable()
-    listing["limits"] = {"max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
-                         "max_input_pixels": current_app.config["MAX_INPUT_PIXELS"],
-                         "max_output_pixels": current_app.config["MAX_OUTPUT_PIXELS"]}
+    listing["limits"] = image_limits(current_app.config)
+    listing["choices"] = route_choices(service.upscaler)
     return jsonify(listing)
 
 
 @bp.get("/api/estimate")
 def estimate():
-    """Output size, estimated seconds and what the limits would refuse, for an image of ``width`` x
-    ``height`` and the same options an upload takes."""
+    """What sending an image of ``width`` x ``height`` with these options (an upload's, the result's
+    size as ``target_width`` or ``target_height``) would give, before sending: the output size, the
+    plan in words, the whole job's seconds and its parts, what the limits would refuse
+    (``errors``) and what a model chosen by hand ignores (``warnings``). Options no route offers
+    are a 400 with the reason and the fix."""
     try:
         width, height = int(request.args["width"]), int(request.args["height"])
     except (KeyError, ValueError):
         raise BadRequest("width and height must be whole numbers") from None
     if width < 1 or height < 1:
         raise BadRequest("width and height must be positive")
-    options = read_options(request.args)
+    options = read_options(request.args, ESTIMATE_SIZE_FIELDS).for_image(width, height)
     service = services()
     plan = service.upscaler.plan(options.scale, options.anime, options.model, noise=options.noise)
+    entry = service.upscaler.store.entries().get(plan.model)
     out_width, out_height = output_size(width, height, options.scale)
     errors = [str(problem) for problem in limit_problems(width, height, options, plan.model)]
     within = width * height <= current_app.config["MAX_INPUT_PIXELS"]
+    # The runner's rate is per pixel the model really processes (a thin strip costs its padding too).
+    priors = job_priors(plan.model, width, height, options.scale, options.output_format, plan.resample is not None,
+                        float(current_app.config["PREVIEW_MIN_SECONDS"]), set(service.upscaler.store.entries()),
+                        service.runner.estimate_seconds)
+    parts = {"preview": priors.preview, "upscale": priors.upscale or 0.0, "finish": priors.finish}
     return jsonify(
-        output_width=out_width, output_height=out_height, model=plan.model, resample=plan.resample,
-        # The runner's rate is per pixel the model really processes (a thin strip costs its padding too).
-        seconds=figures.seconds(service.runner.estimate_seconds(plan.model, width, height)),
+        output_width=out_width, output_height=out_height, scale=options.scale, model=plan.model,
+        resample=plan.resample, plan=plan_view(plan, entry),
+        seconds=figures.seconds(sum(parts.values())),
+        seconds_parts={k: figures.seconds(v) for k, v in parts.items()},
         work_pixels=work_pixels(width, height, plan.model) if within else width * height, errors=errors,
+        warnings=option_warnings(entry, options.model is not None, options.anime, options.noise),
     )
 
 

@@ -126,6 +126,9 @@ class CeleryRunner:
     def ahead_seconds(self, job: Job) -> float:
         return 0.0  # the jobs ahead are other machines' business; their records are not read per poll
 
+    def queue_position(self, job: Job) -> int | None:
+        return None  # the broker's queue is not counted per poll
+
     def calibration_seconds(self) -> float | None:
         return None  # each worker measures its own CPU, and says so in the job's stage
 

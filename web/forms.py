@@ -8,7 +8,7 @@ echoed in it is quoted and cut short (`quote`).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask import current_app, request
 from werkzeug.utils import secure_filename
@@ -17,7 +17,9 @@ from esrgan.errors import ImageTooLargeError, ModelNotFoundError, RemasterError
 from esrgan.imageio import OUTPUT_FORMATS, check_encodable, decode
 from esrgan.registry import check_noise, check_outscale, output_size
 from web import figures
+from esrgan.sizing import scale_for_size
 from web.errors import BadRequest
+from web.estimate import job_priors
 from web.job import Job
 from web.service import services
 from web.storage import new_id
@@ -71,27 +73,67 @@ def parse_model(value: str | None, available: Collection[str]) -> str | None:
     return value
 
 
+def parse_side(value: str | None, name: str) -> int | None:
+    """A result's width or height in pixels, or None when the field is absent or empty."""
+    if value is None or value.strip() == "":
+        return None
+    try:
+        side = int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number of pixels, not {quote(value)}") from None
+    if side < 1:
+        raise BadRequest(f"{name} must be a positive number of pixels, not {quote(value)}")
+    return side
+
+
 @dataclass(frozen=True)
 class RequestOptions:
-    """What a request asks of the upscaling (the fields of an upload, the query of an estimate)."""
+    """What a request asks of the upscaling (the fields of an upload, the query of an estimate).
 
-    scale: float
+    ``scale`` is None while the result is asked by size (``target_width`` or ``target_height``)
+    and the image's size is not yet known: `for_image` turns the size into the scale.
+    """
+
+    scale: float | None
     anime: bool
     noise: str
     model: str | None  # None: the route's choice
     output_format: str
     quality: int
+    target_width: int | None = None
+    target_height: int | None = None
+    keep_gps: bool = False
+
+    def for_image(self, width: int, height: int) -> RequestOptions:
+        """These options for a ``width`` x ``height`` image: the scale its asked size needs (the
+        asked side exact, aspect kept; `esrgan.sizing`). Raises UnsupportedScaleError past 1x..8x."""
+        if self.target_width is None and self.target_height is None:
+            return self
+        return replace(self, scale=scale_for_size(width, height, self.target_width, self.target_height))
 
 
-def read_options(fields: Mapping[str, str]) -> RequestOptions:
-    """Validate the options of a form or a query string."""
+UPLOAD_SIZE_FIELDS = ("width", "height")  # an upload's fields for the result's size
+ESTIMATE_SIZE_FIELDS = ("target_width", "target_height")  # an estimate's (its width, height: the input's)
+
+
+def read_options(fields: Mapping[str, str], size_fields: tuple[str, str] = UPLOAD_SIZE_FIELDS) -> RequestOptions:
+    """Validate the options of a form or a query string. The result is asked either by ``scale``
+    or by one of ``size_fields`` (its width or its height), never both."""
+    target_width, target_height = (parse_side(fields.get(name), name) for name in size_fields)
+    by_size = target_width is not None or target_height is not None
+    if by_size and fields.get("scale"):
+        raise BadRequest(f"give the scale or the result's size ({' or '.join(size_fields)}), not both")
+    if target_width is not None and target_height is not None:
+        raise BadRequest(f"give the result's {size_fields[0]} or its {size_fields[1]}, not both: the aspect is kept")
     return RequestOptions(
-        scale=check_outscale(fields.get("scale")),
+        scale=None if by_size else check_outscale(fields.get("scale")),
         anime=parse_bool(fields.get("anime"), "anime"),
         noise=check_noise(fields.get("noise")),
         model=parse_model(fields.get("model"), services().upscaler.store.entries()),
         output_format=parse_format(fields.get("format")),
         quality=parse_quality(fields.get("quality")),
+        target_width=target_width, target_height=target_height,
+        keep_gps=parse_bool(fields.get("keep_gps"), "keep_gps"),
     )
 
 
@@ -139,6 +181,7 @@ def job_from_request() -> Job:
     options = read_options(request.form)
     data = upload.read()
     image = decode(data, max_pixels=int(current_app.config["MAX_INPUT_PIXELS"]))
+    options = options.for_image(image.width, image.height)
     service = services()
     model = options.model or service.upscaler.plan(options.scale, options.anime, noise=options.noise).model
     problem = next(limit_problems(image.width, image.height, options, model), None)
@@ -147,9 +190,14 @@ def job_from_request() -> Job:
     job_id = new_id()
     input_file = service.files.write(job_id, "in", image.source_format, data)
     output_width, output_height = output_size(image.width, image.height, options.scale)
+    plan = service.upscaler.plan(options.scale, options.anime, model, noise=options.noise)
+    priors = job_priors(model, image.width, image.height, options.scale, options.output_format,
+                        plan.resample is not None, float(current_app.config["PREVIEW_MIN_SECONDS"]),
+                        set(service.upscaler.store.entries()), service.runner.estimate_seconds)
     return Job(
         id=job_id, scale=options.scale, anime=options.anime, noise=options.noise, model=model,
         output_format=options.output_format, quality=options.quality,
         original_name=secure_filename(upload.filename) or "image", input_file=input_file,
         input_width=image.width, input_height=image.height, output_width=output_width, output_height=output_height,
+        keep_gps=options.keep_gps, preview_estimate=round(priors.preview, 1), finish_estimate=round(priors.finish, 1),
     )

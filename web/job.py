@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
-from web import figures
+from web.eta import Priors, held, running_remaining
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
@@ -52,6 +52,9 @@ class Job:
     steps_done: int = 0
     steps_total: int = 0
     estimate_seconds: float | None = None  # the upscaling alone, predicted before it starts
+    preview_estimate: float = 0.0  # the quick preview, predicted (0: no preview)
+    finish_estimate: float = 0.0  # the resample and the encoding after the network, predicted
+    eta_shown: float | None = None  # the time left last shown (`web.eta.held`: it never goes up)
     output_file: str | None = None
     preview_file: str | None = None
     provenance: dict | None = None
@@ -59,6 +62,8 @@ class Job:
     error_kind: str | None = None  # `web.errors.ErrorKind`: what went wrong, when it failed
     cancel_requested: bool = False
     attempts: int = 0
+    keep_gps: bool = False  # keep the GPS position in the result's EXIF (`esrgan.metadata`)
+    restarts: int = 0  # times a stop or a crash sent it back to the queue after it had started
     worker: str | None = None
 
     def as_dict(self) -> dict:
@@ -99,34 +104,38 @@ class Job:
             return None
         return round(max(0.0, (self.finished_at or now or time.time()) - self.started_at), 1)
 
-    def eta_seconds(self, now: float | None = None, ahead: float = 0.0, calibration: float | None = None
-                    ) -> float | None:
-        """Seconds left: the prediction from this machine's measured rate at first, then the pace
-        this job actually achieves once enough of it is done to tell.
+    def eta_seconds(self, now: float | None = None, ahead: float = 0.0, calibration: float | None = None,
+                    remember: bool = True) -> float | None:
+        """Seconds left (`web.eta`): the parts' predictions from this machine's rates at first, blended
+        with the pace this job achieves as it goes; never more than this job showed before while it
+        runs (it remembers the figure in ``eta_shown``).
 
         Args:
             now: The time (default: now).
             ahead: Seconds of work before this queued job starts (jobs ahead of it).
             calibration: Seconds the one-time CPU measurement takes, when it is still to come.
+            remember: Keep the figure as the one shown (False for a sum of other jobs' work, whose
+                arguments are not the ones their own answers use).
         """
         if self.finished or self.cancel_requested:
             return None
         now = now or time.time()
-        if self.status == "running" and self.stage in ("upscaling", "encoding") and self.upscale_started_at:
-            spent = now - self.upscale_started_at
-            fraction = self.fraction
-            if fraction >= 0.1 and spent > 1.0:
-                return figures.seconds(spent * (1 - fraction) / fraction)
-            if self.estimate_seconds is not None:
-                return figures.seconds(max(self.estimate_seconds - spent, 1.0))
+        priors = Priors(self.estimate_seconds, self.preview_estimate, self.finish_estimate)
+        if self.status == "running":
+            began = self.upscale_started_at if self.stage == "upscaling" else self.stage_started_at
+            in_stage = max(0.0, now - (began or now))
+            calibration_left = max(calibration - in_stage, 1.0) if calibration is not None else 0.0
+            preview_done = self.preview_file is not None or self.stage in ("upscaling", "encoding")
+            remaining = running_remaining(self.stage, priors, in_stage, self.fraction, preview_done, calibration_left)
+        elif self.estimate_seconds is None:
             return None
-        if self.estimate_seconds is None:
-            return None
-        before = ahead if self.status == "queued" else 0.0
-        if calibration is not None and self.stage in ("queued", "calibrating"):
-            spent = now - self.stage_started_at if self.stage == "calibrating" and self.stage_started_at else 0.0
-            before += max(calibration - spent, 1.0)
-        return figures.seconds(before + self.estimate_seconds)
+        else:
+            before = ahead + (max(calibration, 1.0) if calibration is not None else 0.0)
+            remaining = before + priors.preview + self.estimate_seconds + priors.finish
+        shown = held(remaining, self.eta_shown, running=self.status == "running")
+        if remember:
+            self.eta_shown = shown
+        return shown
 
     def stage_text(self, calibration: float | None = None) -> str:
         """The stage in a few words a person understands."""

@@ -53,6 +53,10 @@ class JobRunner(Protocol):
     def ahead_seconds(self, job: Job) -> float:
         """Seconds of work before a queued job starts (0 when that cannot be told)."""
 
+    def queue_position(self, job: Job) -> int | None:
+        """1 for the next queued job to start, 2 for the one after it...; None when not queued
+        (or when the runner cannot tell)."""
+
     def calibration_seconds(self) -> float | None:
         """Seconds the one-time CPU measurement will take before the next job; None when done
         already (or not this process's business)."""
@@ -164,7 +168,13 @@ class InProcessRunner:
         with self._lock:
             ahead = [j for j in self._jobs.values() if j.status == "running"
                      or (j.status == "queued" and j.created_at < job.created_at)]
-        return sum(j.eta_seconds(now) or 0.0 for j in ahead) / max(1, self.workers)
+        return sum(j.eta_seconds(now, remember=False) or 0.0 for j in ahead) / max(1, self.workers)
+
+    def queue_position(self, job: Job) -> int | None:
+        if job.status != "queued":
+            return None
+        with self._lock:
+            return 1 + sum(1 for j in self._jobs.values() if j.status == "queued" and j.created_at < job.created_at)
 
     def calibration_seconds(self) -> float | None:
         return None if self.resources.upscaler.calibrated else calibration_seconds()

@@ -110,6 +110,8 @@ def requeue(files: FileStore, job: Job) -> Job:
     if job.preview_file is not None:
         files.delete(job.preview_file)
     job.status = job.stage = "queued"
+    job.restarts += 1
+    job.eta_shown = None
     job.started_at = job.stage_started_at = job.upscale_started_at = job.preview_file = None
     job.steps_done = job.steps_total = 0
     persist(files, job)
@@ -173,7 +175,7 @@ def run_job(job: Job, resources: JobResources, *, cancelled: Callable[[], bool] 
             raise Cancelled("stopped on request")
         job.upscale_seconds = round(time.time() - (job.upscale_started_at or job.started_at), 3)
         set_stage(files, job, "encoding")
-        data = encode(result.image, job.output_format, job.quality)
+        data = encode(result.image, job.output_format, job.quality, keep_gps=job.keep_gps)
         job.output_file = files.write(job.id, "out", job.output_format, data)
     except Cancelled:
         if job.cancel_requested:
@@ -236,4 +238,5 @@ def recover(files: FileStore, job: Job) -> bool:
         return False
     if job.status != "queued":
         requeue(files, job)
+    job.eta_shown = None  # what an earlier process showed is no bound on this one
     return True

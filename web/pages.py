@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, redirect, render_template, url_for
 
 from esrgan.imageio import OUTPUT_FORMATS
 from esrgan.registry import SCALES
+from web.limits import image_limits
 from web.service import services
 
 bp = Blueprint("pages", __name__)
@@ -18,6 +19,7 @@ NOISE_LEVELS = ("none", "low", "medium", "high")
 def index():
     service = services()
     entries = service.upscaler.store.entries()
+    limits = image_limits(current_app.config)
     return render_template(
         "index.html",
         scales=SCALES,
@@ -27,6 +29,10 @@ def index():
         max_megabytes=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024),
         max_input_pixels=current_app.config["MAX_INPUT_PIXELS"],
         max_output_pixels=current_app.config["MAX_OUTPUT_PIXELS"],
+        # What the page checks before sending (`web.limits`); the same as /api/models "limits".
+        max_upload_bytes=limits["max_upload_bytes"],
+        input_types=limits["input_types"],
+        limits=limits,
         device=str(service.upscaler.device),
     )
 

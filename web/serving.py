@@ -1,7 +1,9 @@
 """How the app is served by waitress: bounds on bodies, headers and idle clients, from the config.
 
-Waitress reads a whole request body before the app sees it, so the body limit must be waitress's
-own (refused from Content-Length, before a byte of the body is read). Idle or half-sent
+Waitress reads a whole request body before the app sees it. Its own cap sits a margin above
+Flask's MAX_CONTENT_LENGTH (`body_cap`): a body a little over the limit reaches the app and gets
+its JSON 413 with the limit in words; a body past the margin is refused by waitress itself, in
+plain text, from its Content-Length, before a byte of it is read. Idle or half-sent
 connections are closed after WSGI_CHANNEL_TIMEOUT; a connection whose request is being worked on
 is never idle (waitress only times out channels without a request in hand). Exposed to the
 internet, put a reverse proxy in front (see the README): waitress is no shield against a client
@@ -12,16 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file, within the body limit
+BODY_MARGIN_BYTES = 2**20  # waitress's cap is at least this much above MAX_CONTENT_LENGTH...
+BODY_MARGIN_SHARE = 0.05  # ...and at least this share of it
+
+
+def body_cap(max_content_length: int) -> int:
+    """Waitress's body limit for Flask's ``max_content_length``: the larger of +1 MiB and +5%."""
+    return max_content_length + max(BODY_MARGIN_BYTES, int(max_content_length * BODY_MARGIN_SHARE))
 
 
 def waitress_options(config: Mapping) -> dict:
     """Keyword arguments for `waitress.serve` / `waitress.create_server` from the app's config."""
     return {
         "threads": int(config["WSGI_THREADS"]),
-        # Waitress answers 413 itself when Content-Length is at least this, without reading the
-        # body; Flask's MAX_CONTENT_LENGTH (with its JSON answer) covers what gets through.
-        "max_request_body_size": int(config["MAX_CONTENT_LENGTH"]) + MULTIPART_SLACK,
+        # Waitress answers 413 itself (plain text) when Content-Length passes this, without reading
+        # the body; up to it, Flask's MAX_CONTENT_LENGTH answers with our JSON 413.
+        "max_request_body_size": body_cap(int(config["MAX_CONTENT_LENGTH"])),
         "max_request_header_size": int(config["WSGI_MAX_HEADER_BYTES"]),
         "connection_limit": int(config["WSGI_CONNECTION_LIMIT"]),
         "channel_timeout": int(config["WSGI_CHANNEL_TIMEOUT"]),

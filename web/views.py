@@ -11,6 +11,8 @@ from web.errors import NotFound, error_response
 from web.job import Job
 from web.service import services
 
+RESTART_NOTE = "The server restarted while this job was under way; it started again from the beginning."
+
 
 def find_job(job_id: str) -> Job:
     """The job as it is now. Raises NotFound for an unknown or expired id."""
@@ -25,15 +27,28 @@ def download_name(job: Job, role: str) -> str:
     stem = PurePath(job.original_name).stem or "image"
     if role == "in":
         return f"{stem}.{PurePath(job.input_file).suffix.lstrip('.')}"
-    return f"{stem}_x{job.scale:g}.{job.output_format}"
+    # A scale asked as such reads as one ("_x2.5"); one made from an asked size, as the size.
+    size = f"x{job.scale:g}" if round(job.scale, 2) == job.scale else f"{job.output_width}x{job.output_height}"
+    return f"{stem}_{size}.{job.output_format}"
 
 
 def file_url(name: str | None, **args) -> str | None:
     return url_for("files.uploads", name=name, **args) if name else None
 
 
+def output_bytes(job: Job) -> int | None:
+    """Bytes of the job's result file; None once it has expired."""
+    if not job.output_file:
+        return None
+    try:
+        return services().files.resolve(job.output_file).stat().st_size
+    except (OSError, ValueError):
+        return None
+
+
 def result_view(job: Job) -> dict:
-    """The seed's synchronous contract, plus how the result was made."""
+    """The seed's synchronous contract, plus how the result was made and the file a download saves
+    (its name, format and bytes: what the page says on its Download link)."""
     provenance = job.provenance or {}
     return {
         "job_id": job.id,
@@ -44,6 +59,9 @@ def result_view(job: Job) -> dict:
         "original_height": job.input_height,
         "output_width": job.output_width,
         "output_height": job.output_height,
+        "download_name": download_name(job, "out"),
+        "output_format": job.output_format,
+        "output_bytes": output_bytes(job),
         "model": provenance.get("model"),
         "native_scale": provenance.get("native_scale"),
         "resample": provenance.get("resample"),
@@ -68,6 +86,9 @@ def status_view(job: Job) -> dict:
         "progress": {"done": job.steps_done, "total": job.steps_total, "fraction": round(job.fraction, 4)},
         "elapsed_seconds": job.elapsed_seconds(),
         "eta_seconds": job.eta_seconds(ahead=runner.ahead_seconds(job), calibration=calibration),
+        "queue_position": runner.queue_position(job),
+        "restarted": job.restarts > 0,
+        "restart_note": RESTART_NOTE if job.restarts > 0 else None,
         "cancel_requested": job.cancel_requested,
         "preview_url": file_url(job.preview_file),
         "before_url": url_for("files.job_before", job_id=job.id),

@@ -4,12 +4,16 @@ The networks are spandrel's (a faithful copy of upstream ``upcunet_v3.py``: ``un
 ``unet2.conv3.seblock.conv1``, ``conv_final`` ...). What this module adds is what our tiled runner needs
 to know about them:
 
-* Their own input padding: the forward pass reflect-pads every input (18 px at 2x, 14 at 3x, 19 at 4x)
-  and the U-Nets crop their "valid" convolutions back, so no outside ``pre_pad`` is wanted.
-* The alignment of their downsampling grid: a tile must start on a multiple of `size_multiple` (2 at
-  2x and 4x, 4 at 3x, as upstream pads the image to) or its pixels see a shifted grid.
-* A minimum side: the reflect padding needs the input to be larger than the pad, so smaller inputs are
-  padded (replicating the border) up to `MIN_SIDE` and the output is cropped back.
+* Upstream's padding, once: the image is reflect-padded by `prepadding` on every side and, in the same
+  reflect, to the alignment its U-Nets need (a multiple of `size_multiple`: 2 at 2x and 4x, 4 at 3x) on
+  the bottom and right, exactly as realcugan-ncnn-vulkan's ``process_cpu`` and ``upcunet_v3.py`` do.
+  The U-Nets' "valid" convolutions then consume that context: `forward_valid` maps a window of
+  ``core + 2 * prepadding`` pixels to exactly ``core * scale`` output pixels, so tiles cut on the
+  alignment grid need no blending (see `esrgan.tileplan`, "consumes context").
+* Their squeeze-excitation blocks (`se_blocks`, in forward order) take their channel means through
+  `esrgan.se_sync.channel_mean`, so a tiled run can use the means of the whole image.
+* A minimum side: reflect padding needs the input larger than the pad, so smaller inputs are padded
+  by replicating the border instead (no upstream output to equal there).
 * Upstream's PyTorch "pro" checkpoints carry a ``pro`` buffer and map inputs to [0.15, 0.85]; the
   shipped ncnn "pro" graphs are run by their runtime without that mapping, so our converted ones are
   built with ``pro=False`` (see `ncnn_state_dict`).
@@ -28,6 +32,7 @@ import torch
 from spandrel.architectures.RealCUGAN import UpCunet2x as _UpCunet2x
 from spandrel.architectures.RealCUGAN import UpCunet3x as _UpCunet3x
 from spandrel.architectures.RealCUGAN import UpCunet4x as _UpCunet4x
+from spandrel.architectures.RealCUGAN.__arch.upcunet_v3 import SEBlock
 from torch import nn
 from torch.nn import functional as F
 
@@ -44,48 +49,141 @@ from esrgan.ncnn import (
     activation,
     leaky_slope,
 )
+from esrgan.se_sync import channel_mean
 
-MIN_SIDE = 32  # below this the reflect padding (up to 20 px) and the U-Net crops run out of pixels
+PRO_SCALE, PRO_OFFSET = 0.7, 0.15  # "pro" checkpoints see inputs mapped to [0.15, 0.85]
+UNET_CROP = 20  # what UNet2 crops from UNet1's output
 
 
-class _SmallInputs:
-    """Mixin: pad inputs smaller than `MIN_SIDE` (replicating the border) and crop the output back."""
+class SyncedSEBlock(SEBlock):
+    """Upstream's SE block (same parameters, same keys) taking its mean from `channel_mean`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0 = channel_mean(self, x)
+        x0 = torch.sigmoid(self.conv2(F.relu(self.conv1(x0))))
+        return x * x0
+
+
+def pad_once(x: torch.Tensor, prepadding: int, multiple: int) -> torch.Tensor:
+    """Upstream's padding: ``prepadding`` on every side plus the alignment to ``multiple`` on the
+    bottom and right, in one reflect (replicating where the image is too small to reflect)."""
+    height, width = x.shape[-2:]
+    bottom, right = prepadding + (-height % multiple), prepadding + (-width % multiple)
+    mode = "reflect" if max(prepadding, bottom) < height and max(prepadding, right) < width else "replicate"
+    return F.pad(x, (prepadding, right, prepadding, bottom), mode=mode)
+
+
+class _Valid:
+    """Mixin: the whole forward pass as upstream runs it, split into the padding (`pad_once`) and
+    the part that consumes it (`forward_valid`), which the tiler calls on windows."""
 
     scale: int
     size_multiple: int
-    internal_pad: int  # reflect padding the forward pass adds on every side (extra work per tile)
+    prepadding: int  # context each side of a window that the valid convolutions consume
+    unet1: nn.Module
+    unet2: nn.Module
+
+    def _sync_se_blocks(self) -> None:
+        for block in self.se_blocks:
+            block.__class__ = SyncedSEBlock
+
+    @property
+    def se_blocks(self) -> list[nn.Module]:
+        """The squeeze-excitation blocks, in the order the forward pass reaches them."""
+        return [self.unet1.conv2.seblock, self.unet2.conv2.seblock, self.unet2.conv3.seblock,
+                self.unet2.conv4.seblock]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        short_h, short_w = max(0, MIN_SIDE - height), max(0, MIN_SIDE - width)
-        if short_h or short_w:
-            x = F.pad(x, (0, short_w, 0, short_h), mode="replicate")
-        out = super().forward(x)  # type: ignore[misc]
+        out = self.forward_valid(pad_once(x, self.prepadding, self.size_multiple))
         return out[..., : height * self.scale, : width * self.scale]
 
+    def forward_valid(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h + 2p, w + 2p) -> (N, 3, h * scale, w * scale), for h and w multiples of
+        `size_multiple` and p = `prepadding`: the network without its own padding."""
+        state, feature = self.se_stages[0](x)
+        for stage in self.se_stages[1:]:
+            state, feature = stage(state, feature)
+        return feature
 
-class UpCunet2x(_SmallInputs, _UpCunet2x):
+    @property
+    def se_stages(self) -> list:
+        """`forward_valid` cut before each SE block (upstream's ``forward_a`` ... ``forward_d``): the
+        first stage maps the window to (state, the first SE block's input); each next one applies
+        the previous SE block to that input and goes on to the next (state, input); the last returns
+        (None, the output). A synced tiled run keeps the states between passes (`esrgan.se_sync`)."""
+        return [self._stage_unet1, self._stage_unet2_a, self._stage_unet2_b, self._stage_unet2_c, self._stage_out]
+
+    def _stage_unet1(self, x: torch.Tensor):
+        if self.pro is not None:
+            x = x * PRO_SCALE + PRO_OFFSET
+        p = self.prepadding
+        x1, x2 = self.unet1.forward_a(x)
+        return (x[..., p:-p, p:-p], x1), x2  # the core input: the 4x network adds it back
+
+    def _stage_unet2_a(self, state, x2: torch.Tensor):
+        core, x1 = state
+        x = self.unet1.forward_b(x1, self.unet1.conv2.seblock(x2))
+        y1, y2 = self.unet2.forward_a(x)
+        return (core, x, y1), y2
+
+    def _stage_unet2_b(self, state, y2: torch.Tensor):
+        y2, y3 = self.unet2.forward_b(self.unet2.conv2.seblock(y2))
+        return (*state, y2), y3
+
+    def _stage_unet2_c(self, state, y3: torch.Tensor):
+        core, x, y1, y2 = state
+        return (core, x, y1), self.unet2.forward_c(y2, self.unet2.conv3.seblock(y3))
+
+    def _stage_out(self, state, y4: torch.Tensor):
+        core, x, y1 = state
+        out = self._tail(self.unet2.forward_d(y1, self.unet2.conv4.seblock(y4)), x, core)
+        if self.pro is not None:
+            out = (out - PRO_OFFSET) / PRO_SCALE
+        return None, out
+
+    def _tail(self, z: torch.Tensor, x: torch.Tensor, core: torch.Tensor) -> torch.Tensor:
+        return z + F.pad(x, (-UNET_CROP,) * 4)
+
+
+class UpCunet2x(_Valid, _UpCunet2x):
     """Native 2x. Keyword arguments: ``in_channels``, ``out_channels``, ``pro``."""
 
     scale = 2
     size_multiple = 2
-    internal_pad = 18
+    prepadding = 18
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._sync_se_blocks()
 
 
-class UpCunet3x(_SmallInputs, _UpCunet3x):
+class UpCunet3x(_Valid, _UpCunet3x):
     """Native 3x. Keyword arguments: ``in_channels``, ``out_channels``, ``pro``."""
 
     scale = 3
     size_multiple = 4
-    internal_pad = 14
+    prepadding = 14
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._sync_se_blocks()
 
 
-class UpCunet4x(_SmallInputs, _UpCunet4x):
+class UpCunet4x(_Valid, _UpCunet4x):
     """Native 4x. Keyword arguments: ``in_channels``, ``out_channels``, ``pro``."""
 
     scale = 4
     size_multiple = 2
-    internal_pad = 19
+    prepadding = 19
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._sync_se_blocks()
+
+    def _tail(self, z: torch.Tensor, x: torch.Tensor, core: torch.Tensor) -> torch.Tensor:
+        x = self.ps(F.pad(self.conv_final(z + F.pad(x, (-UNET_CROP,) * 4)), (-1,) * 4))
+        return x + F.interpolate(core, scale_factor=4, mode="nearest")
 
 
 NETWORKS: dict[int, type[nn.Module]] = {2: UpCunet2x, 3: UpCunet3x, 4: UpCunet4x}

@@ -23,8 +23,33 @@ LEAKY_SLOPE = 0.2
 UNSHUFFLE_BY_SCALE = {1: 4, 2: 2}
 
 
+def feature_buffer_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a dense block should fill one feature buffer instead of concatenating.
+
+    Only for a single NCHW-contiguous float32 image on the CPU: there a channel prefix of the buffer
+    is itself a contiguous tensor, so each convolution reads it without a copy and only the new
+    channels are written. In channels-last a prefix is strided and oneDNN copies it anyway, and
+    bf16 gained nothing (both measured, see the README's speed section); batches make the prefix
+    strided too; CUDA is not measured yet, so it keeps concatenating. Eager inference only: autograd
+    cannot differentiate through the in-place slice writes, and tracers (ONNX export traces) and
+    compilers see the plain ``torch.cat`` graph, which they fuse themselves.
+    """
+    if x.shape[0] != 1 or x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous():
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return False
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting())
+
+
 class ResidualDenseBlock(nn.Module):
-    """Five densely connected 3x3 convolutions with a scaled residual."""
+    """Five densely connected 3x3 convolutions with a scaled residual.
+
+    Attributes:
+        feature_buffer: Allow the copy-free path (`feature_buffer_pays`); the outputs are the same
+            bits either way. Benchmarks switch it off to time the concatenating path.
+    """
+
+    feature_buffer = True
 
     def __init__(self, num_feat: int = 64, num_grow_ch: int = 32) -> None:
         super().__init__()
@@ -36,12 +61,26 @@ class ResidualDenseBlock(nn.Module):
         self.lrelu = nn.LeakyReLU(negative_slope=LEAKY_SLOPE, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.feature_buffer and feature_buffer_pays(x, self.conv1.weight):
+            return self._forward_buffered(x)
         x1 = self.lrelu(self.conv1(x))
         x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
         x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
         x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
         x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
         return x5 * RESIDUAL_SCALE + x
+
+    def _forward_buffered(self, x: torch.Tensor) -> torch.Tensor:
+        """The same block with one (1, num_feat + 4 * grow, H, W) buffer: each convolution reads its
+        channel prefix and its activation is written straight into the next slice."""
+        feat, grow = x.shape[1], self.conv1.out_channels
+        features = x.new_empty((x.shape[0], feat + 4 * grow, *x.shape[2:]))
+        features[:, :feat].copy_(x)
+        end = feat
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
+            torch.ops.aten.leaky_relu.out(conv(features[:, :end]), LEAKY_SLOPE, out=features[:, end : end + grow])
+            end += grow
+        return self.conv5(features) * RESIDUAL_SCALE + x
 
 
 class RRDB(nn.Module):

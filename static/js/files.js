@@ -1,0 +1,232 @@
+// The chosen files before they are sent: choose, drop or paste; what the browser can check itself
+// (empty, too many bytes, not an image type the server takes, too many pixels); each file's output
+// size, time and known problems as the server's estimate says, with the fix that really works; and
+// the Upscale button, enabled only once every file is checked and sendable.
+
+import { fetchEstimate } from "./api.js";
+import { acceptedTypes, checkBytes, checkPixels } from "./checks.js";
+import { options, serverLimits } from "./settings.js";
+import { article, formatSeconds, plural, say } from "./words.js";
+
+const form = document.getElementById("upscale-form");
+const input = document.getElementById("file");
+const dropzone = document.getElementById("dropzone");
+const selected = document.getElementById("selected");
+const submit = document.getElementById("submit");
+const noiseSelect = document.getElementById("noise");
+
+let files = []; // {file, li, width, height, errors, checking, seconds, local}
+let sending = false;
+let estimateRound = 0; // a newer round makes the answers of older ones stale
+
+const imageSize = (file) => new Promise((resolve) => {
+  const url = URL.createObjectURL(file);
+  const img = new Image();
+  img.onload = () => resolve({ url, width: img.naturalWidth, height: img.naturalHeight });
+  img.onerror = () => { URL.revokeObjectURL(url); resolve({ url: null, width: 0, height: 0 }); };
+  img.src = url;
+});
+
+const limitsNow = () => {
+  const limits = serverLimits();
+  return {
+    maxBytes: Number(limits.max_upload_bytes || form.dataset.maxUploadBytes) || 0,
+    maxPixels: Number(limits.max_input_pixels || form.dataset.maxInputPixels) || 0,
+    types: acceptedTypes(limits, input),
+  };
+};
+
+// The scales the form offers (the server renders them), as numbers in their order.
+const formScales = () => [...form.querySelectorAll('input[name="scale"]')].map((r) => r.value);
+
+// Whether the server would take this file with these options (an estimate with no error).
+async function works(entry, opts) {
+  try {
+    return !(await fetchEstimate(entry.width, entry.height, opts)).errors.length;
+  } catch {
+    return false;
+  }
+}
+
+// The fix that really works for a file the server refuses as chosen, found by asking the server
+// about the other choices (never "choose a smaller scale" when no scale would help).
+async function findFix(entry, opts) {
+  const scales = [];
+  for (const scale of formScales().filter((s) => s !== String(opts.scale))) {
+    if (await works(entry, { ...opts, scale })) scales.push(scale);
+  }
+  if (scales.length) return `Choose ${article(scales[0])} ${scales.map((s) => `${s}\u00d7`).join(" or ")} scale instead.`;
+  for (const option of noiseSelect.options) {
+    if (option.value !== opts.noise && await works(entry, { ...opts, noise: option.value })) {
+      return `Choose noise reduction \u201c${option.value[0].toUpperCase()}${option.value.slice(1)}\u201d instead.`;
+    }
+  }
+  if (opts.model !== "auto" && await works(entry, { ...opts, model: "auto" })) return "Choose the Automatic model instead.";
+  if (opts.format !== "png" && await works(entry, { ...opts, format: "png" })) return "Choose PNG as the output format instead.";
+  return "No scale or format fits this image: crop or shrink it first.";
+}
+
+function showProblem(entry, problem, fix) {
+  const note = entry.li.querySelector(".estimate");
+  note.textContent = problem;
+  note.classList.add("warn");
+  entry.li.querySelector(".fix").textContent = fix;
+}
+
+export async function refreshEstimates() {
+  const round = ++estimateRound;
+  const opts = options();
+  const asked = files.filter((e) => !e.local && e.width);
+  for (const entry of asked) entry.checking = true;
+  updateSubmit();
+  for (const entry of asked) {
+    const note = entry.li.querySelector(".estimate");
+    const fix = entry.li.querySelector(".fix");
+    const size = `${entry.width}\u00d7${entry.height}`;
+    entry.errors = [];
+    note.classList.remove("warn");
+    fix.textContent = "";
+    try {
+      const body = await fetchEstimate(entry.width, entry.height, opts);
+      if (round !== estimateRound) return;
+      entry.errors = body.errors || [];
+      entry.seconds = body.seconds;
+      const sizes = `${size} \u2192 ${body.output_width}\u00d7${body.output_height}`;
+      note.textContent = entry.errors.length ? `${sizes}: ${entry.errors.join("; ")}` :
+        `${sizes}, about ${formatSeconds(body.seconds)}`;
+      note.classList.toggle("warn", entry.errors.length > 0);
+      if (entry.errors.length) {
+        const text = await findFix(entry, opts);
+        if (round !== estimateRound) return;
+        fix.textContent = text;
+      }
+    } catch (error) {
+      if (round !== estimateRound) return;
+      if (error.network) {
+        note.textContent = `${size}: estimate unavailable (${error.message})`;
+      } else {
+        // The server refuses these options outright (e.g. a noise level no model makes at this scale).
+        entry.errors = [error.message];
+        showProblem(entry, `${size}: ${error.message}`, "");
+        const text = await findFix(entry, opts);
+        if (round !== estimateRound) return;
+        fix.textContent = text;
+      }
+    }
+    entry.checking = false;
+    updateSubmit();
+  }
+  updateSubmit();
+}
+
+function updateSubmit() {
+  const failing = files.filter((e) => (e.errors && e.errors.length) || e.local);
+  const checking = files.filter((e) => e.checking);
+  submit.disabled = sending || files.length === 0 || failing.length > 0 || checking.length > 0;
+  if (!files.length) return;
+  if (failing.length) {
+    say(`${plural(failing.length, "file")} cannot be upscaled as chosen: see the fix next to ${failing.length === 1 ? "it" : "each"}, or remove ${failing.length === 1 ? "it" : "them"}.`, true);
+  } else if (checking.length) {
+    say(`Checking ${plural(checking.length, "file")}\u2026`);
+  } else {
+    say(`${plural(files.length, "file")} ready`);
+  }
+}
+
+function fileRow(file) {
+  const li = document.createElement("li");
+  const thumb = document.createElement("img");
+  thumb.alt = "";
+  const text = document.createElement("div");
+  const name = document.createElement("div");
+  name.textContent = file.name;
+  const note = document.createElement("div");
+  note.className = "estimate";
+  note.textContent = "checking\u2026";
+  const fix = document.createElement("div");
+  fix.className = "fix";
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "remove";
+  remove.textContent = "Remove";
+  remove.setAttribute("aria-label", `Remove ${file.name}`);
+  text.append(name, note, fix);
+  li.append(thumb, text, remove);
+  return li;
+}
+
+async function choose(list) {
+  files = [];
+  selected.replaceChildren();
+  estimateRound++; // answers about the files chosen before are stale
+  const limits = limitsNow();
+  const entries = list.map((file) => ({ file, li: fileRow(file), width: 0, height: 0, errors: [], checking: true }));
+  files = entries;
+  for (const entry of entries) {
+    selected.append(entry.li);
+    entry.li.querySelector(".remove").addEventListener("click", () => {
+      files = files.filter((e) => e !== entry);
+      entry.li.remove();
+      updateSubmit();
+      if (!files.length) say("");
+    });
+  }
+  updateSubmit();
+  for (const entry of entries) {
+    const bad = await checkBytes(entry.file, limits);
+    if (!bad) {
+      const size = await imageSize(entry.file);
+      if (size.url) entry.li.querySelector("img").src = size.url;
+      Object.assign(entry, { width: size.width, height: size.height });
+    }
+    const problem = bad || checkPixels(entry.width, entry.height, limits.maxPixels);
+    entry.checking = false;
+    if (problem) {
+      entry.local = problem;
+      showProblem(entry, problem.problem, problem.fix);
+    } else if (!entry.width) {
+      entry.li.querySelector(".estimate").textContent = "the browser cannot preview this file; the server will check it";
+    }
+  }
+  if (files !== entries) return; // chosen again meanwhile
+  await refreshEstimates();
+}
+
+// The chosen files with their estimated seconds, handed over once for sending (the list empties);
+// none while the button is off.
+export function takeFiles() {
+  if (sending || !files.length || submit.disabled) return [];
+  sending = true; // no double submit: the chosen files are handed over once
+  submit.disabled = true;
+  const chosen = files;
+  files = [];
+  selected.replaceChildren();
+  input.value = "";
+  return chosen.map((entry) => ({ file: entry.file, seconds: entry.seconds }));
+}
+
+export function doneSending() {
+  sending = false;
+  updateSubmit();
+}
+
+export function watchChoosing() {
+  input.addEventListener("change", () => choose([...input.files]));
+  ["dragenter", "dragover"].forEach((type) => dropzone.addEventListener(type, (event) => {
+    event.preventDefault();
+    dropzone.classList.add("dragover");
+  }));
+  ["dragleave", "drop"].forEach((type) => dropzone.addEventListener(type, () => dropzone.classList.remove("dragover")));
+  dropzone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    choose([...event.dataTransfer.files]);
+  });
+  document.addEventListener("paste", (event) => {
+    const pasted = [...(event.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
+    if (!pasted.length) return;
+    event.preventDefault();
+    const named = pasted.map((f, i) => (f.name && f.name !== "image.png" ? f :
+      new File([f], `pasted-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-")}${i ? `-${i}` : ""}.png`, { type: f.type })));
+    choose(named);
+  });
+}

@@ -1,0 +1,167 @@
+// The options a person picks (scale, content, noise, model, format, quality): read from the form,
+// remembered across reloads, set at once by a preset; the model and noise lists as the server lists
+// them (contract C3, degrading while fields are missing), with the choices its routes say cannot
+// work marked with the reason.
+
+import { fetchModels } from "./api.js";
+
+const form = document.getElementById("upscale-form");
+const anime = document.getElementById("anime");
+const modelSelect = document.getElementById("model");
+const modelNote = document.getElementById("model-note");
+const noiseSelect = document.getElementById("noise");
+const noiseNote = document.getElementById("noise-note");
+const format = document.getElementById("format");
+const quality = document.getElementById("quality");
+const qualityField = document.getElementById("quality-field");
+const qualityValue = document.getElementById("quality-value");
+const presets = document.getElementById("presets");
+const SETTINGS_KEY = "remaster.settings";
+const LOSSLESS = ["png", "bmp", "tiff"]; // formats without a quality setting
+
+let models = [];
+let routes = []; // {scale, anime, noise, model, error?} from /api/models, when the server lists them
+let limits = {};
+
+export function options() {
+  const data = new FormData(form);
+  return {
+    scale: data.get("scale"),
+    anime: anime.checked ? "true" : "false",
+    noise: data.get("noise") || "none",
+    model: data.get("model") || "auto",
+    format: data.get("format") || "png",
+    quality: data.get("quality") || "92",
+  };
+}
+
+// The server's limits (bytes, pixels, types), as /api/models says them once loaded.
+export const serverLimits = () => limits;
+
+const capital = (word) => word[0].toUpperCase() + word.slice(1);
+
+// Why the server's routes say (scale, content, noise) cannot be made, or "" when it can or is unknown.
+function routeError(scale, isAnime, noise) {
+  const row = routes.find((r) => String(r.scale) === String(scale) && r.anime === isAnime && r.noise === noise);
+  return row && row.error ? row.error : "";
+}
+
+function describeModel() {
+  const m = models.find((x) => x.name === modelSelect.value);
+  if (!m) {
+    modelNote.textContent = "Picks the model for the scale, content and noise reduction you chose.";
+    return;
+  }
+  const noise = m.noise == null ? "" : ` Noise reduction: ${m.noise}.`;
+  modelNote.textContent = `${m.note || m.title}${noise}`;
+}
+
+// Noise levels the automatic choice cannot do at this scale and content say so in their option; a
+// level a hand-picked model ignores is said under the list.
+function describeNoise() {
+  const { scale, noise } = options();
+  const isAnime = anime.checked;
+  const auto = modelSelect.value === "auto";
+  for (const option of noiseSelect.options) {
+    const problem = auto && routeError(scale, isAnime, option.value);
+    option.textContent = capital(option.value) + (problem ? ` (not at ${scale}\u00d7 for ${isAnime ? "anime" : "photos"})` : "");
+  }
+  const m = models.find((x) => x.name === modelSelect.value);
+  if (!auto && m && m.noise == null && noise !== "none") {
+    noiseNote.textContent = `${m.title} has no noise reduction: "${capital(noise)}" is ignored with it.`;
+  } else {
+    noiseNote.textContent = auto && routeError(scale, isAnime, noise) ? routeError(scale, isAnime, noise) : "";
+  }
+  // A preset the server cannot make is offered disabled, with the reason as its description.
+  for (const button of presets.querySelectorAll("button")) {
+    const problem = routeError(button.dataset.scale, button.dataset.anime === "true", button.dataset.noise);
+    button.disabled = Boolean(problem);
+    button.title = problem;
+  }
+}
+
+function showQuality() {
+  qualityField.hidden = LOSSLESS.includes(format.value);
+  qualityValue.textContent = quality.value;
+}
+
+function save() {
+  try { localStorage.setItem(SETTINGS_KEY, JSON.stringify(options())); } catch { /* private mode: no memory */ }
+}
+
+function saved() {
+  try { return JSON.parse(localStorage.getItem(SETTINGS_KEY)) || {}; } catch { return {}; }
+}
+
+// Put remembered or preset values into the form; values the form does not offer are left as they are.
+function apply(values) {
+  if (values.scale != null) {
+    const radio = form.querySelector(`input[name="scale"][value="${CSS.escape(String(values.scale))}"]`);
+    if (radio) radio.checked = true;
+  }
+  if (values.anime != null) anime.checked = values.anime === true || values.anime === "true";
+  for (const [select, value] of [[noiseSelect, values.noise], [modelSelect, values.model], [format, values.format]]) {
+    if (value != null && [...select.options].some((o) => o.value === value && !o.disabled)) select.value = value;
+  }
+  if (values.quality != null) quality.value = values.quality;
+  showQuality();
+  describeModel();
+  describeNoise();
+}
+
+export async function loadModels() {
+  const body = await fetchModels();
+  if (!body) return;
+  models = body.models || [];
+  routes = Array.isArray(body.routes) ? body.routes : [];
+  limits = body.limits || {};
+  if (body.limits) form.dataset.maxOutputPixels = body.limits.max_output_pixels;
+  const current = saved().model || modelSelect.value;
+  const auto = new Option("Automatic", "auto");
+  const groups = new Map();
+  for (const m of models) {
+    const family = m.family || "Models";
+    if (!groups.has(family)) {
+      const group = document.createElement("optgroup");
+      group.label = family;
+      groups.set(family, group);
+    }
+    const native = m.native_scale || m.scale;
+    const option = new Option(`${m.title} (native ${native}\u00d7)`, m.name);
+    if (m.available === false) {
+      option.disabled = true;
+      option.textContent += " (not installed)";
+    }
+    groups.get(family).append(option);
+  }
+  modelSelect.replaceChildren(auto, ...groups.values());
+  modelSelect.value = [...modelSelect.options].some((o) => o.value === current && !o.disabled) ? current : "auto";
+  if (Array.isArray(body.noise_levels) && body.noise_levels.length) {
+    const chosen = saved().noise || noiseSelect.value;
+    noiseSelect.replaceChildren(...body.noise_levels.map((n) => new Option(capital(n), n)));
+    noiseSelect.value = body.noise_levels.includes(chosen) ? chosen : body.noise_levels[0];
+  }
+  describeModel();
+  describeNoise();
+}
+
+// Changes to an option are remembered and call `onChange` (estimates follow the options).
+export function watchSettings(onChange) {
+  apply(saved());
+  modelSelect.addEventListener("change", describeModel);
+  format.addEventListener("change", showQuality);
+  quality.addEventListener("input", () => { qualityValue.textContent = quality.value; });
+  form.addEventListener("change", (event) => {
+    if (event.target.id === "file") return;
+    describeNoise();
+    save();
+    onChange();
+  });
+  presets.addEventListener("click", (event) => {
+    const button = event.target.closest("button");
+    if (!button) return;
+    apply({ scale: button.dataset.scale, anime: button.dataset.anime, noise: button.dataset.noise, model: "auto" });
+    save();
+    onChange();
+  });
+}
