@@ -106,7 +106,8 @@ def start(files: FileStore, job: Job, worker: str | None = None) -> Job:
 
 
 def requeue(files: FileStore, job: Job) -> Job:
-    """running -> queued: its process stopped (or died) before it ended; the run starts afresh."""
+    """running -> queued: its process stopped (or died) before it ended; the run starts again,
+    from the tiles it had finished (kept in `FileStore.work_dir`)."""
     if job.preview_file is not None:
         files.delete(job.preview_file)
     job.status = job.stage = "queued"
@@ -125,6 +126,7 @@ def finish(files: FileStore, job: Job, status: Status, error: str | None = None,
     if job.preview_file is not None:
         files.delete(job.preview_file)
         job.preview_file = None
+    files.delete_work(job.id)  # a finished job resumes nothing
     persist(files, job)
     return job
 
@@ -169,8 +171,10 @@ def run_job(job: Job, resources: JobResources, *, cancelled: Callable[[], bool] 
         image = decode_image(files.read(job.input_file), max_pixels=None)
         if wants_preview(job, resources.preview_min_seconds):
             _preview(job, image, resources, stop_requested)
+        # Finished tiles are kept in the job's folder: after a crash the adopted job resumes there.
         result = resources.upscaler.upscale(image, job.scale, job.anime, job.model, progress=progress,
-                                            cancelled=stop_requested, stage=stage, **_noise(job))
+                                            cancelled=stop_requested, stage=stage,
+                                            checkpoint=files.work_dir(job.id), **_noise(job))
         if stop_requested():
             raise Cancelled("stopped on request")
         job.upscale_seconds = round(time.time() - (job.upscale_started_at or job.started_at), 3)

@@ -113,6 +113,10 @@ class FileStore:
             raise ValueError(f"not a job id: {job_id!r}")
         return self.root / f"{job_id}_work"
 
+    def delete_work(self, job_id: str) -> None:
+        """Remove a job's resumable parts (none is fine)."""
+        self._remove(self.work_dir(job_id))
+
     def delete_job(self, job_id: str) -> None:
         for path in self.root.glob(f"{job_id}*"):
             self._remove(path)
