@@ -185,9 +185,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         for name in names:
             figures = upscaler.precisions.measured(upscaler.store, name) if bf16 else None
             rate = measure_rate(upscaler, name)
-            faithful = (f"; bf16 {figures.psnr:.1f} dB to fp32, {figures.speedup:.2f}x its speed -> "
-                        f"{figures.chosen}") if figures else ""
-            print(f"{name}: {rate * 1e6:.2f} s per megapixel processed{faithful}",
+            print(f"{name}: {rate * 1e6:.2f} s per megapixel processed" + (f"; {figures}" if figures else ""),
                   file=sys.stderr if args.json else sys.stdout, flush=True)
     listing = models_listing(upscaler)
     if args.json:
@@ -197,8 +195,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in listing["models"]:
         noise = f" noise {m['noise']}" if m["noise"] else ""
         speed = f", {m['seconds_per_megapixel']:.1f} s/MP" if m["seconds_per_megapixel"] is not None else ""
-        if m["bf16_psnr"] is not None:
-            speed += f", {m['precision']} (bf16 {m['bf16_psnr']:.1f} dB)"
+        speed += f", {m['precision']} (bf16 {m['bf16_psnr']:.1f} dB)" if m["bf16_psnr"] is not None else ""
         state = m["source"] if m["available"] else f"unavailable: {m['unavailable_reason']}"
         print(f"  {m['name']:34} {m['family']:11} {m['native_scale']}x{' anime' if m['anime'] else ''}{noise}"
               f"{speed}  {state}")

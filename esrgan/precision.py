@@ -64,6 +64,9 @@ class ModelPrecision:
         """How many times faster bf16 ran than fp32 (a figure, not a verdict: the CPU calibration's is)."""
         return self.fp32_seconds / max(self.bf16_seconds, 1e-9)
 
+    def __str__(self) -> str:
+        return f"bf16 {self.psnr:.1f} dB to fp32, {self.speedup:.2f}x its speed -> {self.chosen}"
+
     def as_row(self) -> dict:
         """The figures as the models listing shows them."""
         return {"bf16_psnr": self.psnr, "bf16_speedup": round(self.speedup, 2), "precision": self.chosen}
