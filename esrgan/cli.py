@@ -38,7 +38,7 @@ from esrgan.imageio import (
 )
 from esrgan.metrics import mod_crop
 from esrgan.pipeline import Upscaler
-from esrgan.runtime import BACKENDS, PRECISIONS
+from esrgan.runtime import BACKENDS, PRECISIONS, native_bf16
 from esrgan.settings import Settings
 from esrgan.sizing import scale_for_size
 from esrgan.weights import ModelStore
@@ -61,7 +61,8 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("upscale", help="upscale images", description="Upscale one or more images.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     scale = p.add_mutually_exclusive_group()
-    scale.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
+    scale.add_argument("-s", "--scale", type=_outscale, default=4, metavar="X",
+                       help="output scale, any from 1 to 8 (default 4); 2, 3 (Real-CUGAN) and 4 are native")
     scale.add_argument("--outscale", type=_outscale, dest="scale", metavar="X",
                        help="any output scale from 1 to 8 (model at its native scale, then a Lanczos resample)")
     scale.add_argument("--width", type=_side, metavar="PX",
@@ -183,10 +184,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     upscaler = Upscaler(None, engine_settings(device="cpu", precision=args.precision))
     if args.measure is not None:
         names = args.measure or list(upscaler.store.entries())
+        bf16 = native_bf16()[0] and args.precision == "auto"  # each model's bf16 figures (esrgan.precision)
         for name in names:
+            figures = upscaler.precisions.measured(upscaler.store, name) if bf16 else None
             rate = measure_rate(upscaler, name)
-            print(f"{name}: {rate * 1e6:.2f} s per megapixel processed", file=sys.stderr if args.json else sys.stdout,
-                  flush=True)
+            print(f"{name}: {rate * 1e6:.2f} s per megapixel processed" + (f"; {figures}" if figures else ""),
+                  file=sys.stderr if args.json else sys.stdout, flush=True)
     listing = models_listing(upscaler)
     if args.json:
         print(json.dumps(listing, indent=1))
@@ -195,6 +198,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in listing["models"]:
         noise = f" noise {m['noise']}" if m["noise"] else ""
         speed = f", {m['seconds_per_megapixel']:.1f} s/MP" if m["seconds_per_megapixel"] is not None else ""
+        speed += f", {m['precision']} (bf16 {m['bf16_psnr']:.1f} dB)" if m["bf16_psnr"] is not None else ""
         state = m["source"] if m["available"] else f"unavailable: {m['unavailable_reason']}"
         print(f"  {m['name']:34} {m['family']:11} {m['native_scale']}x{' anime' if m['anime'] else ''}{noise}"
               f"{speed}  {state}; licence {m['licence'] or 'unknown'}")

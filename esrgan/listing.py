@@ -24,6 +24,13 @@ def seconds_per_megapixel(upscaler: Upscaler, name: str) -> float | None:
     return None if rate is None else round(rate * 1e6, 3)
 
 
+def precision_figures(upscaler: Upscaler, name: str) -> dict:
+    """The model's bf16 figures on this machine (`esrgan.precision`), None where never measured."""
+    figures = upscaler.precisions.get(name)
+    return figures.as_row() if figures is not None else {"bf16_psnr": None, "bf16_speedup": None,
+                                                          "precision": None}
+
+
 def how_to_add(spec: registry.ModelSpec) -> str:
     """For an administrator (never shown as the model's name or note): how its weights get here."""
     if spec.ncnn_stem is None:
@@ -45,6 +52,7 @@ def model_rows(upscaler: Upscaler) -> list[dict]:
             "scale": spec.scale, "anime": spec.anime, "noise": spec.noise, "licence": spec.licence,
             "source": entry.source if entry else spec.source, "note": spec.note,
             "seconds_per_megapixel": seconds_per_megapixel(upscaler, spec.name),
+            **precision_figures(upscaler, spec.name),
             "available": entry is not None, "unavailable_reason": missing.get(spec.name),
             "honours_noise": spec.noise is not None, "how_to_add": how_to_add(spec),
         })
@@ -56,7 +64,7 @@ def model_rows(upscaler: Upscaler) -> list[dict]:
                 "scale": entry.scale, "anime": entry.anime, "noise": entry.noise, "licence": entry.licence,
                 "source": entry.source, "note": entry.note or "your own checkpoint",
                 "seconds_per_megapixel": seconds_per_megapixel(upscaler, entry.name),
-                "available": True, "unavailable_reason": None,
+                **precision_figures(upscaler, entry.name), "available": True, "unavailable_reason": None,
                 "honours_noise": entry.noise is not None, "how_to_add": None,
             })
     return rows

@@ -21,16 +21,11 @@ from PIL import Image
 from esrgan import compiled, registry
 from esrgan.errors import ImageTooLargeError
 from esrgan.imageio import DecodedImage
+from esrgan.precision import PRECISION_FILE, PrecisionStore
 from esrgan.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate
-from esrgan.runtime import (
-    CALIBRATION_MODEL,
-    RECHECK_INTERVAL_S,
-    Runtime,
-    choose_runtime,
-    needs_calibration,
-    rate_disagrees,
-)
+from esrgan.recheck import CalibrationWatch
 from esrgan.resumable import WorkStore, digest
+from esrgan.runtime import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
 from esrgan.settings import Settings
 from esrgan.tiling import (
     CancelFn,
@@ -55,6 +50,7 @@ COMPILED_CUDA_TILE = 512
 SMALL_TILE_BATCH = 4  # same-shape tiles per forward pass when tiles are small on a GPU
 
 
+PRECISION_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 UpscaleOptions = Settings  # the same class, by the name the engine's callers use for it
 
 
@@ -99,11 +95,11 @@ class Upscaler:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.rates = RateStore(self.store.weights_dir / "converted" / RATES_FILE)
+        self.precisions = PrecisionStore(self.store.weights_dir / "converted" / PRECISION_FILE)  # per model
         self._flops: dict[str, float] = {}
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
-        self._measure_again = False
-        self._measured_at = 0.0  # monotonic time of this process's last calibration
+        self.watch = CalibrationWatch()  # when the CPU is measured again (`recalibrate_if_due`)
 
     @property
     def calibration_record(self) -> Path:
@@ -114,10 +110,8 @@ class Upscaler:
     def calibrated(self) -> bool:
         """Whether the runtime is known without measuring the CPU first (forced, CUDA, recorded,
         or measured already): when False, the next job starts with the one-time calibration."""
-        if self._runtime is not None and not self._measure_again:
+        if self._runtime is not None:
             return True
-        if self._measure_again:
-            return False
         return not needs_calibration(self.device, self.settings.precision, self.calibration_record, self.store)
 
     @property
@@ -128,33 +122,36 @@ class Upscaler:
             InvalidOptionError: The options name a precision or backend this device cannot run.
         """
         with self._runtime_lock:
-            if self._runtime is None or self._measure_again:
-                fresh = self._measure_again
-                if fresh or needs_calibration(self.device, self.settings.precision, self.calibration_record,
-                                              self.store):
-                    self._measured_at = time.monotonic()
+            if self._runtime is None:
+                if needs_calibration(self.device, self.settings.precision, self.calibration_record, self.store):
+                    self.watch.measured()
                 self._runtime = choose_runtime(self.device, self.settings.precision, self.settings.backend,
-                                               self.store, self.calibration_record, fresh=fresh)
-                self._measure_again = False
+                                               self.store, self.calibration_record)
                 log.info("runtime: %s %s (%s)", self._runtime.precision, self._runtime.backend, self._runtime.reason)
             return self._runtime
 
     def check_calibration(self, model: str, seconds: float, pixels: int) -> bool:
         """Tell the runtime choice what a finished job achieved: ``seconds`` of inference over
-        ``pixels`` work pixels of ``model``. When the calibration model ran far slower than the
-        calibration promised, the next job measures the CPU again (at most every
-        `RECHECK_INTERVAL_S`). Returns whether it will."""
-        runtime = self._runtime
-        if model != CALIBRATION_MODEL or runtime is None or pixels <= 0:
+        ``pixels`` work pixels of ``model``. Measures nothing: several jobs in a row far slower than
+        the calibration promised make a new measurement due (`esrgan.recheck`), which
+        `recalibrate_if_due` makes later, off every job's path. Returns whether one is due."""
+        return self.watch.observe(self._runtime, model, seconds, pixels)
+
+    def recalibrate_if_due(self) -> bool:
+        """Measure the CPU again if jobs said so and the machine is quiet (`esrgan.recheck`); for a
+        runner's idle moments, in a thread no job waits on: jobs keep the old runtime until the new
+        one is measured. Returns whether it measured."""
+        if self.settings.precision != "auto" or self.device.type != "cpu" or not self.watch.begin():
             return False
-        if not rate_disagrees(runtime, seconds / pixels, pixels):
-            return False
-        if self._measured_at and time.monotonic() - self._measured_at < RECHECK_INTERVAL_S:
-            return False
-        log.warning("x4plus ran at %.2e s/pixel, the calibration said %.2e: measuring this CPU again",
-                    seconds / pixels, runtime.seconds_per_pixel)
-        with self._runtime_lock:
-            self._measure_again = True
+        try:
+            fresh = choose_runtime(self.device, self.settings.precision, self.settings.backend, self.store,
+                                   self.calibration_record, fresh=True)
+            with self._runtime_lock:
+                self._runtime = fresh
+            log.info("runtime measured again: %s %s (%s)", fresh.precision, fresh.backend, fresh.reason)
+        finally:
+            self.watch.measured()
+            self.watch.end()
         return True
 
     def plan(self, scale: float, anime: bool = False, model: str | None = None,
@@ -187,9 +184,13 @@ class Upscaler:
                            batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling,
                            se_sync=self.settings.se_sync, step_delay=self.settings.step_delay)
 
-    def load(self, model: str) -> LoadedModel:
+    def load(self, model: str, measure_precision: bool = False) -> LoadedModel:
+        """The model ready to run in its own precision (`esrgan.precision`); ``measure_precision``:
+        measure a model this CPU has no bf16 figures for now (runs do, estimates do not)."""
         runtime = self.runtime
-        return self.store.load(model, self.device, runtime.dtype, runtime.channels_last)
+        automatic = self.settings.precision == "auto" and self.device.type == "cpu"
+        precision = self.precisions.choose(self.store, model, runtime.precision, automatic, measure_precision)
+        return self.store.load(model, self.device, DTYPES[precision], runtime.channels_last)
 
     def tile_plan(self, width: int, height: int, model: str) -> TilePlan:
         """The tiles a run of ``model`` over a ``width`` x ``height`` image will cut: planned once,
@@ -279,7 +280,7 @@ class Upscaler:
         runtime = self.runtime  # measures the CPU now if it must, before "loading"
         if stage is not None:
             stage("loading")
-        loaded = self.load(chosen.model)
+        loaded = self.load(chosen.model, measure_precision=True)
         if stage is not None:
             stage("upscaling")
         rgb = image.rgb()
@@ -310,7 +311,7 @@ class Upscaler:
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
-            device=str(loaded.device), precision=runtime.precision, backend=runtime.backend,
+            device=str(loaded.device), precision=PRECISION_NAMES[loaded.dtype], backend=runtime.backend,
             tiles=plan.count, seconds=round(time.perf_counter() - started, 3), tile=plan.tile,
             before=chosen.before,
         )

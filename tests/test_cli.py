@@ -96,6 +96,29 @@ def test_outscale_takes_any_scale_from_1_to_8_and_refuses_others(tmp_path, weigh
     assert cleaned.returncode == 0 and "waifu2x-cunet-x1-noise0" in cleaned.stdout, cleaned.stderr
 
 
+def test_scale_takes_any_scale_from_1_to_8_and_3x_anime_is_real_cugan_native(tmp_path, weights_dir):
+    source = tmp_path / "coffee.png"
+    crop_of("coffee.png", (80, 80, 93, 90)).save(source)  # 13x10: odd
+    native = run_cli("upscale", str(source), "-s", "3", "--anime", "--fp32", "-o", str(tmp_path / "x3.png"),
+                     env_weights=weights_dir)
+    assert native.returncode == 0, native.stderr
+    with Image.open(tmp_path / "x3.png") as image:
+        assert image.size == (39, 30)
+    assert "realcugan-x3-no-denoise" in native.stdout and "Lanczos" not in native.stdout
+    resampled = run_cli("upscale", str(source), "-s", "1.5", "--fast", "--fp32", "-o", str(tmp_path / "x1.5.png"),
+                        env_weights=weights_dir)
+    assert resampled.returncode == 0, resampled.stderr
+    with Image.open(tmp_path / "x1.5.png") as image:
+        assert image.size == (19, 15)  # int(side * 1.5), as --outscale
+    for bad in ("9", "0", "three"):
+        refused = run_cli("upscale", str(source), "-s", bad, "-o", str(tmp_path / "bad.png"), env_weights=weights_dir)
+        assert refused.returncode == 2 and "from 1 to 8" in refused.stderr
+    for command in ("degrade", "evaluate"):  # these keep their own scales
+        kept = run_cli(command, "--help", env_weights=weights_dir)
+        assert "{2,4,8}" in kept.stdout
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_degrade_makes_reproducible_pairs(tmp_path, weights_dir):
     hr_dir = tmp_path / "hr"
     hr_dir.mkdir()

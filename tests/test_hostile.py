@@ -133,7 +133,7 @@ def test_work_limit_refuses_what_would_cost_too_much(make_app):
     app = make_app(MAX_WORK_PIXELS=10_000)
     client = app.test_client()
     response = upload(client, png(Image.new("RGB", (1, 20_000), "gray")), url="/api/jobs")
-    assert_clean_refusal(app, client, response, 413, "the limit is 0.0 M")
+    assert_clean_refusal(app, client, response, 413, "the limit is 0.01 M")
     assert "thin" in response.get_json()["error"]
     estimate = client.get(f"/api/estimate?width=1&height=20000&scale=2&model={FAST_MODEL}").get_json()
     assert any("the limit is" in error for error in estimate["errors"])

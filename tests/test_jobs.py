@@ -5,17 +5,23 @@ earlier process left behind recovered (a server killed mid-job: tests/test_resta
 from __future__ import annotations
 
 import io
+import json
+import threading
 import time
 import uuid
+from dataclasses import asdict
 
 import pytest
 from PIL import Image
 
+from esrgan import runtime
 from esrgan.pipeline import Upscaler
+from esrgan.recheck import RECHECK_STREAK
 from esrgan.settings import Settings
 from esrgan.weights import ModelStore
 from tests.conftest import crop_of, png_bytes
 from web.job import Job
+from web.jobs import InProcessRunner
 from web.lifecycle import JobResources, persist, run_job
 from web.storage import FileStore, new_id
 
@@ -223,3 +229,113 @@ def test_the_one_time_cpu_measurement_is_said_as_such(tmp_path):
     assert stages[stages.index("calibrating"):] == ["calibrating", "loading", "upscaling", "encoding", "done"]
     assert dict(seen)["calibrating"] == "Measuring this CPU, once (about 5 s)"
     assert upscaler.calibrated
+
+
+def test_a_queued_jobs_upload_outlives_the_ttl_and_a_done_jobs_files_expire_ttl_after_its_end(make_app):
+    """Files of a queued or running job never expire; a finished job's go the TTL after it ended.
+    The first job is held (its run waits on an event) so the second waits behind it for as long as
+    the test says: the sweeps are told the time, so nothing depends on how fast the machine is."""
+    ttl = 60.0
+    app = make_app(PRECISION="fp32", FILE_TTL_SECONDS=ttl)
+    services = app.extensions["remaster"]
+    files: FileStore = services.files
+    upscaler = services.upscaler
+    entered, gate = threading.Event(), threading.Event()
+    real_upscale = upscaler.upscale
+
+    def held(*args, **kwargs):  # the runner's first job stays running until the test lets it go
+        entered.set()
+        gate.wait(120)
+        return real_upscale(*args, **kwargs)
+
+    upscaler.upscale = held
+    client = app.test_client()
+    photo = png_bytes(crop_of("coffee.png", (0, 0, 21, 17)))
+    first = submit(client, photo, scale="2", model="realesr-animevideov3").get_json()
+    second = submit(client, photo, scale="2", model="realesr-animevideov3").get_json()
+    assert entered.wait(120)
+    assert client.get(f"/api/jobs/{second['id']}").get_json()["status"] == "queued"
+    assert files.sweep(now=time.time() + 10 * ttl) == 0  # ten lifetimes later: both still wait or run
+    for job in (first, second):
+        assert files.exists(f"{job['id']}_in.png") and files.load_record(job["id"]) is not None
+        assert client.get(f"/api/jobs/{job['id']}").get_json()["expires_at"] is None
+    gate.set()
+    ended = [services.runner.wait(job["id"], timeout=120) for job in (first, second)]
+    assert [job.status for job in ended] == ["done", "done"], [job.error for job in ended]
+    view = client.get(f"/api/jobs/{second['id']}").get_json()
+    assert view["expires_at"] == round(ended[1].finished_at + ttl)
+    last = max(job.finished_at for job in ended)
+    assert files.sweep(now=min(job.finished_at for job in ended) + ttl - 1) == 0  # not yet: counted from the end
+    for job in ended:
+        assert files.exists(job.output_file) and files.exists(job.input_file)
+    assert files.sweep(now=last + ttl + 1) >= 6  # inputs, outputs and records of both
+    assert not [p for p in files.root.iterdir() if not p.name.startswith(".")]
+
+
+def test_the_cpu_is_measured_again_only_between_jobs_after_several_slow_ones_on_a_quiet_machine(
+        store, tmp_path):
+    """A calibration record that promises an impossible rate (no CPU runs x4plus at 1e-10 s/pixel),
+    so every real job is "far slower" whatever the machine's speed; the load average is the test's."""
+    store.state_dict(runtime.CALIBRATION_MODEL)  # converted once for the session
+    weights = tmp_path / "weights"
+    (weights / "converted").mkdir(parents=True)
+    for converted in (store.weights_dir / "converted").glob("*"):  # the session's converted weights, not its records
+        if converted.suffix != ".json":
+            (weights / "converted" / converted.name).symlink_to(converted)
+    upscaler = Upscaler(ModelStore(weights), Settings(device="cpu"))
+    promised = runtime.Calibration(runtime.machine_key(), 1e-10 * runtime.CALIBRATION_SIDE**2, None, None,
+                                   "fp32", 1, 0.0)
+    upscaler.calibration_record.write_text(json.dumps(asdict(promised)))
+    load = [2.0]  # per core: a loaded machine
+    upscaler.watch.load = lambda: load[0]
+    files = FileStore(tmp_path / "uploads")
+    runner = InProcessRunner(JobResources(upscaler, files, preview_min_seconds=1e9), workers=1, max_queue=8)
+    runner.start()
+    photo = png_bytes(crop_of("coffee.png", (3, 5, 67, 69)))  # 64x64: x4plus, enough pixels to count
+    ended = []
+    try:
+        for _ in range(RECHECK_STREAK):
+            job_id = new_id()
+            job = Job(id=job_id, scale=4, anime=False, model=runtime.CALIBRATION_MODEL, output_format="png",
+                      quality=90, original_name="coffee.png", input_file=files.write(job_id, "in", "png", photo),
+                      input_width=64, input_height=64, output_width=256, output_height=256)
+            runner.submit(job)
+            ended.append(runner.wait(job_id, timeout=300))
+            assert ended[-1].status == "done", ended[-1].error
+            assert ended[-1].provenance["precision"] == "fp32"  # the recorded choice, unchanged
+            assert upscaler.watch.started_at is None  # never measured on (or right after) a job
+        assert upscaler.watch.due  # three in a row: due, but the machine is loaded
+        runner.on_idle()
+        assert upscaler.watch.started_at is None
+        assert json.loads(upscaler.calibration_record.read_text())["fp32_seconds"] == promised.fp32_seconds
+        load[0] = 0.0  # the machine is quiet now: the next idle moment measures, in the background
+        runner.on_idle()
+        deadline = time.time() + 300
+        while upscaler.watch.due or upscaler.watch.started_at is None:
+            assert time.time() < deadline
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    assert upscaler.watch.started_at >= max(job.finished_at for job in ended)
+    measured = json.loads(upscaler.calibration_record.read_text())
+    assert measured["fp32_seconds"] > promised.fp32_seconds
+    assert upscaler.runtime.seconds_per_pixel == pytest.approx(runtime.Calibration(**measured).seconds_per_pixel)
+
+
+def test_the_sweep_counts_a_jobs_files_from_its_end_and_the_rest_from_their_age(tmp_path):
+    files = FileStore(tmp_path / "uploads", ttl_seconds=100)
+    now = time.time()
+    running, finished, orphan = new_id(), new_id(), new_id()
+    for job_id, status, extra in ((running, "running", {}), (finished, "done", {"finished_at": now})):
+        files.write(job_id, "in", "png", b"x")
+        files.save_record(job_id, {"id": job_id, "status": status, **extra})
+        (files.work_dir(job_id) / "parts").mkdir(parents=True)  # the engine's checkpoint of finished tiles
+        (files.work_dir(job_id) / "parts" / "tile-0.npy").write_bytes(b"t")
+    files.write(orphan, "in", "png", b"x")  # an upload whose record never came
+    assert files.sweep(now=now + 99) == 0
+    assert files.sweep(now=now + 101) == 4  # the finished job: input, record, checkpoint; the orphan by age
+    assert sorted(p.name for p in files.root.iterdir()) == sorted(
+        [f"{running}_in.png", f"{running}.json", f"{running}_work"])
+    assert files.sweep(now=now + 10**6) == 0  # running: never, however long
+    files.delete_job(running)
+    assert not list(files.root.iterdir())

@@ -14,6 +14,7 @@ from esrgan import registry, runtime
 from esrgan.errors import Cancelled, ImageTooLargeError
 from esrgan.imageio import DecodedImage, decode, encode
 from esrgan.pipeline import Upscaler
+from esrgan.recheck import RECHECK_STREAK
 from esrgan.settings import Settings
 from esrgan.weights import ModelStore, ncnn_models_dir
 from tests.conftest import crop_of, png_bytes, psnr
@@ -140,12 +141,23 @@ def test_calibrated_says_whether_the_next_job_measures_the_cpu_first(tmp_path):
     record.write_text(json.dumps(asdict(saved)))
     again = Upscaler(ModelStore(tmp_path), Settings(device="cpu"))
     assert again.calibrated and again.runtime.precision == "fp32"
-    # A recorded choice far slower in a real job than the record said is measured again.
+    # Jobs far slower than the record said make a new measurement due only several in a row, and
+    # it is never made by a job: the next job still runs with the recorded choice at once.
     promised = again.runtime.seconds_per_pixel
     pixels = runtime.RECHECK_MIN_PIXELS * 4
-    assert not again.check_calibration(runtime.CALIBRATION_MODEL, promised * pixels * 1.5, pixels)
-    assert again.check_calibration(runtime.CALIBRATION_MODEL, promised * pixels * 20, pixels)
-    assert again.calibrated is False
+    slow, fine = promised * pixels * 20, promised * pixels * 1.5
+    x4plus = runtime.CALIBRATION_MODEL
+    assert not again.check_calibration(x4plus, fine, pixels)
+    assert not again.check_calibration(x4plus, slow, pixels)  # one slow job says little
+    assert not again.check_calibration(x4plus, slow, pixels)
+    assert not again.check_calibration(x4plus, fine, pixels)  # ... and a normal one starts the count over
+    assert not again.check_calibration(x4plus, slow, 16)  # a tiny job tells nothing either way
+    assert not again.check_calibration("realesr-animevideov3", slow, pixels)
+    assert [again.check_calibration(x4plus, slow, pixels) for _ in range(RECHECK_STREAK)] == [False, False, True]
+    assert again.calibrated  # due, yet nobody waits for it
+    again.watch.load = lambda: 2.0  # a loaded machine: not now
+    assert again.recalibrate_if_due() is False and again.watch.started_at is None
+    assert again.watch.due
 
 
 def test_work_pixels_are_what_the_tiled_run_processes(store):

@@ -15,9 +15,13 @@ import urllib.error
 import urllib.request
 import uuid
 
+import numpy as np
 from PIL import Image
 
-from tests.conftest import ROOT, crop_of, png_bytes
+from esrgan.imageio import DecodedImage
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
+from tests.conftest import ROOT, crop_of, png_bytes, psnr
 
 FINISHED = ("done", "failed", "cancelled")
 QUICK_BOX = (0, 0, 32, 32)
@@ -30,11 +34,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(folder, weights_dir, log_path) -> tuple[subprocess.Popen, str]:
+def start_server(folder, weights_dir, log_path, **extra: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PORT": str(port), "REMASTER_UPLOAD_FOLDER": str(folder),
            "REMASTER_WEIGHTS_FOLDER": str(weights_dir), "REMASTER_PRELOAD_MODELS": "false",
-           "REMASTER_DEVICE": "cpu", "REMASTER_PRECISION": "fp32"}
+           "REMASTER_DEVICE": "cpu", "REMASTER_PRECISION": "fp32", **extra}
     log = open(log_path, "ab")  # noqa: SIM115 - the child keeps its own copy
     process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
@@ -133,6 +137,49 @@ def test_a_server_killed_mid_job_finishes_its_jobs_after_a_restart(tmp_path, wei
     assert b"Traceback" not in log.read_bytes()
     left = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     assert not [name for name in left if "preview" in name or name.endswith(".part")], left
+
+
+def test_a_job_killed_mid_run_resumes_at_its_first_unfinished_tile(tmp_path, weights_dir, store):
+    """kill -9 with half the tiles done: the adopted job takes them from its folder, its progress goes
+    on from there, and its result is an uninterrupted run's. The network is slow on purpose (a test
+    hook sleeps at every step), never by the machine's speed."""
+    folder, log = tmp_path / "uploads", tmp_path / "server.log"
+    slow = {"REMASTER_TILE": "32", "REMASTER_STEP_DELAY": "0.05", "REMASTER_PREVIEW_MIN_SECONDS": "1e9"}
+    photo = crop_of("coffee.png", (10, 20, 106, 84))  # 96x64: 3x2 tiles of 32 px
+    server, base = start_server(folder, weights_dir, log, **slow)
+    try:
+        job_id = post_job(base, png_bytes(photo), "realesr-animevideov3")
+        wait_until(lambda: job_state(base, job_id)["progress"]["fraction"] >= 0.5, 300, "the job never got halfway")
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        kept = sorted(p.name for p in (folder / f"{job_id}_work").iterdir())
+        assert len([name for name in kept if name.startswith("tile")]) >= 3, kept
+        server, base = start_server(folder, weights_dir, log, **slow)
+        seen = []
+
+        def ended() -> dict | None:
+            state = job_state(base, job_id)
+            if state["stage"] == "upscaling":
+                seen.append(state["progress"]["fraction"])
+            return state if state["status"] in FINISHED else None
+
+        state = wait_until(ended, 300, "the adopted job did not finish")
+    finally:
+        server.kill()
+        server.wait(10)
+    assert state["status"] == "done", state
+    # Resumed: up to where the killed run had got its progress moves a whole kept tile at a time (a
+    # tile run again would report several steps inside it), then on from there.
+    tiles = 6
+    assert seen and max(seen) > 0.5, seen
+    assert not [f for f in seen if f < 0.5 and abs(f * tiles - round(f * tiles)) > 0.01], seen
+    assert not (folder / f"{job_id}_work").exists()
+    with Image.open(folder / f"{job_id}_out.png") as image:
+        resumed = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    uninterrupted = Upscaler(store, Settings(device="cpu", precision="fp32", tile=32)).upscale(
+        DecodedImage(np.asarray(photo, dtype=np.float32) / 255), 4, model="realesr-animevideov3")
+    expected = np.round(uninterrupted.image.pixels * 255) / 255
+    assert psnr(resumed, expected) >= 50
 
 
 def test_a_clean_stop_mid_job_puts_it_back_in_the_queue(make_app, tmp_path):

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from esrgan.listing import models_listing
 from esrgan.registry import output_size
+from web import figures
 from web.errors import BadRequest, NotFound, QueueFull
 from web.estimate import job_priors, option_warnings, plan_view, route_choices
 from web.forms import ESTIMATE_SIZE_FIELDS, job_from_request, limit_problems, read_options, work_pixels
@@ -110,7 +111,8 @@ def estimate():
     return jsonify(
         output_width=out_width, output_height=out_height, scale=options.scale, model=plan.model,
         resample=plan.resample, plan=plan_view(plan, entry),
-        seconds=round(sum(parts.values()), 1), seconds_parts={k: round(v, 1) for k, v in parts.items()},
+        seconds=figures.seconds(sum(parts.values())),
+        seconds_parts={k: figures.seconds(v) for k, v in parts.items()},
         work_pixels=work_pixels(width, height, plan.model) if within else width * height, errors=errors,
         warnings=option_warnings(entry, options.model is not None, options.anime, options.noise),
     )

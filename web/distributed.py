@@ -15,6 +15,7 @@ from flask import Flask
 from esrgan import registry
 from esrgan.errors import ModelNotFoundError
 from esrgan.rates import prior_rate, registry_flops
+from web import figures
 from web.celery_app import (
     CANCEL_KEY,
     DEFAULT_QUEUE,
@@ -75,7 +76,8 @@ class CeleryRunner:
         waiting = self.redis.zcard(QUEUED_KEY)
         if waiting >= self.max_queue:
             raise QueueFull(f"the queue is full ({waiting} jobs waiting); try again shortly")
-        job.estimate_seconds = round(self.estimate_seconds(job.model, job.input_width, job.input_height) * job.frames, 1)
+        job.estimate_seconds = figures.seconds(self.estimate_seconds(job.model, job.input_width,
+                                                                      job.input_height) * job.frames)
         persist(self.files, job)
         self.redis.zadd(QUEUED_KEY, {job.id: job.created_at})
         self.celery.send_task(TASK_NAME, args=[job.id], task_id=job.id, queue=self.queue_for(job))

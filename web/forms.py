@@ -16,6 +16,7 @@ from werkzeug.utils import secure_filename
 from esrgan.errors import ImageTooLargeError, ModelNotFoundError, RemasterError
 from esrgan.imageio import OUTPUT_FORMATS, check_encodable, decode
 from esrgan.registry import check_noise, check_outscale, output_size
+from web import figures
 from esrgan.sizing import scale_for_size
 from web.errors import BadRequest
 from web.estimate import job_priors
@@ -159,13 +160,13 @@ def limit_problems(width: int, height: int, options: RequestOptions, model: str)
         except RemasterError as exc:
             yield exc
     if width * height > config["MAX_INPUT_PIXELS"]:
-        yield ImageTooLargeError(f"the image is larger than {config['MAX_INPUT_PIXELS'] / 1e6:.1f} MP")
+        yield ImageTooLargeError(f"the image is larger than {figures.megapixels(config['MAX_INPUT_PIXELS'])} MP")
         return
     work, limit = work_pixels(width, height, model), int(config["MAX_WORK_PIXELS"])
     if work > limit:
         yield ImageTooLargeError(
-            f"a {width}x{height} image would make the model process {work / 1e6:.1f} M pixels "
-            f"(tile context and padding included); the limit is {limit / 1e6:.1f} M. "
+            f"a {width}x{height} image would make the model process {figures.megapixels(work)} M pixels "
+            f"(tile context and padding included); the limit is {figures.megapixels(limit)} M. "
             "Very thin or very large images cost the most: crop or downscale it first.")
 
 

@@ -149,7 +149,7 @@ class Job:
         stage = self.display_stage
         text = STAGE_TEXT.get(stage, stage)
         if stage == "calibrating" and calibration is not None:
-            return f"{text} (about {calibration:.0f} s)"
+            return f"{text} (about {max(1, round(calibration))} s)"
         if stage == "queued" and calibration is not None:
-            return f"{text}; this CPU is measured once first (about {calibration:.0f} s)"
+            return f"{text}; this CPU is measured once first (about {max(1, round(calibration))} s)"
         return text

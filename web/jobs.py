@@ -3,7 +3,9 @@
 A runner only needs the `JobRunner` methods; jobs move through their states with
 `web.lifecycle.run_job`, here on a bounded pool of threads, on Celery workers in
 `web.distributed`. On start the in-process runner recovers the jobs an earlier process left in the
-upload folder (`web.lifecycle.recover`): it runs them again or ends them with a reason.
+upload folder (`web.lifecycle.recover`): it runs them again or ends them with a reason. When no job
+waits or runs, it lets the engine measure the CPU again if jobs said it must
+(`esrgan.recheck`), in a thread of its own that no job waits on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 __all__ = ["FINISHED", "InProcessRunner", "Job", "JobRunner"]
 
 STOP = "stop"  # queue sentinel: a worker that takes it leaves
+IDLE_CHECK_S = 30.0  # how often an idle worker asks whether the CPU should be measured again
 
 
 class JobRunner(Protocol):
@@ -85,6 +88,7 @@ class InProcessRunner:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._idle_work: threading.Thread | None = None
 
     def start(self) -> None:
         """Recover what an earlier process left unfinished, then start the workers."""
@@ -202,7 +206,11 @@ class InProcessRunner:
 
     def _work(self) -> None:
         while not self._stopping.is_set():
-            job_id = self._queue.get()
+            try:
+                job_id = self._queue.get(timeout=IDLE_CHECK_S)
+            except queue.Empty:
+                self.on_idle()
+                continue
             if job_id == STOP:
                 return
             with self._lock:  # started under the lock, so a cancel sees either queued or running
@@ -215,6 +223,26 @@ class InProcessRunner:
                 event = self._done_events.get(job.id)
                 if event is not None:
                     event.set()
+            self.on_idle()
+
+    def on_idle(self) -> None:
+        """Between jobs: when none waits or runs, let the engine measure the CPU again if it must
+        (`Upscaler.recalibrate_if_due`), in a background thread, so no job is held by it."""
+        if not self.resources.upscaler.watch.due:
+            return
+        with self._lock:
+            if self._stopping.is_set() or any(not j.finished for j in self._jobs.values()):
+                return
+            if self._idle_work is not None and self._idle_work.is_alive():
+                return
+            self._idle_work = threading.Thread(target=self._recalibrate, name="recalibrate", daemon=True)
+            self._idle_work.start()
+
+    def _recalibrate(self) -> None:
+        try:
+            self.resources.upscaler.recalibrate_if_due()
+        except Exception:  # a failed measurement keeps the old runtime; jobs go on
+            log.exception("measuring the CPU again failed")
 
     def _finish(self, job: Job, status: Status, error: str | None = None, kind: ErrorKind | None = None) -> None:
         """End a job that never ran (call with the lock held) and wake whoever waits for it."""
@@ -225,6 +253,6 @@ class InProcessRunner:
 
     def _forget_expired(self) -> None:
         cutoff = time.time() - self.files.ttl_seconds
-        for job_id in [k for k, j in self._jobs.items() if j.finished and j.created_at < cutoff]:
+        for job_id in [k for k, j in self._jobs.items() if j.finished and (j.finished_at or 0) < cutoff]:
             del self._jobs[job_id]
             self._done_events.pop(job_id, None)

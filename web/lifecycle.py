@@ -24,6 +24,7 @@ from esrgan.errors import Cancelled, RemasterError
 from esrgan.imageio import decode as decode_image
 from esrgan.imageio import encode
 from esrgan.pipeline import Upscaler
+from web import figures
 from web.errors import ErrorKind, error_kind
 from web.job import FINISHED, Job, Status
 from web.preview import make_preview, wants_preview
@@ -58,7 +59,8 @@ class JobResources:
     def estimate(self, job: Job) -> float | None:
         """Seconds the upscaling of ``job`` should take here (None when it cannot be told)."""
         try:
-            return round(self.upscaler.estimate_seconds(job.model, job.input_width, job.input_height) * job.frames, 1)
+            return figures.seconds(self.upscaler.estimate_seconds(job.model, job.input_width, job.input_height)
+                                   * job.frames)
         except Exception:  # an estimate is a courtesy; the job itself reports real errors
             log.warning("no estimate for job %s", job.id, exc_info=True)
             return None
@@ -107,7 +109,8 @@ def start(files: FileStore, job: Job, worker: str | None = None) -> Job:
 
 
 def requeue(files: FileStore, job: Job) -> Job:
-    """running -> queued: its process stopped (or died) before it ended; the run starts afresh."""
+    """running -> queued: its process stopped (or died) before it ended; the run starts again,
+    from the tiles it had finished (kept in `FileStore.work_dir`)."""
     if job.preview_file is not None:
         files.delete(job.preview_file)
     job.status = job.stage = "queued"
@@ -126,6 +129,7 @@ def finish(files: FileStore, job: Job, status: Status, error: str | None = None,
         files.delete(job.preview_file)
         job.preview_file = None
     job.status, job.stage, job.finished_at, job.error, job.error_kind = status, status, time.time(), error, kind
+    files.delete_work(job.id)  # a finished job resumes nothing
     persist(files, job)
     return job
 
@@ -173,8 +177,10 @@ def run_job(job: Job, resources: JobResources, *, cancelled: Callable[[], bool] 
         image = decode_image(files.read(job.input_file), max_pixels=None)
         if wants_preview(job, resources.preview_min_seconds):
             _preview(job, image, resources, stop_requested)
+        # Finished tiles are kept in the job's folder: after a crash the adopted job resumes there.
         result = resources.upscaler.upscale(image, job.scale, job.anime, job.model, progress=progress,
-                                            cancelled=stop_requested, stage=stage, **_noise(job))
+                                            cancelled=stop_requested, stage=stage,
+                                            checkpoint=files.work_dir(job.id), **_noise(job))
         if stop_requested():
             raise Cancelled("stopped on request")
         job.upscale_seconds = round(time.time() - (job.upscale_started_at or job.started_at), 3)

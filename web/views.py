@@ -95,7 +95,9 @@ def status_view(job: Job) -> dict:
         "before_url": url_for("files.job_before", job_id=job.id),
         "error": job.error,
         "status_url": url_for("api.job_status", job_id=job.id),
-        "expires_at": round(job.created_at + float(current_app.config["FILE_TTL_SECONDS"])),
+        # A job's files expire the TTL after it ended (`web.storage`); never while it waits or runs.
+        "expires_at": round(job.finished_at + float(current_app.config["FILE_TTL_SECONDS"]))
+        if job.finished and job.finished_at else None,
     }
     if job.status == "done":
         view["result"] = result_view(job)
