@@ -31,7 +31,8 @@ def half_transparent(tmp_path, name: str, size: int = 40) -> str:
 
 def choose(page, paths, scale="2"):
     page.get_by_role("combobox", name="Model", exact=True).select_option(FAST)
-    page.get_by_role("radio", name=f"{scale}×").check()
+    if scale is not None:
+        page.get_by_role("radio", name=f"{scale}×").check()
     page.set_input_files("#file", paths)
     expect(upscale_button(page)).to_be_enabled(timeout=ESTIMATE_MS)
 
@@ -102,12 +103,22 @@ def test_a_batch_on_a_desktop_from_upscale_to_the_viewer(serve, browser, tmp_pat
 def test_a_result_on_a_phone_fits_scrolls_and_has_no_serious_accessibility_problem(serve, browser, tmp_path):
     page = browser.new_context(**PHONE).new_page()
     page.goto(serve())
-    choose(page, [image(tmp_path, "tiny.png", (24, 24))])
-    upscale_button(page).click()
-    expect(page.get_by_role("link", name=re.compile(r"^Download tiny_x2\.png"))).to_be_visible(timeout=DONE_MS)
+    # Asked by width, GPS kept: the page sends width and keep_gps (not scale), the download names the size.
+    page.get_by_role("radio", name="Other size").check()
+    page.get_by_role("combobox", name="Size by").select_option("width")
+    page.get_by_role("spinbutton", name="Size").fill("61")
+    page.get_by_role("checkbox", name="Keep GPS location").check()
+    choose(page, [image(tmp_path, "tiny.png", (24, 24))], scale=None)
+    expect(page.locator("#selected li")).to_contain_text("24×24 → 61×61")
+    with page.expect_request(lambda r: r.url.endswith("/api/jobs") and r.method == "POST") as sent:
+        upscale_button(page).click()
+    fields = dict(re.findall(r'name="(\w+)"\r\n\r\n([^\r]*)\r\n', sent.value.post_data_buffer.decode("latin-1")))
+    assert fields["width"] == "61" and fields["keep_gps"] == "true" and "scale" not in fields, fields
+    expect(page.get_by_role("link", name=re.compile(r"^Download tiny_61x61\.png \(PNG, 61×61"))).to_be_visible(
+        timeout=DONE_MS)
     compare = page.locator(".job.done .compare")
     fitted = compare.evaluate("el => el.getBoundingClientRect().width / el.parentElement.clientWidth")
-    assert fitted > 0.95, f"a 48 px result fills only {fitted:.0%} of the card"
+    assert fitted > 0.95, f"a 61 px result fills only {fitted:.0%} of the card"
     # Vertical swipes are the browser's (they scroll the page); sideways drags move the split.
     assert compare.evaluate("el => getComputedStyle(el).touchAction") == "pan-y"
     expect(page.get_by_text("swipe up or down to scroll the page")).to_be_visible()

@@ -100,7 +100,6 @@ export async function refreshEstimates() {
     entry.errors = [];
     note.classList.remove("warn");
     fix.textContent = "";
-    plan.replaceChildren();
     try {
       const body = await fetchEstimate(entry.width, entry.height, opts);
       if (round !== estimateRound) return;
@@ -110,7 +109,7 @@ export async function refreshEstimates() {
       note.textContent = entry.errors.length ? `${sizes}: ${entry.errors.join("; ")}` :
         `${sizes}, about ${formatSeconds(body.seconds)}`;
       note.classList.toggle("warn", entry.errors.length > 0);
-      showPlan(plan, body);
+      showPlan(plan, body); // replaced only now: the options below do not jump while it is asked
       if (entry.errors.length) {
         const text = await findFix(entry, opts);
         if (round !== estimateRound) return;
@@ -118,6 +117,7 @@ export async function refreshEstimates() {
       }
     } catch (error) {
       if (round !== estimateRound) return;
+      plan.replaceChildren(); // the plan said before is for other options
       if (error.network) {
         note.textContent = `${size}: estimate unavailable (${error.message})`;
       } else {

@@ -185,6 +185,13 @@ export function watchSettings(onChange) {
   apply(saved());
   modelSelect.addEventListener("change", describeModel);
   format.addEventListener("change", showQuality);
+  // Enter in the size field takes the size (its estimate follows) instead of sending the files
+  // with the estimate of the size before.
+  sizeValue.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    sizeValue.dispatchEvent(new Event("change", { bubbles: true }));
+  });
   quality.addEventListener("input", () => { qualityValue.textContent = quality.value; });
   form.addEventListener("change", (event) => {
     if (event.target.id === "file") return;
