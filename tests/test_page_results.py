@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from tests.test_page_before_sending import DESKTOP, ESTIMATE_MS, FAST, PHONE, browser, image  # noqa: F401
 from tests.test_page_before_sending import serious_accessibility_problems, upscale_button
+from web.views import RESTART_NOTE
 
 pytestmark = pytest.mark.browser
 DONE_MS = 400_000
@@ -146,3 +147,17 @@ def test_files_not_yet_accepted_by_the_server_survive_a_reload(serve, browser, t
     page.reload()
     expect(page.get_by_role("link", name=re.compile("^Download keep-"))).to_have_count(3, timeout=DONE_MS)
     expect(page.locator(".job")).to_have_count(3)  # each file once
+
+    # A job the server says it restarted shows the server's note on its card (a restart itself is
+    # tested on the server, tests/test_restart.py; here its answer is the server's, marked restarted).
+    def restarted(route):
+        answer = route.fetch()
+        job = answer.json()
+        if job.get("original_name") == "keep-1.png":
+            job.update(restarted=True, restart_note=RESTART_NOTE)
+        route.fulfill(response=answer, json=job)
+
+    page.route("**/api/jobs/*", lambda route: restarted(route) if route.request.method == "GET" else route.continue_())
+    page.reload()
+    expect(page.locator(".job", has_text="keep-1.png").locator(".job-detail")).to_contain_text(RESTART_NOTE)
+    expect(page.locator(".job", has_text="keep-0.png").locator(".job-detail")).not_to_contain_text("restarted")
