@@ -1,7 +1,7 @@
-// The options a person picks (scale, content, noise, model, format, quality): read from the form,
-// remembered across reloads, set at once by a preset; the model and noise lists as the server lists
-// them (contract C3, degrading while fields are missing), with the choices its routes say cannot
-// work marked with the reason.
+// The options a person picks (scale or other size, content, noise, model, format, quality, keep GPS):
+// read from the form, remembered across reloads, set at once by a preset; the model and noise lists
+// as the server lists them (contract C3, degrading while fields are missing), with the choices its
+// routes say cannot work marked with the reason.
 
 import { fetchModels } from "./api.js";
 
@@ -112,7 +112,8 @@ function showQuality() {
 }
 
 function save() {
-  try { localStorage.setItem(SETTINGS_KEY, JSON.stringify({ ...options(), size_kind: sizeKind.value, size_value: sizeValue.value })); } catch { /* private mode: no memory */ }
+  const remembered = { ...options(), size_kind: sizeKind.value, size_value: sizeValue.value };
+  try { localStorage.setItem(SETTINGS_KEY, JSON.stringify(remembered)); } catch { /* private mode: no memory */ }
 }
 
 function saved() {
