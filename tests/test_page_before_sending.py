@@ -102,13 +102,17 @@ def test_desktop_start_page_checks_what_it_can_before_sending(serve, browser, tm
                          + [image(tmp_path, "big.png", (101, 101)), image(tmp_path, "ok.png", (40, 30))])
     rows = page.locator("#selected li")
     expect(rows.filter(has_text="empty.png")).to_contain_text("the file is empty")
-    expect(rows.filter(has_text="notes.png")).to_contain_text(
-        "not an image: the server takes PNG, JPEG, WebP, BMP, TIFF")
+    expect(rows.filter(has_text="notes.png")).to_contain_text(  # the types in the server's order
+        re.compile("not an image: the server takes (PNG, JPEG|JPEG, PNG), WebP, BMP, TIFF"))
     expect(rows.filter(has_text="huge.png")).to_contain_text("larger than the server takes (8.0 MB per upload)")
     expect(rows.filter(has_text="big.png")).to_contain_text(
         "101×101 is 10,201 pixels: more than the server takes (10,000 pixels)")
     expect(rows.filter(has_text="big.png")).to_contain_text("Shrink or crop it")
     expect(rows.filter(has_text="ok.png")).to_contain_text("40×30 → 160×120", timeout=ESTIMATE_MS)
+    # The server's plan, in its words, and what the hand-picked model ignores, before sending.
+    plan = rows.filter(has_text="ok.png").locator(".plan")
+    expect(plan).to_contain_text(re.compile(r"^Will use .+ \(native 4x\)"))
+    expect(plan).to_contain_text("is trained for anime and illustration: the content type is ignored")
     expect(page.locator("#form-message")).to_have_text(re.compile("^4 files cannot be upscaled as chosen"))
     expect(upscale_button(page)).to_be_disabled()
     for name in ("empty.png", "notes.png", "huge.png", "big.png"):
@@ -126,6 +130,27 @@ def test_desktop_start_page_checks_what_it_can_before_sending(serve, browser, tm
                                                                         timeout=ESTIMATE_MS)
     expect(upscale_button(page)).to_be_disabled()
     noise.select_option("none")
+    expect(upscale_button(page)).to_be_enabled(timeout=ESTIMATE_MS)
+
+    # Output by size: a width in pixels (the height follows the aspect), then a factor; the plan says
+    # how the server gets there; the field takes the server's scale limits.
+    page.get_by_role("combobox", name="Model", exact=True).select_option(FAST)
+    page.get_by_role("radio", name="Other size").check()
+    page.get_by_role("combobox", name="Size by").select_option("width")
+    size = page.get_by_role("spinbutton", name="Size")
+    size.fill("100")
+    size.press("Enter")  # takes the size; sends nothing
+    expect(rows.filter(has_text="ok.png")).to_contain_text("40×30 → 100×75", timeout=ESTIMATE_MS)
+    expect(plan).to_contain_text(re.compile(r"^Will use .+ \(native 4x\), then Lanczos down to 2\.5x"))
+    page.get_by_role("combobox", name="Size by").select_option("factor")
+    expect(size).to_have_attribute("max", "8")
+    size.fill("6")
+    size.press("Enter")
+    expect(rows.filter(has_text="ok.png")).to_contain_text("40×30 → 240×180", timeout=ESTIMATE_MS)
+    expect(plan).to_contain_text("then Lanczos up to 6x")
+    expect(page.get_by_role("checkbox", name="Keep GPS location")).not_to_be_checked()
+    page.get_by_role("radio", name="4×").check()
+    page.get_by_role("combobox", name="Model", exact=True).select_option("auto")
     expect(upscale_button(page)).to_be_enabled(timeout=ESTIMATE_MS)
 
     # A preset sets scale, content and noise at once; the choice is remembered across a reload.

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from tests.test_page_before_sending import DESKTOP, ESTIMATE_MS, FAST, PHONE, browser, image  # noqa: F401
 from tests.test_page_before_sending import serious_accessibility_problems, upscale_button
+from web.views import RESTART_NOTE
 
 pytestmark = pytest.mark.browser
 DONE_MS = 400_000
@@ -31,7 +32,8 @@ def half_transparent(tmp_path, name: str, size: int = 40) -> str:
 
 def choose(page, paths, scale="2"):
     page.get_by_role("combobox", name="Model", exact=True).select_option(FAST)
-    page.get_by_role("radio", name=f"{scale}×").check()
+    if scale is not None:
+        page.get_by_role("radio", name=f"{scale}×").check()
     page.set_input_files("#file", paths)
     expect(upscale_button(page)).to_be_enabled(timeout=ESTIMATE_MS)
 
@@ -102,12 +104,28 @@ def test_a_batch_on_a_desktop_from_upscale_to_the_viewer(serve, browser, tmp_pat
 def test_a_result_on_a_phone_fits_scrolls_and_has_no_serious_accessibility_problem(serve, browser, tmp_path):
     page = browser.new_context(**PHONE).new_page()
     page.goto(serve())
-    choose(page, [image(tmp_path, "tiny.png", (24, 24))])
+    # Asked by width, GPS kept: the page sends width and keep_gps (not scale), the download names the size.
+    page.get_by_role("radio", name="Other size").check()
+    page.get_by_role("combobox", name="Size by").select_option("width")
+    page.get_by_role("spinbutton", name="Size").fill("61")
+    page.get_by_role("checkbox", name="Keep GPS location").check()
+    choose(page, [image(tmp_path, "tiny.png", (24, 24))], scale=None)
+    expect(page.locator("#selected li")).to_contain_text("24×24 → 61×61")
+    # The form's text fields as sent (Chromium does not hand a multipart body with a file to Playwright).
+    page.evaluate("""() => { const send = window.fetch; window.sentFields = [];
+        window.fetch = (url, init) => { if (init && init.body instanceof FormData) window.sentFields.push(
+            Object.fromEntries([...init.body.entries()].filter(([, v]) => typeof v === 'string')));
+            return send(url, init); }; }""")
     upscale_button(page).click()
-    expect(page.get_by_role("link", name=re.compile(r"^Download tiny_x2\.png"))).to_be_visible(timeout=DONE_MS)
+    page.wait_for_function("() => window.sentFields.length === 1")
+    fields = page.evaluate("() => window.sentFields[0]")
+    assert fields["width"] == "61" and fields["keep_gps"] == "true" and "scale" not in fields, fields
+    assert "height" not in fields, fields
+    expect(page.get_by_role("link", name=re.compile(r"^Download tiny_61x61\.png \(PNG, 61×61"))).to_be_visible(
+        timeout=DONE_MS)
     compare = page.locator(".job.done .compare")
     fitted = compare.evaluate("el => el.getBoundingClientRect().width / el.parentElement.clientWidth")
-    assert fitted > 0.95, f"a 48 px result fills only {fitted:.0%} of the card"
+    assert fitted > 0.95, f"a 61 px result fills only {fitted:.0%} of the card"
     # Vertical swipes are the browser's (they scroll the page); sideways drags move the split.
     assert compare.evaluate("el => getComputedStyle(el).touchAction") == "pan-y"
     expect(page.get_by_text("swipe up or down to scroll the page")).to_be_visible()
@@ -129,3 +147,17 @@ def test_files_not_yet_accepted_by_the_server_survive_a_reload(serve, browser, t
     page.reload()
     expect(page.get_by_role("link", name=re.compile("^Download keep-"))).to_have_count(3, timeout=DONE_MS)
     expect(page.locator(".job")).to_have_count(3)  # each file once
+
+    # A job the server says it restarted shows the server's note on its card (a restart itself is
+    # tested on the server, tests/test_restart.py; here its answer is the server's, marked restarted).
+    def restarted(route):
+        answer = route.fetch()
+        job = answer.json()
+        if job.get("original_name") == "keep-1.png":
+            job.update(restarted=True, restart_note=RESTART_NOTE)
+        route.fulfill(response=answer, json=job)
+
+    page.route("**/api/jobs/*", lambda route: restarted(route) if route.request.method == "GET" else route.continue_())
+    page.reload()
+    expect(page.locator(".job", has_text="keep-1.png").locator(".job-detail")).to_contain_text(RESTART_NOTE)
+    expect(page.locator(".job", has_text="keep-0.png").locator(".job-detail")).not_to_contain_text("restarted")

@@ -43,8 +43,11 @@ export async function fetchModels() {
 
 // Output size, seconds and known problems for an image of this size with these options.
 export async function fetchEstimate(width, height, opts) {
-  const query = new URLSearchParams({ width, height, scale: opts.scale,
-    anime: opts.anime, noise: opts.noise, model: opts.model, format: opts.format });
+  // The input's size is width/height here; the result's asked size is target_width/target_height.
+  const size = opts.width != null ? { target_width: opts.width } :
+    opts.height != null ? { target_height: opts.height } : { scale: opts.scale };
+  const query = new URLSearchParams({ width, height, ...size, anime: opts.anime, noise: opts.noise,
+    model: opts.model, format: opts.format, keep_gps: opts.keep_gps || "false" });
   const response = await call(`/api/estimate?${query}`);
   const body = await response.json();
   if (!response.ok) throw new Error(body.error);

@@ -151,7 +151,8 @@ export function render(entry, job) {
   if (job.eta_seconds != null && ["queued", "running"].includes(job.status)) {
     parts.push(`about ${formatSeconds(job.eta_seconds)} left`);
   }
-  if (job.restarted) parts.push("restarted after the server restarted");
+  if (job.restart_note) parts.push(job.restart_note); // the server's words, when it says them
+  else if (job.restarted) parts.push("restarted after the server restarted");
   detail.textContent = parts.join(" \u00b7 ");
   const cancel = card.querySelector(".cancel");
   if (FINISHED.includes(job.status) || job.cancel_requested || entry.cancelling) cancel.disabled = true;

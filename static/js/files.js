@@ -37,7 +37,8 @@ const limitsNow = () => {
 };
 
 // The scales the form offers (the server renders them), as numbers in their order.
-const formScales = () => [...form.querySelectorAll('input[name="scale"]')].map((r) => r.value);
+const formScales = () => [...form.querySelectorAll('input[name="scale"]')].map((r) => r.value)
+  .filter((value) => value !== "other");
 
 // Whether the server would take this file with these options (an estimate with no error).
 async function works(entry, opts) {
@@ -52,8 +53,9 @@ async function works(entry, opts) {
 // about the other choices (never "choose a smaller scale" when no scale would help).
 async function findFix(entry, opts) {
   const scales = [];
+  const { width, height, ...bySize } = opts; // a quick scale replaces a size asked in pixels
   for (const scale of formScales().filter((s) => s !== String(opts.scale))) {
-    if (await works(entry, { ...opts, scale })) scales.push(scale);
+    if (await works(entry, { ...bySize, scale })) scales.push(scale);
   }
   if (scales.length) return `Choose ${article(scales[0])} ${scales.map((s) => `${s}\u00d7`).join(" or ")} scale instead.`;
   for (const option of noiseSelect.options) {
@@ -64,6 +66,17 @@ async function findFix(entry, opts) {
   if (opts.model !== "auto" && await works(entry, { ...opts, model: "auto" })) return "Choose the Automatic model instead.";
   if (opts.format !== "png" && await works(entry, { ...opts, format: "png" })) return "Choose PNG as the output format instead.";
   return "No scale or format fits this image: crop or shrink it first.";
+}
+
+// The server's route in its words ("Will use ..., then Lanczos ...") and what the chosen options
+// would ignore, as the estimate says them.
+function showPlan(element, body) {
+  const lines = [];
+  if (body.plan && body.plan.text) lines.push(Object.assign(document.createElement("div"), { textContent: body.plan.text }));
+  for (const warning of body.warnings || []) {
+    lines.push(Object.assign(document.createElement("div"), { className: "caution", textContent: `Note: ${warning}` }));
+  }
+  element.replaceChildren(...lines);
 }
 
 function showProblem(entry, problem, fix) {
@@ -82,6 +95,7 @@ export async function refreshEstimates() {
   for (const entry of asked) {
     const note = entry.li.querySelector(".estimate");
     const fix = entry.li.querySelector(".fix");
+    const plan = entry.li.querySelector(".plan");
     const size = `${entry.width}\u00d7${entry.height}`;
     entry.errors = [];
     note.classList.remove("warn");
@@ -95,6 +109,7 @@ export async function refreshEstimates() {
       note.textContent = entry.errors.length ? `${sizes}: ${entry.errors.join("; ")}` :
         `${sizes}, about ${formatSeconds(body.seconds)}`;
       note.classList.toggle("warn", entry.errors.length > 0);
+      showPlan(plan, body); // replaced only now: the options below do not jump while it is asked
       if (entry.errors.length) {
         const text = await findFix(entry, opts);
         if (round !== estimateRound) return;
@@ -102,6 +117,7 @@ export async function refreshEstimates() {
       }
     } catch (error) {
       if (round !== estimateRound) return;
+      plan.replaceChildren(); // the plan said before is for other options
       if (error.network) {
         note.textContent = `${size}: estimate unavailable (${error.message})`;
       } else {
@@ -143,6 +159,8 @@ function fileRow(file) {
   const note = document.createElement("div");
   note.className = "estimate";
   note.textContent = "checking\u2026";
+  const plan = document.createElement("div");
+  plan.className = "plan";
   const fix = document.createElement("div");
   fix.className = "fix";
   const remove = document.createElement("button");
@@ -150,7 +168,7 @@ function fileRow(file) {
   remove.className = "remove";
   remove.textContent = "Remove";
   remove.setAttribute("aria-label", `Remove ${file.name}`);
-  text.append(name, note, fix);
+  text.append(name, note, plan, fix);
   li.append(thumb, text, remove);
   return li;
 }

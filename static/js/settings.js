@@ -1,7 +1,7 @@
-// The options a person picks (scale, content, noise, model, format, quality): read from the form,
-// remembered across reloads, set at once by a preset; the model and noise lists as the server lists
-// them (contract C3, degrading while fields are missing), with the choices its routes say cannot
-// work marked with the reason.
+// The options a person picks (scale or other size, content, noise, model, format, quality, keep GPS):
+// read from the form, remembered across reloads, set at once by a preset; the model and noise lists
+// as the server lists them (contract C3, degrading while fields are missing), with the choices its
+// routes say cannot work marked with the reason.
 
 import { fetchModels } from "./api.js";
 
@@ -16,6 +16,11 @@ const quality = document.getElementById("quality");
 const qualityField = document.getElementById("quality-field");
 const qualityValue = document.getElementById("quality-value");
 const presets = document.getElementById("presets");
+const otherSize = document.getElementById("other-size");
+const sizeKind = document.getElementById("size-kind");
+const sizeValue = document.getElementById("size-value");
+const sizeNote = document.getElementById("size-note");
+const keepGps = document.getElementById("keep-gps");
 const SETTINGS_KEY = "remaster.settings";
 const LOSSLESS = ["png", "bmp", "tiff"]; // formats without a quality setting
 
@@ -23,10 +28,19 @@ let models = [];
 let routes = []; // {scale, anime, noise, model, error?} from /api/models, when the server lists them
 let limits = {};
 
+// The result's size as the server takes it: exactly one of `scale`, `width` or `height` ("Other
+// size" gives a factor or a side in pixels, the aspect kept).
+function size(data) {
+  if (data.get("scale") !== "other") return { scale: data.get("scale") };
+  const value = sizeValue.value.trim();
+  return sizeKind.value === "factor" ? { scale: value } : { [sizeKind.value]: value };
+}
+
 export function options() {
   const data = new FormData(form);
   return {
-    scale: data.get("scale"),
+    ...size(data),
+    keep_gps: keepGps.checked ? "true" : "false",
     anime: anime.checked ? "true" : "false",
     noise: data.get("noise") || "none",
     model: data.get("model") || "auto",
@@ -80,13 +94,26 @@ function describeNoise() {
   }
 }
 
+// The other size's field follows its kind: a factor within the server's scale limits, or pixels.
+function showSize() {
+  const other = form.querySelector('input[name="scale"][value="other"]').checked;
+  otherSize.hidden = !other;
+  const factor = sizeKind.value === "factor";
+  sizeValue.min = factor ? String(limits.min_scale || 1) : "1";
+  sizeValue.max = factor ? String(limits.max_scale || 8) : "";
+  sizeValue.step = factor ? "any" : "1";
+  sizeNote.textContent = factor ? `A factor from ${sizeValue.min} to ${sizeValue.max}, e.g. 2.5.` :
+    `The result's ${sizeKind.value} in pixels; the aspect ratio is kept.`;
+}
+
 function showQuality() {
   qualityField.hidden = LOSSLESS.includes(format.value);
   qualityValue.textContent = quality.value;
 }
 
 function save() {
-  try { localStorage.setItem(SETTINGS_KEY, JSON.stringify(options())); } catch { /* private mode: no memory */ }
+  const remembered = { ...options(), size_kind: sizeKind.value, size_value: sizeValue.value };
+  try { localStorage.setItem(SETTINGS_KEY, JSON.stringify(remembered)); } catch { /* private mode: no memory */ }
 }
 
 function saved() {
@@ -95,15 +122,23 @@ function saved() {
 
 // Put remembered or preset values into the form; values the form does not offer are left as they are.
 function apply(values) {
-  if (values.scale != null) {
-    const radio = form.querySelector(`input[name="scale"][value="${CSS.escape(String(values.scale))}"]`);
-    if (radio) radio.checked = true;
+  if (values.size_kind != null) {
+    sizeKind.value = values.size_kind;
+    sizeValue.value = values.size_value;
   }
+  const quick = values.scale != null &&
+    form.querySelector(`input[name="scale"][value="${CSS.escape(String(values.scale))}"]`);
+  if (quick) quick.checked = true;
+  else if (values.scale != null || values.width != null || values.height != null) {
+    form.querySelector('input[name="scale"][value="other"]').checked = true;
+  }
+  if (values.keep_gps != null) keepGps.checked = values.keep_gps === "true";
   if (values.anime != null) anime.checked = values.anime === true || values.anime === "true";
   for (const [select, value] of [[noiseSelect, values.noise], [modelSelect, values.model], [format, values.format]]) {
     if (value != null && [...select.options].some((o) => o.value === value && !o.disabled)) select.value = value;
   }
   if (values.quality != null) quality.value = values.quality;
+  showSize();
   showQuality();
   describeModel();
   describeNoise();
@@ -115,6 +150,7 @@ export async function loadModels() {
   models = body.models || [];
   routes = Array.isArray(body.routes) ? body.routes : [];
   limits = body.limits || {};
+  showSize();
   if (body.limits) form.dataset.maxOutputPixels = body.limits.max_output_pixels;
   const current = saved().model || modelSelect.value;
   const auto = new Option("Automatic", "auto");
@@ -150,9 +186,17 @@ export function watchSettings(onChange) {
   apply(saved());
   modelSelect.addEventListener("change", describeModel);
   format.addEventListener("change", showQuality);
+  // Enter in the size field takes the size (its estimate follows) instead of sending the files
+  // with the estimate of the size before.
+  sizeValue.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    sizeValue.dispatchEvent(new Event("change", { bubbles: true }));
+  });
   quality.addEventListener("input", () => { qualityValue.textContent = quality.value; });
   form.addEventListener("change", (event) => {
     if (event.target.id === "file") return;
+    showSize();
     describeNoise();
     save();
     onChange();
