@@ -64,13 +64,18 @@ def route_choices(upscaler: Upscaler) -> list[dict]:
     those whose model is installed here (``available_noise_levels``), and the models that honour a
     noise level at that scale (``noise_models``: name -> level)."""
     present = upscaler.store.entries()
+
+    def chains(scale: int, anime: bool, level: str) -> list[tuple[str, ...]]:  # a route lists names or chains
+        return [(entry,) if isinstance(entry, str) else tuple(entry) for entry in registry.route(scale, anime, level)]
+
     rows = []
     for scale in registry.ROUTE_SCALES:
         for anime in (False, True):
             levels = [lv for lv in registry.NOISE_LEVELS if registry.route(scale, anime, lv)]
-            available = [lv for lv in levels if any(m in present for m in registry.route(scale, anime, lv))]
-            models = {name: registry.spec(name).noise for lv in levels for name in registry.route(scale, anime, lv)
-                      if registry.spec(name).noise is not None}
+            available = [lv for lv in levels
+                         if any(all(m in present for m in chain) for chain in chains(scale, anime, lv))]
+            models = {name: registry.spec(name).noise for lv in levels for chain in chains(scale, anime, lv)
+                      for name in chain if registry.spec(name).noise is not None}
             rows.append({"scale": scale, "anime": anime, "noise_levels": levels,
                          "available_noise_levels": available, "noise_models": models})
     return rows
