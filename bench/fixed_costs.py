@@ -254,8 +254,6 @@ def split(side: int = 256, rounds: int = 2, photo=None) -> None:
 
 
 def main() -> int:
-    import argparse
-
     if len(sys.argv) > 1 and sys.argv[1] == "--imports-child":
         sys.path.insert(0, str(ROOT))
         imports_child(bool(int(sys.argv[2])))
@@ -264,14 +262,9 @@ def main() -> int:
         sys.path.insert(0, str(ROOT))
         child(sys.argv[2], sys.argv[3], float(sys.argv[4]))
         return 0
-    parser = argparse.ArgumentParser(description="Fixed costs of a one-image CLI run")
-    parser.add_argument("--side", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    from speed import crop  # bench/ is this script's folder
-
-    split(args.side, args.rounds, crop)
-    return 0
+    # The split is run by bench/speed.py, which owns the timed photo (one import direction only).
+    print('run: python bench/speed.py --sizes "" --split', file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
