@@ -69,12 +69,13 @@ def job_state(base: str, job_id: str) -> dict:
     return body
 
 
-def post_job(base: str, data: bytes, model: str) -> str:
+def post_job(base: str, data: bytes, model: str, scale: str = "4", filename: str = "p.png",
+             content_type: str = "image/png") -> str:
     boundary = uuid.uuid4().hex
     parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in {"scale": "4", "model": model}.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.png"\r\n'
-                 "Content-Type: image/png\r\n\r\n".encode() + data + f"\r\n--{boundary}--\r\n".encode())
+             for k, v in {"scale": scale, "model": model}.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                 f"Content-Type: {content_type}\r\n\r\n".encode() + data + f"\r\n--{boundary}--\r\n".encode())
     status, body = call(base, "/api/jobs", "POST", b"".join(parts),
                         {"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert status == 202, body

@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 
 from esrgan.video import probe
 from tests.media import packets, write_clip
-from tests.test_restart import call, job_state, start_server, wait_until
+from tests.test_restart import job_state, post_job, start_server, wait_until
 
 FRAMES = 24  # 2 s at 12 fps, a keyframe every 6 frames: four segments of half a second
 MODEL = "realesrgan-x4plus-anime"  # an RRDBNet: slow enough per frame to be killed mid-video
 
 
 def post_clip(base: str, data: bytes) -> str:
-    boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in {"scale": "2", "model": MODEL}.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="clip.mp4"\r\n'
-                 "Content-Type: video/mp4\r\n\r\n".encode() + data + f"\r\n--{boundary}--\r\n".encode())
-    status, body = call(base, "/api/jobs", "POST", b"".join(parts),
-                        {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    assert status == 202, body
-    return body["id"]
+    return post_job(base, data, MODEL, scale="2", filename="clip.mp4", content_type="video/mp4")
 
 
 def test_a_server_killed_mid_video_resumes_from_its_finished_segments(tmp_path, weights_dir, monkeypatch):

@@ -50,7 +50,7 @@ from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import torch
-from spandrel.architectures.RealCUGAN.__arch.upcunet_v3 import SEBlock, UNet1, UNet2
+from spandrel.architectures.RealCUGAN.__arch.upcunet_v3 import UNet1, UNet2
 from torch import nn
 from torch.nn import functional as F
 
