@@ -293,7 +293,8 @@ class Upscaler:
         tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2)
         module = self._module(loaded, tiling)
         plan = plan_for(rgb.shape[0], rgb.shape[1], tiling, loaded.size_multiple, model_context(module))
-        store = None if checkpoint is None else WorkStore.open(checkpoint, self._identity(loaded, tiling, rgb))
+        resumable = checkpoint is not None and plan.count > 1  # one tile has nothing to resume part-way
+        store = WorkStore.open(checkpoint, self._identity(loaded, tiling, rgb)) if resumable else None
         inference_started = time.perf_counter()
         tiled = run_plan(module, rgb, plan, scale=loaded.entry.scale, options=tiling, device=loaded.device,
                          dtype=loaded.dtype, channels_last=loaded.channels_last, progress=progress,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from esrgan.atomic import DISK_FULL_ERRNOS
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$")
@@ -50,12 +55,15 @@ def digest(*parts: Any) -> str:
 class WorkStore:
     """A folder of finished units of one piece of work (see the module docstring).
 
-    Safe to use from one process at a time; units are written atomically.
+    Safe to use from one process at a time; units are written atomically. Keeping units is a courtesy
+    to a run that may crash, never a condition of the work: on a full disk the store stops keeping
+    new units (`full`) and the work goes on.
     """
 
     def __init__(self, folder: Path, identity: dict) -> None:
         self.folder = Path(folder)
         self.identity = json.loads(json.dumps(identity, sort_keys=True, default=str))
+        self.full = False
 
     @classmethod
     def open(cls, folder: Path | str, identity: dict) -> WorkStore:
@@ -119,13 +127,29 @@ class WorkStore:
         return self.folder / f"{name}.unit"
 
     def _write(self, filename: str, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+        if self.full:
+            return
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+        except OSError as exc:
+            self._disk_full(exc)
+            return
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.folder / filename)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            self._disk_full(exc)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _disk_full(self, exc: OSError) -> None:
+        """Stop keeping units when the disk is full (re-raise anything else)."""
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise exc
+        self.full = True
+        log.warning("no room to keep finished work in %s (%s): going on without checkpoints", self.folder, exc)

@@ -206,3 +206,23 @@ def test_synced_passes_recompute_when_the_tile_states_would_not_fit_and_agree(st
     passes = len(model.se_blocks) + 1
     assert len(kept) == plan.count and len(recomputed) == plan.count * passes + 1  # + the first, refused
     assert psnr(again.image, staged.image) >= 100
+
+
+def test_a_full_disk_stops_the_checkpoints_not_the_work(tmp_path, photo, monkeypatch):
+    """Keeping finished tiles is a courtesy to a run that may crash: with no room left the run goes on."""
+    import errno
+    import os
+
+    model = TinySR().eval()
+    plan = plan_for(*photo.shape[:2], OPTIONS)
+    whole = run_plan(model, photo, plan, scale=2, options=OPTIONS).image
+    store = WorkStore.open(tmp_path / "work", {"work": "full disk"})
+
+    def no_room(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_room)
+    result = run_plan(model, photo, plan, scale=2, options=OPTIONS, checkpoint=store)
+    assert store.full and not store.names()
+    assert not list((tmp_path / "work").glob(".*.tmp"))  # no half-written unit left behind
+    np.testing.assert_array_equal(result.image, whole)
