@@ -119,17 +119,22 @@ def test_desktop_start_page_checks_what_it_can_before_sending(serve, browser, tm
         page.get_by_role("button", name=f"Remove {name}").click()
     expect(upscale_button(page)).to_be_enabled()
 
-    # A choice the server's routes cannot make (photos have no noise levels): marked in the list,
-    # refused by the estimate with the reason, Upscale off, and the fix that works.
+    # A choice the server's routes cannot make (anime has no medium level at 4x; photos now have every
+    # level, and the page follows without a list of its own): marked in the list, refused by the
+    # estimate with the reason, Upscale off, and a fix that works.
     page.get_by_role("combobox", name="Model", exact=True).select_option("auto")
     noise = page.get_by_role("combobox", name="Noise reduction", exact=True)
-    expect(noise.locator("option[value=low]")).to_have_text(re.compile(r"Low \(not at 4× for photos\)"))
-    noise.select_option("low")
+    expect(noise.locator("option[value=medium]")).to_have_text("Medium")  # photos: every level exists
+    anime = page.get_by_role("checkbox", name="Anime / illustration")
+    anime.check()
+    expect(noise.locator("option[value=medium]")).to_have_text(re.compile(r"Medium \(not at 4× for anime\)"))
+    noise.select_option("medium")
     expect(rows.filter(has_text="ok.png")).to_contain_text("noise reduction is not available", timeout=ESTIMATE_MS)
-    expect(rows.filter(has_text="ok.png").locator(".fix")).to_have_text("Choose noise reduction “None” instead.",
-                                                                        timeout=ESTIMATE_MS)
+    expect(rows.filter(has_text="ok.png").locator(".fix")).to_have_text(
+        re.compile(r"^Choose .+ instead\.$"), timeout=ESTIMATE_MS)
     expect(upscale_button(page)).to_be_disabled()
     noise.select_option("none")
+    anime.uncheck()
     expect(upscale_button(page)).to_be_enabled(timeout=ESTIMATE_MS)
 
     # Output by size: a width in pixels (the height follows the aspect), then a factor; the plan says
