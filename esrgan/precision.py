@@ -160,6 +160,8 @@ class PrecisionStore:
         measure a model this machine has no figures for now (a run does; an estimate does not)."""
         if runtime_precision != "bf16" or not automatic:
             return runtime_precision
+        if not native_bf16()[0]:  # bf16 would be emulated here (e.g. under ONEDNN_MAX_CPU_ISA caps)
+            return "fp32"
         name = store.entry(model).name
         figures = self.measured(store, name) if measure else self.get(name)
         return figures.chosen if figures is not None else runtime_precision
