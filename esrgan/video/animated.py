@@ -59,18 +59,10 @@ class AnimationInfo:
 
 
 @dataclass(frozen=True)
-class AnimationResult:
-    """What was written: kind, size, frames, delays and loop (as kept), and whether the size was
-    rounded to even (a video output only)."""
+class AnimationResult(AnimationInfo):
+    """What was written: the facts of `AnimationInfo` as kept in the output, whether the size was
+    rounded to even (a video output only), and the seconds it took."""
 
-    path: Path
-    kind: str
-    width: int
-    height: int
-    frames: int
-    delays: tuple[int, ...]
-    loop: int | None
-    has_alpha: bool
     rounded_to_even: bool
     seconds: float
 
