@@ -213,3 +213,38 @@ def test_a_worker_honours_the_engine_settings_of_its_environment(redis_url, tmp_
         assert service._upscaler is None or service._upscaler._runtime is None
     finally:
         stop_workers(workers, logs)
+
+
+def test_queued_jobs_know_their_place_and_the_time_left_never_grows_between_polls(redis_url, tmp_path, weights_dir,
+                                                                                    make_app):
+    """Every poll reads a Celery job afresh from its record; the queue position comes from the broker
+    and the time left shown is remembered in Redis, so it never goes up while the job runs."""
+    uploads = tmp_path / "uploads"
+    app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(uploads))
+    client = app.test_client()
+    photo = png_bytes(crop_of("chelsea_fur.png", (7, 3, 50, 34)))  # 43x31, tiled in 16 px steps below
+    ids = [submit(client, photo, model="realesr-animevideov3").get_json()["id"] for _ in range(3)]
+    assert [records(client, ids)[i]["queue_position"] for i in ids] == [1, 2, 3]  # no worker yet
+
+    _, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("solo",), TILE=16, STEP_DELAY=0.2)
+    try:
+        shown, positions = {i: [] for i in ids}, {i: [] for i in ids}
+        deadline = time.time() + 180
+        while True:
+            states = records(client, ids)
+            if all(s["status"] == "done" for s in states.values()):
+                break
+            assert time.time() < deadline and not any(s["status"] == "failed" for s in states.values()), states
+            for i, state in states.items():
+                if state["status"] == "running" and state["eta_seconds"] is not None:
+                    shown[i].append(state["eta_seconds"])
+                if state["status"] == "queued":
+                    positions[i].append(state["queue_position"])
+            time.sleep(0.1)
+    finally:
+        stop_workers(workers, logs)
+    for i in ids:
+        assert len(shown[i]) >= 3, shown  # 6 tiles, 0.2 s each at least: seen running several times
+        assert shown[i] == sorted(shown[i], reverse=True), shown[i]
+    assert set(positions[ids[2]]) <= {1, 2, 3} and positions[ids[2]][-1] == 1  # it moved up to first
+    assert all(p == 1 for p in positions[ids[1]][positions[ids[1]].index(1):])

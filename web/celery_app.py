@@ -16,6 +16,7 @@ LIGHT_QUEUE = "cpu"  # with routing on: models cheap enough for any worker (`Mod
 HEAVY_QUEUE = "gpu"  # with routing on: every other model
 TASK_NAME = "remaster.upscale"
 CANCEL_KEY = "remaster:cancel:{}"
+ETA_SHOWN_KEY = "remaster:eta-shown:{}:{}"  # job id, run: the seconds left last shown
 QUEUED_KEY = "remaster:queued"  # sorted set: job id -> enqueue time, for the oldest job's age
 WORKER_KEY = "remaster:workers"  # hash: worker name -> last heartbeat
 RATES_KEY = "remaster:rates"  # hash: model -> seconds per processed pixel, measured by the workers' jobs

@@ -19,6 +19,7 @@ from web import figures
 from web.celery_app import (
     CANCEL_KEY,
     DEFAULT_QUEUE,
+    ETA_SHOWN_KEY,
     HEARTBEAT_SECONDS,
     HEAVY_QUEUE,
     LIGHT_QUEUE,
@@ -37,6 +38,7 @@ WORKER_SEEN_SECONDS = 120
 # A worker silent this long is gone: its running job is shown queued (Celery gives it to another
 # worker once the visibility timeout passes), never "running" with nothing running it.
 WORKER_LOST_SECONDS = 3 * HEARTBEAT_SECONDS + 5
+ETA_SHOWN_TTL_SECONDS = 24 * 3600  # a figure nobody asked for since is forgotten
 
 
 class CeleryRunner:
@@ -126,8 +128,27 @@ class CeleryRunner:
     def ahead_seconds(self, job: Job) -> float:
         return 0.0  # the jobs ahead are other machines' business; their records are not read per poll
 
+    def eta_seconds(self, job: Job, calibration: float | None = None) -> float | None:
+        """Each poll reads the job afresh from its record, so the figure last shown (which the time
+        left never exceeds while the job runs, `web.eta.held`) is kept in Redis, per run of the job:
+        a redelivered job starts its figure again."""
+        key = ETA_SHOWN_KEY.format(job.id, job.restarts)
+        shown = self.redis.get(key)
+        job.eta_shown = None if shown is None else float(shown)
+        eta = job.eta_seconds(ahead=self.ahead_seconds(job), calibration=calibration)
+        if job.finished or eta is None:
+            self.redis.delete(key)
+        else:
+            self.redis.set(key, eta, ex=ETA_SHOWN_TTL_SECONDS)
+        return eta
+
     def queue_position(self, job: Job) -> int | None:
-        return None  # the broker's queue is not counted per poll
+        """The job's place among the jobs waiting for any worker, oldest first (with queues per
+        device, a job may start before one ahead of it that waits for the other kind of worker)."""
+        if job.status != "queued":
+            return None
+        rank = self.redis.zrank(QUEUED_KEY, job.id)
+        return None if rank is None else rank + 1
 
     def calibration_seconds(self) -> float | None:
         return None  # each worker measures its own CPU, and says so in the job's stage

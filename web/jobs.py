@@ -53,6 +53,10 @@ class JobRunner(Protocol):
     def ahead_seconds(self, job: Job) -> float:
         """Seconds of work before a queued job starts (0 when that cannot be told)."""
 
+    def eta_seconds(self, job: Job, calibration: float | None = None) -> float | None:
+        """The time left to show for ``job`` (`Job.eta_seconds` with the work ahead of it), never
+        more than was shown for it before while it runs, whichever process answered before."""
+
     def queue_position(self, job: Job) -> int | None:
         """1 for the next queued job to start, 2 for the one after it...; None when not queued
         (or when the runner cannot tell)."""
@@ -169,6 +173,9 @@ class InProcessRunner:
             ahead = [j for j in self._jobs.values() if j.status == "running"
                      or (j.status == "queued" and j.created_at < job.created_at)]
         return sum(j.eta_seconds(now, remember=False) or 0.0 for j in ahead) / max(1, self.workers)
+
+    def eta_seconds(self, job: Job, calibration: float | None = None) -> float | None:
+        return job.eta_seconds(ahead=self.ahead_seconds(job), calibration=calibration)
 
     def queue_position(self, job: Job) -> int | None:
         if job.status != "queued":

@@ -86,7 +86,7 @@ def status_view(job: Job) -> dict:
         "original_name": job.original_name,
         "progress": {"done": job.steps_done, "total": job.steps_total, "fraction": round(job.fraction, 4)},
         "elapsed_seconds": job.elapsed_seconds(),
-        "eta_seconds": job.eta_seconds(ahead=runner.ahead_seconds(job), calibration=calibration),
+        "eta_seconds": runner.eta_seconds(job, calibration),
         "queue_position": runner.queue_position(job),
         "restarted": job.restarts > 0,
         "restart_note": RESTART_NOTE if job.restarts > 0 else None,
