@@ -14,6 +14,11 @@ FRAMES = 24  # 2 s at 12 fps, a keyframe every 6 frames: four segments of half a
 MODEL = "realesrgan-x4plus-anime"  # an RRDBNet: slow enough per frame to be killed mid-video
 
 
+def finished_segments(folder, job_id: str) -> list[str]:
+    """The segments a job has finished so far (units of its store in ``<id>_work/``)."""
+    return sorted(p.name for p in (folder / f"{job_id}_work").glob("segment-*.unit"))
+
+
 def post_clip(base: str, data: bytes) -> str:
     return post_job(base, data, MODEL, scale="2", filename="clip.mp4", content_type="video/mp4")
 
@@ -26,12 +31,12 @@ def test_a_server_killed_mid_video_resumes_from_its_finished_segments(tmp_path, 
     process, base = start_server(folder, weights_dir, tmp_path / "first.log")
     try:
         job_id = post_clip(base, clip.read_bytes())
-        wait_until(lambda: list(folder.glob(f"{job_id}_segment-*.mp4")), 240, "a finished segment")
+        wait_until(lambda: finished_segments(folder, job_id), 240, "a finished segment")
         assert job_state(base, job_id)["status"] == "running"
     finally:
         os.kill(process.pid, signal.SIGKILL)  # no chance to clean up
         process.wait(10)
-    kept = sorted(p.name for p in folder.glob(f"{job_id}_segment-*.mp4"))
+    kept = finished_segments(folder, job_id)
     assert kept
     process, base = start_server(folder, weights_dir, tmp_path / "second.log")
     try:
@@ -45,4 +50,5 @@ def test_a_server_killed_mid_video_resumes_from_its_finished_segments(tmp_path, 
     assert probe(out).frames == FRAMES and packets(out, "audio") == packets(clip, "audio")
     redone = (tmp_path / "second.log").read_text().count("done by the job's own process")
     assert redone == 4 - len(kept)  # only the segments the killed server had not finished
-    assert not list(folder.glob(f"{job_id}_segment-*"))
+    assert state["result"]["provenance"]["segments"] == ["server"] * 4
+    assert not (folder / f"{job_id}_work").exists() and not list(folder.glob(f"{job_id}_segment*"))
