@@ -85,21 +85,11 @@ def holding(part: Path, stale_seconds: float) -> Iterator[None]:
 
 def frames_in_progress(part: Path) -> int:
     """Frames another process has done of a claimed segment (0 when unclaimed or unreadable)."""
-    return _read(part)[0]
-
-
-def holder(part: Path) -> str | None:
-    """Who holds ``part``'s segment (None when nobody, or it did not say)."""
-    return _read(part)[1] or None
+    try:
+        return int(claim_path(part).read_text().partition(" ")[0] or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _content(frames_done: int, holder: str) -> str:
     return f"{frames_done} {holder}".strip()
-
-
-def _read(part: Path) -> tuple[int, str]:
-    try:
-        frames, _, name = claim_path(part).read_text().partition(" ")
-        return int(frames or 0), name
-    except (OSError, ValueError):
-        return 0, ""

@@ -5,9 +5,9 @@ keyframe-aligned segments, joined losslessly into the result (`esrgan.video`).
 what it raises, as for an image. Finished segments are the units of the job's segment store (an
 `esrgan.resumable.WorkStore` in the job's work folder, ``<job id>_work/``), whose identity is
 everything that decides the result (`segment_identity`: model, scale, noise, the engine's precision
-and tiling, the encoder's options, the input's digest, the segment plan). A run that was stopped or killed resumes
-there: a segment whose unit exists is complete and is not upscaled again; a changed job finds the
-store emptied. A cancel or a failure deletes the store; a stop (the server shutting down) keeps it
+and tiling, the encoder's options, the input's digest, the segment plan). A run that was stopped or
+killed resumes there: a segment whose unit exists is complete and is not upscaled again; a changed
+job finds the store emptied. A cancel or a failure deletes the store; a stop (the server shutting down) keeps it
 for the next run; the job's end removes it (so do `web.lifecycle.finish` and the files' expiry,
 `web.storage`, for whatever a dead process left).
 
