@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import time
 
 import pytest
 
@@ -15,6 +16,7 @@ from esrgan.resumable import WorkStore
 from esrgan.video import probe
 from tests.media import packets, write_clip
 from tests.test_restart import job_state, post_job, start_server, wait_until
+from web.storage import FileStore, new_id
 from web.video_run import VideoSettings, run_moving, segment_files
 
 FRAMES = 24  # 2 s at 12 fps, a keyframe every 6 frames: four segments of half a second
@@ -102,3 +104,18 @@ def test_helpers_join_the_store_the_job_opened_and_never_make_or_empty_one(tmp_p
     assert WorkStore.join(folder, {"crf": 30}) is None  # another work: it adds nothing
     assert helper.names() == ["segment-00000-of-00002-x"]  # and emptied nothing
     assert WorkStore.open(folder, {"crf": 30}).tag != owner.tag and owner.names() == []
+
+
+def test_a_dead_runs_segment_store_expires_with_its_job(tmp_path):
+    """What a killed process left in a job's store (units, a claim, a half-written part) stays while
+    the job may resume and goes with the job's files once it has ended and expired."""
+    files = FileStore(tmp_path / "uploads", ttl_seconds=60)
+    job_id = new_id()
+    store = WorkStore.open(files.work_dir(job_id), {"work": "video-segments"})
+    store.save_json("by-segment-00000-of-00002-x", {"worker": "alpha@test"})
+    (store.folder / "segment-00001-of-00002-x.unit.claim").write_text("3 beta@test")
+    (store.folder / ".segment-00001-of-00002-x.unit.abc.part").write_bytes(b"half")
+    files.save_record(job_id, {"id": job_id, "status": "running"})
+    assert files.sweep(now=time.time() + 10 * 60) == 0 and store.folder.is_dir()  # it may resume
+    files.save_record(job_id, {"id": job_id, "status": "failed", "finished_at": time.time()})
+    assert files.sweep(now=time.time() + 61) == 5 and list(files.root.iterdir()) == []  # 4 in the store, the record
