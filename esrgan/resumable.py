@@ -14,6 +14,14 @@ job never resumes from stale parts.
     store.close()  # the work is done: the folder goes
 
 Unit names are short ASCII words (letters, digits, ``-``, ``_``, ``.``; not starting with a dot).
+
+Several processes (the video segments a job shares with other workers): one process owns the store
+and alone calls `WorkStore.open` (which may empty the folder) and `close`; the others call
+`WorkStore.join`, which never creates or empties anything and refuses a folder whose manifest names
+other work, and only add units. Distinct units written by distinct processes do not interfere
+(each is one atomic rename). A helper that joined before the owner emptied the folder for changed
+work could still add a unit under an old name: writers that share a store put `tag` (a digest of
+the identity) in their unit names, so a stale unit is never mistaken for one of the new work.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from esrgan.atomic import DISK_FULL_ERRNOS
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+TAG_LENGTH = 12  # hex digits of `WorkStore.tag`: 48 bits, no two works of one job collide
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$")
 
 
@@ -55,9 +64,9 @@ def digest(*parts: Any) -> str:
 class WorkStore:
     """A folder of finished units of one piece of work (see the module docstring).
 
-    Safe to use from one process at a time; units are written atomically. Keeping units is a courtesy
-    to a run that may crash, never a condition of the work: on a full disk the store stops keeping
-    new units (`full`) and the work goes on.
+    Owned by one process at a time (others may `join` it to add units); units are written
+    atomically. Keeping units is a courtesy to a run that may crash, never a condition of the work:
+    on a full disk the store stops keeping new units (`full`) and the work goes on.
     """
 
     def __init__(self, folder: Path, identity: dict) -> None:
@@ -81,6 +90,23 @@ class WorkStore:
             store.folder.mkdir(parents=True)
             store._write(MANIFEST, json.dumps(store.identity, sort_keys=True).encode())
         return store
+
+    @classmethod
+    def join(cls, folder: Path | str, identity: dict) -> WorkStore | None:
+        """The store another process opened in ``folder`` for the work named by ``identity``, to add
+        units to; None when there is none or its manifest names other work. Creates and empties
+        nothing (only the owner, through `open`, does)."""
+        store = cls(Path(folder), identity)
+        try:
+            same = json.loads((store.folder / MANIFEST).read_text()) == store.identity
+        except (OSError, ValueError):
+            same = False
+        return store if same else None
+
+    @property
+    def tag(self) -> str:
+        """A short digest of the identity, for unit names that several processes write (module docstring)."""
+        return digest(self.identity)[:TAG_LENGTH]
 
     def has(self, name: str) -> bool:
         return self._path(name).is_file()

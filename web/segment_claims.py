@@ -2,9 +2,11 @@
 
 Every process that works on a job's segments (the worker running the job, and helper workers on
 Celery) claims a segment before it upscales it: it creates ``<part>.claim`` exclusively, writes
-into it the frames it has done so far (so the job's progress counts every worker's frames), and
-touches it as it goes. A claim not touched for a while belongs to a process that died: anyone may
-take it over. The part itself is written atomically, so a part that exists is complete.
+into it the frames it has done so far and its own name (``"<frames> <holder>"``: the job's progress
+counts every worker's frames, and anyone can see who holds what), and touches it as it goes. A
+claim not touched for a while belongs to a process that died: anyone may take it over. The part
+itself is written atomically, so a part that exists is complete. Parts and claims lie in the job's
+segment store (`web.video_run.segment_store`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ def claim_path(part: Path) -> Path:
     return part.with_name(part.name + CLAIM_SUFFIX)
 
 
-def claim(part: Path, stale_seconds: float) -> bool:
-    """Claim ``part``'s segment; False when another live process holds it (or it is done). A claim
-    older than ``stale_seconds`` is taken over."""
+def claim(part: Path, stale_seconds: float, holder: str = "") -> bool:
+    """Claim ``part``'s segment for ``holder`` (a worker's name); False when another live process
+    holds it (or it is done). A claim older than ``stale_seconds`` is taken over."""
     if part.is_file():
         return False
     path = claim_path(part)
@@ -41,15 +43,15 @@ def claim(part: Path, stale_seconds: float) -> bool:
                 pass
             continue
         with os.fdopen(fd, "w") as handle:
-            handle.write("0")
+            handle.write(_content(0, holder))
         return not part.is_file()
     return False
 
 
-def report(part: Path, frames_done: int) -> None:
+def report(part: Path, frames_done: int, holder: str = "") -> None:
     """Say how far this claim's holder is (and that it is alive)."""
     try:
-        claim_path(part).write_text(str(frames_done))
+        claim_path(part).write_text(_content(frames_done, holder))
     except OSError:
         pass
 
@@ -84,6 +86,10 @@ def holding(part: Path, stale_seconds: float) -> Iterator[None]:
 def frames_in_progress(part: Path) -> int:
     """Frames another process has done of a claimed segment (0 when unclaimed or unreadable)."""
     try:
-        return int(claim_path(part).read_text() or 0)
+        return int(claim_path(part).read_text().partition(" ")[0] or 0)
     except (OSError, ValueError):
         return 0
+
+
+def _content(frames_done: int, holder: str) -> str:
+    return f"{frames_done} {holder}".strip()

@@ -2,22 +2,32 @@
 keyframe-aligned segments, joined losslessly into the result (`esrgan.video`).
 
 `web.lifecycle.run_job` calls `run_moving` for a job whose kind is not "image" and ends the job by
-what it raises, as for an image. Each segment is its own file in the job folder
-(``<job id>_segment-NNNNN-of-NNNNN.mp4``, written atomically), so a run that was stopped or
-killed resumes: a segment whose file exists is complete and is not upscaled again. A cancel or a
-failure deletes them; a stop (the server shutting down) keeps them for the next run.
+what it raises, as for an image. Finished segments are the units of the job's segment store (an
+`esrgan.resumable.WorkStore` in the job's work folder, ``<job id>_work/``), whose identity is
+everything that decides the result (`segment_identity`: model, scale, noise, the engine's precision
+and tiling, the encoder's options, the input's digest, the segment plan). A run that was stopped or
+killed resumes there: a segment whose unit exists is complete and is not upscaled again; a changed
+job finds the store emptied. A cancel or a failure deletes the store; a stop (the server shutting down) keeps it
+for the next run; the job's end removes it (so do `web.lifecycle.finish` and the files' expiry,
+`web.storage`, for whatever a dead process left).
+
+The job's process owns the store (`segment_store` opens it); Celery workers that help with its
+segments (`web.video_tasks`) only join it and add units (`esrgan.resumable`: several writers).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from esrgan.errors import Cancelled
 from esrgan.pipeline import Upscaler
+from esrgan.resumable import WorkStore
+from esrgan.settings import Settings
 from esrgan.video import (
     EncodeOptions,
     Segment,
@@ -48,6 +58,8 @@ NO_LIMITS = VideoLimits(max_seconds=float("inf"), max_frames=2**62, max_input_pi
                         max_output_pixels=2**62)
 PREVIEW_EXT = "mp4"
 WAIT_POLL_S = 0.5  # how often the job's process looks at segments other workers hold
+LOCAL_WORKER = "server"  # who the job's process says it is when it has no worker name (in-process runner)
+_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime) -> sha256: `input_digest`
 
 
 @dataclass(frozen=True)
@@ -75,13 +87,64 @@ def video_settings(config: Mapping) -> VideoSettings:
                          float(config["PREVIEW_MIN_SECONDS"]), float(config["VIDEO_STALE_SECONDS"]))
 
 
-def segment_path(files: FileStore, job: Job, segment: Segment) -> Path:
-    """Where a segment of ``job`` is kept while the job runs (never served)."""
-    return files.root / f"{job.id}_{segment.file_name}"
+def segment_identity(job: Job, info: VideoInfo, segments: list[Segment], engine: Settings) -> dict:
+    """What decides a job's segments: a store opened with another identity starts empty."""
+    return {"work": "video-segments", "model": job.model, "anime": job.anime, "scale": job.scale,
+            "noise": job.noise, "precision": engine.precision, "device": engine.device, "backend": engine.backend,
+            "tile": engine.tile, "tile_pad": engine.tile_pad, "pre_pad": engine.pre_pad, "se_sync": engine.se_sync,
+            "encode": asdict(encode_options(job)), "input": input_digest(info.path),
+            "plan": [[s.start_pts, s.end_pts, s.frames] for s in segments]}
+
+
+def segment_store(files: FileStore, job: Job, info: VideoInfo, segments: list[Segment], engine: Settings,
+                  owner: bool = True) -> WorkStore | None:
+    """The job's segment store: opened (created, or emptied for changed work) by the job's own
+    process (``owner``); joined by a helper, None when the job's process has not opened it for
+    the same work (`esrgan.resumable.WorkStore.join`)."""
+    folder, identity = files.work_dir(job.id), segment_identity(job, info, segments, engine)
+    return WorkStore.open(folder, identity) if owner else WorkStore.join(folder, identity)
+
+
+def segment_part(store: WorkStore, segment: Segment) -> Path:
+    """Where ``segment``'s encoded file lies once finished (its unit in ``store``)."""
+    return store.path(f"{Path(segment.file_name).stem}-{store.tag}")
 
 
 def segment_files(files: FileStore, job: Job) -> list[Path]:
-    return sorted(files.root.glob(f"{job.id}_segment-*"))
+    """The job's finished segments kept so far (of any work: for tests and tidying)."""
+    return sorted(files.work_dir(job.id).glob("segment-*.unit"))
+
+
+def finish_segment(store: WorkStore, segment: Segment, worker: str) -> None:
+    """Record who upscaled ``segment`` (after its part is in place), for the job's provenance; a
+    courtesy (the store may be gone already: the job ended while a helper finished)."""
+    try:
+        store.save_json(f"by-{segment_part(store, segment).stem}", {"worker": worker})
+    except OSError as exc:
+        log.warning("could not record who upscaled segment %d: %s", segment.index, exc)
+
+
+def segment_workers(store: WorkStore, segments: list[Segment]) -> list[str | None]:
+    """Who upscaled each segment (None: not recorded)."""
+    names = []
+    for segment in segments:
+        try:
+            names.append(store.load_json(f"by-{segment_part(store, segment).stem}")["worker"])
+        except (OSError, ValueError, KeyError, TypeError):
+            names.append(None)
+    return names
+
+
+def input_digest(path: Path) -> str:
+    """The sha256 of a file, remembered while its size and time stamp stay (a helper hashes an input
+    once per job, not once per segment)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        with open(path, "rb") as handle:
+            _DIGESTS.clear()  # one input at a time is all a worker needs
+            _DIGESTS[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+    return _DIGESTS[key]
 
 
 def encode_options(job: Job) -> EncodeOptions:
@@ -108,33 +171,34 @@ def run_moving(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSe
     info = probe(source, NO_LIMITS)
     options = encode_options(job)
     segments = plan_segments(info, settings.segment_seconds)
+    store = segment_store(files, job, info, segments, upscaler.settings)
     try:
         frames = settings.preview_frames
         if (job.estimate_seconds or 0) >= settings.preview_min_seconds and info.frames > frames > 0:
             _preview(job, info, fn, files, options, frames, stage, stop_requested)
         progress(0, info.frames)
         stage("upscaling")
-        _upscale_segments(job, info, segments, fn, files, options, settings, progress, stop_requested)
+        _upscale_segments(job, info, segments, fn, store, options, settings, progress, stop_requested)
         stage("encoding")
-        parts = [segment_path(files, job, s) for s in segments]
-        result = join_segments(info, parts, output, options, scale=job.scale)
+        result = join_segments(info, [segment_part(store, s) for s in segments], output, options, scale=job.scale)
+        workers = segment_workers(store, segments)
     except BaseException as exc:
         if not (isinstance(exc, Cancelled) and not job.cancel_requested):  # a stop keeps them, to resume
-            for part in segment_files(files, job):
-                part.unlink(missing_ok=True)
+            store.close()
         raise
-    for part in parts:
-        part.unlink(missing_ok=True)
+    store.close()
     _done(job, output, result.as_dict(), result.width, result.height)
+    job.provenance["segments"] = workers
 
 
-def _upscale_segments(job: Job, info: VideoInfo, segments: list[Segment], fn, files: FileStore,
+def _upscale_segments(job: Job, info: VideoInfo, segments: list[Segment], fn, store: WorkStore,
                       options: EncodeOptions, settings: VideoSettings, progress: ProgressFn,
                       stop_requested: StopFn) -> None:
-    """Every segment whose file is not there yet (a resumed run skips the finished ones). Segments
+    """Every segment whose part is not there yet (a resumed run skips the finished ones). Segments
     other processes hold (`web.segment_claims`) are left to them and waited for; one whose holder
     died is taken over."""
-    parts = {s.index: segment_path(files, job, s) for s in segments}
+    parts = {s.index: segment_part(store, s) for s in segments}
+    me = job.worker or LOCAL_WORKER
     if settings.share is None:  # no other process works on this job: a claim left here is a dead run's
         for part in parts.values():
             claims.release(part)
@@ -146,25 +210,25 @@ def _upscale_segments(job: Job, info: VideoInfo, segments: list[Segment], fn, fi
             part = parts[segment.index]
             if part.is_file():
                 continue
-            if not claims.claim(part, settings.stale_seconds):
+            if not claims.claim(part, settings.stale_seconds, me):
                 waiting = True
                 continue
             with claims.holding(part, settings.stale_seconds):
                 before = _frames_seen(segments, parts, mine=segment.index)
 
                 def step(done: int, _total: int, part=part, before=before) -> None:
-                    claims.report(part, done)
+                    claims.report(part, done, me)
                     progress(before + done, info.frames)
 
                 upscale_segment(info, segment, part, fn, job.scale, options, NO_LIMITS, progress=step,
                                 cancelled=stop_requested)
+            finish_segment(store, segment, me)
             log.info("segment %d of job %s done by the job's own process", segment.index, job.id)
-            progress(_frames_seen(segments, parts), info.frames)
+        progress(_frames_seen(segments, parts), info.frames)  # the last pass's too: every frame counted
         if not waiting:
             return
         if stop_requested():
             raise Cancelled("stopped while other workers upscale its segments")
-        progress(_frames_seen(segments, parts), info.frames)
         time.sleep(WAIT_POLL_S)
 
 

@@ -5,6 +5,11 @@ worker waits for the rest, joins them losslessly and ends the job (`web.video_ru
 Segments are claimed through the shared upload folder (`web.segment_claims`), so a segment is
 upscaled once however many tasks name it; a worker killed mid-segment leaves a claim that goes
 stale, and the job's worker (or the redelivered task) takes that segment over: only it is lost.
+
+A helper never opens the job's segment store: it joins the store the job's worker opened
+(`web.video_run.segment_store` with ``owner=False``) and only adds units, named with the store's
+tag; a helper whose own identity of the work differs (other engine settings, or a job that
+changed since the task was sent) joins nothing and leaves the segment to the job's worker.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from web.celery_app import CANCEL_KEY
 from web.job import FINISHED, Job
 from web.lifecycle import load_job
 from web.service import services
-from web.video_run import NO_LIMITS, encode_options, segment_path
+from web.video_run import LOCAL_WORKER, NO_LIMITS, encode_options, finish_segment, segment_part, segment_store
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +64,12 @@ def segment_task(self: Task, job_id: str, index: int) -> dict:
     if index >= len(segments):
         return {"job": job_id, "segment": index, "done": False}
     segment = segments[index]
-    part = segment_path(files, job, segment)
-    if not claims.claim(part, resources.video.stale_seconds):
+    store = segment_store(files, job, info, segments, resources.upscaler.settings, owner=False)
+    if store is None:  # not (or no longer) the work this worker would do
+        return {"job": job_id, "segment": index, "done": False, "error": "not the job's current segment work"}
+    part = segment_part(store, segment)
+    me = resources.worker or LOCAL_WORKER
+    if not claims.claim(part, resources.video.stale_seconds, me):
         return {"job": job_id, "segment": index, "done": part.is_file()}
 
     def stopped() -> bool:
@@ -73,9 +82,10 @@ def segment_task(self: Task, job_id: str, index: int) -> dict:
     with claims.holding(part, resources.video.stale_seconds):
         try:
             upscale_segment(info, segment, part, fn, job.scale, options, NO_LIMITS,
-                            progress=lambda done, _total: claims.report(part, done), cancelled=stopped)
+                            progress=lambda done, _total: claims.report(part, done, me), cancelled=stopped)
         except Exception as exc:  # the job's own worker meets the same segment and ends the job with it
             log.warning("segment %d of job %s: %s", index, job_id, exc)
             return {"job": job_id, "segment": index, "done": False, "error": str(exc)}
+    finish_segment(store, segment, me)
     log.info("segment %d of job %s done by %s", index, job_id, resources.worker)
     return {"job": job_id, "segment": index, "done": True, "worker": resources.worker}
