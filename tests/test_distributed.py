@@ -248,3 +248,24 @@ def test_queued_jobs_know_their_place_and_the_time_left_never_grows_between_poll
         assert shown[i] == sorted(shown[i], reverse=True), shown[i]
     assert set(positions[ids[2]]) <= {1, 2, 3} and positions[ids[2]][-1] == 1  # it moved up to first
     assert all(p == 1 for p in positions[ids[1]][positions[ids[1]].index(1):])
+
+
+def test_a_job_redelivered_while_its_worker_still_runs_it_is_not_run_twice(redis_url, tmp_path, weights_dir,
+                                                                          make_app):
+    """Redis hands an unacknowledged job to another worker once the visibility timeout passes, even
+    while the first still runs it: the copy waits for the live worker, and the job runs once."""
+    _, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("first", "second"), TILE=16,
+                                     STEP_DELAY=0.5, VISIBILITY_TIMEOUT=1)
+    try:
+        app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(tmp_path / "uploads"), VISIBILITY_TIMEOUT=1)
+        client = app.test_client()
+        photo = png_bytes(crop_of("chelsea_fur.png", (5, 9, 52, 40)))  # 47x31: 6 tiles, >= 3 s of work
+        job_id = submit(client, photo, model="realesr-animevideov3").get_json()["id"]
+        state = wait_finished(client, job_id, seconds=180)
+    finally:
+        stop_workers(workers, logs)
+    waited = [name for name in ("first", "second") if "this copy waits" in (tmp_path / f"{name}.log").read_text()]
+    record = app.extensions["remaster"].files.load_record(job_id)
+    assert state["status"] == "done", state
+    assert waited and record["worker"] != f"{waited[0]}@test"  # a copy came, and waited for the live worker
+    assert (record["attempts"], record["restarts"]) == (1, 0)  # run once, never sent back to the queue

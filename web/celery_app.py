@@ -1,5 +1,6 @@
 """Celery wiring, and nothing else: the Celery app built from the Flask config, the queue names and
-the Redis keys the web node and the workers share.
+the Redis keys the web node and the workers share, and the one reading of them both make (whether
+a worker is lost).
 
 The runner (`web.distributed`) sends tasks by name and the worker (`web.worker`) registers the task
 under that name; both import this module, and this module imports neither (Flask's
@@ -7,6 +8,8 @@ under that name; both import this module, and this module imports neither (Flask
 """
 
 from __future__ import annotations
+
+import time
 
 from celery import Celery, Task
 from flask import Flask
@@ -21,6 +24,9 @@ QUEUED_KEY = "remaster:queued"  # sorted set: job id -> enqueue time, for the ol
 WORKER_KEY = "remaster:workers"  # hash: worker name -> last heartbeat
 RATES_KEY = "remaster:rates"  # hash: model -> seconds per processed pixel, measured by the workers' jobs
 HEARTBEAT_SECONDS = 10
+# A worker silent this long is gone: its running job is shown queued, and a redelivered copy of it
+# runs; while its holder still beats, a redelivered copy waits instead (`web.worker`).
+WORKER_LOST_SECONDS = 3 * HEARTBEAT_SECONDS + 5
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -57,3 +63,9 @@ def celery_init_app(app: Flask) -> Celery:
     celery.set_default()
     app.extensions["celery"] = celery
     return celery
+
+
+def worker_lost(redis, name: str) -> bool:
+    """Whether the worker ``name`` stopped beating (`WORKER_LOST_SECONDS`): its running job is free."""
+    seen = redis.hget(WORKER_KEY, name)
+    return seen is None or time.time() - float(seen) > WORKER_LOST_SECONDS

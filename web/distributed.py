@@ -20,7 +20,6 @@ from web.celery_app import (
     CANCEL_KEY,
     DEFAULT_QUEUE,
     ETA_SHOWN_KEY,
-    HEARTBEAT_SECONDS,
     HEAVY_QUEUE,
     LIGHT_QUEUE,
     QUEUED_KEY,
@@ -28,6 +27,7 @@ from web.celery_app import (
     TASK_NAME,
     WORKER_KEY,
     celery_init_app,
+    worker_lost,
 )
 from web.errors import QueueFull
 from web.job import FINISHED, Job
@@ -35,9 +35,6 @@ from web.lifecycle import finish, load_job, persist
 from web.storage import FileStore
 
 WORKER_SEEN_SECONDS = 120
-# A worker silent this long is gone: its running job is shown queued (Celery gives it to another
-# worker once the visibility timeout passes), never "running" with nothing running it.
-WORKER_LOST_SECONDS = 3 * HEARTBEAT_SECONDS + 5
 ETA_SHOWN_TTL_SECONDS = 24 * 3600  # a figure nobody asked for since is forgotten
 
 
@@ -154,10 +151,7 @@ class CeleryRunner:
         return None  # each worker measures its own CPU, and says so in the job's stage
 
     def _worker_lost(self, name: str | None) -> bool:
-        if not name:
-            return False
-        seen = self.redis.hget(WORKER_KEY, name)
-        return seen is None or time.time() - float(seen) > WORKER_LOST_SECONDS
+        return bool(name) and worker_lost(self.redis, name)
 
     def stats(self) -> dict:
         now = time.time()

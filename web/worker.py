@@ -32,6 +32,7 @@ from web.celery_app import (
     TASK_NAME,
     WORKER_KEY,
     celery_init_app,
+    worker_lost,
 )
 from web.lifecycle import Job, load_job, persist, recover, run_job
 from web.service import services
@@ -58,6 +59,12 @@ def upscale_task(self: Task, job_id: str) -> dict:
     job = load_job(files, job_id)
     if job is None:
         return {"id": job_id, "status": "failed", "error": "the job's record is gone (expired?)"}
+    holder = job.worker if job.status == "running" and job.worker != name else None
+    if holder and not worker_lost(redis, holder):
+        # Redis redelivers an unacknowledged job once the visibility timeout passes, even while its
+        # worker still runs it: this copy waits, and ends at once when the job has finished.
+        log.info("job %s is running on %s: this copy waits", job_id, holder)
+        raise self.retry(countdown=HEARTBEAT_SECONDS, max_retries=None)
     cancel_key = CANCEL_KEY.format(job_id)
     if redis.exists(cancel_key):
         job.cancel_requested = True
