@@ -68,7 +68,7 @@ def choose_clip(page, path: Path, scale: str = "2"):
 def test_a_clip_from_the_file_input_to_a_downloaded_mp4_with_its_sound(serve, page, tmp_path):
     """Slow on purpose (STEP_DELAY at each of a frame's ~19 network steps: at least 9 s for the clip,
     polled every 0.5 s), so the bar's verdict is the same on any CPU."""
-    server = serve(PRECISION="fp32", STEP_DELAY=0.02)
+    server = serve(PRECISION="fp32", STEP_DELAY=0.02, PREVIEW_MIN_SECONDS=0)  # a preview of the first frames
     clip = write_clip(tmp_path / "clip.mp4", subtitle="", frames=FRAMES)
     page.goto(server)
     # The picker offers what the server takes: its images and its videos and animations.
@@ -87,8 +87,14 @@ def test_a_clip_from_the_file_input_to_a_downloaded_mp4_with_its_sound(serve, pa
                             window.seen.words.add(bar.getAttribute('aria-valuetext'));
                             window.seen.details.add(document.querySelector('#jobs .job-detail').textContent); }, 30); }""")
     upscale.click()
+    expect(page.locator("#form-message")).to_have_text("Sent 1 video")
     expect(page.get_by_role("progressbar", name="clip.mp4")).to_be_visible()
     expect(page.get_by_role("button", name="Cancel clip.mp4")).to_be_visible()
+    # The first frames upscaled play while the rest is worked (a short MP4 with its own name).
+    preview = page.get_by_label("Quick preview of clip.mp4: the first frames upscaled")
+    expect(preview).to_be_visible(timeout=JOB_MS)
+    page.wait_for_function("""() => { const v = document.querySelector('#jobs .preview-motion video');
+        return v && v.readyState >= 2 && v.videoHeight === 96; }""", timeout=30_000)
     download = page.get_by_role("link", name=re.compile(r"^Download clip_x2\.mp4 \(MP4, 128×96, "))
     expect(download).to_be_visible(timeout=JOB_MS)
     seen = page.evaluate("() => Object.fromEntries(Object.entries(window.seen).map(([k, v]) => [k, [...v]]))")
@@ -144,6 +150,7 @@ def test_a_video_over_its_limit_is_refused_before_sending_and_a_gif_is_taken(ser
     expect(upscale).to_be_enabled()
     assert posted == []
     upscale.click()
+    expect(page.locator("#form-message")).to_have_text("Sent 1 animated image")
     expect(page.get_by_role("link", name=re.compile(r"^Download anim_x2\.gif \(GIF, 82×66, "))).to_be_visible(
         timeout=JOB_MS)
     expect(page.get_by_role("img", name="anim.gif upscaled, 82×66")).to_be_visible()

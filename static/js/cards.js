@@ -88,6 +88,7 @@ function showResult(entry, job) {
   card.querySelector(".job-preview").hidden = true;
   card.querySelector(".job-detail").hidden = true;
   const moving = isMovingJob(job);
+  card.querySelector(".preview-motion").replaceChildren(); // the preview player stops with the result
   card.querySelector(".viewer").hidden = moving;
   const players = card.querySelector(".motion-result");
   players.hidden = !moving;

@@ -252,7 +252,7 @@ export function takeFiles() {
   files = [];
   selected.replaceChildren();
   input.value = "";
-  return chosen.map((entry) => ({ file: entry.file, seconds: entry.seconds }));
+  return chosen.map((entry) => ({ file: entry.file, seconds: entry.seconds, kind: entry.kind }));
 }
 
 export function doneSending() {
