@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.media import packets, write_animation, write_clip
+from tests.test_page_before_sending import AXE, DESKTOP, browser, serious_accessibility_problems  # noqa: F401
 
 pytestmark = pytest.mark.browser
 FRAMES = 24
@@ -113,6 +114,8 @@ def test_a_clip_from_the_file_input_to_a_downloaded_mp4_with_its_sound(serve, pa
     page.wait_for_function("""() => [...document.querySelectorAll('#jobs video')]
         .every((v) => v.readyState >= 2 && !v.paused && v.currentTime > 0)""", timeout=30_000)
     assert page.get_by_role("button", name="Pause").is_visible()
+    page.evaluate(AXE.read_text())  # evaluated, not a script tag: the page keeps its own CSP
+    assert serious_accessibility_problems(page) == []
 
     with page.expect_download() as caught:
         download.click()
@@ -127,10 +130,11 @@ def test_a_clip_from_the_file_input_to_a_downloaded_mp4_with_its_sound(serve, pa
     assert packets(saved, "audio") == packets(clip, "audio") != []
 
 
-def test_a_video_over_its_limit_is_refused_before_sending_and_a_gif_is_taken(serve, page, tmp_path):
+def test_a_video_over_its_limit_is_refused_before_sending_and_a_gif_is_taken(serve, browser, tmp_path):
     clip = write_clip(tmp_path / "long.mp4", subtitle="", frames=FRAMES)
     limit = clip.stat().st_size // 2
     server = serve(PRECISION="fp32", MAX_VIDEO_BYTES=limit)
+    page = browser.new_context(**DESKTOP).new_page()  # axe is injected: the context bypasses the CSP
     posted = []
     page.on("request", lambda request: posted.append(request.url) if request.method == "POST" else None)
     page.goto(server)
@@ -154,4 +158,5 @@ def test_a_video_over_its_limit_is_refused_before_sending_and_a_gif_is_taken(ser
     expect(page.get_by_role("link", name=re.compile(r"^Download anim_x2\.gif \(GIF, 82×66, "))).to_be_visible(
         timeout=JOB_MS)
     expect(page.get_by_role("img", name="anim.gif upscaled, 82×66")).to_be_visible()
+    assert serious_accessibility_problems(page) == []
     assert [url.endswith("/api/jobs") for url in posted] == [True]
