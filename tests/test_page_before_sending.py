@@ -103,7 +103,8 @@ def test_desktop_start_page_checks_what_it_can_before_sending(serve, browser, tm
     rows = page.locator("#selected li")
     expect(rows.filter(has_text="empty.png")).to_contain_text("the file is empty")
     expect(rows.filter(has_text="notes.png")).to_contain_text(  # the types in the server's order
-        re.compile("not an image: the server takes (PNG, JPEG|JPEG, PNG), WebP, BMP, TIFF"))
+        re.compile(r"not an image or a video: the server takes images \((PNG, JPEG|JPEG, PNG), WebP, BMP, TIFF\) "
+                   r"and videos or animations \(MP4, WebM, MKV, MOV, AVI, GIF\)"))
     expect(rows.filter(has_text="huge.png")).to_contain_text("larger than the server takes (8.0 MB per upload)")
     expect(rows.filter(has_text="big.png")).to_contain_text(
         "101×101 is 10,201 pixels: more than the server takes (10,000 pixels)")

@@ -1,10 +1,13 @@
 // Job cards: one per job in the results list, following the job on the server (poll) from queued
 // to done, with its progress, cancel, preview, and at the end the comparison, facts and download.
+// A video or an animated image (video.js) shows its progress in frames, a playing preview, and two
+// players in step instead of the image's slider.
 
 import { call, sleep } from "./api.js";
 import { forget, remember } from "./memory.js";
+import { isMovingJob, showVideoPreview, showVideoResult } from "./video.js";
 import { setupCompare } from "./viewer.js";
-import { announce, formatBytes, formatSeconds } from "./words.js";
+import { announce, formatBytes, formatSeconds, plural } from "./words.js";
 
 const jobsList = document.getElementById("jobs");
 const empty = document.getElementById("empty");
@@ -12,7 +15,7 @@ const template = document.getElementById("job-template");
 const POLL_MS = 500;
 export const FINISHED = ["done", "failed", "cancelled"];
 
-export const cards = new Map(); // job id -> {id, card, job, name, cancelling}
+export const cards = new Map(); // job id -> {id, card, job, name, cancelling, stopPlayers}
 // Fires "change" when a card's job changes state or a card leaves the list (the batch line follows).
 export const changes = new EventTarget();
 const changed = () => changes.dispatchEvent(new Event("change"));
@@ -35,7 +38,16 @@ function took(p) {
   return `${formatSeconds(p.seconds)}${p.tiles > 1 ? `, worked in ${p.tiles} pieces` : ""}`;
 }
 
-const FORMAT_NAMES = { png: "PNG", jpg: "JPEG", jpeg: "JPEG", webp: "WebP", bmp: "BMP", tiff: "TIFF" };
+const FORMAT_NAMES = { png: "PNG", jpg: "JPEG", jpeg: "JPEG", webp: "WebP", bmp: "BMP", tiff: "TIFF", gif: "GIF",
+                       mp4: "MP4", webm: "WebM", mkv: "MKV" };
+
+// How a video or an animation was made: the model, the scale, the frames.
+function madeMoving(job, result) {
+  const p = result.provenance || {};
+  const frames = p.frames ?? job.media?.frames;
+  return [`${p.model || job.model} at ${p.scale ?? job.scale}\u00d7`, frames ? plural(frames, "frame") : ""]
+    .filter(Boolean).join(", ");
+}
 
 // The file the Download link saves: name, format and size as the server reports them: fields of the
 // result where the server gives them (download_name, output_format, output_bytes), else the headers
@@ -75,18 +87,28 @@ function showResult(entry, job) {
   card.querySelector(".job-progress").hidden = true;
   card.querySelector(".job-preview").hidden = true;
   card.querySelector(".job-detail").hidden = true;
-  setupCompare(card, { ...job, original_name: name });
+  const moving = isMovingJob(job);
+  card.querySelector(".preview-motion").replaceChildren(); // the preview player stops with the result
+  card.querySelector(".viewer").hidden = moving;
+  const players = card.querySelector(".motion-result");
+  players.hidden = !moving;
+  if (moving) {
+    entry.stopPlayers?.();
+    entry.stopPlayers = showVideoResult(players, { ...job, original_name: name });
+  } else {
+    setupCompare(card, { ...job, original_name: name });
+  }
   card.querySelector(".fact-original").textContent = `${result.original_width} \u00d7 ${result.original_height}`;
   card.querySelector(".fact-output").textContent = `${result.output_width} \u00d7 ${result.output_height}`;
   const p = result.provenance || {};
-  card.querySelector(".fact-how").textContent = madeWith(p, result);
-  card.querySelector(".fact-time").textContent = took(p);
+  card.querySelector(".fact-how").textContent = moving ? madeMoving(job, result) : madeWith(p, result);
+  card.querySelector(".fact-time").textContent = moving ? formatSeconds(job.elapsed_seconds ?? 0) : took(p);
   const download = card.querySelector(".download");
   download.href = result.download_path;
   download.textContent = "Download";
   nameDownload(download, result, name);
   const copy = card.querySelector(".copy");
-  if (navigator.clipboard && window.ClipboardItem) {
+  if (navigator.clipboard && window.ClipboardItem && !moving) {
     copy.hidden = false;
     copy.setAttribute("aria-label", `Copy image of ${name}`);
     copy.textContent = "Copy image";
@@ -141,11 +163,15 @@ export function render(entry, job) {
   if (job.status === "done") bar.value = 1;
   else if (job.status === "running" && (fraction > 0 || progress.total)) bar.value = fraction;
   else if (job.status === "queued") bar.value = 0;
-  bar.setAttribute("aria-valuetext", `${Math.round(bar.value * 100)}%`);
+  // A video counts its progress in frames (progress.unit), and says them.
+  const frames = progress.unit === "frames" && progress.total && job.status === "running" ?
+    `frame ${progress.done} of ${progress.total}` : "";
+  bar.setAttribute("aria-valuetext", `${Math.round(bar.value * 100)}%${frames ? `, ${frames}` : ""}`);
   const detail = card.querySelector(".job-detail");
   const parts = [];
   if (job.stage_text) parts.push(job.stage_text);
-  else if (job.status === "running" && progress.total) parts.push(`step ${progress.done} of ${progress.total}`);
+  else if (job.status === "running" && progress.total && !frames) parts.push(`step ${progress.done} of ${progress.total}`);
+  if (frames) parts.push(frames);
   if (job.elapsed_seconds != null && !FINISHED.includes(job.status)) parts.push(`${formatSeconds(job.elapsed_seconds)} so far`);
   if (job.status === "queued" && job.queue_position != null) parts.push(`number ${job.queue_position} in the queue`);
   if (job.eta_seconds != null && ["queued", "running"].includes(job.status)) {
@@ -159,12 +185,26 @@ export function render(entry, job) {
   if (job.cancel_requested || entry.cancelling) cancel.textContent = "Cancelling...";
   cancel.hidden = FINISHED.includes(job.status);
   card.querySelector(".forget").hidden = !FINISHED.includes(job.status);
-  if (job.preview_url && job.status !== "done") {
-    const preview = card.querySelector(".preview");
+  if (job.preview_url && job.status !== "done") showPreview(entry, job);
+  changed(); // the batch line follows each poll (counts, time left)
+}
+
+// The quick preview: an image, or for a video or an animation the first frames upscaled, playing.
+function showPreview(entry, job) {
+  const { card } = entry;
+  const preview = card.querySelector(".preview");
+  const motion = card.querySelector(".preview-motion");
+  const moving = isMovingJob(job);
+  preview.hidden = moving;
+  motion.hidden = !moving;
+  if (moving) {
+    showVideoPreview(motion, job);
+    motion.querySelector("video")?.setAttribute("aria-label", `Quick preview of ${entry.name}: the first frames upscaled`);
+  } else {
     if (preview.getAttribute("src") !== job.preview_url) preview.src = job.preview_url;
     preview.alt = `Quick preview of ${entry.name}`;
-    card.querySelector(".job-preview").hidden = false;
-  }  changed(); // the batch line follows each poll (counts, time left)
+  }
+  card.querySelector(".job-preview").hidden = false;
 }
 
 async function follow(entry) {
@@ -196,6 +236,7 @@ async function follow(entry) {
 
 // A job whose files expired drops out of the list and out of the memory.
 function expire(entry) {
+  entry.stopPlayers?.();
   forget(entry.id);
   entry.card.remove();
   cards.delete(entry.id);
@@ -223,6 +264,7 @@ export function track(job, name, card) {
   cards.set(job.id, entry);
   card.querySelector(".cancel").addEventListener("click", () => cancel(entry));
   card.querySelector(".forget").addEventListener("click", () => {
+    entry.stopPlayers?.();
     forget(entry.id);
     card.remove();
     cards.delete(entry.id);

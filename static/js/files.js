@@ -1,10 +1,11 @@
 // The chosen files before they are sent: choose, drop or paste; what the browser can check itself
-// (empty, too many bytes, not an image type the server takes, too many pixels); each file's output
-// size, time and known problems as the server's estimate says, with the fix that really works; and
-// the Upscale button, enabled only once every file is checked and sendable.
+// (empty, not a type the server takes, too many bytes for its kind, too many pixels); each image's
+// output size, time and known problems as the server's estimate says, with the fix that really
+// works (a video or an animated image is checked by the server when it arrives); and the Upscale
+// button, enabled only once every file is checked and sendable.
 
 import { fetchEstimate } from "./api.js";
-import { acceptedTypes, checkBytes, checkPixels } from "./checks.js";
+import { acceptedTypes, checkBytes, checkPixels, videoLimits } from "./checks.js";
 import { options, serverLimits } from "./settings.js";
 import { article, formatSeconds, plural, say } from "./words.js";
 
@@ -15,7 +16,7 @@ const selected = document.getElementById("selected");
 const submit = document.getElementById("submit");
 const noiseSelect = document.getElementById("noise");
 
-let files = []; // {file, li, width, height, errors, checking, seconds, local}
+let files = []; // {file, kind, li, width, height, errors, checking, seconds, local}
 let sending = false;
 let estimateRound = 0; // a newer round makes the answers of older ones stale
 
@@ -29,12 +30,18 @@ const imageSize = (file) => new Promise((resolve) => {
 
 const limitsNow = () => {
   const limits = serverLimits();
+  const video = videoLimits(form);
   return {
     maxBytes: Number(limits.max_upload_bytes || form.dataset.maxUploadBytes) || 0,
     maxPixels: Number(limits.max_input_pixels || form.dataset.maxInputPixels) || 0,
-    types: acceptedTypes(limits, input),
+    maxVideoBytes: Number(video.max_bytes) || 0,
+    maxVideoPixels: Number(video.max_input_pixels) || 0,
+    maxVideoSeconds: Number(video.max_seconds) || 0,
+    types: acceptedTypes(limits, form),
   };
 };
+const MOVING_WORDS = { video: "video", animation: "animated image" };
+const A_MOVING = { video: "a video", animation: "an animated image" };
 
 // The scales the form offers (the server renders them), as numbers in their order.
 const formScales = () => [...form.querySelectorAll('input[name="scale"]')].map((r) => r.value)
@@ -86,10 +93,30 @@ function showProblem(entry, problem, fix) {
   entry.li.querySelector(".fix").textContent = fix;
 }
 
+// A video or an animated image is checked by the server when it arrives (its length, frames and
+// sizes); before that, only whether the options can apply to it: a scale factor, not a size in pixels.
+function describeMoving(entry, opts, maxSeconds) {
+  const note = entry.li.querySelector(".estimate");
+  const size = entry.width ? `, ${entry.width}\u00d7${entry.height}` : "";
+  const length = maxSeconds ? ` (up to ${formatSeconds(maxSeconds)})` : "";
+  entry.li.querySelector(".plan").replaceChildren();
+  entry.li.querySelector(".fix").textContent = "";
+  note.classList.remove("warn");
+  if (opts.scale == null) {
+    entry.errors = [`${A_MOVING[entry.kind]} is upscaled by a factor, not to a size in pixels`];
+    showProblem(entry, entry.errors[0], "Choose a scale, or Other size by Factor.");
+    return;
+  }
+  entry.errors = [];
+  note.textContent = `${MOVING_WORDS[entry.kind]}${size}, ${opts.scale}\u00d7: the server checks its length${length} and frames when it arrives`;
+}
+
 export async function refreshEstimates() {
   const round = ++estimateRound;
   const opts = options();
-  const asked = files.filter((e) => !e.local && e.width);
+  const { maxVideoSeconds } = limitsNow();
+  for (const entry of files.filter((e) => !e.local && e.kind !== "image")) describeMoving(entry, opts, maxVideoSeconds);
+  const asked = files.filter((e) => !e.local && e.width && e.kind === "image");
   for (const entry of asked) entry.checking = true;
   updateSubmit();
   for (const entry of asked) {
@@ -191,18 +218,23 @@ async function choose(list) {
   }
   updateSubmit();
   for (const entry of entries) {
-    const bad = await checkBytes(entry.file, limits);
-    if (!bad) {
+    const checked = await checkBytes(entry.file, limits);
+    const bad = checked.problem ? checked : null;
+    entry.kind = checked.kind;
+    // The page's CSP plays no blob: media, so a video's size is the server's to check.
+    if (!bad && entry.kind !== "video") {
       const size = await imageSize(entry.file);
       if (size.url) entry.li.querySelector("img").src = size.url;
       Object.assign(entry, { width: size.width, height: size.height });
     }
-    const problem = bad || checkPixels(entry.width, entry.height, limits.maxPixels);
+    const moving = entry.kind !== "image";
+    const problem = bad || checkPixels(entry.width, entry.height, moving ? limits.maxVideoPixels : limits.maxPixels,
+                                       moving ? " a frame" : "");
     entry.checking = false;
     if (problem) {
       entry.local = problem;
       showProblem(entry, problem.problem, problem.fix);
-    } else if (!entry.width) {
+    } else if (!entry.width && !moving) {
       entry.li.querySelector(".estimate").textContent = "the browser cannot preview this file; the server will check it";
     }
   }
@@ -220,7 +252,7 @@ export function takeFiles() {
   files = [];
   selected.replaceChildren();
   input.value = "";
-  return chosen.map((entry) => ({ file: entry.file, seconds: entry.seconds }));
+  return chosen.map((entry) => ({ file: entry.file, seconds: entry.seconds, kind: entry.kind }));
 }
 
 export function doneSending() {

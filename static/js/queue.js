@@ -185,9 +185,16 @@ function hand(files) {
   return items;
 }
 
+// What the sent files are, in a word: images, videos, animated images, or files when mixed.
+const KIND_NOUNS = { image: "image", video: "video", animation: "animated image" };
+function whatWasSent(files) {
+  const kinds = new Set(files.map((f) => f.kind || "image"));
+  return kinds.size === 1 ? KIND_NOUNS[[...kinds][0]] || "file" : "file";
+}
+
 export function enqueue(files, opts) {
   const items = hand(files.map((f) => ({ ...f, opts })));
-  handed = { items, words: `Sent ${plural(items.length, "image")}` };
+  handed = { items, words: `Sent ${plural(items.length, whatWasSent(files))}` };
   say(handed.words);
   return items[0].card;
 }
