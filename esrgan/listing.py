@@ -16,6 +16,9 @@ from esrgan.pipeline import Upscaler
 MEASURE_SIDE = 128  # input side of the probe: large enough that padding is a small share
 WARM_UP_SIDE = 32  # a first, small run loads the model and warms the kernels
 MEASURE_RUNS = 2  # timed runs after the warm-up; the fastest counts
+TTA_LABEL = "Best quality, 8x slower"
+TTA_NOTE = ("Runs the model on the 8 flips and transposes of the image and averages them "
+            "(test-time augmentation): a little cleaner, 8 times the time.")
 
 
 def seconds_per_megapixel(upscaler: Upscaler, name: str) -> float | None:
@@ -84,9 +87,17 @@ def route_rows(upscaler: Upscaler) -> list[dict]:
     return rows
 
 
+def option_rows(upscaler: Upscaler) -> list[dict]:
+    """The switches beside the model choice, as the page renders them: ``name`` (the form field and
+    the CLI flag's word), ``label``, ``note``, ``available`` and, when not, ``unavailable_reason``
+    (what to do about it)."""
+    return [{"name": "tta", "label": TTA_LABEL, "note": TTA_NOTE, "available": True, "unavailable_reason": None}]
+
+
 def models_listing(upscaler: Upscaler) -> dict:
     """The C3 listing without ``limits`` (the web app adds its own)."""
     return {
+        "options": option_rows(upscaler),
         "device": str(upscaler.device),
         "noise_levels": list(registry.NOISE_LEVELS),
         "scales": {"quick": list(registry.SCALES), "min": registry.MIN_SCALE, "max": registry.MAX_SCALE},

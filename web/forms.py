@@ -103,6 +103,7 @@ class RequestOptions:
     target_width: int | None = None
     target_height: int | None = None
     keep_gps: bool = False
+    tta: bool = False  # the 8 flips and transposes, averaged (`esrgan.tta`): best quality, 8x slower
 
     def for_image(self, width: int, height: int) -> RequestOptions:
         """These options for a ``width`` x ``height`` image: the scale its asked size needs (the
@@ -134,6 +135,7 @@ def read_options(fields: Mapping[str, str], size_fields: tuple[str, str] = UPLOA
         quality=parse_quality(fields.get("quality")),
         target_width=target_width, target_height=target_height,
         keep_gps=parse_bool(fields.get("keep_gps"), "keep_gps"),
+        tta=parse_bool(fields.get("tta"), "tta"),
     )
 
 
@@ -193,11 +195,12 @@ def job_from_request() -> Job:
     plan = service.upscaler.plan(options.scale, options.anime, model, noise=options.noise)
     priors = job_priors(model, image.width, image.height, options.scale, options.output_format,
                         plan.resample is not None, float(current_app.config["PREVIEW_MIN_SECONDS"]),
-                        set(service.upscaler.store.entries()), service.runner.estimate_seconds)
+                        set(service.upscaler.store.entries()), service.runner.estimate_seconds,
+                        options.tta)
     return Job(
         id=job_id, scale=options.scale, anime=options.anime, noise=options.noise, model=model,
         output_format=options.output_format, quality=options.quality,
         original_name=secure_filename(upload.filename) or "image", input_file=input_file,
         input_width=image.width, input_height=image.height, output_width=output_width, output_height=output_height,
-        keep_gps=options.keep_gps, preview_estimate=round(priors.preview, 1), finish_estimate=round(priors.finish, 1),
+        keep_gps=options.keep_gps, tta=options.tta, preview_estimate=round(priors.preview, 1), finish_estimate=round(priors.finish, 1),
     )

@@ -177,7 +177,7 @@ def moving_job_from_request() -> Job | None:
         output_format=output_format, quality=options.quality,
         original_name=secure_filename(upload.filename) or kind, input_file=input_file,
         input_width=width, input_height=height, output_width=out_width, output_height=out_height,
-        kind=kind, media=media,
+        kind=kind, media=media, tta=options.tta,
     )
 
 
