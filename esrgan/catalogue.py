@@ -271,6 +271,14 @@ class Catalogue:
         if key not in self._scanned or strict:
             try:
                 state, custom = read_checkpoint(path)
+                face = detect.is_face_checkpoint(state)
+                if face is not None:  # the face step's (`esrgan.faces`), not an upscaler
+                    if strict:
+                        raise WeightsError(f"a {face} face restoration checkpoint, not an upscaling model: "
+                                           "it restores faces after upscaling (--face-enhance, field faces)")
+                    log.info("%s is a %s face checkpoint: left to the face step", path.name, face)
+                    self._scanned[key] = None
+                    return None
                 descriptor = detect.detect(state)
             except WeightsError as exc:
                 if strict:

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from esrgan import cli_evaluate, cli_video, registry
 from esrgan.cli_env import engine_settings
-from esrgan.errors import OutputPathError, RemasterError
+from esrgan.errors import FacesUnavailableError, OutputPathError, RemasterError
 from esrgan.evaluate import VGG19_FILE
 from esrgan.imageio import OUTPUT_FORMATS, check_encodable, format_for_path, read_image, write_image
 from esrgan.pipeline import Upscaler
@@ -44,6 +44,9 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="registry name, custom name or checkpoint file (overrides --anime)")
     p.add_argument("--fast", dest="model", action="store_const", const=registry.ANIMEVIDEO_V3.name,
                    help=f"the fast compact model ({registry.ANIMEVIDEO_V3.name}, ~29x cheaper than x4plus)")
+    p.add_argument("--face-enhance", action="store_true",
+                   help="restore faces with the GFPGAN or RestoreFormer checkpoint in the weights folder "
+                        "(see `models` for how to add one)")
     p.add_argument("--tta", action="store_true",
                    help="best quality, 8x slower: average the model over the 8 flips and transposes of the input")
     p.add_argument("-o", "--output", required=True,
@@ -121,6 +124,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         if not dst.parent.is_dir():
             raise OutputPathError(f"the output folder {dst.parent} does not exist")
     upscaler = Upscaler(None, settings)
+    if args.face_enhance and (missing := upscaler.faces.unavailable_reason()) is not None:
+        raise FacesUnavailableError(missing)  # before any work, one line
     failures = 0
     for src, dst in targets:
         try:
@@ -136,7 +141,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                     bar.update(done - bar.n)
 
                 result = upscaler.upscale(image, scale, args.anime, args.model, progress=progress,
-                                          noise=args.noise, tta=args.tta)
+                                          noise=args.noise, tta=args.tta, faces=args.face_enhance)
             write_image(dst, result.image, fmt, args.quality, keep_gps=args.keep_gps)
         except RemasterError as exc:
             print(f"error: {src}: {exc}", file=sys.stderr)
@@ -144,7 +149,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             continue
         p = result.provenance
         how = " then ".join((*p.before, p.model)) + (f" + {p.resample}" if p.resample else "") + \
-            (" with TTA" if p.tta else "")
+            (" with TTA" if p.tta else "") + (", faces restored" if p.faces else "")
         print(f"{src} -> {dst} ({result.image.width}x{result.image.height}, {how}, "
               f"{p.device} {p.precision} {p.backend}, {p.seconds:.1f}s)")
     return 1 if failures else 0
@@ -176,6 +181,9 @@ def cmd_models(args: argparse.Namespace) -> int:
               f"{speed}  {state}; licence {m['licence'] or 'unknown'}")
     for name, why in upscaler.store.problems.items():
         print(f"  {name:34} skipped: {why}")
+    faces = listing["faces"]
+    print(f"Restore faces (--face-enhance): {faces['checkpoint']}" if faces["available"]
+          else f"Restore faces (--face-enhance): unavailable. {faces['unavailable_reason']}")
     print("How each result is made (scale, content, noise):")
     for r in listing["routes"]:
         how = (" then ".join(r["chain"]) + (f" + {r['resample']}" if r["resample"] else " (native)")) if r["model"] \

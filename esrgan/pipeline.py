@@ -11,13 +11,15 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from esrgan import compiled, registry
-from esrgan.errors import ImageTooLargeError
+from esrgan.errors import FacesUnavailableError, ImageTooLargeError
 from esrgan.imageio import DecodedImage
 from esrgan.precision import PRECISION_FILE, PrecisionStore
 from esrgan.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate
@@ -39,6 +41,9 @@ from esrgan.tiling import (
 from esrgan.tilesize import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tta import passes_for, with_tta
 from esrgan.weights import LoadedModel, ModelStore, resolve_device
+
+if TYPE_CHECKING:
+    from esrgan.faces.service import FaceRestoration
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,15 @@ class Upscaler:
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
         self.watch = CalibrationWatch()  # when the CPU is measured again (`recalibrate_if_due`)
+
+    @cached_property
+    def faces(self) -> FaceRestoration:
+        """"Restore faces" with the face checkpoint in the weights folder (`esrgan.faces`); its
+        ``unavailable_reason()`` says whether one is there (looked for at each call, so a file added
+        later counts) and, if not, how to add one."""
+        from esrgan.faces.service import FaceRestoration
+
+        return FaceRestoration(self.store.weights_dir, str(self.device))
 
     @property
     def calibration_record(self) -> Path:
@@ -225,6 +239,7 @@ class Upscaler:
         noise: str | None = "none",
         checkpoint: Path | None = None,
         tta: bool = False,
+        faces: bool = False,
     ) -> UpscaleResult:
         """Upscale one image.
 
@@ -245,14 +260,19 @@ class Upscaler:
                 when the result is made. A folder holding another work's parts is emptied first.
             tta: Run every network of the plan on the 8 flips and transposes of its input and
                 average the outputs (`esrgan.tta`): about 8x the time, progress steps included.
+            faces: Then restore the faces found in the input with the face checkpoint in the weights
+                folder and paste them over the result (Real-ESRGAN's ``--face_enhance``).
 
         Raises:
             UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError, ImageTooLargeError,
-            WeightsError, Cancelled.
+            WeightsError, Cancelled; FacesUnavailableError (before any work: faces asked, no
+            checkpoint or detector here), FaceRestorerError (the checkpoint does not load).
         """
         started = time.perf_counter()
         chosen = self.plan(scale, anime, model, noise)
         self.check_output_size(image.width, image.height, chosen.scale)
+        if faces and (missing := self.faces.unavailable_reason()) is not None:
+            raise FacesUnavailableError(missing)
         if stage is not None and not self.calibrated:
             stage("calibrating")
         runtime = self.runtime  # measures the CPU now if it must, before "loading"
@@ -287,13 +307,15 @@ class Upscaler:
         size = registry.output_size(image.width, image.height, chosen.scale)
         if chosen.resample is not None:
             out = resample(out, size)
+        if faces:
+            out = self.faces.apply(image.rgb(), out, chosen.scale)
         alpha = resample(image.alpha, size) if image.has_alpha else None
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
             device=str(loaded.device), precision=PRECISION_NAMES[loaded.dtype], backend=runtime.backend,
             tiles=plan.count, seconds=round(time.perf_counter() - started, 3), tile=plan.tile,
-            before=chosen.before, tta=tta,
+            before=chosen.before, tta=tta, faces=faces,
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
                  loaded.entry.name, provenance.seconds)

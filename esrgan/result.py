@@ -29,6 +29,7 @@ class Provenance:
     tile: int = 0  # the tile side used (0: the whole image), after any out-of-memory halving
     before: tuple[str, ...] = ()  # models run before ``model``, in order (a chain: `registry.Plan.before`)
     tta: bool = False  # every network ran on the 8 flips and transposes, averaged (`esrgan.tta`)
+    faces: bool = False  # faces found in the input were restored and pasted over (`esrgan.faces`)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -181,7 +181,8 @@ def run_job(job: Job, resources: JobResources, *, cancelled: Callable[[], bool] 
         # Finished tiles are kept in the job's folder: after a crash the adopted job resumes there.
         result = resources.upscaler.upscale(image, job.scale, job.anime, job.model, progress=progress,
                                             cancelled=stop_requested, stage=stage,
-                                            checkpoint=files.work_dir(job.id), tta=job.tta, **_noise(job))
+                                            checkpoint=files.work_dir(job.id), tta=job.tta, faces=job.faces,
+                                            **_noise(job))
         if stop_requested():
             raise Cancelled("stopped on request")
         job.upscale_seconds = round(time.time() - (job.upscale_started_at or job.started_at), 3)
