@@ -152,3 +152,21 @@ def test_the_server_offers_tta_and_the_page_renders_it(tiny_client):
     assert options["tta"]["available"] and options["tta"]["label"] == "Best quality, 8x slower"
     page = tiny_client.get("/").get_data(as_text=True)
     assert 'name="tta"' in page and "Best quality, 8x slower" in page
+
+
+@pytest.mark.browser
+def test_the_page_draws_the_servers_switches_sends_and_remembers_them(serve, tiny_weights, page, photo, tmp_path):
+    from playwright.sync_api import expect
+
+    page.goto(serve(WEIGHTS_FOLDER=str(tiny_weights), PRECISION="fp32"))
+    tta = page.get_by_label("Best quality, 8x slower")
+    expect(tta).to_be_visible()
+    expect(page.get_by_label("Restore faces")).to_have_count(0)  # no face checkpoint here: not offered
+    page.select_option("#model", MODEL)
+    tta.check()
+    source = tmp_path / "in.png"
+    Image.fromarray(np.round(photo * 255).astype(np.uint8)).save(source)
+    with page.expect_request(lambda r: "/api/estimate" in r.url and "tta=true" in r.url, timeout=120_000):
+        page.set_input_files("#file", str(source))
+    page.reload()
+    expect(page.get_by_label("Best quality, 8x slower")).to_be_checked()
