@@ -212,5 +212,6 @@ def job_from_request() -> Job:
         output_format=options.output_format, quality=options.quality,
         original_name=secure_filename(upload.filename) or "image", input_file=input_file,
         input_width=image.width, input_height=image.height, output_width=output_width, output_height=output_height,
-        keep_gps=options.keep_gps, tta=options.tta, faces=options.faces, preview_estimate=round(priors.preview, 1), finish_estimate=round(priors.finish, 1),
+        keep_gps=options.keep_gps, tta=options.tta, faces=options.faces,
+        preview_estimate=round(priors.preview, 1), finish_estimate=round(priors.finish, 1),
     )
