@@ -172,3 +172,14 @@ def test_without_a_checkpoint_the_form_field_is_a_400_with_the_reason_and_no_fil
                                 "how_to_add": HOW_TO_ADD}
     page = client.get("/").get_data(as_text=True)
     assert 'name="faces"' not in page and 'name="tta"' in page  # only what can run is offered
+
+
+def test_a_video_with_faces_asked_is_refused_with_the_reason(make_app, weights, tmp_path):
+    from tests.media import write_animation
+
+    client = make_app(WEIGHTS_FOLDER=str(weights), PRECISION="fp32").test_client()
+    gif = write_animation(tmp_path / "clip.gif", "gif")
+    answer = client.post("/api/jobs", data={"file": (io.BytesIO(gif.read_bytes()), "clip.gif"), "scale": "2",
+                                            "faces": "true"})
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == "Restore faces is for still images; send the animation without it"
