@@ -82,7 +82,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("esrgan.weights").setLevel(logging.WARNING)
     torch.set_num_threads(2)
-    rows = []
+    # Each row is printed as soon as it is measured: a run cut short keeps what it finished.
+    print(f"Machine: {cpu_name()}, 2 threads, torch {torch.__version__}, fp32, whole image\n")
+    print("| model | images (LR crop) | PSNR-Y plain | PSNR-Y TTA | gain | SSIM-Y plain -> TTA | time TTA / plain |")
+    print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
     with tempfile.TemporaryDirectory() as weights:
         store = ModelStore(weights)
         for item in args.models.split(","):
@@ -91,13 +94,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 images = sorted((args.datasets / name).glob("*.png")) if args.datasets else []
                 if not images:
                     parser.error(f"no {name} images: pass --datasets")
-                rows.append((model, name, int(side), len(images), measure(store, model, int(side), images)))
-    print(f"Machine: {cpu_name()}, 2 threads, torch {torch.__version__}, fp32, whole image\n")
-    print("| model | images (LR crop) | PSNR-Y plain | PSNR-Y TTA | gain | SSIM-Y plain -> TTA | time TTA / plain |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for model, name, side, count, r in rows:
-        print(f"| {model} ({r['scale']}x) | {name} ({count}, {side} px) | {r['psnr']:.2f} | {r['psnr_tta']:.2f} | "
-              f"{r['psnr_tta'] - r['psnr']:+.2f} dB | {r['ssim']:.4f} -> {r['ssim_tta']:.4f} | {r['ratio']:.1f}x |")
+                r = measure(store, model, int(side), images)
+                print(f"| {model} ({r['scale']}x) | {name} ({len(images)}, {side} px) | {r['psnr']:.2f} | "
+                      f"{r['psnr_tta']:.2f} | {r['psnr_tta'] - r['psnr']:+.2f} dB | {r['ssim']:.4f} -> "
+                      f"{r['ssim_tta']:.4f} | {r['ratio']:.1f}x |", flush=True)
 
 
 if __name__ == "__main__":

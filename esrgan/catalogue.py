@@ -112,8 +112,10 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
 
 def _slot_for(descriptor: detect.ModelDescriptor) -> registry.ModelSpec | None:
     """The registry slot a recognised checkpoint fills: the one entry whose network it exactly is
-    (Real-CUGAN's variants share one shape, so their checkpoints stay custom models)."""
-    matches = [spec for spec in registry.all_specs() if descriptor.is_network(spec.arch, spec.arch_args)]
+    (Real-CUGAN's variants share one shape, so their checkpoints stay custom models; entries that
+    take no checkpoints, such as RealSR's in x4plus's shape, are not counted)."""
+    matches = [spec for spec in registry.all_specs()
+               if spec.takes_checkpoints and descriptor.is_network(spec.arch, spec.arch_args)]
     return matches[0] if len(matches) == 1 else None
 
 
@@ -255,7 +257,8 @@ class Catalogue:
         for spec in registry.all_specs():
             if spec.name not in present:
                 where = f"install {spec.package} or " if spec.ncnn_stem else ""
-                missing[spec.name] = f"{where}put {spec.checkpoint_hint} in {self.weights_dir}/"
+                missing[spec.name] = (f"{where}put {spec.checkpoint_hint} in {self.weights_dir}/"
+                                      if spec.takes_checkpoints else f"install {spec.package}")
         return missing
 
     def _checkpoint_files(self) -> list[Path]:
@@ -271,6 +274,14 @@ class Catalogue:
         if key not in self._scanned or strict:
             try:
                 state, custom = read_checkpoint(path)
+                face = detect.is_face_checkpoint(state)
+                if face is not None:  # the face step's (`esrgan.faces`), not an upscaler
+                    if strict:
+                        raise WeightsError(f"a {face} face restoration checkpoint, not an upscaling model: "
+                                           "it restores faces after upscaling (--face-enhance, field faces)")
+                    log.info("%s is a %s face checkpoint: left to the face step", path.name, face)
+                    self._scanned[key] = None
+                    return None
                 descriptor = detect.detect(state)
             except WeightsError as exc:
                 if strict:

@@ -5,56 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from esrgan import cli_video, registry
-from esrgan.errors import OutputPathError, RemasterError
-from esrgan.evaluate import (
-    IMAGE_SUFFIXES,
-    VGG19_FILE,
-    VGGDistance,
-    build_methods,
-    evaluate,
-    evaluate_no_reference,
-    image_seed,
-    make_lr,
-    to_uint8,
-    write_csv,
-)
-from esrgan.imageio import (
-    OUTPUT_FORMATS,
-    DecodedImage,
-    check_encodable,
-    encode,
-    format_for_path,
-    read_image,
-    write_atomic,
-    write_image,
-)
-from esrgan.metrics import mod_crop
+from esrgan import cli_evaluate, cli_video, registry
+from esrgan.cli_env import engine_settings
+from esrgan.errors import FacesUnavailableError, OutputPathError, RemasterError
+from esrgan.evaluate import VGG19_FILE
+from esrgan.imageio import OUTPUT_FORMATS, check_encodable, format_for_path, read_image, write_image
 from esrgan.pipeline import Upscaler
 from esrgan.runtime import BACKENDS, PRECISIONS, native_bf16
 from esrgan.settings import Settings
 from esrgan.sizing import scale_for_size
 from esrgan.weights import ModelStore
 
+__all__ = ["build_parser", "engine_settings", "main"]
+
 log = logging.getLogger("esrgan")
-
-ENV_PREFIX = "REMASTER_"
-# The engine settings the command line takes from REMASTER_* variables (README, "Configuration"):
-# REMASTER_WEIGHTS_FOLDER and REMASTER_BACKEND. Its flags win over them.
-ENV_SETTINGS = ("weights_folder", "backend")
-
-
-def engine_settings(**flags: object) -> Settings:
-    """The engine's settings: defaults, then the environment, then the flags given (None: not given)."""
-    environment = {name: os.environ.get(ENV_PREFIX + name.upper()) for name in ENV_SETTINGS}
-    return Settings().updated(environment).updated({k: v for k, v in flags.items() if v is not None})
 
 
 def _add_upscale(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +44,11 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="registry name, custom name or checkpoint file (overrides --anime)")
     p.add_argument("--fast", dest="model", action="store_const", const=registry.ANIMEVIDEO_V3.name,
                    help=f"the fast compact model ({registry.ANIMEVIDEO_V3.name}, ~29x cheaper than x4plus)")
+    p.add_argument("--face-enhance", action="store_true",
+                   help="restore faces with the GFPGAN or RestoreFormer checkpoint in the weights folder "
+                        "(see `models` for how to add one)")
+    p.add_argument("--tta", action="store_true",
+                   help="best quality, 8x slower: average the model over the 8 flips and transposes of the input")
     p.add_argument("-o", "--output", required=True,
                    help="output file (one input) or folder (any number of inputs)")
     p.add_argument("--tile", type=int, help="tile side in input pixels (0 = whole image)")
@@ -150,6 +124,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         if not dst.parent.is_dir():
             raise OutputPathError(f"the output folder {dst.parent} does not exist")
     upscaler = Upscaler(None, settings)
+    if args.face_enhance and (missing := upscaler.faces.unavailable_reason()) is not None:
+        raise FacesUnavailableError(missing)  # before any work, one line
     failures = 0
     for src, dst in targets:
         try:
@@ -165,14 +141,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                     bar.update(done - bar.n)
 
                 result = upscaler.upscale(image, scale, args.anime, args.model, progress=progress,
-                                          noise=args.noise)
+                                          noise=args.noise, tta=args.tta, faces=args.face_enhance)
             write_image(dst, result.image, fmt, args.quality, keep_gps=args.keep_gps)
         except RemasterError as exc:
             print(f"error: {src}: {exc}", file=sys.stderr)
             failures += 1
             continue
         p = result.provenance
-        how = " then ".join((*p.before, p.model)) + (f" + {p.resample}" if p.resample else "")
+        how = " then ".join((*p.before, p.model)) + (f" + {p.resample}" if p.resample else "") + \
+            (" with TTA" if p.tta else "") + (", faces restored" if p.faces else "")
         print(f"{src} -> {dst} ({result.image.width}x{result.image.height}, {how}, "
               f"{p.device} {p.precision} {p.backend}, {p.seconds:.1f}s)")
     return 1 if failures else 0
@@ -204,6 +181,9 @@ def cmd_models(args: argparse.Namespace) -> int:
               f"{speed}  {state}; licence {m['licence'] or 'unknown'}")
     for name, why in upscaler.store.problems.items():
         print(f"  {name:34} skipped: {why}")
+    faces = listing["faces"]
+    print(f"Restore faces (--face-enhance): {faces['checkpoint']}" if faces["available"]
+          else f"Restore faces (--face-enhance): unavailable. {faces['unavailable_reason']}")
     print("How each result is made (scale, content, noise):")
     for r in listing["routes"]:
         how = (" then ".join(r["chain"]) + (f" + {r['resample']}" if r["resample"] else " (native)")) if r["model"] \
@@ -212,79 +192,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"  any scale from {registry.MIN_SCALE:g} to {registry.MAX_SCALE:g} (--outscale) uses the route of the "
           "nearest quick scale at or above it, then a Lanczos resample")
     return 0
-
-
-def _add_degrade(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("degrade", help="make a paired LR/HR folder with the realistic degradation")
-    p.add_argument("hr_dir", type=Path, metavar="HR_DIR")
-    p.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder for HR/ and LR/")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_degrade)
-
-
-def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score methods against ground truth (PSNR/SSIM, NIQE), or by NIQE alone")
-    p.add_argument("hr_dir", type=Path, metavar="DIR", help="HR images; with --no-reference, LR photos to upscale")
-    p.add_argument("--no-reference", action="store_true",
-                   help="DIR holds photos without ground truth: upscale them and score NIQE only")
-    p.add_argument("-s", "--scale", type=int, choices=registry.SCALES, default=4)
-    p.add_argument("--lr-dir", type=Path, help="LR inputs (NAME.* or NAMEx{scale}.*) instead of making them")
-    p.add_argument("--degradation", choices=("bicubic", "realistic"), default="bicubic")
-    p.add_argument("--methods", default="nearest,bicubic,lanczos,realesrgan,realesrgan-anime",
-                   help="comma-separated: nearest, bicubic, lanczos, realesrgan, realesrgan-anime, or model names")
-    p.add_argument("--seed", type=int, default=0, help="base seed of the realistic degradation")
-    p.add_argument("--csv", type=Path, required=True, help="per-image and mean scores")
-    p.add_argument("--report", type=Path, help="folder for a markdown report with figures")
-    p.add_argument("--vgg-weights", type=Path, help=f"torchvision VGG19 weights ({VGG19_FILE})")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_evaluate)
-
-
-def cmd_degrade(args: argparse.Namespace) -> int:
-    paths = sorted(p for p in args.hr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    for folder in ("HR", "LR"):
-        (args.output / folder).mkdir(parents=True, exist_ok=True)
-    for path in tqdm(paths, desc="degrading", unit="image", file=sys.stderr):
-        try:
-            image = read_image(path, max_pixels=None)
-        except RemasterError as exc:
-            print(f"error: {path}: {exc}", file=sys.stderr)
-            continue
-        hr = to_uint8(mod_crop(image.color, args.scale))
-        lr = make_lr(hr, args.scale, "realistic", image_seed(args.seed, path.name))
-        for folder, pixels_out, name in (("HR", hr, path.stem), ("LR", lr, f"{path.stem}x{args.scale}")):
-            data = encode(DecodedImage(pixels_out.astype(np.float32) / 255.0), "png")
-            write_atomic(args.output / folder / f"{name}.png", data)
-    print(f"{len(paths)} pairs in {args.output}/HR and {args.output}/LR (seed {args.seed})")
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    names = [m.strip() for m in args.methods.split(",") if m.strip()]
-    upscaler = Upscaler(None, engine_settings(device=args.device, precision="fp32"))
-    methods = build_methods(names, upscaler)
-    weights = VGGDistance.find(args.vgg_weights)
-    from esrgan.report import Crops, markdown_table, write_report
-
-    crops = Crops() if args.report else None
-    if args.no_reference:
-        result = evaluate_no_reference(args.hr_dir, args.scale, methods, crops)
-    else:
-        result = evaluate(args.hr_dir, args.scale, methods, args.lr_dir, args.degradation, args.seed,
-                          VGGDistance(weights) if weights else None, crops)
-    write_csv(result, args.csv)
-    source = "no reference" if args.no_reference else "given LR" if args.lr_dir else f"{args.degradation} degradation"
-    title = f"{args.hr_dir.name} x{args.scale}, {source}"
-    print(title)
-    print(markdown_table(result))
-    for note in result.notes:
-        print(f"note: {note}")
-    for name, why in result.failures.items():
-        print(f"skipped {name}: {why}", file=sys.stderr)
-    if args.report:
-        print(f"report: {write_report(result, crops, args.scale, title, args.report)}")
-    return 1 if not result.rows else 0
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -332,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_upscale(sub)
     _add_models(sub)
-    _add_degrade(sub)
-    _add_evaluate(sub)
+    cli_evaluate.add_degrade(sub)
+    cli_evaluate.add_evaluate(sub)
     _add_train(sub)
     return parser
 

@@ -73,7 +73,10 @@ def upscale_moving(args: argparse.Namespace, upscaler: Upscaler) -> int:
     options = EncodeOptions(codec=args.codec, container=container, crf=args.crf).validate()
     # Every refusal comes before the bar: the probe checks the clip, frame_upscaler the model.
     info = probe(src) if kind == "video" else probe_animation(src)
-    fn = frame_upscaler(upscaler, args.scale, model=args.model, noise=args.noise, anime=args.anime)
+    if getattr(args, "face_enhance", False):
+        raise InvalidOptionError("--face-enhance is for still images; a video or an animation is upscaled without it")
+    fn = frame_upscaler(upscaler, args.scale, model=args.model, noise=args.noise, anime=args.anime,
+                        tta=args.tta)
     with tqdm(desc=src.name, unit="frame", leave=False, file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total

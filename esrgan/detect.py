@@ -17,8 +17,21 @@ from esrgan.archs.base import ModelDescriptor
 from esrgan.errors import WeightsError
 
 SPANDREL_PREFIX = "spandrel:"
+# Face restoration networks (`esrgan.faces`): spandrel knows them, but they restore aligned faces,
+# not whole images, so the model store skips them and the face step picks them up.
+FACE_ARCHS = ("GFPGAN", "RestoreFormer")
 
-__all__ = ["ModelDescriptor", "detect", "load"]
+__all__ = ["FACE_ARCHS", "ModelDescriptor", "detect", "is_face_checkpoint", "load"]
+
+
+def is_face_checkpoint(state: dict[str, torch.Tensor]) -> str | None:
+    """The face architecture a state dict is (``"GFPGAN"``/``"RestoreFormer"``), or None."""
+    from spandrel import MAIN_REGISTRY
+
+    for arch in FACE_ARCHS:
+        if MAIN_REGISTRY[arch].detect(state):
+            return arch
+    return None
 
 
 def _listed(state: dict[str, torch.Tensor]) -> ModelDescriptor | None:

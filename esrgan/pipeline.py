@@ -11,19 +11,20 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image
 
 from esrgan import compiled, registry
-from esrgan.errors import ImageTooLargeError
+from esrgan.errors import FacesUnavailableError, ImageTooLargeError
 from esrgan.imageio import DecodedImage
 from esrgan.precision import PRECISION_FILE, PrecisionStore
 from esrgan.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate
 from esrgan.recheck import CalibrationWatch
+from esrgan.result import Provenance, UpscaleResult, resample
 from esrgan.resumable import WorkStore, digest
 from esrgan.runtime import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
 from esrgan.settings import Settings
@@ -38,7 +39,11 @@ from esrgan.tiling import (
     upscale_tiled,
 )
 from esrgan.tilesize import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
+from esrgan.tta import passes_for, with_tta
 from esrgan.weights import LoadedModel, ModelStore, resolve_device
+
+if TYPE_CHECKING:
+    from esrgan.faces.service import FaceRestoration
 
 log = logging.getLogger(__name__)
 
@@ -52,34 +57,6 @@ SMALL_TILE_BATCH = 4  # same-shape tiles per forward pass when tiles are small o
 
 PRECISION_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 UpscaleOptions = Settings  # the same class, by the name the engine's callers use for it
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """How a result was made, for the UI, the API and the CLI."""
-
-    model: str
-    model_title: str
-    weights: str
-    native_scale: int
-    scale: int
-    resample: str | None
-    device: str
-    precision: str
-    backend: str
-    tiles: int
-    seconds: float
-    tile: int = 0  # the tile side used (0: the whole image), after any out-of-memory halving
-    before: tuple[str, ...] = ()  # models run before ``model``, in order (a chain: `registry.Plan.before`)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class UpscaleResult:
-    image: DecodedImage
-    provenance: Provenance
 
 
 class Upscaler:
@@ -100,6 +77,15 @@ class Upscaler:
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
         self.watch = CalibrationWatch()  # when the CPU is measured again (`recalibrate_if_due`)
+
+    @cached_property
+    def faces(self) -> FaceRestoration:
+        """"Restore faces" with the face checkpoint in the weights folder (`esrgan.faces`); its
+        ``unavailable_reason()`` says whether one is there (looked for at each call, so a file added
+        later counts) and, if not, how to add one."""
+        from esrgan.faces.service import FaceRestoration
+
+        return FaceRestoration(self.store.weights_dir, str(self.device))
 
     @property
     def calibration_record(self) -> Path:
@@ -204,8 +190,11 @@ class Upscaler:
         process: tile windows with their context, over the image padded as the model needs."""
         return self.tile_plan(width, height, model).work_pixels
 
-    def _module(self, loaded: LoadedModel, tiling: TileOptions) -> torch.nn.Module:
-        return compiled.module_for(loaded, tiling, self.settings.backend, self.store.weights_dir)
+    def _module(self, loaded: LoadedModel, tiling: TileOptions, tta: bool = False) -> torch.nn.Module:
+        """What the tiler calls: the network (or its compiled wrapper), averaged over the 8
+        symmetries when ``tta`` (`esrgan.tta`)."""
+        module = compiled.module_for(loaded, tiling, self.settings.backend, self.store.weights_dir)
+        return with_tta(module) if tta else module
 
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
         """Seconds a run of ``model`` over a ``width`` x ``height`` image should take here: its rate
@@ -249,6 +238,8 @@ class Upscaler:
         stage: StageFn | None = None,
         noise: str | None = "none",
         checkpoint: Path | None = None,
+        tta: bool = False,
+        faces: bool = False,
     ) -> UpscaleResult:
         """Upscale one image.
 
@@ -267,14 +258,21 @@ class Upscaler:
             checkpoint: A folder of this job's own: finished tiles are kept there, so the same call
                 after a crash resumes at the first unfinished tile (`esrgan.resumable`); removed
                 when the result is made. A folder holding another work's parts is emptied first.
+            tta: Run every network of the plan on the 8 flips and transposes of its input and
+                average the outputs (`esrgan.tta`): about 8x the time, progress steps included.
+            faces: Then restore the faces found in the input with the face checkpoint in the weights
+                folder and paste them over the result (Real-ESRGAN's ``--face_enhance``).
 
         Raises:
             UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError, ImageTooLargeError,
-            WeightsError, Cancelled.
+            WeightsError, Cancelled; FacesUnavailableError (before any work: faces asked, no
+            checkpoint or detector here), FaceRestorerError (the checkpoint does not load).
         """
         started = time.perf_counter()
         chosen = self.plan(scale, anime, model, noise)
         self.check_output_size(image.width, image.height, chosen.scale)
+        if faces and (missing := self.faces.unavailable_reason()) is not None:
+            raise FacesUnavailableError(missing)
         if stage is not None and not self.calibrated:
             stage("calibrating")
         runtime = self.runtime  # measures the CPU now if it must, before "loading"
@@ -287,14 +285,14 @@ class Upscaler:
         for name in chosen.before:  # a chain's first models (registry.Plan.before), each on the whole output
             step = self.load(name)
             step_tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * step.entry.scale**2)
-            rgb = upscale_tiled(self._module(step, step_tiling), rgb, scale=step.entry.scale,
+            rgb = upscale_tiled(self._module(step, step_tiling, tta), rgb, scale=step.entry.scale,
                                 size_multiple=step.size_multiple, options=step_tiling, device=step.device,
                                 dtype=step.dtype, channels_last=step.channels_last, cancelled=cancelled)
         tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2)
-        module = self._module(loaded, tiling)
+        module = self._module(loaded, tiling, tta)
         plan = plan_for(rgb.shape[0], rgb.shape[1], tiling, loaded.size_multiple, model_context(module))
         resumable = checkpoint is not None and plan.count > 1  # one tile has nothing to resume part-way
-        store = WorkStore.open(checkpoint, self._identity(loaded, tiling, rgb)) if resumable else None
+        store = WorkStore.open(checkpoint, self._identity(loaded, tiling, rgb, tta)) if resumable else None
         inference_started = time.perf_counter()
         tiled = run_plan(module, rgb, plan, scale=loaded.entry.scale, options=tiling, device=loaded.device,
                          dtype=loaded.dtype, channels_last=loaded.channels_last, progress=progress,
@@ -302,19 +300,22 @@ class Upscaler:
         out, plan = tiled.image, tiled.plan
         if not tiled.resumed:  # a resumed run's time covers only part of the plan
             inference_seconds = time.perf_counter() - inference_started
-            self.rates.learn(loaded.entry.name, inference_seconds, plan.work_pixels)
+            work = plan.work_pixels * passes_for(tta)  # a rate is per pixel of one pass
+            self.rates.learn(loaded.entry.name, inference_seconds, work)
             if loaded.device.type == "cpu":
-                self.check_calibration(loaded.entry.name, inference_seconds, plan.work_pixels)
+                self.check_calibration(loaded.entry.name, inference_seconds, work)
         size = registry.output_size(image.width, image.height, chosen.scale)
         if chosen.resample is not None:
             out = resample(out, size)
+        if faces:
+            out = self.faces.apply(image.rgb(), out, chosen.scale)
         alpha = resample(image.alpha, size) if image.has_alpha else None
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
             device=str(loaded.device), precision=PRECISION_NAMES[loaded.dtype], backend=runtime.backend,
             tiles=plan.count, seconds=round(time.perf_counter() - started, 3), tile=plan.tile,
-            before=chosen.before,
+            before=chosen.before, tta=tta, faces=faces,
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
                  loaded.entry.name, provenance.seconds)
@@ -322,22 +323,10 @@ class Upscaler:
             store.close()
         return UpscaleResult(image.with_rgb(np.clip(out, 0, 1, out=out), alpha), provenance)
 
-    def _identity(self, loaded: LoadedModel, tiling: TileOptions, rgb: np.ndarray) -> dict:
+    def _identity(self, loaded: LoadedModel, tiling: TileOptions, rgb: np.ndarray, tta: bool) -> dict:
         """What decides a tiled run's parts (not the tile size: a resumed run keeps its own plan)."""
         return {"work": "tiles", "model": loaded.entry.name, "weights": loaded.entry.source,
                 "device": loaded.device.type, "dtype": str(loaded.dtype), "channels_last": loaded.channels_last,
                 "tile_pad": tiling.tile_pad, "pre_pad": tiling.pre_pad, "se_sync": tiling.se_sync,
-                "backend": self.settings.backend, "input": digest(rgb)}
-
-
-def resample(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Lanczos-resample (H, W, C) float32 pixels to ``size`` = (width, height), channel by channel.
-
-    Pillow's Lanczos on float ("F") images keeps full precision and antialiases when shrinking.
-    """
-    channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c]), "F").resize(size, Image.LANCZOS))
-        for c in range(pixels.shape[2])
-    ]
-    return np.clip(np.stack(channels, axis=2), 0, 1).astype(np.float32)
+                "backend": self.settings.backend, "tta": tta, "input": digest(rgb)}
 

@@ -87,7 +87,12 @@ def _after_block(_module: torch.nn.Module, _inputs: object, _output: object) -> 
 
 def steps_per_tile(model: torch.nn.Module) -> int:
     """Progress steps one tile reports (its blocks, and its storing). Registers the block hooks on
-    first use; they do nothing for forward passes outside a tiled run."""
+    first use; they do nothing for forward passes outside a tiled run. A wrapper that runs its
+    ``network`` several times per forward pass (``passes``: `esrgan.tta.TTA`) steps after each
+    block of each run."""
+    runs = int(getattr(model, "passes", 1))
+    if runs > 1:
+        return (steps_per_tile(model.network) - 1) * runs + 1
     with _HOOK_LOCK:
         if model not in _BLOCK_COUNTS:
             blocks = step_blocks(model)

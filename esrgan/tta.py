@@ -27,6 +27,11 @@ TRANSFORMS = 8
 DELEGATED = ("scale", "size_multiple", "prepadding", "border", "se_blocks")
 
 
+def passes_for(tta: bool) -> int:
+    """Forward passes per tile: `TRANSFORMS` with TTA, else 1 (the factor of its time and estimate)."""
+    return TRANSFORMS if tta else 1
+
+
 def transform(x: torch.Tensor, k: int) -> torch.Tensor:
     """The k-th symmetry (0 <= k < 8) of (N, C, H, W) images: bit 0 flips H, bit 1 flips W, bit 2
     transposes H and W (last)."""
@@ -61,6 +66,8 @@ class TTA(nn.Module):
     Args:
         network: Any image-to-image network, (N, C, H, W) -> (N, C, H*s, W*s).
     """
+
+    passes = TRANSFORMS  # runs of ``network`` per forward pass (`esrgan.steps` counts each run's blocks)
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()

@@ -106,7 +106,7 @@ def estimate():
     # The runner's rate is per pixel the model really processes (a thin strip costs its padding too).
     priors = job_priors(plan.model, width, height, options.scale, options.output_format, plan.resample is not None,
                         float(current_app.config["PREVIEW_MIN_SECONDS"]), set(service.upscaler.store.entries()),
-                        service.runner.estimate_seconds)
+                        service.runner.estimate_seconds, options.tta)
     parts = {"preview": priors.preview, "upscale": priors.upscale or 0.0, "finish": priors.finish}
     return jsonify(
         output_width=out_width, output_height=out_height, scale=options.scale, model=plan.model,

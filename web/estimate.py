@@ -14,6 +14,7 @@ from esrgan.catalogue import ModelEntry
 from esrgan.errors import RemasterError
 from esrgan.pipeline import Upscaler
 from esrgan.registry import Plan, output_size
+from esrgan.tta import passes_for
 from web.eta import Priors
 from web.preview import PREVIEW_MAX_PIXELS, preview_model
 
@@ -106,10 +107,11 @@ def preview_seconds(model: str, width: int, height: int, scale: float, upscale_s
 
 
 def job_priors(model: str, width: int, height: int, scale: float, output_format: str, resampled: bool,
-               min_preview_seconds: float, available: set[str], estimate: EstimateFn) -> Priors:
-    """Each part of a job's time, predicted (see `web.eta`)."""
+               min_preview_seconds: float, available: set[str], estimate: EstimateFn, tta: bool = False) -> Priors:
+    """Each part of a job's time, predicted (see `web.eta`); with ``tta`` the upscaling runs 8
+    passes per tile, so it takes 8 times as long (the quick preview runs without)."""
     try:
-        upscale = estimate(model, width, height)
+        upscale = estimate(model, width, height) * passes_for(tta)
     except RemasterError:
         return Priors(None)
     out_width, out_height = output_size(width, height, scale)

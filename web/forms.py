@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from flask import current_app, request
 from werkzeug.utils import secure_filename
 
-from esrgan.errors import ImageTooLargeError, ModelNotFoundError, RemasterError
+from esrgan.errors import FacesUnavailableError, ImageTooLargeError, ModelNotFoundError, RemasterError
 from esrgan.imageio import OUTPUT_FORMATS, check_encodable, decode
 from esrgan.registry import check_noise, check_outscale, output_size
 from web import figures
@@ -103,6 +103,8 @@ class RequestOptions:
     target_width: int | None = None
     target_height: int | None = None
     keep_gps: bool = False
+    tta: bool = False  # the 8 flips and transposes, averaged (`esrgan.tta`): best quality, 8x slower
+    faces: bool = False  # restore faces with the checkpoint in weights/ (`esrgan.faces`)
 
     def for_image(self, width: int, height: int) -> RequestOptions:
         """These options for a ``width`` x ``height`` image: the scale its asked size needs (the
@@ -134,7 +136,17 @@ def read_options(fields: Mapping[str, str], size_fields: tuple[str, str] = UPLOA
         quality=parse_quality(fields.get("quality")),
         target_width=target_width, target_height=target_height,
         keep_gps=parse_bool(fields.get("keep_gps"), "keep_gps"),
+        tta=parse_bool(fields.get("tta"), "tta"),
+        faces=parse_faces(fields.get("faces")),
     )
+
+
+def parse_faces(value: str | None) -> bool:
+    """The faces field; asking for it where no face checkpoint is installed is refused with how to add one."""
+    faces = parse_bool(value, "faces")
+    if faces and services().runs_jobs and (missing := services().upscaler.faces.unavailable_reason()) is not None:
+        raise FacesUnavailableError(missing)
+    return faces
 
 
 def work_pixels(width: int, height: int, model: str) -> int:
@@ -193,11 +205,13 @@ def job_from_request() -> Job:
     plan = service.upscaler.plan(options.scale, options.anime, model, noise=options.noise)
     priors = job_priors(model, image.width, image.height, options.scale, options.output_format,
                         plan.resample is not None, float(current_app.config["PREVIEW_MIN_SECONDS"]),
-                        set(service.upscaler.store.entries()), service.runner.estimate_seconds)
+                        set(service.upscaler.store.entries()), service.runner.estimate_seconds,
+                        options.tta)
     return Job(
         id=job_id, scale=options.scale, anime=options.anime, noise=options.noise, model=model,
         output_format=options.output_format, quality=options.quality,
         original_name=secure_filename(upload.filename) or "image", input_file=input_file,
         input_width=image.width, input_height=image.height, output_width=output_width, output_height=output_height,
-        keep_gps=options.keep_gps, preview_estimate=round(priors.preview, 1), finish_estimate=round(priors.finish, 1),
+        keep_gps=options.keep_gps, tta=options.tta, faces=options.faces,
+        preview_estimate=round(priors.preview, 1), finish_estimate=round(priors.finish, 1),
     )

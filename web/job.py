@@ -63,6 +63,8 @@ class Job:
     cancel_requested: bool = False
     attempts: int = 0
     keep_gps: bool = False  # keep the GPS position in the result's EXIF (`esrgan.metadata`)
+    tta: bool = False  # test-time augmentation (`esrgan.tta`): 8 passes per tile
+    faces: bool = False  # restore faces after upscaling (`esrgan.faces`)
     restarts: int = 0  # times a stop or a crash sent it back to the queue after it had started
     worker: str | None = None
     kind: str = "image"  # "image", "video" or "animation" (`web.video_jobs`)

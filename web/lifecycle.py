@@ -24,6 +24,7 @@ from esrgan.errors import Cancelled, RemasterError
 from esrgan.imageio import decode as decode_image
 from esrgan.imageio import encode
 from esrgan.pipeline import Upscaler
+from esrgan.tta import passes_for
 from web import figures
 from web.errors import ErrorKind, error_kind
 from web.job import FINISHED, Job, Status
@@ -60,7 +61,7 @@ class JobResources:
         """Seconds the upscaling of ``job`` should take here (None when it cannot be told)."""
         try:
             return figures.seconds(self.upscaler.estimate_seconds(job.model, job.input_width, job.input_height)
-                                   * job.frames)
+                                   * job.frames * passes_for(job.tta))
         except Exception:  # an estimate is a courtesy; the job itself reports real errors
             log.warning("no estimate for job %s", job.id, exc_info=True)
             return None
@@ -180,7 +181,8 @@ def run_job(job: Job, resources: JobResources, *, cancelled: Callable[[], bool] 
         # Finished tiles are kept in the job's folder: after a crash the adopted job resumes there.
         result = resources.upscaler.upscale(image, job.scale, job.anime, job.model, progress=progress,
                                             cancelled=stop_requested, stage=stage,
-                                            checkpoint=files.work_dir(job.id), **_noise(job))
+                                            checkpoint=files.work_dir(job.id), tta=job.tta, faces=job.faces,
+                                            **_noise(job))
         if stop_requested():
             raise Cancelled("stopped on request")
         job.upscale_seconds = round(time.time() - (job.upscale_started_at or job.started_at), 3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, url_for
 
 from esrgan.imageio import OUTPUT_FORMATS
+from esrgan.listing import option_rows
 from esrgan.registry import SCALES
 from web.limits import image_limits
 from web.service import services
@@ -27,6 +28,8 @@ def index():
         formats=OUTPUT_FORMATS,
         noise_levels=NOISE_LEVELS,
         models=list(entries.values()),
+        # The switches the server offers (tta, faces), as /api/models "options" says them.
+        extra_options=[o for o in option_rows(service.upscaler) if o["available"]],
         max_megabytes=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024),
         max_input_pixels=current_app.config["MAX_INPUT_PIXELS"],
         max_output_pixels=current_app.config["MAX_OUTPUT_PIXELS"],

@@ -12,8 +12,9 @@ from dataclasses import replace
 from esrgan import registry
 from esrgan.errors import ModelNotFoundError
 from esrgan.imageio import DecodedImage, encode
-from esrgan.pipeline import Upscaler, resample
+from esrgan.pipeline import Upscaler
 from esrgan.registry import output_size
+from esrgan.result import resample
 from web.job import Job
 from web.storage import FileStore
 

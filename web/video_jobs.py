@@ -146,6 +146,8 @@ def moving_job_from_request() -> Job | None:
     if size > int(config["MAX_VIDEO_BYTES"]):
         raise ImageTooLargeError(f"the {kind} is larger than {int(config['MAX_VIDEO_BYTES']) / 2**20:g} MB")
     options = read_options(request.form)
+    if options.faces:
+        raise BadRequest(f"Restore faces is for still images; send the {kind} without it")
     encode = read_encode_options(request.form, kind)
     service = services()
     model = options.model or _video_model(options)
@@ -177,7 +179,7 @@ def moving_job_from_request() -> Job | None:
         output_format=output_format, quality=options.quality,
         original_name=secure_filename(upload.filename) or kind, input_file=input_file,
         input_width=width, input_height=height, output_width=out_width, output_height=out_height,
-        kind=kind, media=media,
+        kind=kind, media=media, tta=options.tta,
     )
 
 

@@ -157,7 +157,7 @@ def run_moving(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSe
     facts in ``job.media["result"]``). Raises what the engine raises (`Cancelled` on a stop)."""
     source = files.resolve(job.input_file)
     fn = frame_upscaler(upscaler, job.scale, model=job.model, noise=job.noise, anime=job.anime,
-                        cancelled=stop_requested)
+                        cancelled=stop_requested, tta=job.tta)
     output = files.path(job.id, "out", job.output_format)
     media = job.media or {}
     if job.kind == "animation":

@@ -77,7 +77,7 @@ def segment_task(self: Task, job_id: str, index: int) -> dict:
         return current is None or current.status in FINISHED or bool(redis.exists(CANCEL_KEY.format(job_id)))
 
     fn = frame_upscaler(resources.upscaler, job.scale, model=job.model, noise=job.noise, anime=job.anime,
-                        cancelled=stopped)
+                        cancelled=stopped, tta=job.tta)
     options: EncodeOptions = encode_options(job)
     with claims.holding(part, resources.video.stale_seconds):
         try:

@@ -82,6 +82,8 @@ def status_view(job: Job) -> dict:
         "scale": job.scale,
         "anime": job.anime,
         "noise": job.noise,
+        "tta": job.tta,
+        "faces": job.faces,
         "model": job.model,
         "original_name": job.original_name,
         "progress": {"done": job.steps_done, "total": job.steps_total, "fraction": round(job.fraction, 4)},

@@ -7,10 +7,10 @@ calls after upscaling; `MTCNN` finds faces (weights from the facenet-pytorch whe
 wraps all of it for one weights folder: what the pipeline, CLI and web app hold.
 """
 
+from esrgan.detect import FACE_ARCHS
 from esrgan.faces.mtcnn import MTCNN, Face
 from esrgan.faces.paste import restore_faces
 from esrgan.faces.restorer import (
-    FACE_ARCHS,
     HOW_TO_ADD,
     FaceRestorer,
     FaceRestorerError,

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spandrel import MAIN_REGISTRY, ImageModelDescriptor, ModelLoader, UnsupportedModelError
+from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
 
 from esrgan.catalogue import CHECKPOINT_SUFFIXES, read_checkpoint
-from esrgan.errors import ModelNotFoundError, WeightsError
+from esrgan.detect import is_face_checkpoint
+from esrgan.errors import FacesUnavailableError, WeightsError
 
 log = logging.getLogger(__name__)
 
-FACE_ARCHS = ("GFPGAN", "RestoreFormer")
 FACE_SIZE = 512  # both networks take and give 512x512 aligned faces
 HOW_TO_ADD = (
     "Restore faces: put a GFPGAN v1.3 or v1.4 checkpoint (GFPGANv1.3.pth, GFPGANv1.4.pth, from "
@@ -33,10 +33,6 @@ HOW_TO_ADD = (
 
 class FaceRestorerError(WeightsError):
     """A checkpoint given as a face restorer is unreadable or is not GFPGAN or RestoreFormer."""
-
-
-class FacesUnavailableError(ModelNotFoundError):
-    """Face restoration was asked for, but no face restoration checkpoint is in weights/."""
 
 
 @dataclass(frozen=True)
@@ -68,14 +64,6 @@ class FaceRestorer:
         else:
             out = self.descriptor(x)
         return out.clamp(0, 1).float().cpu().numpy().transpose(0, 2, 3, 1)
-
-
-def is_face_checkpoint(state: dict[str, torch.Tensor]) -> str | None:
-    """The face architecture a state dict is (``"GFPGAN"``/``"RestoreFormer"``), or None."""
-    for arch in FACE_ARCHS:
-        if MAIN_REGISTRY[arch].detect(state):
-            return arch
-    return None
 
 
 def _keys_only(path: Path) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from esrgan.errors import Cancelled
-from esrgan.pipeline import resample
+from esrgan.result import resample
 from esrgan.tiling import CancelFn, ProgressFn
 from esrgan.video.errors import NotAVideoError, VideoTooLargeError, VideoTooLongError
 from esrgan.video.frames import FrameFn, rgb_to_frame

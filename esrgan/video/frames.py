@@ -58,6 +58,7 @@ def frame_upscaler(
     anime: bool = True,
     precision: str | None = None,
     cancelled: CancelFn | None = None,
+    tta: bool = False,
 ) -> FrameFn:
     """The frame function for the video engine, through `Upscaler.upscale` (the image path's model
     choice, tiling, resample and limits).
@@ -72,6 +73,7 @@ def frame_upscaler(
         precision: Overrides the upscaler's precision (``"fp32"``, ``"bf16"``, ``"fp16"``); the
             model cache stays shared.
         cancelled: Polled inside each frame's forward pass too.
+        tta: Average each frame's model over the 8 flips and transposes (`esrgan.tta`; 8x the time).
 
     Raises:
         UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError: At once, before any frame.
@@ -83,7 +85,7 @@ def frame_upscaler(
 
     def upscale_frame(rgb: np.ndarray) -> np.ndarray:
         image = DecodedImage(rgb.astype(np.float32) / 255.0)
-        result = upscaler.upscale(image, scale, anime, model, cancelled=cancelled, noise=noise)
+        result = upscaler.upscale(image, scale, anime, model, cancelled=cancelled, noise=noise, tta=tta)
         return to_uint8(result.image.pixels)
 
     return upscale_frame

@@ -46,8 +46,9 @@ export async function fetchEstimate(width, height, opts) {
   // The input's size is width/height here; the result's asked size is target_width/target_height.
   const size = opts.width != null ? { target_width: opts.width } :
     opts.height != null ? { target_height: opts.height } : { scale: opts.scale };
-  const query = new URLSearchParams({ width, height, ...size, anime: opts.anime, noise: opts.noise,
-    model: opts.model, format: opts.format, keep_gps: opts.keep_gps || "false" });
+  // Every other option goes as the upload sends it (the server's switches among them: tta, faces).
+  const { width: _w, height: _h, scale: _s, ...rest } = opts;
+  const query = new URLSearchParams({ width, height, ...size, ...rest, keep_gps: opts.keep_gps || "false" });
   const response = await call(`/api/estimate?${query}`);
   const body = await response.json();
   if (!response.ok) throw new Error(body.error);

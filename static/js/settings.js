@@ -1,7 +1,8 @@
-// The options a person picks (scale or other size, content, noise, model, format, quality, keep GPS):
-// read from the form, remembered across reloads, set at once by a preset; the model and noise lists
-// as the server lists them (contract C3, degrading while fields are missing), with the choices its
-// routes say cannot work marked with the reason.
+// The options a person picks (scale or other size, content, noise, model, format, quality, keep GPS,
+// and the switches the server offers: TTA, faces): read from the form, remembered across reloads,
+// set at once by a preset; the model and noise lists and the switches as the server lists them
+// (contract C3, degrading while fields are missing), with the choices its routes say cannot work
+// marked with the reason.
 
 import { fetchModels } from "./api.js";
 
@@ -21,6 +22,7 @@ const sizeKind = document.getElementById("size-kind");
 const sizeValue = document.getElementById("size-value");
 const sizeNote = document.getElementById("size-note");
 const keepGps = document.getElementById("keep-gps");
+const extras = document.getElementById("extra-options"); // the server's switches ("options" in C3)
 const SETTINGS_KEY = "remaster.settings";
 const LOSSLESS = ["png", "bmp", "tiff"]; // formats without a quality setting
 
@@ -36,9 +38,16 @@ function size(data) {
   return sizeKind.value === "factor" ? { scale: value } : { [sizeKind.value]: value };
 }
 
+// Each switch the server offers, as a form field: "true" or "false".
+function switches() {
+  const boxes = extras.querySelectorAll('input[type="checkbox"]');
+  return Object.fromEntries([...boxes].map((box) => [box.name, box.checked ? "true" : "false"]));
+}
+
 export function options() {
   const data = new FormData(form);
   return {
+    ...switches(),
     ...size(data),
     keep_gps: keepGps.checked ? "true" : "false",
     anime: anime.checked ? "true" : "false",
@@ -133,6 +142,9 @@ function apply(values) {
     form.querySelector('input[name="scale"][value="other"]').checked = true;
   }
   if (values.keep_gps != null) keepGps.checked = values.keep_gps === "true";
+  for (const box of extras.querySelectorAll('input[type="checkbox"]')) {
+    if (values[box.name] != null) box.checked = values[box.name] === "true";
+  }
   if (values.anime != null) anime.checked = values.anime === true || values.anime === "true";
   for (const [select, value] of [[noiseSelect, values.noise], [modelSelect, values.model], [format, values.format]]) {
     if (value != null && [...select.options].some((o) => o.value === value && !o.disabled)) select.value = value;
@@ -144,11 +156,29 @@ function apply(values) {
   describeNoise();
 }
 
+// The switches the server can run here, each a checkbox named by its form field; those it cannot
+// run are not offered.
+function showSwitches(offered) {
+  const chosen = { ...saved(), ...switches() };
+  const boxes = offered.filter((o) => o.available !== false && o.name && o.label).map((o) => {
+    const label = document.createElement("label");
+    label.className = "pill";
+    label.title = o.note || "";
+    const box = Object.assign(document.createElement("input"),
+      { type: "checkbox", name: o.name, id: `option-${o.name}`, value: "true", checked: chosen[o.name] === "true" });
+    label.append(box, ` ${o.label}`);
+    return label;
+  });
+  extras.replaceChildren(extras.querySelector("legend"), ...boxes);
+  extras.hidden = !boxes.length;
+}
+
 export async function loadModels() {
   const body = await fetchModels();
   if (!body) return;
   models = body.models || [];
   routes = Array.isArray(body.routes) ? body.routes : [];
+  if (Array.isArray(body.options)) showSwitches(body.options);
   limits = body.limits || {};
   showSize();
   if (body.limits) form.dataset.maxOutputPixels = body.limits.max_output_pixels;
