@@ -41,6 +41,9 @@ def wait_finished(client, job_id: str, seconds: float = 120) -> tuple[dict, list
         view = client.get(f"/api/jobs/{job_id}").get_json()
         seen.append(view)
         if view["status"] in ("done", "failed", "cancelled"):
+            # The view says "finished" as the record is being written: wait for the runner to be
+            # through with the job before anyone counts the files it left.
+            client.application.extensions["remaster"].runner.wait(job_id, 30)
             return view, seen
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish in {seconds} s")
