@@ -28,6 +28,7 @@ from esrgan.result import Provenance, UpscaleResult, resample
 from esrgan.resumable import WorkStore, digest
 from esrgan.runtime import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
 from esrgan.settings import Settings
+from esrgan.steps import steps_per_tile
 from esrgan.tiling import (
     CancelFn,
     ProgressFn,
@@ -199,13 +200,21 @@ class Upscaler:
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
         """Seconds a run of ``model`` over a ``width`` x ``height`` image should take here: its rate
         (`esrgan.rates`; before any run, the calibration's scaled by FLOPs) times the pixels it
-        will process. Loads the model to count them."""
+        will process, plus what the `Settings.step_delay` test hook will sleep (slow work slow on
+        purpose is slow in the estimate too, as a slow machine's measured rate would be). Loads the
+        model to count them."""
         rate = self.rates.get(model)
         if rate is None:
             calibrated = self.runtime.seconds_per_pixel if self.calibrated else None
             rate = prior_rate(self._model_flops(model), self.device.type, calibrated,
                               self._model_flops(CALIBRATION_MODEL) if calibrated else None)
-        return rate * self.work_pixels(width, height, model)
+        plan = self.tile_plan(width, height, model)
+        slept = 0.0
+        if self.settings.step_delay:
+            loaded = self.load(model)
+            per_tile = steps_per_tile(self._module(loaded, self.tile_options(width * height * loaded.entry.scale**2)))
+            slept = self.settings.step_delay * plan.count * per_tile
+        return rate * plan.work_pixels + slept
 
     def _model_flops(self, model: str) -> float:
         if model not in self._flops:
@@ -299,7 +308,7 @@ class Upscaler:
                          cancelled=cancelled, checkpoint=store)
         out, plan = tiled.image, tiled.plan
         if not tiled.resumed:  # a resumed run's time covers only part of the plan
-            inference_seconds = time.perf_counter() - inference_started
+            inference_seconds = time.perf_counter() - inference_started - tiled.slept
             work = plan.work_pixels * passes_for(tta)  # a rate is per pixel of one pass
             self.rates.learn(loaded.entry.name, inference_seconds, work)
             if loaded.device.type == "cpu":

@@ -37,6 +37,7 @@ class Steps:
                  delay: float = 0.0) -> None:
         self.total, self.progress, self.cancelled, self.delay = total, progress, cancelled, delay
         self.done = 0
+        self.slept = 0.0  # seconds the delay hook slept: not the network's time
         self.width = 1  # tiles in the forward pass now running: each block step advances them all
         self.ceiling = 0  # block steps never pass this: the tile's last step is its storing
 
@@ -47,6 +48,7 @@ class Steps:
     def step(self, to: int | None = None) -> None:
         if self.delay > 0:
             time.sleep(self.delay)
+            self.slept += self.delay
         self.check()
         self.done = to if to is not None else min(self.done + self.width, self.ceiling)
         if self.progress is not None:

@@ -60,11 +60,13 @@ class TiledResult:
         image: (H*scale, W*scale, 3) float32 RGB in [0, 1].
         plan: The plan as it ended.
         resumed: Tiles of the last pass taken from the checkpoint instead of run.
+        slept: Seconds the `TileOptions.step_delay` test hook slept (not the network's time).
     """
 
     image: np.ndarray
     plan: TilePlan
     resumed: int = 0
+    slept: float = 0.0
 
 
 def upscale_tiled(model: torch.nn.Module, image: np.ndarray, *, scale: int, size_multiple: int = 1,
@@ -141,7 +143,7 @@ def run_plan(
                 plan = split.plan
                 continue
             image_out = canvas if isinstance(canvas, np.ndarray) else canvas.cpu().numpy()
-            return TiledResult(image_out, plan, run.resumed)
+            return TiledResult(image_out, plan, run.resumed, run.steps.slept)
 
 
 class _Split(Exception):  # noqa: N818 - control flow
