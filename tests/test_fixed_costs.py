@@ -35,3 +35,45 @@ def test_an_x4plus_cli_run_imports_no_spandrel_and_a_real_cugan_one_does(tmp_pat
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[-1] == f"0 {imported}"
         assert target.is_file()
+
+
+# A one-shot command as ``python -m esrgan`` runs it, in a process that registers an exit handler
+# and keeps an object whose finaliser only the interpreter's teardown runs.
+# With "thread", a thread that writes once the main thread has ended (as a late writer would).
+QUICK_EXIT_PROBE = """
+import atexit, os, runpy, sys, threading
+class Teardown:
+    def __del__(self):
+        os.write(1, b"teardown ran\\n")
+probe = Teardown()
+atexit.register(lambda: print("exit handler ran", flush=True))
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (threading.main_thread().join(), print("thread wrote", flush=True))).start()
+sys.argv = ["esrgan", *sys.argv[2:]]
+runpy.run_module("esrgan", run_name="__main__")
+"""
+
+
+def test_a_one_shot_command_skips_the_teardown_after_exit_handlers_and_flushed_output(weights_dir):
+    env = {"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", QUICK_EXIT_PROBE, "-", "models"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Models:" and "any scale from" in done.stdout  # all of it, flushed into a pipe
+    assert lines[-1] == "exit handler ran" and "teardown ran" not in lines
+
+
+def test_a_thread_still_running_or_a_failing_command_gets_the_normal_exit(tmp_path, weights_dir):
+    env = {"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", QUICK_EXIT_PROBE, "thread", "models"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert {"thread wrote", "exit handler ran", "teardown ran"} <= set(done.stdout.splitlines())
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    done = subprocess.run([sys.executable, "-c", QUICK_EXIT_PROBE, "-", "upscale", str(bad), "-o",
+                           str(tmp_path / "out.png")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1  # one failed input: the status still comes through the quick exit
+    assert done.stderr.splitlines()[-1].startswith("error:") and "teardown ran" not in done.stdout
