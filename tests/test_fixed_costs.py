@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import subprocess
 import sys
 
+import torch
+
+from esrgan import catalogue, registry
+from esrgan.weights import ModelStore
 from tests.conftest import ROOT, crop_of
 
 
@@ -77,3 +84,31 @@ def test_a_thread_still_running_or_a_failing_command_gets_the_normal_exit(tmp_pa
                           timeout=300)
     assert done.returncode == 1  # one failed input: the status still comes through the quick exit
     assert done.stderr.splitlines()[-1].startswith("error:") and "teardown ran" not in done.stdout
+
+
+def test_converted_weights_are_hashed_once_then_known_by_their_stamp(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(catalogue, "RACY_NS", 0)  # stamps stand for content at once (else after 2 s)
+    spec = registry.spec("realesr-animevideov3")
+    first = ModelStore(tmp_path).state_dict(spec.name)
+    cached = ModelStore(tmp_path).converted_path(spec)
+    sidecar = cached.with_suffix(".sha256")
+    record = json.loads(sidecar.read_text())
+    assert record["stamps"]["file"][0] == cached.stat().st_size and record["stamps"]["source"] is not None
+    # A recorded hash is taken on the stamp's word: a wrong one goes unnoticed while the stamp holds ...
+    sidecar.write_text(json.dumps({**record, "sha256": "0" * 64}))
+    with caplog.at_level(logging.WARNING):
+        torch.testing.assert_close(ModelStore(tmp_path).state_dict(spec.name), first)
+    assert "rebuilding" not in caplog.text
+    # ... and is checked as soon as the file's stamp changes (here only its modification time).
+    os.utime(cached, ns=(cached.stat().st_atime_ns, cached.stat().st_mtime_ns - 10**9))
+    with caplog.at_level(logging.WARNING):
+        torch.testing.assert_close(ModelStore(tmp_path).state_dict(spec.name), first)
+    assert "checksum mismatch" in caplog.text
+    caplog.clear()
+    # A source whose stamp changed is hashed again; the same content keeps the cache and its new stamp is kept.
+    rebuilt = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**rebuilt, "stamps": {**rebuilt["stamps"], "source": [0, 0, 0, 0]}}))
+    with caplog.at_level(logging.WARNING):
+        ModelStore(tmp_path).state_dict(spec.name)
+    assert "rebuilding" not in caplog.text
+    assert json.loads(sidecar.read_text()) == rebuilt
