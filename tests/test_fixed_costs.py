@@ -8,11 +8,18 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
+from torch import nn
 
-from esrgan import catalogue, registry
+from esrgan import archs, catalogue, registry
+from esrgan.archs import RRDBNet, SRVGGNetCompact
+from esrgan.archs.base import Architecture, ModelDescriptor
+from esrgan.archs.waifu2x import UpConv7
+from esrgan.detect import load
+from esrgan.errors import WeightsError
 from esrgan.weights import ModelStore
-from tests.conftest import ROOT, crop_of
+from tests.conftest import ROOT, crop_of, psnr
 
 
 def run_python(code: str, weights_dir) -> subprocess.CompletedProcess:
@@ -112,3 +119,59 @@ def test_converted_weights_are_hashed_once_then_known_by_their_stamp(tmp_path, m
         ModelStore(tmp_path).state_dict(spec.name)
     assert "rebuilding" not in caplog.text
     assert json.loads(sidecar.read_text()) == rebuilt
+
+
+TINY_NETWORKS = {
+    "rrdbnet": lambda: RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, num_grow_ch=4, scale=4),
+    "srvgg": lambda: SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4),
+    "waifu2x-upconv7": UpConv7,
+}
+
+
+@pytest.mark.parametrize("name", TINY_NETWORKS)
+def test_a_network_loaded_without_random_init_computes_exactly_what_the_built_one_does(name):
+    torch.manual_seed(0)
+    state = {key: tensor.clone() for key, tensor in TINY_NETWORKS[name]().state_dict().items()}
+    module, found = load(state)
+    reference = found.build()
+    reference.load_state_dict(state, strict=True)
+    assert found.arch == name and not any(t.is_meta for t in module.state_dict().values())
+    assert all(p.requires_grad for p in module.parameters())  # still trainable
+    image = torch.rand(1, 3, 11, 5)  # odd and thin
+    with torch.inference_mode():
+        ours, theirs = module.eval()(image), reference.eval()(image)
+    assert psnr(ours.clamp(0, 1).numpy(), theirs.clamp(0, 1).numpy()) == float("inf")
+    assert torch.equal(ours, theirs)
+
+
+def test_a_half_checkpoint_loads_as_float32_and_a_wrong_one_is_refused():
+    torch.manual_seed(0)
+    state = TINY_NETWORKS["srvgg"]().state_dict()
+    module, _ = load({key: tensor.half() for key, tensor in state.items()})
+    assert {p.dtype for p in module.parameters()} == {torch.float32}
+    with pytest.raises(WeightsError, match="do not fit"):
+        load({**state, "body.0.weight": state["body.0.weight"][:4]})
+
+
+class Offset(nn.Module):
+    """A network with a buffer that no state dict holds (it stays on the meta device if assigned)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.register_buffer("offset", torch.full((1, 3, 1, 1), 0.25), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.offset
+
+
+def test_a_network_with_a_buffer_outside_its_state_dict_is_built_and_copied_into(monkeypatch):
+    offset = Architecture(name="offset", family="Tiny", network=Offset, recognises=lambda s: "conv.weight" in s,
+                          describe=lambda s: ModelDescriptor("offset", 1), freeze_rule=lambda a: "")
+    monkeypatch.setattr(archs, "ARCHITECTURES", (offset,))
+    torch.manual_seed(0)
+    network = Offset()
+    module, _ = load(network.state_dict())
+    assert module.offset.device.type == "cpu"
+    image = torch.rand(1, 3, 3, 7)
+    assert torch.equal(module(image), network(image))
