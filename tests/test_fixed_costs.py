@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -18,19 +19,20 @@ from esrgan.archs.base import Architecture, ModelDescriptor
 from esrgan.archs.waifu2x import UpConv7
 from esrgan.detect import load
 from esrgan.errors import WeightsError
-from esrgan.weights import ModelStore
+from esrgan.weights import PARALLEL_GRAIN, ModelStore, place
 from tests.conftest import ROOT, crop_of, psnr
 
 
-def run_python(code: str, weights_dir) -> subprocess.CompletedProcess:
+def run_python(code: str, *args: str, weights_dir) -> subprocess.CompletedProcess:
+    """``python -c code args...`` in a fresh process, as a user's shell would start it."""
     env = {"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
 
 
 def test_importing_the_cli_imports_no_spandrel(weights_dir):
     done = run_python("import sys, esrgan.cli; print(sorted(m for m in sys.modules if m.startswith('spandrel')))",
-                      weights_dir)
+                      weights_dir=weights_dir)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
@@ -42,10 +44,8 @@ def test_an_x4plus_cli_run_imports_no_spandrel_and_a_real_cugan_one_does(tmp_pat
             "print(code, any(m.startswith('spandrel') for m in sys.modules))")
     for extra, imported in (((), False), (("--anime", "-s", "2"), True)):
         target = tmp_path / f"out{len(extra)}.png"
-        env = {"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"}
-        done = subprocess.run([sys.executable, "-c", code, "upscale", str(source), "-o", str(target),
-                               "--device", "cpu", *extra], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=300)
+        done = run_python(code, "upscale", str(source), "-o", str(target), "--device", "cpu", *extra,
+                          weights_dir=weights_dir)
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[-1] == f"0 {imported}"
         assert target.is_file()
@@ -69,26 +69,21 @@ runpy.run_module("esrgan", run_name="__main__")
 
 
 def test_a_one_shot_command_skips_the_teardown_after_exit_handlers_and_flushed_output(weights_dir):
-    env = {"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", QUICK_EXIT_PROBE, "-", "models"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = run_python(QUICK_EXIT_PROBE, "-", "models", weights_dir=weights_dir)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "Models:" and "any scale from" in done.stdout  # all of it, flushed into a pipe
     assert lines[-1] == "exit handler ran" and "teardown ran" not in lines
 
 
-def test_a_thread_still_running_or_a_failing_command_gets_the_normal_exit(tmp_path, weights_dir):
-    env = {"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", QUICK_EXIT_PROBE, "thread", "models"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+def test_a_live_thread_gets_the_normal_exit_and_a_failed_input_keeps_its_status(tmp_path, weights_dir):
+    done = run_python(QUICK_EXIT_PROBE, "thread", "models", weights_dir=weights_dir)
     assert done.returncode == 0, done.stderr
     assert {"thread wrote", "exit handler ran", "teardown ran"} <= set(done.stdout.splitlines())
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    done = subprocess.run([sys.executable, "-c", QUICK_EXIT_PROBE, "-", "upscale", str(bad), "-o",
-                           str(tmp_path / "out.png")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = run_python(QUICK_EXIT_PROBE, "-", "upscale", str(bad), "-o", str(tmp_path / "out.png"),
+                      weights_dir=weights_dir)
     assert done.returncode == 1  # one failed input: the status still comes through the quick exit
     assert done.stderr.splitlines()[-1].startswith("error:") and "teardown ran" not in done.stdout
 
@@ -175,3 +170,17 @@ def test_a_network_with_a_buffer_outside_its_state_dict_is_built_and_copied_into
     assert module.offset.device.type == "cpu"
     image = torch.rand(1, 3, 3, 7)
     assert torch.equal(module(image), network(image))
+
+
+@pytest.mark.parametrize(("dtype", "channels_last"), [(torch.bfloat16, True), (torch.float32, True),
+                                                      (torch.float32, False), (torch.bfloat16, False)])
+def test_placing_on_the_cpu_piece_by_piece_gives_what_module_to_gives(dtype, channels_last):
+    torch.manual_seed(0)
+    network = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=1, num_grow_ch=32, scale=4)
+    expected = copy.deepcopy(network).to(dtype=dtype)
+    expected = expected.to(memory_format=torch.channels_last) if channels_last else expected
+    placed = place(network, torch.device("cpu"), dtype, channels_last)
+    pairs = list(zip(expected.state_dict().items(), placed.state_dict().items(), strict=True))
+    assert max(t.numel() for t in expected.state_dict().values()) > PARALLEL_GRAIN  # pieces were cut
+    for (name, want), (key, got) in pairs:
+        assert key == name and got.dtype == want.dtype and got.stride() == want.stride() and torch.equal(got, want)
