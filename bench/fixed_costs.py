@@ -66,6 +66,7 @@ def load_parts(store, dtype, channels_last: bool) -> dict[str, float]:
 
     from esrgan import detect, registry
     from esrgan.catalogue import _sha256
+    from esrgan.weights import place as weights_place
 
     spec = registry.spec(MODEL)
     cache = store.converted_path(spec)
@@ -86,7 +87,10 @@ def load_parts(store, dtype, channels_last: bool) -> dict[str, float]:
     module = clock("was: build the network (random init)", found.build)
     clock("was: load_state_dict (copies)", lambda: module.load_state_dict(state, strict=True))
     clock("now: load_file + detect.load (meta build, tensors assigned)", lambda: detect.load(load_file(str(cache))))
-    clock("to dtype / channels-last", lambda: place(module, dtype, channels_last))
+    assigned = detect.load(load_file(str(cache)))[0]
+    clock("was: to dtype / channels-last (module.to)", lambda: place(module, dtype, channels_last))
+    clock("now: esrgan.weights.place (copies below the parallel grain)",
+          lambda: weights_place(assigned, torch.device("cpu"), dtype, channels_last))
 
     def cheaper():
         mapped = mapped_state(cache)
