@@ -33,6 +33,7 @@ __all__ = ["LoadedModel", "ModelEntry", "ModelStore", "ModuleCache", "ncnn_model
 
 CONVERTED_DIR = "converted"
 PARALLEL_GRAIN = 32768  # at::internal::GRAIN_SIZE: smaller copies run inline, without an OpenMP region
+ALIGNMENT = 64  # bytes: where torch's CPU allocator puts every tensor, and what oneDNN's kernels prefer
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype, cha
     On the CPU each weight is copied in pieces below ATen's parallel grain (`PARALLEL_GRAIN`), so no
     copy opens an OpenMP region: a network's hundreds of weights would open one each, and on a busy
     machine every region waits for a descheduled partner thread (x4plus at load average 11 on 2
-    cores: 1.0-2.5 s by ``module.to``, 0.03-0.09 s so). The same values in the same layout.
+    cores: 1.0-2.5 s by ``module.to``, 0.03-0.09 s so). The same values in the same layout, every
+    tensor at an `ALIGNMENT` boundary as the allocator would have put it.
     """
     if device.type != "cpu":
         module = module.to(device=device, dtype=dtype)
@@ -71,11 +73,13 @@ def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype, cha
     def convert(tensor: torch.Tensor) -> torch.Tensor:
         layout = torch.channels_last if channels_last and tensor.dim() == 4 else torch.preserve_format
         target = dtype if tensor.is_floating_point() else tensor.dtype
-        if tensor.dtype == target and (layout is torch.preserve_format or tensor.is_contiguous(memory_format=layout)):
+        aligned = tensor.data_ptr() % ALIGNMENT == 0  # safetensors' tensors are not: `detect.load` assigns them
+        if aligned and tensor.dtype == target and (layout is torch.preserve_format
+                                                   or tensor.is_contiguous(memory_format=layout)):
             return tensor
-        if tensor.dim() == 0 or tensor.numel() < PARALLEL_GRAIN:
-            return tensor.to(dtype=target, memory_format=layout)
         out = torch.empty_like(tensor, dtype=target, memory_format=layout)
+        if tensor.dim() == 0 or tensor.numel() < PARALLEL_GRAIN:
+            return out.copy_(tensor)
         rows = max(1, PARALLEL_GRAIN // tensor[0].numel())
         for start in range(0, len(tensor), rows):
             out[start : start + rows].copy_(tensor[start : start + rows])

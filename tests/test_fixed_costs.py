@@ -19,7 +19,7 @@ from esrgan.archs.base import Architecture, ModelDescriptor
 from esrgan.archs.waifu2x import UpConv7
 from esrgan.detect import load
 from esrgan.errors import WeightsError
-from esrgan.weights import PARALLEL_GRAIN, ModelStore, place
+from esrgan.weights import ALIGNMENT, PARALLEL_GRAIN, ModelStore, place
 from tests.conftest import ROOT, crop_of, psnr
 
 
@@ -184,3 +184,14 @@ def test_placing_on_the_cpu_piece_by_piece_gives_what_module_to_gives(dtype, cha
     assert max(t.numel() for t in expected.state_dict().values()) > PARALLEL_GRAIN  # pieces were cut
     for (name, want), (key, got) in pairs:
         assert key == name and got.dtype == want.dtype and got.stride() == want.stride() and torch.equal(got, want)
+
+
+def test_placing_gives_weights_read_unaligned_a_buffer_of_their_own():
+    torch.manual_seed(0)
+    state = TINY_NETWORKS["srvgg"]().state_dict()
+    shifted = {k: torch.cat([torch.zeros(1), v.flatten()])[1:].view_as(v) for k, v in state.items()}  # 4 bytes in
+    module, _ = load(shifted)
+    assert any(p.data_ptr() % ALIGNMENT for p in module.parameters())
+    placed = place(module, torch.device("cpu"), torch.float32, False)
+    assert all(t.data_ptr() % ALIGNMENT == 0 for t in placed.state_dict().values())
+    assert all(torch.equal(placed.state_dict()[k], v) for k, v in state.items())

@@ -56,7 +56,7 @@ UNET_CROP = 20  # what UNet2 crops from UNet1's output
 
 # The networks' facts, per native scale: the alignment a tile needs (upstream pads to it) and the
 # context the valid convolutions consume on each side. Here rather than on the classes alone, so
-# that detection reads them without building the classes (which imports spandrel, ~1 s and more).
+# that detection reads them without building the classes (which imports spandrel: 2-14 s on a busy 2-core CPU).
 SIZE_MULTIPLES = {2: 2, 3: 4, 4: 2}
 PREPADDINGS = {2: 18, 3: 14, 4: 19}
 NETWORK_SCALES = (2, 3, 4)
