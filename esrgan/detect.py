@@ -57,18 +57,41 @@ def detect(state: dict[str, torch.Tensor]) -> ModelDescriptor:
 def load(state: dict[str, torch.Tensor]) -> tuple[nn.Module, ModelDescriptor]:
     """The network a state dict describes, with those weights loaded (``strict=True``).
 
+    Our architectures are built on the meta device and take the state dict's tensors as their
+    parameters (``assign=True``): no random initialisation to overwrite, no copy. So the network
+    shares memory with ``state`` (tensors of another dtype than the network's are converted, as
+    ``load_state_dict`` would); a caller that keeps ``state`` and changes either changes both.
+
     Raises:
         WeightsError: The state dict is not recognised or does not fit its architecture.
     """
     found = _listed(state)
     if found is None:
         return _spandrel(state)
-    module = found.build()
     try:
-        module.load_state_dict(state, strict=True)
+        module = _assigned(found, state)
+        if module is None:  # something the state dict does not hold: built and copied into instead
+            module = found.build()
+            module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise WeightsError(f"the weights do not fit a {found.family} {found.arch}: {exc}") from exc
     return module, found
+
+
+def _assigned(found: ModelDescriptor, state: dict[str, torch.Tensor]) -> nn.Module | None:
+    """The network built without storage and given ``state``'s tensors, or None where that leaves a
+    tensor without storage (a buffer the state dict does not hold) or the network cannot be built so."""
+    try:
+        with torch.device("meta"):
+            module = found.build()
+    except (RuntimeError, NotImplementedError):  # an __init__ that reads its random weights
+        return None
+    dtypes = {name: tensor.dtype for name, tensor in module.state_dict().items()}
+    module.load_state_dict({name: tensor.to(dtypes.get(name, tensor.dtype)) for name, tensor in state.items()},
+                           strict=True, assign=True)
+    if any(tensor.is_meta for tensor in (*module.parameters(), *module.buffers())):
+        return None
+    return module
 
 
 def _spandrel(state: dict[str, torch.Tensor]) -> tuple[nn.Module, ModelDescriptor]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from esrgan.archs import cugan, rrdbnet, srvgg, waifu2x
 from esrgan.archs.base import Architecture, ModelDescriptor
-from esrgan.archs.cugan import RealCUGAN, UpCunet2x, UpCunet3x, UpCunet4x
+from esrgan.archs.cugan import RealCUGAN
 from esrgan.archs.discriminator import UNetDiscriminatorSN
 from esrgan.archs.rrdbnet import RRDBNet
 from esrgan.archs.srvgg import SRVGGNetCompact
@@ -25,6 +25,12 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     cugan.ARCHITECTURE,
     srvgg.ARCHITECTURE,
 )
+
+
+def __getattr__(name: str) -> object:  # Real-CUGAN's classes are made on first use (no spandrel import before)
+    if name in ("UpCunet2x", "UpCunet3x", "UpCunet4x"):
+        return getattr(cugan, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def architecture(name: str) -> Architecture:

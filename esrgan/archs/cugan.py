@@ -1,8 +1,9 @@
 """Real-CUGAN (bilibili's UpCunet v3): 2x, 3x and 4x anime upscalers, with the official key names.
 
 The networks are spandrel's (a faithful copy of upstream ``upcunet_v3.py``: ``unet1.conv1.conv.0``,
-``unet2.conv3.seblock.conv1``, ``conv_final`` ...). What this module adds is what our tiled runner needs
-to know about them:
+``unet2.conv3.seblock.conv1``, ``conv_final`` ...), subclassed on first use (`classes`): importing any
+part of spandrel imports all its architectures, seconds that a run of another model never pays. What
+this module adds is what our tiled runner needs to know about them:
 
 * Upstream's padding, once: the image is reflect-padded by `prepadding` on every side and, in the same
   reflect, to the alignment its U-Nets need (a multiple of `size_multiple`: 2 at 2x and 4x, 4 at 3x) on
@@ -27,12 +28,10 @@ what fine-tuning keeps (`ARCHITECTURE`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
+from types import ModuleType
 
 import torch
-from spandrel.architectures.RealCUGAN import UpCunet2x as _UpCunet2x
-from spandrel.architectures.RealCUGAN import UpCunet3x as _UpCunet3x
-from spandrel.architectures.RealCUGAN import UpCunet4x as _UpCunet4x
-from spandrel.architectures.RealCUGAN.__arch.upcunet_v3 import SEBlock
 from torch import nn
 from torch.nn import functional as F
 
@@ -55,13 +54,20 @@ PRO_SCALE, PRO_OFFSET = 0.7, 0.15  # "pro" checkpoints see inputs mapped to [0.1
 UNET_CROP = 20  # what UNet2 crops from UNet1's output
 
 
-class SyncedSEBlock(SEBlock):
-    """Upstream's SE block (same parameters, same keys) taking its mean from `channel_mean`."""
+# The networks' facts, per native scale: the alignment a tile needs (upstream pads to it) and the
+# context the valid convolutions consume on each side. Here rather than on the classes alone, so
+# that detection reads them without building the classes (which imports spandrel: 2-14 s on a busy 2-core CPU).
+SIZE_MULTIPLES = {2: 2, 3: 4, 4: 2}
+PREPADDINGS = {2: 18, 3: 14, 4: 19}
+NETWORK_SCALES = (2, 3, 4)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = channel_mean(self, x)
-        x0 = torch.sigmoid(self.conv2(F.relu(self.conv1(x0))))
-        return x * x0
+
+def upstream() -> ModuleType:
+    """spandrel's copy of upstream ``upcunet_v3.py`` (imported on first use: importing any part of
+    spandrel imports all of its architectures, seconds of a CLI run that never needs them)."""
+    from spandrel.architectures.RealCUGAN.__arch import upcunet_v3
+
+    return upcunet_v3
 
 
 def pad_once(x: torch.Tensor, prepadding: int, multiple: int) -> torch.Tensor:
@@ -83,9 +89,9 @@ class _Valid:
     unet1: nn.Module
     unet2: nn.Module
 
-    def _sync_se_blocks(self) -> None:
-        for block in self.se_blocks:
-            block.__class__ = SyncedSEBlock
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)  # upstream's network, next in the made class's bases
+        sync_se_blocks(self.se_blocks)
 
     @property
     def se_blocks(self) -> list[nn.Module]:
@@ -146,59 +152,69 @@ class _Valid:
         return z + F.pad(x, (-UNET_CROP,) * 4)
 
 
-class UpCunet2x(_Valid, _UpCunet2x):
-    """Native 2x. Keyword arguments: ``in_channels``, ``out_channels``, ``pro``."""
-
-    scale = 2
-    size_multiple = 2
-    prepadding = 18
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._sync_se_blocks()
-
-
-class UpCunet3x(_Valid, _UpCunet3x):
-    """Native 3x. Keyword arguments: ``in_channels``, ``out_channels``, ``pro``."""
-
-    scale = 3
-    size_multiple = 4
-    prepadding = 14
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._sync_se_blocks()
-
-
-class UpCunet4x(_Valid, _UpCunet4x):
-    """Native 4x. Keyword arguments: ``in_channels``, ``out_channels``, ``pro``."""
-
-    scale = 4
-    size_multiple = 2
-    prepadding = 19
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._sync_se_blocks()
+class _Valid4x(_Valid):
+    """The 4x network's tail: its last convolution and pixel shuffle, plus the nearest-upscaled input."""
 
     def _tail(self, z: torch.Tensor, x: torch.Tensor, core: torch.Tensor) -> torch.Tensor:
         x = self.ps(F.pad(self.conv_final(z + F.pad(x, (-UNET_CROP,) * 4)), (-1,) * 4))
         return x + F.interpolate(core, scale_factor=4, mode="nearest")
 
 
-NETWORKS: dict[int, type[nn.Module]] = {2: UpCunet2x, 3: UpCunet3x, 4: UpCunet4x}
+_DOCS = {name: f"Native {name[-2:]}. Keyword arguments: ``in_channels``, ``out_channels``, ``pro``."
+         for name in ("UpCunet2x", "UpCunet3x", "UpCunet4x")}
+
+
+@cache
+def classes() -> dict[str, type]:
+    """The networks (``UpCunet2x``, ``UpCunet3x``, ``UpCunet4x``: `_Valid` over upstream's classes)
+    and ``SyncedSEBlock`` (upstream's SE block, same parameters and keys, taking its mean from
+    `channel_mean`), made on first use; also reachable as this module's attributes of those names."""
+    arch = upstream()
+
+    class SyncedSEBlock(arch.SEBlock):
+        """Upstream's SE block (same parameters, same keys) taking its mean from `channel_mean`."""
+
+        __qualname__ = "SyncedSEBlock"  # found by pickle through the module's `__getattr__`
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x0 = channel_mean(self, x)
+            x0 = torch.sigmoid(self.conv2(F.relu(self.conv1(x0))))
+            return x * x0
+
+    made: dict[str, type] = {"SyncedSEBlock": SyncedSEBlock}
+    for scale in NETWORK_SCALES:
+        name = f"UpCunet{scale}x"
+        body = {"__doc__": _DOCS[name], "__module__": __name__, "scale": scale,
+                "size_multiple": SIZE_MULTIPLES[scale], "prepadding": PREPADDINGS[scale]}
+        made[name] = type(name, (_Valid4x if scale == 4 else _Valid, getattr(arch, name)), body)
+    return made
+
+
+def __getattr__(name: str) -> object:  # PEP 562: the spandrel-based classes, made when first named
+    if name in ("UpCunet2x", "UpCunet3x", "UpCunet4x", "SyncedSEBlock"):
+        return classes()[name]
+    if name == "NETWORKS":
+        return {scale: classes()[f"UpCunet{scale}x"] for scale in NETWORK_SCALES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def sync_se_blocks(blocks: list[nn.Module]) -> None:
+    """Make upstream SE blocks take their means through `channel_mean` (same parameters, same keys)."""
+    synced = classes()["SyncedSEBlock"]
+    for block in blocks:
+        block.__class__ = synced
 
 
 def RealCUGAN(*, scale: int, pro: bool = False, in_channels: int = 3, out_channels: int = 3) -> nn.Module:  # noqa: N802
     """The Real-CUGAN network of this native scale (2, 3 or 4); "pro" models have a ``pro`` buffer."""
-    if scale not in NETWORKS:
+    if scale not in NETWORK_SCALES:
         raise ValueError(f"Real-CUGAN exists at scales 2, 3 and 4, not {scale}")
-    return NETWORKS[scale](in_channels=in_channels, out_channels=out_channels, pro=bool(pro))
+    return classes()[f"UpCunet{scale}x"](in_channels=in_channels, out_channels=out_channels, pro=bool(pro))
 
 
 # --- what the engine knows about Real-CUGAN (detection, ncnn layout, fine-tuning) ------------------
-# Apart from the networks above on purpose: their classes carry the padding facts (`size_multiple`,
-# `internal_pad`), and what follows reads them from there.
+# Apart from the networks above on purpose, and without building them: the padding facts come from
+# `SIZE_MULTIPLES`, so recognising a state dict imports no spandrel.
 
 NAME = "cugan"
 LEAKY_SLOPE = 0.1  # every LeakyReLU of upstream's UpCunet
@@ -207,7 +223,7 @@ SE_BLOCKS = 4  # squeeze-and-excitation blocks of every UpCunet (one global-aver
 
 def size_multiple(scale: int) -> int:
     """The alignment a tile needs at this native scale (the grid upstream pads the image to)."""
-    return NETWORKS[scale].size_multiple  # type: ignore[attr-defined]
+    return SIZE_MULTIPLES[scale]
 
 
 def recognises(state: StateDict) -> bool:
@@ -259,7 +275,7 @@ def ncnn_state_dict(layers: list[NcnnLayer], blobs: list[NcnnTensor], args: Mapp
         args: The catalogue's arguments; ``scale`` (2, 3 or 4) says which graph to expect.
     """
     scale = int(args.get("scale", 0))
-    if scale not in NETWORKS:
+    if scale not in NETWORK_SCALES:
         raise WeightsError(f"Real-CUGAN exists at scales 2, 3 and 4, not {scale}")
     network = RealCUGAN(scale=scale)
     reference = network.state_dict()

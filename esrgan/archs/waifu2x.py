@@ -50,13 +50,11 @@ from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import torch
-from spandrel.architectures.RealCUGAN.__arch.upcunet_v3 import UNet1, UNet2
 from torch import nn
 from torch.nn import functional as F
 
-from esrgan.archs import waifu2x_ncnn
+from esrgan.archs import cugan, waifu2x_ncnn
 from esrgan.archs.base import ArchArgs, Architecture, ModelDescriptor, StateDict
-from esrgan.archs.cugan import SyncedSEBlock
 from esrgan.errors import WeightsError
 from esrgan.ncnn import NcnnLayer, NcnnTensor
 
@@ -128,10 +126,10 @@ class _UNetPair(_Waifu2xNet):
 
     def __init__(self, *, in_channels: int, out_channels: int, deconv: bool) -> None:
         super().__init__()
-        self.unet1 = UNet1(in_channels, out_channels, deconv=deconv)
-        self.unet2 = UNet2(out_channels, out_channels, deconv=False)
-        for block in self.se_blocks:  # means through `esrgan.se_sync`, so tiles can share the whole image's
-            block.__class__ = SyncedSEBlock
+        upstream = cugan.upstream()  # spandrel's Real-CUGAN modules, imported on first use
+        self.unet1 = upstream.UNet1(in_channels, out_channels, deconv=deconv)
+        self.unet2 = upstream.UNet2(out_channels, out_channels, deconv=False)
+        cugan.sync_se_blocks(self.se_blocks)  # means through `esrgan.se_sync`: tiles can share the whole image's
 
     @property
     def se_blocks(self) -> list[nn.Module]:
