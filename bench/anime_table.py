@@ -41,8 +41,9 @@ from esrgan.evaluate import build_methods, evaluate, to_uint8  # noqa: E402
 from esrgan.imageio import read_image  # noqa: E402
 from esrgan.metrics import mod_crop  # noqa: E402
 from esrgan.niqe import NIQEError, niqe  # noqa: E402
-from esrgan.pipeline import UpscaleOptions, Upscaler  # noqa: E402
+from esrgan.pipeline import Upscaler  # noqa: E402
 from esrgan.report import Crops, crop_grid  # noqa: E402
+from esrgan.settings import Settings  # noqa: E402
 from esrgan.weights import ModelStore  # noqa: E402
 
 DATASETS = Path(os.environ.get("REMASTER_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -113,7 +114,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     store = ModelStore()
-    upscaler = Upscaler(store, UpscaleOptions(device=args.device, precision="fp32"))
+    upscaler = Upscaler(store, Settings(device=args.device, precision="fp32"))
     models = anime_models(store)
     print(f"# machine: {cpu_name()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}; models: {', '.join(models) or 'none'}")

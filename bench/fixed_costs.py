@@ -34,11 +34,12 @@ def child(source: str, target: str, launched: float) -> None:
     stamps["torch"] = time.time()
     from esrgan import cli  # noqa: F401  what ``python -m esrgan`` imports before parsing
     from esrgan.imageio import read_image, write_image
-    from esrgan.pipeline import UpscaleOptions, Upscaler
+    from esrgan.pipeline import Upscaler
+    from esrgan.settings import Settings
     from esrgan.weights import ModelStore
 
     stamps["ours"] = time.time()
-    upscaler = Upscaler(ModelStore(), UpscaleOptions(device="cpu"))
+    upscaler = Upscaler(ModelStore(), Settings(device="cpu"))
     upscaler.load(MODEL)  # what upscale() would do first: runtime record, read, build, place
     stamps["load"] = time.time()
     image = read_image(source)

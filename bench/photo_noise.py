@@ -47,9 +47,10 @@ from esrgan.degrade import add_noise, jpeg  # noqa: E402
 from esrgan.imageio import DecodedImage, read_image, to_uint8  # noqa: E402
 from esrgan.metrics import quality  # noqa: E402
 from esrgan.niqe import NIQEError, niqe  # noqa: E402
-from esrgan.pipeline import UpscaleOptions, Upscaler, resample  # noqa: E402
+from esrgan.pipeline import Upscaler, resample  # noqa: E402
 from esrgan.registry import spec  # noqa: E402
 from esrgan.resize import imresize  # noqa: E402
+from esrgan.settings import Settings  # noqa: E402
 from esrgan.weights import ModelStore  # noqa: E402
 
 LEVELS = {"low": (("sigma", 5), ("jpeg", 90)), "medium": (("sigma", 15), ("jpeg", 60)),
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"{len(images)} photos ({', '.join(images)}), {args.crop} px\n", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as weights:
-        upscaler = Upscaler(ModelStore(weights), UpscaleOptions(device="cpu", precision="fp32", tile=0))
+        upscaler = Upscaler(ModelStore(weights), Settings(device="cpu", precision="fp32", tile=0))
         for scale in (int(s) for s in args.scales.split(",")):  # each table as soon as it is measured
             results[str(scale)] = table = measure(upscaler, images, scale)
             print(markdown(table, scale), "\n", flush=True)

@@ -98,7 +98,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 COMPILED_TILE = 128  # one fixed compiled shape for every size (window 192 px with 32 px context)
-TILE_PAD = 32  # the product's context per tile side (UpscaleOptions.tile_pad)
+TILE_PAD = 32  # the product's context per tile side (Settings.tile_pad)
 
 
 def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, torch.dtype, bool, int, str]]:
@@ -323,9 +323,10 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
 def default_path(store: ModelStore, device: str, sizes: list[int], backend: str = "auto") -> None:
     """The product's own path (registry, runtime choice, tiling), as the web app calls it."""
     from esrgan.imageio import DecodedImage
-    from esrgan.pipeline import UpscaleOptions, Upscaler
+    from esrgan.pipeline import Upscaler
+    from esrgan.settings import Settings
 
-    upscaler = Upscaler(store, UpscaleOptions(device=device, backend=backend))
+    upscaler = Upscaler(store, Settings(device=device, backend=backend))
     started = time.perf_counter()
     upscaler.upscale(DecodedImage(crop(64)), 4)  # loads, and compiles for --backend compiled
     first = time.perf_counter() - started

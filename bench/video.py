@@ -31,7 +31,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esrgan.pipeline import UpscaleOptions, Upscaler  # noqa: E402
+from esrgan.pipeline import Upscaler  # noqa: E402
+
+from esrgan.settings import Settings  # noqa: E402
 from esrgan.video import DEFAULT_VIDEO_MODEL, EncodeOptions, frame_upscaler, probe, upscale_video  # noqa: E402
 from esrgan.video.frames import frame_to_rgb, rgb_to_frame  # noqa: E402
 from esrgan.video.streams import PictureFormat, add_video_stream  # noqa: E402
@@ -104,7 +106,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=2, help="best of this many rounds per row")
     args = parser.parse_args()
-    upscaler = Upscaler(settings=UpscaleOptions(device=args.device, precision=args.precision))
+    upscaler = Upscaler(settings=Settings(device=args.device, precision=args.precision))
     fn = frame_upscaler(upscaler, SCALE)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())

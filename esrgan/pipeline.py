@@ -57,7 +57,6 @@ SMALL_TILE_BATCH = 4  # same-shape tiles per forward pass when tiles are small o
 
 
 PRECISION_NAMES = {dtype: name for name, dtype in DTYPES.items()}
-UpscaleOptions = Settings  # the same class, by the name the engine's callers use for it
 
 
 class Upscaler:

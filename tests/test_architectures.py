@@ -15,7 +15,8 @@ from esrgan import archs, registry
 from esrgan.detect import detect, load
 from esrgan.errors import WeightsError
 from esrgan.imageio import DecodedImage
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.tiling import TileOptions, upscale_tiled
 from esrgan.train.config import TrainConfig
 from esrgan.train.loop import Trainer
@@ -60,7 +61,7 @@ def test_a_listed_architecture_tiles_odd_images_through_the_upscaler(tiny_listed
     path, network = checkpoint
     pixels = np.random.default_rng(1).random((23, 31, 3), dtype=np.float32)  # odd sides, multiple is 2
     store = ModelStore(path.parent, ncnn_dir=path.parent / "none")
-    options = UpscaleOptions(device="cpu", precision="fp32", tile=8, tile_pad=6)
+    options = Settings(device="cpu", precision="fp32", tile=8, tile_pad=6)
     result = Upscaler(store, options).upscale(DecodedImage(pixels), 3, model=str(path))
     assert result.image.pixels.shape == (69, 93, 3) and result.provenance.tiles > 1
     whole = upscale_tiled(network, pixels, scale=3, size_multiple=2, options=TileOptions(tile=0))

@@ -12,7 +12,8 @@ from esrgan.convert import convert_ncnn
 from esrgan.detect import detect
 from esrgan.errors import RemasterError, WeightsError
 from esrgan.imageio import DecodedImage
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.tiling import TileOptions, model_context, plan_for, run_plan
 from esrgan.weights import ModelStore, ncnn_models_dir
 from tests.conftest import crop_of, psnr
@@ -60,7 +61,7 @@ def real_crop(scale: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def whole_image(store) -> Upscaler:
     """The engine with the whole image as one tile and no outside padding (Real-CUGAN pads itself)."""
-    return Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=0, pre_pad=0))
+    return Upscaler(store, Settings(device="cpu", precision="fp32", tile=0, pre_pad=0))
 
 
 @pytest.mark.parametrize("name", ["realcugan-x2-denoise2x", "realcugan-x3-no-denoise", "realcugan-x4-denoise3x",
@@ -114,11 +115,11 @@ def test_tiles_equal_the_whole_image_with_the_whole_images_se_means(store, whole
     image = np.asarray(crop_of("Set14/comic.png", (7, 3, 7 + width, 3 + height)), dtype=np.float32) / 255.0
     scale = registry.spec(name).scale
     one = whole_image.upscale(DecodedImage(image), scale, model=name).image.pixels
-    tiled = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=tile))
+    tiled = Upscaler(store, Settings(device="cpu", precision="fp32", tile=tile))
     many = tiled.upscale(DecodedImage(image), scale, model=name)
     assert many.provenance.tiles >= 4 and many.provenance.tile == tile
     assert psnr(many.image.pixels, one) >= 50
-    own = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=tile, se_sync="tile"))
+    own = Upscaler(store, Settings(device="cpu", precision="fp32", tile=tile, se_sync="tile"))
     assert psnr(own.upscale(DecodedImage(image), scale, model=name).image.pixels, one) < 45  # the faster option
 
 

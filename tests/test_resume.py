@@ -10,8 +10,9 @@ from torch import nn
 
 from esrgan.errors import Cancelled
 from esrgan.imageio import DecodedImage
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
 from esrgan.resumable import WorkStore, digest
+from esrgan.settings import Settings
 from esrgan.tiling import TileOptions, model_context, plan_for, run_plan, upscale_tiled
 from tests.conftest import crop_of, psnr
 
@@ -109,7 +110,7 @@ def test_a_synced_real_cugan_run_resumes_mid_pass_and_equals_an_uninterrupted_on
 
 
 def test_the_engine_resumes_a_job_from_its_checkpoint_folder_and_removes_it_when_done(tmp_path, store, photo):
-    upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=32))
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32", tile=32))
     image = DecodedImage(photo[:40, :70])
     uninterrupted = upscaler.upscale(image, 2, model="realesr-animevideov3").image.pixels
     folder = tmp_path / "job-1" / "work"

@@ -19,7 +19,8 @@ from safetensors.torch import save_file
 from esrgan.archs import RRDBNet, SRVGGNetCompact
 from esrgan.errors import ModelNotFoundError
 from esrgan.imageio import DecodedImage, read_image
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.tiling import TileOptions, count_tiles, upscale_tiled
 from esrgan.weights import ModelStore
 from tests.conftest import dataset_image
@@ -154,7 +155,7 @@ def test_odd_sides_are_padded_to_the_networks_multiple(tiny_store, photo):
 
 
 def test_upscaler_runs_a_custom_model_by_name_with_gray_and_alpha(tiny_store, photo):
-    options = UpscaleOptions(device="cpu", precision="fp32", tile=32, tile_pad=24, pre_pad=0)
+    options = Settings(device="cpu", precision="fp32", tile=32, tile_pad=24, pre_pad=0)
     result = Upscaler(tiny_store, options).upscale(DecodedImage(photo), 4, model="tiny-compact-x4")
     np.testing.assert_allclose(result.image.pixels, direct("tiny-compact-x4", photo), atol=1e-5)
     assert result.provenance.model == "tiny-compact-x4" and result.provenance.tiles > 1

@@ -14,7 +14,8 @@ from esrgan.archs import UNetDiscriminatorSN
 from esrgan.detect import detect
 from esrgan.errors import ConfigError, TrainingDataError, TrainingError, WeightsError
 from esrgan.imageio import DecodedImage
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.train.config import TrainConfig, load_config
 from esrgan.train.data import PatchSampler, split_folder
 from esrgan.train.loop import Trainer, default_freeze, expand_freeze, freeze
@@ -80,7 +81,7 @@ def test_checkpoint_loads_through_the_registry_and_upscales(finished, tmp_path):
     _, _, path, run_dir = finished
     saved = torch.load(path, weights_only=True)
     assert saved["name"] == f"finetuned-{run_dir.name}" and "conv_first.weight" in saved["params_ema"]
-    upscaler = Upscaler(ModelStore(tmp_path), UpscaleOptions(device="cpu", precision="fp32"))
+    upscaler = Upscaler(ModelStore(tmp_path), Settings(device="cpu", precision="fp32"))
     result = upscaler.upscale(DecodedImage(np.random.default_rng(0).random((12, 10, 3), np.float32)), 4,
                               model=str(path))
     assert result.image.pixels.shape == (48, 40, 3) and result.provenance.model == saved["name"]

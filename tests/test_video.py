@@ -21,7 +21,8 @@ from PIL import Image
 
 from esrgan.archs import SRVGGNetCompact
 from esrgan.errors import Cancelled, ModelNotFoundError
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.video import (
     DamagedVideoError,
     EncodeOptions,
@@ -173,7 +174,7 @@ def test_real_upscaler_end_to_end_rounds_an_odd_size_and_says_so(tmp_path):
     network = SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4).eval()
     torch.save({"params_ema": network.state_dict()}, weights / "tiny-compact-x4.pth")
     store = ModelStore(weights, ncnn_dir=tmp_path / "no-shipped-weights")
-    upscaler = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32"))
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32"))
     src = write_clip(tmp_path / "odd.mp4", width=46, height=34, subtitle="")
     with pytest.raises(ModelNotFoundError):  # a bad choice is refused before the first frame
         frame_upscaler(upscaler, 1.5)  # the default, realesr-animevideov3, is not in this store

@@ -13,7 +13,8 @@ from esrgan.convert import convert_ncnn
 from esrgan.detect import detect
 from esrgan.errors import WeightsError
 from esrgan.imageio import DecodedImage
-from esrgan.pipeline import UpscaleOptions, Upscaler
+from esrgan.pipeline import Upscaler
+from esrgan.settings import Settings
 from esrgan.train.loop import freeze
 from esrgan.weights import ncnn_models_dir
 from tests.conftest import crop_of, psnr
@@ -210,7 +211,7 @@ def test_the_architectures_are_listed_before_real_cugan():
 
 @pytest.fixture(scope="module")
 def whole_image(store):
-    return Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=0))
+    return Upscaler(store, Settings(device="cpu", precision="fp32", tile=0))
 
 
 # Through the engine (catalogue, converted cache, tiler at tile 0): odd and thin crops, every kind.
@@ -236,7 +237,7 @@ def test_upconv7_tiles_equal_its_whole_image(store, whole_image):
     """upconv_7 has no squeeze-and-excitation: tiles with enough context equal the whole image.
     (CUnet's tiles need the whole image's SE means: see the test below.)"""
     image = DecodedImage(np.asarray(crop_of("coffee.png", (3, 5, 190, 133)), dtype=np.float32) / 255)
-    tiled = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=48, tile_pad=16))
+    tiled = Upscaler(store, Settings(device="cpu", precision="fp32", tile=48, tile_pad=16))
     one = whole_image.upscale(image, 2, model="waifu2x-upconv7-photo-x2-noise1")
     many = tiled.upscale(image, 2, model="waifu2x-upconv7-photo-x2-noise1")
     assert many.provenance.tiles > 4
@@ -258,7 +259,7 @@ def test_scale_one_cleans_without_resizing(whole_image, anime, model):
 def test_tiled_cunet_equals_its_whole_image(store, whole_image, model, scale):
     """CUnet's squeeze-and-excitation means are the whole image's when tiled (`se_sync="exact"`)."""
     image = DecodedImage(np.asarray(crop_of("line_art.png", (5, 7, 106, 94)), dtype=np.float32) / 255)
-    tiled = Upscaler(store, UpscaleOptions(device="cpu", precision="fp32", tile=64))
+    tiled = Upscaler(store, Settings(device="cpu", precision="fp32", tile=64))
     one = whole_image.upscale(image, scale, model=model)
     many = tiled.upscale(image, scale, model=model)
     assert many.provenance.tiles > 1
