@@ -32,12 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from esrgan.pipeline import Upscaler  # noqa: E402
-
 from esrgan.settings import Settings  # noqa: E402
 from esrgan.video import DEFAULT_VIDEO_MODEL, EncodeOptions, frame_upscaler, probe, upscale_video  # noqa: E402
 from esrgan.video.frames import frame_to_rgb, rgb_to_frame  # noqa: E402
+from esrgan.video.result import output_size  # noqa: E402
 from esrgan.video.streams import PictureFormat, add_video_stream  # noqa: E402
-from esrgan.video.transcode import output_size  # noqa: E402
 
 WIDTH, HEIGHT, FPS, SCALE = 320, 240, 24, 2
 PHOTO = ROOT / "tests" / "data" / "astronaut.png"
