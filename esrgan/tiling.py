@@ -113,7 +113,7 @@ def run_plan(
     run = _Run(model, image, scale, options, torch.device(device), dtype, channels_last, checkpoint, before_forward)
     plan = run.resume_plan(plan)
     blocks = se_sync.se_blocks(model) if plan.consumes_context and options.se_sync == "exact" else []
-    run.steps = Steps(0, progress, cancelled, options.step_delay)
+    run.steps = Steps(0, progress, cancelled, options.step_delay, options.step_slowdown)
     means: list[np.ndarray] = []
     keep_states = run.can_keep_states()
     with counting(run.steps):
