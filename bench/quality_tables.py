@@ -4,7 +4,10 @@ Runs `python -m esrgan evaluate` for each setting (x4 bicubic uses the given MAT
 prints one markdown table per setting (PSNR/SSIM Y and RGB, VGG distance, NIQE, time), with the
 machine it ran on. CSVs and reports go to OUT.
 
-    python bench/quality_tables.py --out bench/results/quality [--device cpu]
+    python bench/quality_tables.py --out bench/results/quality [--device cpu] [--datasets DIR]
+
+DIR (default: $REMASTER_DATASETS, else ../shared/datasets beside the repository) holds Set5/, Set14/
+and their *_LRx4/ folders.
 """
 
 from __future__ import annotations
@@ -41,16 +44,20 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sets", default="Set5,Set14")
     parser.add_argument("--scales", default="4,2,8")
+    parser.add_argument("--datasets", type=Path, default=DATASETS)
     args = parser.parse_args()
+    missing = [name for name in args.sets.split(",") if not (args.datasets / name).is_dir()]
+    if missing:
+        parser.error(f"no {', '.join(missing)} in {args.datasets} (pass --datasets or set REMASTER_DATASETS)")
     print(f"# machine: {machine()}, python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
     for scale in (int(s) for s in args.scales.split(",")):
         for degradation in ("bicubic", "realistic"):
             for name in args.sets.split(","):
                 tag = f"{name}_x{scale}_{degradation}"
-                command = [sys.executable, "-m", "esrgan", "evaluate", str(DATASETS / name), "-s", str(scale),
+                command = [sys.executable, "-m", "esrgan", "evaluate", str(args.datasets / name), "-s", str(scale),
                            "--degradation", degradation, "--methods", METHODS, "--device", args.device,
                            "--csv", str(args.out / f"{tag}.csv"), "--report", str(args.out / tag)]
-                lr_dir = DATASETS / f"{name}_LRx{scale}"
+                lr_dir = args.datasets / f"{name}_LRx{scale}"
                 if degradation == "bicubic" and lr_dir.is_dir():
                     command += ["--lr-dir", str(lr_dir)]
                 args.out.mkdir(parents=True, exist_ok=True)

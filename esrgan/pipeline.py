@@ -168,7 +168,8 @@ class Upscaler:
         small = self.device.type == "cuda" and 0 < tile <= 512
         return TileOptions(tile=tile, tile_pad=self.settings.tile_pad, pre_pad=self.settings.pre_pad,
                            batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling,
-                           se_sync=self.settings.se_sync, step_delay=self.settings.step_delay)
+                           se_sync=self.settings.se_sync, step_delay=self.settings.step_delay,
+                           step_slowdown=self.settings.step_slowdown, oom_at_tile=self.settings.oom_at_tile)
 
     def load(self, model: str, measure_precision: bool = False) -> LoadedModel:
         """The model ready to run in its own precision (`esrgan.precision`); ``measure_precision``:

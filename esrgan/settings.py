@@ -34,6 +34,11 @@ class Settings:
             means: faster, drifts; see `esrgan.tileplan.TileOptions.se_sync`).
         step_delay: Seconds slept at every progress step: a test hook that makes work slow on
             purpose, so no test depends on the machine's speed (see `TileOptions.step_delay`).
+        step_slowdown: The network this many times slower (a test hook: see
+            `TileOptions.step_slowdown`); 1 in production.
+        oom_at_tile: A test hook: the network raises ``torch.OutOfMemoryError`` once, when asked to
+            run the tile with this index (0: the first tile run), as a GPU out of memory would; -1
+            (the default) never (see `TileOptions.oom_at_tile`).
     """
 
     weights_folder: Path = DEFAULT_WEIGHTS_FOLDER
@@ -46,6 +51,8 @@ class Settings:
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
     se_sync: str = "exact"
     step_delay: float = 0.0
+    step_slowdown: float = 1.0
+    oom_at_tile: int = -1
 
     def updated(self, values: Mapping[str, object]) -> Settings:
         """These settings with ``values`` (field name -> value, text or typed) laid over them; None
@@ -71,8 +78,8 @@ class Settings:
 def _convert(name: str, value: object) -> object:
     if name == "weights_folder":
         return Path(str(value))
-    if name in ("tile", "tile_pad", "pre_pad", "max_output_pixels"):
+    if name in ("tile", "tile_pad", "pre_pad", "max_output_pixels", "oom_at_tile"):
         return int(str(value))
-    if name == "step_delay":
+    if name in ("step_delay", "step_slowdown"):
         return float(str(value))
     return str(value)

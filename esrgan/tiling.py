@@ -115,7 +115,7 @@ def run_plan(
     run = _Run(model, image, scale, options, torch.device(device), dtype, channels_last, checkpoint, before_forward)
     plan = run.resume_plan(plan)
     blocks = se_sync.se_blocks(model) if plan.consumes_context and options.se_sync == "exact" else []
-    run.steps = Steps(0, progress, cancelled, options.step_delay)
+    run.steps = Steps(0, progress, cancelled, options.step_delay, options.step_slowdown)
     means: list[np.ndarray] = []
     keep_states = run.can_keep_states()
     with counting(run.steps):
@@ -159,7 +159,9 @@ class _Run(SyncedPasses):
     def __init__(self, model, image, scale, options, device, dtype, channels_last, checkpoint, before_forward):
         self.model, self.image, self.scale, self.options = model, image, scale, options
         self.device, self.dtype, self.channels_last = device, dtype, channels_last
-        self.checkpoint, self.before_forward = checkpoint, before_forward
+        self.checkpoint = checkpoint
+        self.before_forward = _OutOfMemoryAt(options.oom_at_tile, before_forward) if options.oom_at_tile >= 0 \
+            else before_forward
         self.forward = getattr(model, "forward_valid", model) if model_context(model) else model
         self.per_tile = steps_per_tile(model)
         self.steps = Steps(0, None, None)
@@ -253,6 +255,23 @@ class _Run(SyncedPasses):
             add(canvas, region, place(t, plan, self.scale))
             if self.checkpoint is not None:
                 self.checkpoint.save_array(t.key, as_numpy(region))
+
+
+class _OutOfMemoryAt:
+    """A `BeforeForward` hook that raises ``torch.OutOfMemoryError`` once, for the forward pass that
+    would run the ``at``-th tile fed to the network (`TileOptions.oom_at_tile`, a test hook), after
+    calling ``then``."""
+
+    def __init__(self, at: int, then: BeforeForward | None) -> None:
+        self.at, self.then, self.fed, self.raised = at, then, 0, False
+
+    def __call__(self, group: list[Tile]) -> None:
+        if self.then is not None:
+            self.then(group)
+        first, self.fed = self.fed, self.fed + len(group)
+        if not self.raised and first <= self.at < self.fed:
+            self.raised = True
+            raise torch.OutOfMemoryError(f"test hook: out of memory at tile {self.at} (oom_at_tile)")
 
 
 def _group(tiles: tuple[Tile, ...], first: int, size: int) -> list[Tile]:

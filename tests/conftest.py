@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+import esrgan.tiling
 from esrgan.imageio import read_image
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
@@ -45,6 +46,18 @@ IMAGES = {
 }
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# REMASTER_STEP_SLOWDOWN=5 runs the suite with every network 5 times slower, as on a slower machine
+# (README, "Testing"): the apps the tests build and the servers and workers they start read it from
+# the environment (their STEP_SLOWDOWN setting); the engine runs tests make themselves get it here.
+STEP_SLOWDOWN = float(os.environ.get("REMASTER_STEP_SLOWDOWN") or 1)
+if STEP_SLOWDOWN != 1:
+
+    class _SlowedSteps(esrgan.tiling.Steps):
+        def __init__(self, total, progress, cancelled, delay=0.0, slowdown=1.0) -> None:
+            super().__init__(total, progress, cancelled, delay, max(slowdown, STEP_SLOWDOWN))
+
+    esrgan.tiling.Steps = _SlowedSteps
 
 
 def dataset_image(relative: str) -> Path:

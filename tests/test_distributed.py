@@ -77,7 +77,8 @@ def stop_workers(workers, logs):
 
 @pytest.fixture
 def cluster(redis_url, tmp_path, weights_dir, make_app):
-    uploads, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("alpha", "beta"))
+    # Jobs slow on purpose (7 steps of at least 0.3 s): both workers are seen at work on any CPU.
+    uploads, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("alpha", "beta"), STEP_DELAY=0.3)
     app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(uploads))
     yield app, workers, tmp_path
     stop_workers(workers, logs)

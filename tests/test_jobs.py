@@ -39,7 +39,8 @@ def client(make_app):
     return make_app(PRECISION="fp32").test_client()
 
 
-def test_a_one_tile_job_reports_progress_many_times(client):
+def test_a_one_tile_job_reports_progress_many_times(make_app):
+    client = make_app(PRECISION="fp32", STEP_DELAY=0.1).test_client()  # slow on purpose: any CPU sees the steps
     photo = png_bytes(crop_of("coffee.png", (100, 100, 164, 164)))  # one tile
     job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]
     seen, stages = set(), []
@@ -64,7 +65,11 @@ def test_a_one_tile_job_reports_progress_many_times(client):
     assert "upscaling" in stages and stages == sorted(stages, key=order.index), stages  # in life's order
 
 
-def test_cancel_frees_the_server_within_a_second(client):
+def test_cancel_stops_the_inference_within_a_step(make_app):
+    """The job is slow on purpose (the step delay), so it is still running when cancelled on any CPU;
+    the stop is counted in network steps, not seconds (how soon that is, is the CPU's business:
+    bench/)."""
+    client = make_app(PRECISION="fp32", STEP_DELAY=0.3).test_client()
     photo = png_bytes(crop_of("coffee.png", (60, 60, 140, 140)))  # 80x80, one tile of x4plus
     job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]
     deadline = time.time() + 300
@@ -74,18 +79,19 @@ def test_cancel_frees_the_server_within_a_second(client):
             break
         assert state["status"] not in FINISHED and time.time() < deadline, state
         time.sleep(0.02)
-    asked = time.monotonic()
     answer = client.delete(f"/api/jobs/{job_id}")
     assert answer.status_code == 200
     assert answer.get_json()["stage"] in ("cancelling", "cancelled")
     assert answer.get_json()["cancel_requested"] is True
+    done_when_asked = answer.get_json()["progress"]["done"]
+    deadline = time.time() + 300
     while client.get("/healthz").get_json()["running"]:
-        assert time.monotonic() - asked < 5, "the inference went on after the cancel"
+        assert time.time() < deadline, "the inference went on after the cancel"
         time.sleep(0.01)
-    idle_after = time.monotonic() - asked
     state = client.get(f"/api/jobs/{job_id}").get_json()
     assert state["status"] == "cancelled" and "result" not in state
-    assert idle_after < 1.0, f"the server was busy {idle_after:.2f} s after the cancel"
+    # No step after the one under way when it was asked (the tile has 24).
+    assert state["progress"]["done"] <= done_when_asked + 1 < state["progress"]["total"], state["progress"]
     assert client.get(f"/api/jobs/{job_id}/result").status_code == 409
 
 
@@ -166,7 +172,7 @@ def test_before_image_is_a_png_a_browser_can_show(client, suffix):
 
 
 def test_a_heavy_job_shows_a_quick_preview_until_its_result_replaces_it(make_app):
-    client = make_app(PREVIEW_MIN_SECONDS=0).test_client()
+    client = make_app(PREVIEW_MIN_SECONDS=0, STEP_DELAY=0.1).test_client()  # the preview outlives a poll on any CPU
     photo = png_bytes(crop_of("coffee.png", (60, 60, 124, 124)))
     job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]
     preview_url, preview_size, deadline = None, None, time.time() + 300
@@ -189,7 +195,7 @@ def test_a_heavy_job_shows_a_quick_preview_until_its_result_replaces_it(make_app
 
 
 def test_a_queued_job_counts_the_work_ahead_of_it(make_app):
-    client = make_app(PRECISION="fp32").test_client()
+    client = make_app(PRECISION="fp32", STEP_DELAY=0.1).test_client()  # the first still runs on any CPU
     photo = png_bytes(crop_of("coffee.png", (0, 0, 64, 64)))
     first = submit(client, photo, model="realesrgan-x4plus").get_json()
     second = submit(client, photo, model="realesrgan-x4plus").get_json()

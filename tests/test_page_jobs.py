@@ -63,7 +63,7 @@ def test_batch_of_12_ends_with_12_downloads_under_the_default_queue(serve, page,
 
 
 def test_a_full_server_queue_is_retried_until_every_file_is_done(serve, page, tmp_path):
-    server = serve(MAX_QUEUE=1)
+    server = serve(MAX_QUEUE=1, STEP_DELAY=0.1)  # jobs last long enough for the queue of one to fill, on any CPU
     refusals = []
     page.on("response", lambda r: r.status == 503 and refusals.append(r.url))
     page.goto(server)
@@ -74,7 +74,7 @@ def test_a_full_server_queue_is_retried_until_every_file_is_done(serve, page, tm
 
 
 def test_cancel_says_cancelling_at_once_and_disables_the_button(serve, page, tmp_path):
-    server = serve()
+    server = serve(STEP_DELAY=0.3)  # 24 steps: still running when cancelled, on any CPU
     path = tmp_path / "butterfly.png"
     crop_of("Set5/butterfly.png", (0, 0, 160, 160)).save(path)
     page.goto(server)

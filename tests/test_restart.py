@@ -96,7 +96,8 @@ def test_a_server_killed_mid_job_finishes_its_jobs_after_a_restart(tmp_path, wei
     folder, log = tmp_path / "uploads", tmp_path / "server.log"
     quick = png_bytes(crop_of("coffee.png", QUICK_BOX))
     slow = png_bytes(crop_of("coffee.png", SLOW_BOX))
-    server, base = start_server(folder, weights_dir, log)
+    delay = {"REMASTER_STEP_DELAY": "0.1"}  # the victim (24 steps) is still at work when killed, on any CPU
+    server, base = start_server(folder, weights_dir, log, **delay)
     try:
         early = post_job(base, quick, "realesr-animevideov3")
         wait_until(lambda: job_state(base, early)["status"] == "done", 120, "the first job did not finish")
@@ -114,7 +115,7 @@ def test_a_server_killed_mid_job_finishes_its_jobs_after_a_restart(tmp_path, wei
         server.send_signal(signal.SIGKILL)  # mid-job, no chance to clean up
         server.wait(10)
 
-        server, base = start_server(folder, weights_dir, log)
+        server, base = start_server(folder, weights_dir, log, **delay)
         # A job the new process recovered may be cancelled like any other, queued or running.
         status, body = call(base, f"/api/jobs/{dropped}", "DELETE")
         assert status == 200 and body["cancel_requested"] is True, body
@@ -187,7 +188,7 @@ def test_a_clean_stop_mid_job_puts_it_back_in_the_queue(make_app, tmp_path):
     """Stopping the runner (a clean shutdown) interrupts the running job within a step; its record
     says queued, not cancelled, and the next process on the folder runs it to the end."""
     folder = tmp_path / "uploads"
-    app = make_app(UPLOAD_FOLDER=str(folder), PRECISION="fp32")
+    app = make_app(UPLOAD_FOLDER=str(folder), PRECISION="fp32", STEP_DELAY=0.1)  # still running when stopped
     client = app.test_client()
     photo = png_bytes(crop_of("coffee.png", (0, 0, 64, 64)))
     form = {"scale": "4", "model": "realesrgan-x4plus", "file": (io.BytesIO(photo), "photo.png")}

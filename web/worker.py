@@ -5,7 +5,8 @@ Start a worker with ``python -m web.worker --name gpu1`` on any machine that sha
 every machine reaches). The worker builds the same Flask app as the web node (`create_app`, so the
 same defaults and ``REMASTER_*`` settings: tile, backend, precision, device, limits, threads,
 weights folder) with the role "worker", and runs each job with `web.lifecycle.run_job`, exactly
-as the in-process runner does. Jobs are acknowledged only when finished (``acks_late``), so a
+as the in-process runner does; in its idle moments it lets the engine measure the CPU again when
+jobs said it must (`web.worker_idle`). Jobs are acknowledged only when finished (``acks_late``), so a
 worker that dies mid-job leaves its job to another; input errors fail the job once.
 """
 
@@ -19,7 +20,7 @@ import threading
 import time
 
 from celery import Task
-from celery.signals import worker_ready
+from celery.signals import task_postrun, task_prerun, worker_ready
 from redis.exceptions import RedisError
 
 from esrgan.rates import running_mean
@@ -37,6 +38,7 @@ from web.celery_app import (
 from web.lifecycle import Job, load_job, persist, recover, run_job
 from web.service import services
 from web.video_tasks import enable_video_tasks
+from web.worker_idle import IdleRecheck
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,21 @@ def _heartbeat(sender=None, **_: object) -> None:
             time.sleep(HEARTBEAT_SECONDS)
 
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
+@worker_ready.connect
+def _idle_recheck(sender=None, **_: object) -> None:
+    """Measure the CPU again only while this worker runs nothing and no job waits (`web.worker_idle`)."""
+    app = sender.app.flask_app if sender is not None and hasattr(sender.app, "flask_app") else None
+    if app is None:
+        return
+    with app.app_context():
+        upscaler = services().job_resources.upscaler
+    client = sender.app.backend.client
+    idle = IdleRecheck(upscaler, lambda: client.zcard(QUEUED_KEY))
+    task_prerun.connect(idle.task_started, weak=False)
+    task_postrun.connect(idle.task_ended, weak=False)
+    idle.start()
 
 
 def main(argv: list[str] | None = None) -> int:
