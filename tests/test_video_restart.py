@@ -37,7 +37,9 @@ def test_a_server_killed_mid_video_resumes_from_its_finished_segments(tmp_path, 
     monkeypatch.setenv("REMASTER_VIDEO_PREVIEW_FRAMES", "0")
     folder = tmp_path / "uploads"
     clip = write_clip(tmp_path / "clip.mp4", subtitle="", frames=FRAMES)
-    process, base = start_server(folder, weights_dir, tmp_path / "first.log")
+    # Each network step sleeps too: a segment takes >= 2 s on any CPU, so the job is still running
+    # when its first segment is seen finished.
+    process, base = start_server(folder, weights_dir, tmp_path / "first.log", REMASTER_STEP_DELAY="0.05")
     try:
         job_id = post_clip(base, clip.read_bytes())
         wait_until(lambda: finished_segments(folder, job_id), 240, "a finished segment")

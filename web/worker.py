@@ -104,39 +104,30 @@ def publish_rate(redis, model: str, rate: float) -> None:
 
 
 @worker_ready.connect
-def _heartbeat(sender=None, **_: object) -> None:
-    """Tell the web app's health endpoint this worker is alive, every few seconds, idle or busy."""
+def _on_ready(sender=None, **_: object) -> None:
+    """Once the worker is up: its heartbeat, and the CPU re-measure of its idle moments."""
     app = sender.app.flask_app if sender is not None and hasattr(sender.app, "flask_app") else None
     if app is None:
         return
     with app.app_context():
-        name = worker_name()
+        name, upscaler = worker_name(), services().job_resources.upscaler
     client = sender.app.backend.client
-
-    def beat() -> None:
-        while True:
-            try:
-                client.hset(WORKER_KEY, name, time.time())
-            except Exception:  # Redis restarting: try again at the next beat
-                log.warning("heartbeat to Redis failed")
-            time.sleep(HEARTBEAT_SECONDS)
-
-    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
-
-
-@worker_ready.connect
-def _idle_recheck(sender=None, **_: object) -> None:
-    """Measure the CPU again only while this worker runs nothing and no job waits (`web.worker_idle`)."""
-    app = sender.app.flask_app if sender is not None and hasattr(sender.app, "flask_app") else None
-    if app is None:
-        return
-    with app.app_context():
-        upscaler = services().job_resources.upscaler
-    client = sender.app.backend.client
+    threading.Thread(target=_beat, args=(client, name), name="heartbeat", daemon=True).start()
+    # Measure the CPU again only while this worker runs nothing and no job waits (`web.worker_idle`).
     idle = IdleRecheck(upscaler, lambda: client.zcard(QUEUED_KEY))
     task_prerun.connect(idle.task_started, weak=False)
     task_postrun.connect(idle.task_ended, weak=False)
     idle.start()
+
+
+def _beat(client, name: str) -> None:
+    """Tell the web app's health endpoint this worker is alive, every few seconds, idle or busy."""
+    while True:
+        try:
+            client.hset(WORKER_KEY, name, time.time())
+        except Exception:  # Redis restarting: try again at the next beat
+            log.warning("heartbeat to Redis failed")
+        time.sleep(HEARTBEAT_SECONDS)
 
 
 def main(argv: list[str] | None = None) -> int:
