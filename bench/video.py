@@ -1,7 +1,7 @@
 """Video frame rate: the engine end to end against the network alone, and against the official
 path's semantics (decode one frame, run the network, encode it, then the next: no overlap), in one
-process sitting, on a generated 320x240 clip (moving crops of a real photo) at 2x with
-realesr-animevideov3.
+process sitting, on a generated 320x240 clip (moving crops of a real photo), by default at 2x with
+realesr-animevideov3 (any model and scale: ``--model``, ``--scale``).
 
 Rows (frames per second, ratio to the network alone):
     network only     the forward pass on frames already in memory (no decode, resample or encode)
@@ -9,7 +9,8 @@ Rows (frames per second, ratio to the network alone):
     official path    decode -> frame function -> encode, one frame at a time, one thread
     engine           esrgan.video.upscale_video: decode, inference and encode overlapping
 
-    python bench/video.py [--frames 24] [--rounds 2] [--precision fp32] [--device cpu]
+    python bench/video.py [--model realesr-animevideov3] [--scale 2] [--frames 24] [--rounds 2]
+                          [--precision fp32] [--device cpu]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from esrgan.video.frames import frame_to_rgb, rgb_to_frame  # noqa: E402
 from esrgan.video.result import output_size  # noqa: E402
 from esrgan.video.streams import PictureFormat, add_video_stream  # noqa: E402
 
-WIDTH, HEIGHT, FPS, SCALE = 320, 240, 24, 2
+WIDTH, HEIGHT, FPS = 320, 240, 24
 PHOTO = ROOT / "tests" / "data" / "astronaut.png"
 
 
@@ -55,8 +56,8 @@ def write_clip(path: Path, frames: int) -> None:
         out.mux(stream.encode(None))
 
 
-def network_only(upscaler: Upscaler, frames: list[np.ndarray]) -> float:
-    loaded = upscaler.load(DEFAULT_VIDEO_MODEL)
+def network_only(upscaler: Upscaler, model: str, frames: list[np.ndarray]) -> float:
+    loaded = upscaler.load(model)
     started = time.perf_counter()
     with torch.inference_mode():
         for rgb in frames:
@@ -76,10 +77,10 @@ def frame_function_only(fn, frames: list[np.ndarray]) -> float:
     return time.perf_counter() - started
 
 
-def official_path(src: Path, dst: Path, fn) -> float:
+def official_path(src: Path, dst: Path, fn, scale: int) -> float:
     """Real-ESRGAN's inference_realesrgan_video.py semantics: read a frame, upscale it, write it."""
     info = probe(src)
-    _, size = output_size(info.width, info.height, SCALE)
+    _, size = output_size(info.width, info.height, scale)
     started = time.perf_counter()
     with av.open(str(src)) as source, av.open(str(dst), "w") as out:
         stream = add_video_stream(out, PictureFormat.of(info, *size), EncodeOptions())
@@ -92,25 +93,27 @@ def official_path(src: Path, dst: Path, fn) -> float:
     return time.perf_counter() - started
 
 
-def engine(src: Path, dst: Path, fn) -> float:
+def engine(src: Path, dst: Path, fn, scale: int) -> float:
     started = time.perf_counter()
-    upscale_video(src, dst, fn, SCALE)
+    upscale_video(src, dst, fn, scale)
     return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_VIDEO_MODEL)
+    parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=2, help="best of this many rounds per row")
     args = parser.parse_args()
     upscaler = Upscaler(settings=Settings(device=args.device, precision=args.precision))
-    fn = frame_upscaler(upscaler, SCALE)
+    fn = frame_upscaler(upscaler, args.scale, model=args.model)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     print(f"machine: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, device {args.device}, "
-          f"{args.precision}; {DEFAULT_VIDEO_MODEL} {SCALE}x on {WIDTH}x{HEIGHT}, {args.frames} frames; "
+          f"{args.precision}; {args.model} {args.scale}x on {WIDTH}x{HEIGHT}, {args.frames} frames; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         src = Path(folder) / "clip.mp4"
@@ -118,14 +121,14 @@ def main() -> None:
         with av.open(str(src)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
         fn(frames[0])  # load the model, warm the allocator
-        network_only(upscaler, frames[:2])
+        network_only(upscaler, args.model, frames[:2])
         best: dict[str, float] = {}
         for _ in range(args.rounds):  # rounds interleave the rows, so a busy spell hits them all
             for name, seconds in (
-                ("network only", network_only(upscaler, frames)),
+                ("network only", network_only(upscaler, args.model, frames)),
                 ("frame function", frame_function_only(fn, frames)),
-                ("official path", official_path(src, Path(folder) / "official.mp4", fn)),
-                ("engine", engine(src, Path(folder) / "engine.mp4", fn)),
+                ("official path", official_path(src, Path(folder) / "official.mp4", fn, args.scale)),
+                ("engine", engine(src, Path(folder) / "engine.mp4", fn, args.scale)),
             ):
                 best[name] = min(seconds, best.get(name, seconds))
         rows = list(best.items())
