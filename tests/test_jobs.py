@@ -62,7 +62,8 @@ def test_a_one_tile_job_reports_progress_many_times(make_app):
     assert state["progress"]["fraction"] == 1 and state["eta_seconds"] is None
     assert state["elapsed_seconds"] > 0
     order = ["queued", "calibrating", "loading", "previewing", "loading", "upscaling", "encoding", "done"]
-    assert "upscaling" in stages and stages == sorted(stages, key=order.index), stages  # in life's order
+    life = iter(order)  # the stages seen are a subsequence of life's order (a preview may come first)
+    assert "upscaling" in stages and all(stage in life for stage in stages), stages
 
 
 def test_cancel_stops_the_inference_within_a_step(make_app):
