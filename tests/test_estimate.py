@@ -205,3 +205,11 @@ def test_counting_a_job_as_work_ahead_does_not_change_what_it_shows():
     assert job.eta_seconds(now=5.0, ahead=30.0) == 41.0
     assert job.eta_seconds(now=5.0, remember=False) == 11.0  # as another job's poll counts it
     assert job.eta_seconds(now=5.0, ahead=30.0) == 41.0
+
+
+def test_real_work_never_took_no_time():
+    job = Job(id="f", scale=4, anime=False, model="m", output_format="png", quality=90, original_name="a.png",
+              input_file="f_in.png", input_width=8, input_height=8, output_width=32, output_height=32,
+              status="done", started_at=100.0, finished_at=100.03)
+    assert job.elapsed_seconds() == 0.1  # a fast CPU's 30 ms job, shown in tenths
+    assert Job(**{**job.__dict__, "started_at": None}).elapsed_seconds() is None  # queued: not started

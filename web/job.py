@@ -108,10 +108,11 @@ class Job:
         return self.status if self.finished else self.stage
 
     def elapsed_seconds(self, now: float | None = None) -> float | None:
-        """Seconds since it started running (frozen when it ended); None while queued."""
+        """Seconds since it started running (frozen when it ended), in tenths and never under one
+        tenth (real work never took "0.0 s"); None while queued."""
         if self.started_at is None:
             return None
-        return round(max(0.0, (self.finished_at or now or time.time()) - self.started_at), 1)
+        return max(0.1, round((self.finished_at or now or time.time()) - self.started_at, 1))
 
     def eta_seconds(self, now: float | None = None, ahead: float = 0.0, calibration: float | None = None,
                     remember: bool = True) -> float | None:
