@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -16,10 +18,12 @@ from esrgan.errors import FacesUnavailableError, OutputPathError, RemasterError
 from esrgan.evaluate import VGG19_FILE
 from esrgan.imageio import OUTPUT_FORMATS, check_encodable, format_for_path, read_image, write_image
 from esrgan.pipeline import Upscaler
+from esrgan.result import UpscaleResult
 from esrgan.runtime import BACKENDS, PRECISIONS, native_bf16
 from esrgan.settings import Settings
 from esrgan.sizing import scale_for_size
 from esrgan.weights import ModelStore
+from esrgan.writer import ResultWriter
 
 __all__ = ["build_parser", "engine_settings", "main"]
 
@@ -127,32 +131,43 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if args.face_enhance and (missing := upscaler.faces.unavailable_reason()) is not None:
         raise FacesUnavailableError(missing)  # before any work, one line
     failures = 0
-    for src, dst in targets:
-        try:
-            image = read_image(src)
-            fmt = args.format or format_for_path(dst)
-            scale = args.scale
-            if args.width is not None or args.height is not None:
-                scale = scale_for_size(image.width, image.height, args.width, args.height)
-            check_encodable(fmt, *registry.output_size(image.width, image.height, scale))
-            with tqdm(desc=src.name, unit="step", leave=False, file=sys.stderr) as bar:
-                def progress(done: int, total: int) -> None:
-                    bar.total = total
-                    bar.update(done - bar.n)
+    with ResultWriter(_say(sys.stdout), _say(sys.stderr)) as writer:  # each write overlaps the next image
+        for src, dst in targets:
+            try:
+                image = read_image(src)
+                fmt = args.format or format_for_path(dst)
+                scale = args.scale
+                if args.width is not None or args.height is not None:
+                    scale = scale_for_size(image.width, image.height, args.width, args.height)
+                check_encodable(fmt, *registry.output_size(image.width, image.height, scale))
+                with tqdm(desc=src.name, unit="step", leave=False, file=sys.stderr) as bar:
+                    def progress(done: int, total: int) -> None:
+                        bar.total = total
+                        bar.update(done - bar.n)
 
-                result = upscaler.upscale(image, scale, args.anime, args.model, progress=progress,
-                                          noise=args.noise, tta=args.tta, faces=args.face_enhance)
-            write_image(dst, result.image, fmt, args.quality, keep_gps=args.keep_gps)
-        except RemasterError as exc:
-            print(f"error: {src}: {exc}", file=sys.stderr)
-            failures += 1
-            continue
-        p = result.provenance
-        how = " then ".join((*p.before, p.model)) + (f" + {p.resample}" if p.resample else "") + \
-            (" with TTA" if p.tta else "") + (", faces restored" if p.faces else "")
-        print(f"{src} -> {dst} ({result.image.width}x{result.image.height}, {how}, "
-              f"{p.device} {p.precision} {p.backend}, {p.seconds:.1f}s)")
-    return 1 if failures else 0
+                    result = upscaler.upscale(image, scale, args.anime, args.model, progress=progress,
+                                              noise=args.noise, tta=args.tta, faces=args.face_enhance)
+            except RemasterError as exc:
+                _say(sys.stderr)(f"error: {src}: {exc}")
+                failures += 1
+                continue
+            writer.submit(str(src), partial(_write, src, dst, result, fmt, args))
+    return 1 if failures + writer.failures else 0
+
+
+def _say(stream) -> Callable[[str], None]:
+    """A line to ``stream`` without breaking a progress bar that is showing (from any thread)."""
+    return lambda line: tqdm.write(line, file=stream)
+
+
+def _write(src: Path, dst: Path, result: UpscaleResult, fmt: str, args: argparse.Namespace) -> str:
+    """Write one result (on the writer's thread); the line that reports it."""
+    write_image(dst, result.image, fmt, args.quality, keep_gps=args.keep_gps)
+    p = result.provenance
+    how = " then ".join((*p.before, p.model)) + (f" + {p.resample}" if p.resample else "") + \
+        (" with TTA" if p.tta else "") + (", faces restored" if p.faces else "")
+    return (f"{src} -> {dst} ({result.image.width}x{result.image.height}, {how}, "
+            f"{p.device} {p.precision} {p.backend}, {p.seconds:.1f}s)")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
