@@ -3,8 +3,8 @@
 The result is float32 in [0, 1], or (`Canvas` with ``quantise``) uint8 made where the network ran,
 rounded exactly as the encoders round (`quantise_`), so only bytes leave the device. Where tiles
 abut (``plan.blend == 0``) every output pixel comes from one tile and each tile is quantised as it
-comes; where they blend, the float sums are kept and quantised at the end (on the GPU when the
-canvas is there).
+comes; where they blend, float sums are kept for bands of `STRIP_ROWS` output rows only while tiles
+still to come add to them (`Strips`), then quantised: no float canvas of the whole output exists.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from esrgan.host_copies import HostCopies
+from esrgan.strips import Strips, quantise_
 from esrgan.tileplan import Tile, TilePlan
 
 
@@ -27,14 +28,6 @@ def new_canvas(height: int, width: int, device: torch.device,
         if height * width * 3 * dtype.itemsize <= free // 4:
             return torch.zeros((height, width, 3), dtype=dtype, device=device)
     return np.zeros((height, width, 3), dtype=np.uint8 if dtype == torch.uint8 else np.float32)
-
-
-def quantise_(x: torch.Tensor) -> torch.Tensor:
-    """Pixels in [0, 1] (any float dtype; clamped here) as uint8, rounded as the encoders round
-    (`esrgan.imageio.to_uint8`: ``x * 255 + 0.5`` in float32, floored). A multiply and then an add,
-    never fused, so the bytes equal quantising the float result afterwards, bit for bit. A float32
-    ``x`` is overwritten on the way (no second float copy)."""
-    return x.float().clamp_(0, 1).mul_(255.0).add_(0.5).to(torch.uint8)
 
 
 class Canvas:
@@ -50,10 +43,17 @@ class Canvas:
     def __init__(self, height: int, width: int, device: torch.device, quantise: bool, blend: int) -> None:
         self.quantise = quantise
         self.per_tile = quantise and not blend  # every tile's bytes are final as they come
-        self.array = new_canvas(height, width, device, torch.uint8 if self.per_tile else torch.float32)
+        self.array = new_canvas(height, width, device, torch.uint8 if quantise else torch.float32)
         on_host = isinstance(self.array, np.ndarray)
-        self.copies = HostCopies(self.array, device) if self.per_tile and on_host and device.type == "cuda" else None
+        self.copies = HostCopies(self.array, device) if quantise and on_host and device.type == "cuda" else None
         self.to_host = on_host and self.copies is None  # tile outputs cross to the host as they come
+        self.strips = Strips(height, width, self._put_bytes, device, self.to_host) if quantise and blend else None
+
+    def expect(self, places: list[tuple[int, int, int, int]]) -> None:
+        """Where the tiles still to come go (`place`), at the start of the last pass and after a
+        re-plan: blended bytes are made once no tile still to come adds to their rows."""
+        if self.strips is not None:
+            self.strips.expect(places)
 
     def unit(self, key: str) -> str:
         """A tile's checkpoint unit name: the bytes and the float regions are never mixed."""
@@ -68,24 +68,30 @@ class Canvas:
     def put(self, region, where: tuple[int, int, int, int], keep: Callable[[np.ndarray], None] | None = None) -> None:
         """Add a tile's weighted region (`weighted`; or one loaded from a checkpoint) at ``where``
         (`place`); ``keep`` is called with it on the host (the checkpoint), once it is there."""
-        if self.copies is not None and isinstance(region, torch.Tensor):
+        if self.strips is not None:
+            self.strips.add(region, where)
+        elif self.copies is not None and isinstance(region, torch.Tensor):
             self.copies.push(region, where, keep)
             return
-        add(self.array, region, where)
+        else:
+            add(self.array, region, where)
         if keep is not None:
             keep(as_numpy(region))
+
+    def _put_bytes(self, region, where: tuple[int, int, int, int]) -> None:
+        if self.copies is not None and isinstance(region, torch.Tensor):
+            self.copies.push(region, where)
+        else:
+            add(self.array, region, where)
 
     def result(self) -> np.ndarray:
         """The finished (H, W, 3) result on the host: float32, or uint8 with ``quantise`` (in
         pinned memory when it comes from a GPU)."""
+        if self.strips is not None:
+            self.strips.flush()
         if self.copies is not None:
             self.copies.settle()
         array = self.array
-        if self.quantise and not self.per_tile:  # blended float sums, quantised where they are
-            on_host = isinstance(array, np.ndarray)
-            array = quantise_(torch.from_numpy(array) if on_host else array)  # in place: no second float canvas
-            if on_host:
-                return array.numpy()
         if isinstance(array, np.ndarray):
             return array
         if array.dtype != torch.uint8:

@@ -171,6 +171,7 @@ class _Run(SyncedPasses):
         self.passes_left = 1
         self.restart_when_split = False
         self.resumed = 0
+        self.canvas: Canvas | None = None
 
     def resume_plan(self, plan: TilePlan) -> TilePlan:
         """The plan a checkpointed run was following (it may have been re-planned), else ``plan``."""
@@ -211,6 +212,8 @@ class _Run(SyncedPasses):
                 if not halving:
                     raise
                 plan = self._halve(plan, i, error)
+                if self.canvas is not None:  # blended bytes wait for the tiles that now come
+                    self.canvas.expect([place(t, plan, self.scale) for t in plan.tiles[i:]])
                 self.steps.total = base + plan.count * self.per_tile * self.passes_left
                 continue
             i += len(group)
@@ -236,6 +239,7 @@ class _Run(SyncedPasses):
 
     def final(self, plan: TilePlan, blocks, means: list[np.ndarray], canvas: Canvas) -> TilePlan:
         """The last pass: every tile through the whole network, stored (or taken from the checkpoint)."""
+        self.expect(plan, canvas)
 
         def work(group: list[Tile]) -> None:
             if self.checkpoint is not None and all(self.checkpoint.has(canvas.unit(t.key)) for t in group):
@@ -248,6 +252,11 @@ class _Run(SyncedPasses):
             self._store(group, outputs, plan, canvas)
 
         return self.each_group(plan, work)
+
+    def expect(self, plan: TilePlan, canvas: Canvas) -> None:
+        """The last pass begins: ``canvas`` takes every tile of ``plan``."""
+        self.canvas = canvas
+        canvas.expect([place(t, plan, self.scale) for t in plan.tiles])
 
     def _store(self, group: list[Tile], outputs: torch.Tensor, plan: TilePlan, canvas: Canvas) -> None:
         for t, out in zip(group, canvas.outputs(outputs), strict=True):
