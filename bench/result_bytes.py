@@ -63,11 +63,11 @@ def main() -> int:
             files[label] = data
     print(f"{args.side}x{args.side} at {args.scale}x with {args.model} ({provenance.precision}, {provenance.device}, "
           f"{provenance.tiles} tiles of {provenance.tile} px), best of {args.rounds}, interleaved:\n")
-    print("| result | upscale s | upscale + PNG encode s | peak RSS above the start MB |")
+    print("| result | upscale s (each round) | upscale + PNG encode s (best) | peak RSS above the start MB (each round) |")
     print("| --- | --- | --- | --- |")
     for label, runs in rows.items():
-        print(f"| {label} | {min(r[0] for r in runs):.2f} | {min(r[1] for r in runs):.2f} | "
-              f"{min(r[2] for r in runs):.0f} |")
+        print(f"| {label} | {' / '.join(f'{r[0]:.2f}' for r in runs)} | {min(r[1] for r in runs):.2f} | "
+              f"{' / '.join(f'{r[2]:.0f}' for r in runs)} |")
     same = files["float32 result"] == files["uint8 result"]
     print(f"\nPNG files identical: {same}")
     return 0 if same else 1
