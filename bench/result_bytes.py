@@ -63,7 +63,8 @@ def main() -> int:
             files[label] = data
     print(f"{args.side}x{args.side} at {args.scale}x with {args.model} ({provenance.precision}, {provenance.device}, "
           f"{provenance.tiles} tiles of {provenance.tile} px), best of {args.rounds}, interleaved:\n")
-    print("| result | upscale s (each round) | upscale + PNG encode s (best) | peak RSS above the start MB (each round) |")
+    print("| result | upscale s (each round) | upscale + PNG encode s (best) | peak RSS above the start MB "
+          "(each round) |")
     print("| --- | --- | --- | --- |")
     for label, runs in rows.items():
         print(f"| {label} | {' / '.join(f'{r[0]:.2f}' for r in runs)} | {min(r[1] for r in runs):.2f} | "
