@@ -92,7 +92,7 @@ def run_chain(upscaler: Upscaler, chain: Sequence[str], lr: np.ndarray, size: tu
     """The chain's output resampled (Lanczos) to ``size`` = (width, height), as uint8."""
     pixels = lr
     for name in chain:
-        pixels = upscaler.upscale(DecodedImage(pixels), spec(name).scale, model=name).image.pixels
+        pixels = upscaler.upscale(DecodedImage(pixels), spec(name).scale, model=name, float_result=True).image.pixels
     if pixels.shape[1::-1] != size:
         pixels = resample(pixels, size)
     return to_uint8(pixels)

@@ -93,6 +93,7 @@ def calibration_crops(side: int = 48, per_image: int = 1) -> list[np.ndarray]:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = (x.astype(np.float32) / 255 if x.dtype == np.uint8 else x for x in (a, b))  # an 8-bit result
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 

@@ -3,7 +3,8 @@ alpha, grayscale, palette, 16-bit PNG and ICC profiles. Writes are atomic (`esrg
 details Pillow lacks are in `esrgan.png`.
 
 Pixels travel through the engine as ``(H, W, C)`` float32 in [0, 1] with C = 1 (gray), 2 (gray +
-alpha), 3 (RGB) or 4 (RGBA).
+alpha), 3 (RGB) or 4 (RGBA); an 8-bit RGB result made on the device (`esrgan.canvas`) comes back as
+uint8, rounded as `to_uint8` rounds, and every encoder takes it as it is.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class DecodedImage:
     """An image ready for the engine.
 
     Attributes:
-        pixels: (H, W, C) float32 in [0, 1]; C is 1, 2, 3 or 4 (gray, gray+alpha, RGB, RGBA).
+        pixels: (H, W, C) float32 in [0, 1]; C is 1, 2, 3 or 4 (gray, gray+alpha, RGB, RGBA); or
+            (H, W, 3) uint8 for an 8-bit result made on the device (`as_float` reads either).
         bit_depth: 8 or 16: the precision of the source, kept on output where the format allows.
         source_format: The format read from the content, e.g. ``"png"``.
         icc_profile: The embedded colour profile, carried over to the output.
@@ -88,20 +90,22 @@ class DecodedImage:
 
     def rgb(self) -> np.ndarray:
         """(H, W, 3) float32 RGB without alpha, as the networks take it: gray in three equal channels."""
-        return to_rgb(self.pixels)
+        return as_float(to_rgb(self.pixels))
 
     def with_rgb(self, rgb: np.ndarray, alpha: np.ndarray | None = None) -> DecodedImage:
         """This image (bit depth, format, ICC profile, gray or colour, alpha or not) with new RGB pixels.
 
         Args:
-            rgb: (H', W', 3) float32 in [0, 1], e.g. a network's output; a gray image keeps the
-                channels' mean.
+            rgb: (H', W', 3) float32 in [0, 1], e.g. a network's output, or uint8 (an 8-bit result
+                made on the device); a gray image keeps the channels' mean.
             alpha: (H', W', 1) alpha to carry, when this image has alpha and the size changed (the
                 caller resizes it: how is its choice); by default this image's own alpha.
 
         Raises:
             ValueError: The alpha's size does not match ``rgb`` (a programming error).
         """
+        if rgb.dtype == np.uint8 and (self.is_gray or self.has_alpha):
+            rgb = as_float(rgb)
         color = rgb.mean(axis=2, keepdims=True, dtype=np.float32) if self.is_gray else rgb
         if self.has_alpha:
             alpha = self.alpha if alpha is None else alpha
@@ -110,6 +114,11 @@ class DecodedImage:
                                  f"{rgb.shape[1]}x{rgb.shape[0]}: resize the alpha too")
             color = np.concatenate([color, alpha.astype(np.float32, copy=False)], axis=2)
         return replace(self, pixels=color)
+
+
+def as_float(pixels: np.ndarray) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: uint8 divided by 255 (as `decode` reads 8-bit files); float as it is."""
+    return pixels.astype(np.float32) / 255.0 if pixels.dtype == np.uint8 else pixels
 
 
 def to_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -187,6 +196,7 @@ def encode(image: DecodedImage, fmt: OutputFormat = "png", quality: int = 95, ke
                   chunks=png_chunks(image.metadata, image.width, image.height, keep_gps))
         return buffer.getvalue()
     if fmt == "jpg" and image.has_alpha:
+        pixels = as_float(pixels)
         color, alpha = pixels[..., :-1], np.clip(pixels[..., -1:], 0, 1)
         pixels = color * alpha + (1.0 - alpha)
     pil = Image.fromarray(_to_uint8(pixels), _PIL_MODES[pixels.shape[2]])
@@ -309,8 +319,9 @@ def _quantise(pixels: np.ndarray, dtype: type, peak: float) -> np.ndarray:
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Float pixels in [0, 1] (clipped here) -> uint8 of the same shape, rounded half up."""
-    return _quantise(pixels, np.uint8, 255.0)
+    """Float pixels in [0, 1] (clipped here) -> uint8 of the same shape, rounded half up; uint8
+    pixels are returned as they are (no copy)."""
+    return pixels if pixels.dtype == np.uint8 else _quantise(pixels, np.uint8, 255.0)
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:

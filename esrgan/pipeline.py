@@ -249,6 +249,7 @@ class Upscaler:
         checkpoint: Path | None = None,
         tta: bool = False,
         faces: bool = False,
+        float_result: bool = False,
     ) -> UpscaleResult:
         """Upscale one image.
 
@@ -271,6 +272,9 @@ class Upscaler:
                 average the outputs (`esrgan.tta`): about 8x the time, progress steps included.
             faces: Then restore the faces found in the input with the face checkpoint in the weights
                 folder and paste them over the result (Real-ESRGAN's ``--face_enhance``).
+            float_result: Keep the result float32 even where it goes straight to 8 bits (an 8-bit
+                RGB source, no resample, no faces), which otherwise comes back as uint8 made on the
+                device (`esrgan.canvas`; the same bytes an encoder makes of the float result).
 
         Raises:
             UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError, ImageTooLargeError,
@@ -301,11 +305,13 @@ class Upscaler:
         module = self._module(loaded, tiling, tta)
         plan = plan_for(rgb.shape[0], rgb.shape[1], tiling, loaded.size_multiple, model_context(module))
         resumable = checkpoint is not None and plan.count > 1  # one tile has nothing to resume part-way
-        store = WorkStore.open(checkpoint, self._identity(loaded, tiling, rgb, tta)) if resumable else None
+        as_bytes = not (float_result or faces or image.bit_depth != 8 or image.has_alpha or image.is_gray
+                        or chosen.resample is not None)
+        store = WorkStore.open(checkpoint, self._identity(loaded, tiling, rgb, tta, as_bytes)) if resumable else None
         inference_started = time.perf_counter()
         tiled = run_plan(module, rgb, plan, scale=loaded.entry.scale, options=tiling, device=loaded.device,
                          dtype=loaded.dtype, channels_last=loaded.channels_last, progress=progress,
-                         cancelled=cancelled, checkpoint=store)
+                         cancelled=cancelled, checkpoint=store, quantise=as_bytes)
         out, plan = tiled.image, tiled.plan
         if not tiled.resumed:  # a resumed run's time covers only part of the plan
             inference_seconds = time.perf_counter() - inference_started - tiled.slept
@@ -330,12 +336,12 @@ class Upscaler:
                  loaded.entry.name, provenance.seconds)
         if store is not None:
             store.close()
-        return UpscaleResult(image.with_rgb(np.clip(out, 0, 1, out=out), alpha), provenance)
+        return UpscaleResult(image.with_rgb(out if as_bytes else np.clip(out, 0, 1, out=out), alpha), provenance)
 
-    def _identity(self, loaded: LoadedModel, tiling: TileOptions, rgb: np.ndarray, tta: bool) -> dict:
+    def _identity(self, loaded: LoadedModel, tiling: TileOptions, rgb: np.ndarray, tta: bool, as_bytes: bool) -> dict:
         """What decides a tiled run's parts (not the tile size: a resumed run keeps its own plan)."""
         return {"work": "tiles", "model": loaded.entry.name, "weights": loaded.entry.source,
                 "device": loaded.device.type, "dtype": str(loaded.dtype), "channels_last": loaded.channels_last,
                 "tile_pad": tiling.tile_pad, "pre_pad": tiling.pre_pad, "se_sync": tiling.se_sync,
-                "backend": self.settings.backend, "tta": tta, "input": digest(rgb)}
+                "backend": self.settings.backend, "tta": tta, "bytes": as_bytes, "input": digest(rgb)}
 

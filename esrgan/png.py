@@ -42,8 +42,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def write_png(handle, pixels: np.ndarray, bits: int, icc_profile: bytes | None, level: int = 6,
               chunks: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """Stream a PNG of (H, W, C) [0, 1] pixels into ``handle``, a band of rows at a time; ``chunks``
-    (type, data), e.g. metadata (`esrgan.metadata.png_chunks`), go before the pixels.
+    """Stream a PNG of (H, W, C) [0, 1] float pixels (or uint8 ones, taken as they are) into
+    ``handle``, a band of rows at a time; ``chunks`` (type, data), e.g. metadata
+    (`esrgan.metadata.png_chunks`), go before the pixels.
 
     Rows are quantised, "Up"-filtered and compressed as they go, so a huge result never exists
     as a second full-size array or as one compressed blob in memory.
@@ -60,7 +61,7 @@ def write_png(handle, pixels: np.ndarray, bits: int, icc_profile: bytes | None, 
     previous = np.zeros((1, width * channels * dtype.itemsize), np.uint8)
     for top in range(0, height, ROWS_PER_BAND):
         band = pixels[top : top + ROWS_PER_BAND]
-        raw = np.clip(band * peak + 0.5, 0, peak).astype(dtype).reshape(len(band), -1).view(np.uint8)
+        raw = _quantised(band, dtype, peak).reshape(len(band), -1).view(np.uint8)
         rows = np.empty((len(band), 1 + raw.shape[1]), np.uint8)
         rows[:, 0] = PNG_FILTER_UP
         np.subtract(raw, np.concatenate([previous, raw[:-1]]), out=rows[:, 1:])  # wraps mod 256
@@ -70,3 +71,11 @@ def write_png(handle, pixels: np.ndarray, bits: int, icc_profile: bytes | None, 
             handle.write(_chunk(b"IDAT", data))
     handle.write(_chunk(b"IDAT", compressor.flush()))
     handle.write(_chunk(b"IEND", b""))
+
+
+def _quantised(band: np.ndarray, dtype: np.dtype, peak: float) -> np.ndarray:
+    """A band of pixels as the PNG's samples: floats rounded half up; bytes kept (widened to 16 bits
+    by 257, as 8-bit values are read into 16)."""
+    if band.dtype == np.uint8:
+        return band if dtype == np.uint8 else (band.astype(np.uint16) * 257).astype(dtype)
+    return np.clip(band * peak + 0.5, 0, peak).astype(dtype)

@@ -23,7 +23,7 @@ class NoRoom(Exception):  # noqa: N818 - control flow
 
 class SyncedPasses:
     """The SE passes, as methods of a tiled run (see `esrgan.tiling`), which provides these and
-    ``patches``, ``each_group`` and ``_store``."""
+    ``patches``, ``each_group``, ``expect`` and ``_store``."""
 
     model: torch.nn.Module
     forward: object
@@ -79,6 +79,7 @@ class SyncedPasses:
         ratios = se_sync.ratios(self.model, self.forward, plan.tile_pad, plan.multiple, self.device, self.dtype)
         bounds = bounds_of(plan)
         held: dict[Tile, tuple] = {}
+        self.expect(plan, canvas)
         for k in range(len(blocks) + 1):
             total: list[np.ndarray] = []
 

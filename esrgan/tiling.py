@@ -20,13 +20,14 @@ import ctypes
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from esrgan import se_sync
-from esrgan.canvas import add, as_numpy, new_canvas, place, weighted
+from esrgan.canvas import Canvas, place, weighted
 from esrgan.resumable import WorkStore
 from esrgan.se_passes import NoRoom, SyncedPasses
 from esrgan.steps import CancelFn, ProgressFn, Steps, counting, step_blocks, steps_per_tile
@@ -57,7 +58,7 @@ class TiledResult:
     """A tiled run's output and the plan it finished with (smaller tiles after an out-of-memory error).
 
     Attributes:
-        image: (H*scale, W*scale, 3) float32 RGB in [0, 1].
+        image: (H*scale, W*scale, 3) float32 RGB in [0, 1]; uint8 when the run was asked to quantise.
         plan: The plan as it ended.
         resumed: Tiles of the last pass taken from the checkpoint instead of run.
         slept: Seconds the `TileOptions.step_delay` test hook slept (not the network's time).
@@ -91,6 +92,7 @@ def run_plan(
     cancelled: CancelFn | None = None,
     checkpoint: WorkStore | None = None,
     before_forward: BeforeForward | None = None,
+    quantise: bool = False,
 ) -> TiledResult:
     """Run ``model`` over ``image`` tile by tile, as ``plan`` cuts it.
 
@@ -111,6 +113,8 @@ def run_plan(
         checkpoint: Keeps finished tiles (and SE sums); opened by the caller with the work's identity.
         before_forward: Called with the tiles of each forward pass before it runs (a test hook: it
             may raise, e.g. ``torch.OutOfMemoryError``).
+        quantise: Return uint8, made on ``device`` exactly as the encoders round (`esrgan.canvas`),
+            so only bytes cross to the host; bit for bit the float result quantised afterwards.
     """
     run = _Run(model, image, scale, options, torch.device(device), dtype, channels_last, checkpoint, before_forward)
     plan = run.resume_plan(plan)
@@ -124,7 +128,7 @@ def run_plan(
             run.passes_left = len(blocks) - len(means) + 1 if syncing else 1
             run.restart_when_split = bool(blocks) and not syncing
             run.steps.total = run.steps.done + plan.count * run.per_tile * run.passes_left
-            canvas = new_canvas(image.shape[0] * scale, image.shape[1] * scale, run.device)
+            canvas = Canvas(image.shape[0] * scale, image.shape[1] * scale, run.device, quantise, plan.blend)
             try:
                 if syncing and keep_states:
                     try:
@@ -142,8 +146,7 @@ def run_plan(
             except _Split as split:  # the one tile ran out of memory: synchronise the smaller ones first
                 plan = split.plan
                 continue
-            image_out = canvas if isinstance(canvas, np.ndarray) else canvas.cpu().numpy()
-            return TiledResult(image_out, plan, run.resumed, run.steps.slept)
+            return TiledResult(canvas.result(), plan, run.resumed, run.steps.slept)
 
 
 class _Split(Exception):  # noqa: N818 - control flow
@@ -168,6 +171,7 @@ class _Run(SyncedPasses):
         self.passes_left = 1
         self.restart_when_split = False
         self.resumed = 0
+        self.canvas: Canvas | None = None
 
     def resume_plan(self, plan: TilePlan) -> TilePlan:
         """The plan a checkpointed run was following (it may have been re-planned), else ``plan``."""
@@ -208,6 +212,8 @@ class _Run(SyncedPasses):
                 if not halving:
                     raise
                 plan = self._halve(plan, i, error)
+                if self.canvas is not None:  # blended bytes wait for the tiles that now come
+                    self.canvas.expect([place(t, plan, self.scale) for t in plan.tiles[i:]])
                 self.steps.total = base + plan.count * self.per_tile * self.passes_left
                 continue
             i += len(group)
@@ -231,13 +237,14 @@ class _Run(SyncedPasses):
             raise _Split(smaller)
         return smaller
 
-    def final(self, plan: TilePlan, blocks, means: list[np.ndarray], canvas) -> TilePlan:
+    def final(self, plan: TilePlan, blocks, means: list[np.ndarray], canvas: Canvas) -> TilePlan:
         """The last pass: every tile through the whole network, stored (or taken from the checkpoint)."""
+        self.expect(plan, canvas)
 
         def work(group: list[Tile]) -> None:
-            if self.checkpoint is not None and all(self.checkpoint.has(t.key) for t in group):
+            if self.checkpoint is not None and all(self.checkpoint.has(canvas.unit(t.key)) for t in group):
                 for t in group:
-                    add(canvas, self.checkpoint.load_array(t.key), place(t, plan, self.scale))
+                    canvas.put(self.checkpoint.load_array(canvas.unit(t.key)), place(t, plan, self.scale))
                 self.resumed += len(group)
                 return
             with se_sync.syncing(se_sync.SyncState(blocks, means)):
@@ -246,15 +253,15 @@ class _Run(SyncedPasses):
 
         return self.each_group(plan, work)
 
-    def _store(self, group: list[Tile], outputs: torch.Tensor, plan: TilePlan, canvas) -> None:
-        outputs = outputs.float().clamp_(0, 1)
-        if isinstance(canvas, np.ndarray):
-            outputs = outputs.cpu().numpy()
-        for t, out in zip(group, outputs, strict=True):
-            region = weighted(out, t, plan, self.scale)
-            add(canvas, region, place(t, plan, self.scale))
-            if self.checkpoint is not None:
-                self.checkpoint.save_array(t.key, as_numpy(region))
+    def expect(self, plan: TilePlan, canvas: Canvas) -> None:
+        """The last pass begins: ``canvas`` takes every tile of ``plan``."""
+        self.canvas = canvas
+        canvas.expect([place(t, plan, self.scale) for t in plan.tiles])
+
+    def _store(self, group: list[Tile], outputs: torch.Tensor, plan: TilePlan, canvas: Canvas) -> None:
+        for t, out in zip(group, canvas.outputs(outputs), strict=True):
+            keep = None if self.checkpoint is None else partial(self.checkpoint.save_array, canvas.unit(t.key))
+            canvas.put(weighted(out, t, plan, self.scale), place(t, plan, self.scale), keep)
 
 
 class _OutOfMemoryAt:

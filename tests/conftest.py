@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 import esrgan.tiling
-from esrgan.imageio import read_image
+from esrgan.imageio import as_float, read_image
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
 from esrgan.weights import ModelStore
@@ -103,6 +103,8 @@ def crop_of(relative: str, box: tuple[int, int, int, int], mode: str = "RGB") ->
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of pixels in [0, 1] (uint8 ones, an 8-bit result, read as 0..255 / 255)."""
+    a, b = as_float(a), as_float(b)
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 

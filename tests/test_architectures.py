@@ -62,7 +62,7 @@ def test_a_listed_architecture_tiles_odd_images_through_the_upscaler(tiny_listed
     pixels = np.random.default_rng(1).random((23, 31, 3), dtype=np.float32)  # odd sides, multiple is 2
     store = ModelStore(path.parent, ncnn_dir=path.parent / "none")
     options = Settings(device="cpu", precision="fp32", tile=8, tile_pad=6)
-    result = Upscaler(store, options).upscale(DecodedImage(pixels), 3, model=str(path))
+    result = Upscaler(store, options).upscale(DecodedImage(pixels), 3, model=str(path), float_result=True)
     assert result.image.pixels.shape == (69, 93, 3) and result.provenance.tiles > 1
     whole = upscale_tiled(network, pixels, scale=3, size_multiple=2, options=TileOptions(tile=0))
     np.testing.assert_allclose(result.image.pixels, np.clip(whole, 0, 1), atol=1e-5)

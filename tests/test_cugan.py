@@ -82,7 +82,7 @@ def test_converted_model_equals_the_ncnn_runtime(name, store):
                                                       (4, "low", "realcugan-x4-conservative")])
 def test_the_engine_upscales_anime_with_noise_reduction_as_the_ncnn_runtime_does(whole_image, scale, noise, name):
     image = real_crop(scale)
-    result = whole_image.upscale(DecodedImage(image), scale, anime=True, noise=noise)
+    result = whole_image.upscale(DecodedImage(image), scale, anime=True, noise=noise, float_result=True)
     assert result.provenance.model == name and result.provenance.resample is None
     out = result.image.pixels
     assert out.shape == (image.shape[0] * scale, image.shape[1] * scale, 3)
@@ -100,7 +100,7 @@ def test_odd_and_thin_images_equal_the_ncnn_runtime_through_the_engine(whole_ima
     width, height = size
     image = np.asarray(crop_of(relative, (50, 40, 50 + width, 40 + height)), dtype=np.float32) / 255.0
     scale = registry.spec(name).scale
-    out = whole_image.upscale(DecodedImage(image), scale, model=name).image.pixels
+    out = whole_image.upscale(DecodedImage(image), scale, model=name, float_result=True).image.pixels
     assert out.shape == (height * scale, width * scale, 3)
     assert psnr(out, ncnn_runtime(name, image)) >= 60
 

@@ -42,7 +42,7 @@ def test_the_default_output_is_the_official_whole_image_output(store, box, tile,
     """The pipeline's defaults (no pre-padding, fp32 here) against the ncnn runtime on the whole image."""
     upscaler = Upscaler(store, Settings(device="cpu", precision="fp32", tile=tile))
     photo = np.asarray(crop_of("coffee.png", box), np.float32) / 255
-    result = upscaler.upscale(DecodedImage(photo), 4)
+    result = upscaler.upscale(DecodedImage(photo), 4, float_result=True)
     assert result.provenance.tiles == tiles
     reference = ncnn_whole_image("realesrgan-x4plus", photo)
     assert result.image.pixels.shape == reference.shape
@@ -50,7 +50,7 @@ def test_the_default_output_is_the_official_whole_image_output(store, box, tile,
 
 
 def test_4x_photo_looks_like_the_input_but_sharper(upscaler, small_photo):
-    result = upscaler.upscale(DecodedImage(small_photo), 4)
+    result = upscaler.upscale(DecodedImage(small_photo), 4, float_result=True)
     out = result.image.pixels
     assert out.shape == (128, 160, 3)
     # Downscaled back, the result must agree with the input (it is the same photo) ...

@@ -100,7 +100,7 @@ def test_the_engine_runs_a_chain_model_after_model(upscaler, monkeypatch):
     monkeypatch.setitem(registry.ROUTES, (2, False, "medium"), (chain,))
     image = DecodedImage(np.asarray(crop_of("coffee.png", (40, 50, 73, 71)), dtype=np.float32) / 255)
     result = upscaler.upscale(image, 2, noise="medium")
-    cleaned = upscaler.upscale(image, 1, model=chain[0]).image
+    cleaned = upscaler.upscale(image, 1, model=chain[0], float_result=True).image
     expected = upscaler.upscale(cleaned, 2, model=chain[1]).image.pixels
     assert (result.provenance.before, result.provenance.model, result.provenance.native_scale) == (chain[:1], chain[1], 2)
     np.testing.assert_array_equal(result.image.pixels, expected)

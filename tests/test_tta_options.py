@@ -53,11 +53,11 @@ def engine(folder, **settings) -> Upscaler:
 def test_the_engine_with_tta_gives_the_tta_result_and_says_so(tiny_weights, photo, name):
     upscaler = engine(tiny_weights, tile=0)
     steps = []
-    result = upscaler.upscale(DecodedImage(photo), 4, model=name, tta=True,
+    result = upscaler.upscale(DecodedImage(photo), 4, model=name, tta=True, float_result=True,
                               progress=lambda done, total: steps.append((done, total)))
     expected = tta_reference(name, photo)
     np.testing.assert_allclose(result.image.pixels, expected, rtol=0, atol=2e-6)
-    plain = upscaler.upscale(DecodedImage(photo), 4, model=name)
+    plain = upscaler.upscale(DecodedImage(photo), 4, model=name, float_result=True)
     assert np.abs(plain.image.pixels - expected).mean() > 1e-3  # TTA changed the result
     assert result.provenance.tta and not plain.provenance.tta
     assert result.provenance.as_dict()["tta"] is True
@@ -68,7 +68,8 @@ def test_the_engine_with_tta_gives_the_tta_result_and_says_so(tiny_weights, phot
 
 
 def test_tiled_tta_equals_whole_image_tta(tiny_weights, photo):
-    tiled = engine(tiny_weights, tile=16, tile_pad=24).upscale(DecodedImage(photo), 4, model=MODEL, tta=True)
+    tiled = engine(tiny_weights, tile=16, tile_pad=24).upscale(DecodedImage(photo), 4, model=MODEL, tta=True,
+                                                                     float_result=True)
     assert tiled.provenance.tiles > 1
     np.testing.assert_allclose(tiled.image.pixels, tta_reference(MODEL, photo), rtol=0, atol=1e-5)
 

@@ -226,7 +226,8 @@ ENGINE_CASES = [
 @pytest.mark.parametrize(("name", "scale", "stem", "image_name", "box"), ENGINE_CASES, ids=[c[0] for c in ENGINE_CASES])
 def test_the_engine_equals_waifu2x_ncnn_vulkan_on_the_whole_image(whole_image, name, scale, stem, image_name, box):
     image = np.asarray(crop_of(image_name, box))
-    result = whole_image.upscale(DecodedImage(image.astype(np.float32) / 255), scale, model=name)
+    result = whole_image.upscale(DecodedImage(image.astype(np.float32) / 255), scale, model=name,
+                                 float_result=True)
     assert (result.provenance.model, result.provenance.resample, result.provenance.tiles) == (name, None, 1)
     reference = np.clip(ncnn_runtime(stem, image), 0, 1)
     assert result.image.pixels.shape == reference.shape
