@@ -18,6 +18,11 @@ from esrgan.host_copies import HostCopies
 from esrgan.strips import Strips, quantise_
 from esrgan.tileplan import Tile, TilePlan
 
+# A result from a GPU canvas is copied into pinned memory up to this size (1024x1024 at 4x is 50 MB).
+# torch keeps freed pinned blocks for reuse, rounded up to a power of two, so a long-lived worker
+# would otherwise hold about twice its largest result page-locked; larger results use plain memory.
+PINNED_RESULT_BYTES = 64 * 2**20
+
 
 def new_canvas(height: int, width: int, device: torch.device,
                dtype: torch.dtype = torch.float32) -> np.ndarray | torch.Tensor:
@@ -86,7 +91,7 @@ class Canvas:
 
     def result(self) -> np.ndarray:
         """The finished (H, W, 3) result on the host: float32, or uint8 with ``quantise`` (in
-        pinned memory when it comes from a GPU)."""
+        pinned memory when it comes from a GPU and is at most `PINNED_RESULT_BYTES`)."""
         if self.strips is not None:
             self.strips.flush()
         if self.copies is not None:
@@ -94,7 +99,7 @@ class Canvas:
         array = self.array
         if isinstance(array, np.ndarray):
             return array
-        if array.dtype != torch.uint8:
+        if array.dtype != torch.uint8 or array.nbytes > PINNED_RESULT_BYTES:
             return array.cpu().numpy()
         host = torch.empty(array.shape, dtype=array.dtype, pin_memory=True)
         return host.copy_(array).numpy()

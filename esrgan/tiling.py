@@ -9,7 +9,8 @@ host (or on a GPU with room for it); only one tile (or one batch of same-shape t
 the device.
 
 Out of memory (`OOM_ERRORS`) while a tile runs, the unfinished tiles are cut to half the size and the
-run goes on; finished tiles are kept. With a `esrgan.resumable.WorkStore`, every finished tile (and
+run goes on; finished tiles are kept. Out of memory while tiles go onto the canvas (part of a group may
+be there already), the run ends with `ImageTooLargeError` instead. With a `esrgan.resumable.WorkStore`, every finished tile (and
 every tile's share of the SE statistics) is kept in it, so the same call after a crash resumes at the
 first unfinished tile, with a result equal to an uninterrupted run's (bit for bit on the same machine).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,6 +30,7 @@ from torch.nn import functional as F
 
 from esrgan import se_sync
 from esrgan.canvas import Canvas, place, weighted
+from esrgan.errors import ImageTooLargeError
 from esrgan.resumable import WorkStore
 from esrgan.se_passes import NoRoom, SyncedPasses
 from esrgan.steps import CancelFn, ProgressFn, Steps, counting, step_blocks, steps_per_tile
@@ -129,6 +132,7 @@ def run_plan(
             run.restart_when_split = bool(blocks) and not syncing
             run.steps.total = run.steps.done + plan.count * run.per_tile * run.passes_left
             canvas = Canvas(image.shape[0] * scale, image.shape[1] * scale, run.device, quantise, plan.blend)
+            run.canvas = None  # set by the last pass (`_Run.expect`); never an earlier attempt's canvas
             try:
                 if syncing and keep_states:
                     try:
@@ -243,8 +247,9 @@ class _Run(SyncedPasses):
 
         def work(group: list[Tile]) -> None:
             if self.checkpoint is not None and all(self.checkpoint.has(canvas.unit(t.key)) for t in group):
-                for t in group:
-                    canvas.put(self.checkpoint.load_array(canvas.unit(t.key)), place(t, plan, self.scale))
+                with _putting():
+                    for t in group:
+                        canvas.put(self.checkpoint.load_array(canvas.unit(t.key)), place(t, plan, self.scale))
                 self.resumed += len(group)
                 return
             with se_sync.syncing(se_sync.SyncState(blocks, means)):
@@ -259,9 +264,23 @@ class _Run(SyncedPasses):
         canvas.expect([place(t, plan, self.scale) for t in plan.tiles])
 
     def _store(self, group: list[Tile], outputs: torch.Tensor, plan: TilePlan, canvas: Canvas) -> None:
-        for t, out in zip(group, canvas.outputs(outputs), strict=True):
-            keep = None if self.checkpoint is None else partial(self.checkpoint.save_array, canvas.unit(t.key))
-            canvas.put(weighted(out, t, plan, self.scale), place(t, plan, self.scale), keep)
+        outputs = canvas.outputs(outputs)  # out of memory here, nothing is on the canvas yet: smaller tiles help
+        with _putting():
+            for t, out in zip(group, outputs, strict=True):
+                keep = None if self.checkpoint is None else partial(self.checkpoint.save_array, canvas.unit(t.key))
+                canvas.put(weighted(out, t, plan, self.scale), place(t, plan, self.scale), keep)
+
+
+@contextmanager
+def _putting():
+    """Out of memory while tiles go onto the canvas, part of a group may be there already: halving
+    and running the group again would add it twice. The canvas's own memory (band sums, copies) does
+    not shrink with the tile either, so the run ends with a typed error instead."""
+    try:
+        yield
+    except OOM_ERRORS as error:
+        raise ImageTooLargeError(f"out of memory while putting the result together ({error or type(error).__name__}): "
+                                 "choose a smaller scale or a smaller image") from error
 
 
 class _OutOfMemoryAt:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import esrgan.canvas
-from esrgan.errors import Cancelled
+from esrgan.errors import Cancelled, ImageTooLargeError
 from esrgan.imageio import DecodedImage, decode, encode, to_uint8
 from esrgan.pipeline import Upscaler
 from esrgan.resumable import MANIFEST, WorkStore, digest
@@ -218,3 +218,28 @@ def test_cuda_bytes_are_faithful_and_land_in_pinned_memory(monkeypatch, canvas, 
     assert out.image.dtype == np.uint8 and out.plan.count > 4
     assert psnr(out.image, reference) >= 40
     assert torch.from_numpy(out.image).is_pinned() == (canvas == "device")  # the one copy at the end
+
+
+@pytest.mark.parametrize("quantise", [False, True], ids=["float", "bytes"])
+@pytest.mark.parametrize("blend", [None, 0], ids=["blended", "abutting"])
+def test_out_of_memory_while_a_batch_goes_onto_the_canvas_ends_the_run_instead_of_adding_tiles_twice(
+        monkeypatch, quantise, blend):
+    """The first tile of a batch of 3 is on the canvas when the second one's put fails: halving and
+    running the batch again would add the first twice (wrong pixels), so the run ends with a typed
+    error. Out of memory in the forward pass still halves the tiles (the "oom-*" cases above)."""
+    put, calls = esrgan.canvas.Canvas.put, []
+
+    def failing_put(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("test: no room for the canvas's band sums")
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(esrgan.canvas.Canvas, "put", failing_put)
+    options = TileOptions(tile=8, tile_pad=4, batch=3, **({} if blend is None else {"blend": blend}))
+    model = tiny_network("tiny-compact-x4")
+    image = image_of(23, 31)
+    plan = plan_for(*image.shape[:2], options, 1, model_context(model))
+    with pytest.raises(ImageTooLargeError, match="out of memory while putting the result together"):
+        run_plan(model, image, plan, scale=4, options=options, quantise=quantise)
+    assert len(calls) == 2
