@@ -10,9 +10,10 @@ the device.
 
 Out of memory (`OOM_ERRORS`) while a tile runs, the unfinished tiles are cut to half the size and the
 run goes on; finished tiles are kept. Out of memory while tiles go onto the canvas (part of a group may
-be there already), the run ends with `ImageTooLargeError` instead. With a `esrgan.resumable.WorkStore`, every finished tile (and
-every tile's share of the SE statistics) is kept in it, so the same call after a crash resumes at the
-first unfinished tile, with a result equal to an uninterrupted run's (bit for bit on the same machine).
+be there already), the run ends with `ImageTooLargeError` instead.
+
+With a `esrgan.resumable.WorkStore`, every finished tile (and every tile's share of the SE
+statistics) is kept in it, so the same call after a crash resumes at the first unfinished tile, with a result equal to an uninterrupted run's (bit for bit on the same machine).
 """
 
 from __future__ import annotations
