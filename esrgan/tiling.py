@@ -13,7 +13,8 @@ run goes on; finished tiles are kept. Out of memory while tiles go onto the canv
 be there already), the run ends with `ImageTooLargeError` instead.
 
 With a `esrgan.resumable.WorkStore`, every finished tile (and every tile's share of the SE
-statistics) is kept in it, so the same call after a crash resumes at the first unfinished tile, with a result equal to an uninterrupted run's (bit for bit on the same machine).
+statistics) is kept in it, so the same call after a crash resumes at the first unfinished tile,
+with a result equal to an uninterrupted run's (bit for bit on the same machine).
 """
 
 from __future__ import annotations
