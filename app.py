@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from web import create_app
-from web.serving import waitress_options
+from web.http.serving import waitress_options
 
 app = create_app()
 

@@ -36,15 +36,15 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esrgan import registry  # noqa: E402
-from esrgan.evaluate import build_methods, evaluate, to_uint8  # noqa: E402
-from esrgan.imageio import read_image  # noqa: E402
-from esrgan.metrics import mod_crop  # noqa: E402
-from esrgan.niqe import NIQEError, niqe  # noqa: E402
+from esrgan.io.imageio import read_image  # noqa: E402
+from esrgan.models import registry  # noqa: E402
+from esrgan.models.store import ModelStore  # noqa: E402
 from esrgan.pipeline import Upscaler  # noqa: E402
-from esrgan.report import Crops, crop_grid  # noqa: E402
+from esrgan.quality.evaluate import build_methods, evaluate, to_uint8  # noqa: E402
+from esrgan.quality.metrics import mod_crop  # noqa: E402
+from esrgan.quality.niqe import NIQEError, niqe  # noqa: E402
+from esrgan.quality.report import Crops, crop_grid  # noqa: E402
 from esrgan.settings import Settings  # noqa: E402
-from esrgan.weights import ModelStore  # noqa: E402
 
 DATASETS = Path(os.environ.get("REMASTER_DATASETS", ROOT.parent / "shared" / "datasets"))
 IMAGES = {"comic.png": None, "ppt3.png": (216, 24, 504, 312)}  # Set14 name: PIL crop box or whole

@@ -24,10 +24,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esrgan.archs.rrdbnet import feature_buffer_pays  # noqa: E402
-from esrgan.runtime import native_bf16  # noqa: E402
-from esrgan.weights import ModelStore  # noqa: E402
 from speed import concatenating  # noqa: E402  (bench/ is this script's folder)
+
+from esrgan.archs.rrdbnet import feature_buffer_pays  # noqa: E402
+from esrgan.models.store import ModelStore  # noqa: E402
+from esrgan.runtime.choose import native_bf16  # noqa: E402
 
 MODEL = "realesrgan-x4plus"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esrgan.detect import load  # noqa: E402
+from esrgan.models.detect import load  # noqa: E402
 from esrgan.train.config import TrainConfig  # noqa: E402
 from esrgan.train.loop import Trainer  # noqa: E402
 

@@ -29,14 +29,13 @@ STAGES = ("interpreter start", "import torch", "our imports", "model load (runti
 def child(source: str, target: str, launched: float) -> None:
     """The CLI's work, stage by stage; prints one JSON line of stamps and measured alternatives."""
     stamps = {"launched": launched, "started": STARTED}
-    import torch
 
     stamps["torch"] = time.time()
-    from esrgan import cli  # noqa: F401  what ``python -m esrgan`` imports before parsing
-    from esrgan.imageio import read_image, write_image
+    from esrgan.cli import main as cli  # noqa: F401  what ``python -m esrgan`` imports before parsing
+    from esrgan.io.imageio import read_image, write_image
+    from esrgan.models.store import ModelStore
     from esrgan.pipeline import Upscaler
     from esrgan.settings import Settings
-    from esrgan.weights import ModelStore
 
     stamps["ours"] = time.time()
     upscaler = Upscaler(ModelStore(), Settings(device="cpu"))
@@ -65,9 +64,9 @@ def load_parts(store, dtype, channels_last: bool) -> dict[str, float]:
     import torch
     from safetensors.torch import load_file
 
-    from esrgan import detect, registry
-    from esrgan.catalogue import _sha256
-    from esrgan.weights import place as weights_place
+    from esrgan.models import detect, registry
+    from esrgan.models.catalogue import _sha256
+    from esrgan.models.store import place as weights_place
 
     spec = registry.spec(MODEL)
     cache = store.converted_path(spec)
@@ -90,7 +89,7 @@ def load_parts(store, dtype, channels_last: bool) -> dict[str, float]:
     clock("now: load_file + detect.load (meta build, tensors assigned)", lambda: detect.load(load_file(str(cache))))
     assigned = detect.load(load_file(str(cache)))[0]
     clock("was: to dtype / channels-last (module.to)", lambda: place(module, dtype, channels_last))
-    clock("now: esrgan.weights.place (copies below the parallel grain)",
+    clock("now: esrgan.models.store.place (copies below the parallel grain)",
           lambda: weights_place(assigned, torch.device("cpu"), dtype, channels_last))
 
     def cheaper():
@@ -161,9 +160,9 @@ def time_command(args: list[str], env: dict) -> float:
 
 
 def import_costs(env: dict, top: int = 6) -> list[tuple[str, float]]:
-    """The heaviest packages ``import esrgan.cli`` pulls in beside torch (``-X importtime``,
+    """The heaviest packages ``import esrgan.cli.main`` pulls in beside torch (``-X importtime``,
     cumulative seconds, one run; importtime's own overhead included)."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import torch; import esrgan.cli"],
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import torch; import esrgan.cli.main"],
                           env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     costs: dict[str, float] = {}
     after_torch = False
@@ -174,7 +173,7 @@ def import_costs(env: dict, top: int = 6) -> list[tuple[str, float]]:
         name, seconds = fields[2].strip(), int(fields[1]) / 1e6
         if name == "torch" and fields[2].startswith(" torch"):
             after_torch = True  # children are listed before their parent: what follows is ours
-        elif after_torch and (name == "esrgan.cli" or (not name.startswith("esrgan") and "." not in name)):
+        elif after_torch and (name == "esrgan.cli.main" or (not name.startswith("esrgan") and "." not in name)):
             costs.setdefault(name, seconds)
     return sorted(costs.items(), key=lambda item: -item[1])[:top]
 
@@ -186,7 +185,7 @@ def imports_child(fast_exit: bool) -> None:
     import torch  # noqa: F401
 
     stamps["torch"] = time.time()
-    from esrgan import cli  # noqa: F401
+    from esrgan.cli import main as cli  # noqa: F401
 
     stamps["ours"] = time.time()
     import spandrel  # noqa: F401
@@ -207,7 +206,7 @@ def imports_and_exit(env: dict, rounds: int) -> dict[str, float]:
                                   cwd=ROOT, capture_output=True, text=True)
             exited = time.time()
             s = json.loads(done.stdout.splitlines()[-1])
-            found = {"our imports (esrgan.cli, after torch)": s["ours"] - s["torch"],
+            found = {"our imports (esrgan.cli.main, after torch)": s["ours"] - s["torch"],
                      "import spandrel (Real-CUGAN and spandrel models only, on first use)": s["spandrel"] - s["ours"],
                      f"exit ({'os._exit' if fast else 'normal'})": exited - s["end"]}
             for name, seconds in found.items():

@@ -1,4 +1,4 @@
-"""Cross-check `esrgan.niqe` against basicsr's NIQE, run from basicsr's source distribution.
+"""Cross-check `esrgan.quality.niqe` against basicsr's NIQE, run from basicsr's source distribution.
 
 basicsr is not a dependency: its `basicsr/metrics/niqe.py` is loaded from an extracted sdist with
 only the few modules it imports (its MATLAB imresize, its BT.601 conversion, a registry stand-in),
@@ -28,7 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esrgan.niqe import niqe  # noqa: E402
+from esrgan.quality.niqe import niqe  # noqa: E402
 
 
 def _load(name: str, path: Path) -> types.ModuleType:

@@ -9,8 +9,8 @@ reduction of the ground truth; at 1x the ground truth itself), seeded:
 
 Every candidate chain (`chains`) runs on every degraded input through the engine (whole image, fp32,
 CPU), ends with a Lanczos resample to the asked scale where its native scale differs, and is scored
-against the ground truth: PSNR-Y and SSIM-Y with ``scale`` pixels shaved (`esrgan.metrics.quality`),
-and NIQE (`esrgan.niqe`, lower is better) of the whole output. A level's route is the chain with the
+against the ground truth: PSNR-Y and SSIM-Y with ``scale`` pixels shaved (`esrgan.quality.metrics.quality`),
+and NIQE (`esrgan.quality.niqe`, lower is better) of the whole output. A level's route is the chain with the
 best mean PSNR-Y over its two degradations; SSIM breaks ties. 3x and 8x are made by resampling a 4x
 result, as every photo route does, so the 4x table decides them too.
 
@@ -43,15 +43,15 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esrgan.degrade import add_noise, jpeg  # noqa: E402
-from esrgan.imageio import DecodedImage, read_image, to_uint8  # noqa: E402
-from esrgan.metrics import quality  # noqa: E402
-from esrgan.niqe import NIQEError, niqe  # noqa: E402
+from esrgan.io.imageio import DecodedImage, read_image, to_uint8  # noqa: E402
+from esrgan.models.registry import spec  # noqa: E402
+from esrgan.models.store import ModelStore  # noqa: E402
 from esrgan.pipeline import Upscaler, resample  # noqa: E402
-from esrgan.registry import spec  # noqa: E402
-from esrgan.resize import imresize  # noqa: E402
+from esrgan.quality.degrade import add_noise, jpeg  # noqa: E402
+from esrgan.quality.metrics import quality  # noqa: E402
+from esrgan.quality.niqe import NIQEError, niqe  # noqa: E402
+from esrgan.quality.resize import imresize  # noqa: E402
 from esrgan.settings import Settings  # noqa: E402
-from esrgan.weights import ModelStore  # noqa: E402
 
 LEVELS = {"low": (("sigma", 5), ("jpeg", 90)), "medium": (("sigma", 15), ("jpeg", 60)),
           "high": (("sigma", 25), ("jpeg", 30))}
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write the raw scores here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("esrgan.pipeline", "esrgan.weights", "esrgan.speed"):
+    for noisy in ("esrgan.pipeline", "esrgan.models.store", "esrgan.speed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.set_num_threads(2)
     images = load_images([Path(p) for p in args.images.split(",")], args.crop)

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from esrgan.archs.rrdbnet import LEAKY_SLOPE, RESIDUAL_SCALE, ResidualDenseBlock  # noqa: E402
-from esrgan.runtime import native_bf16  # noqa: E402
-from esrgan.weights import ModelStore  # noqa: E402
+from esrgan.models.store import ModelStore  # noqa: E402
+from esrgan.runtime.choose import native_bf16  # noqa: E402
 
 MODEL = "realesrgan-x4plus"
 

@@ -17,10 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.speed import crop, peak_rss_mb, reset_peak_rss  # noqa: E402
-from esrgan.imageio import DecodedImage, encode  # noqa: E402
+from esrgan.io.imageio import DecodedImage, encode  # noqa: E402
+from esrgan.models.store import ModelStore  # noqa: E402
 from esrgan.pipeline import Upscaler  # noqa: E402
 from esrgan.settings import Settings  # noqa: E402
-from esrgan.weights import ModelStore  # noqa: E402
 
 
 def current_rss_mb() -> float:

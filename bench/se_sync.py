@@ -22,8 +22,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esrgan.tiling import TileOptions, model_context, plan_for, upscale_tiled  # noqa: E402
-from esrgan.weights import ModelStore  # noqa: E402
+from esrgan.models.store import ModelStore  # noqa: E402
+from esrgan.tiling.run import TileOptions, model_context, plan_for, upscale_tiled  # noqa: E402
 
 IMAGE = ROOT / "tests" / "data" / "line_art.png"
 MODES = ("tile", "exact")

@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from esrgan.archs.rrdbnet import ResidualDenseBlock  # noqa: E402
+from esrgan.models.store import ModelStore  # noqa: E402
 from esrgan.pipeline import flops_per_pixel  # noqa: E402
-from esrgan.runtime import native_bf16  # noqa: E402
-from esrgan.tiling import TileOptions, upscale_tiled  # noqa: E402
-from esrgan.weights import ModelStore  # noqa: E402
+from esrgan.runtime.choose import native_bf16  # noqa: E402
+from esrgan.tiling.run import TileOptions, upscale_tiled  # noqa: E402
 
 DATASETS = Path(os.environ.get("REMASTER_DATASETS", ROOT.parent / "shared" / "datasets"))
 PHOTO = DATASETS / "Set14" / "baboon.png"
@@ -106,8 +106,8 @@ def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, t
     """(label, device, dtype, channels_last, tile, runner); the first is the reference of its table.
 
     ``runner`` is "eager", "concat" (eager, dense blocks concatenating as the official code does),
-    "graph" (CUDA graph), "compiled[:mode]" (esrgan/compiled.py) or "int8:recipe:runtime"
-    (esrgan/int8.py: ONNX Runtime or OpenVINO).
+    "graph" (CUDA graph), "compiled[:mode]" (esrgan/runtime/compiled.py) or "int8:recipe:runtime"
+    (bench/int8.py: ONNX Runtime or OpenVINO).
     ``extra`` adds the opt-in rows: "compiled", "int8".
     """
     if device == "cpu":
@@ -152,7 +152,7 @@ class Graphed(torch.nn.Module):
 
     def __init__(self, module: torch.nn.Module) -> None:
         super().__init__()
-        from esrgan.compiled import _without_hooks
+        from esrgan.runtime.compiled import _without_hooks
 
         self.module = _without_hooks(module)
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
@@ -208,7 +208,7 @@ def runnable(store: ModelStore, model: str, dev: str, dtype: torch.dtype, cl: bo
     """The module a row calls: the loaded network, its compiled wrapper, or the int8 session."""
     loaded = store.load(model, dev, dtype, cl)
     if runner.startswith("compiled"):
-        from esrgan import compiled
+        from esrgan.runtime import compiled
 
         mode = runner.partition(":")[2] or None
         return compiled.compile_for_tiles(loaded.module, model=model, scale=loaded.entry.scale, tile=tile,
@@ -220,7 +220,7 @@ def runnable(store: ModelStore, model: str, dev: str, dtype: torch.dtype, cl: bo
     if runner == "concat":
         return concatenating(loaded.module)
     if runner.startswith("int8"):
-        from esrgan import int8
+        import int8  # bench/int8.py: research code, beside this script
 
         _, recipe, runtime = runner.split(":")
         return int8.load_int8(store, model, recipe, runtime)
@@ -323,7 +323,7 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
 
 def default_path(store: ModelStore, device: str, sizes: list[int], backend: str = "auto") -> None:
     """The product's own path (registry, runtime choice, tiling), as the web app calls it."""
-    from esrgan.imageio import DecodedImage, encode
+    from esrgan.io.imageio import DecodedImage, encode
     from esrgan.pipeline import Upscaler
     from esrgan.settings import Settings
 
@@ -441,7 +441,7 @@ def main() -> int:
     extra = tuple(name.replace("_", "-") for name in extra)
     models = list(filter(None, args.models.split(",")))
     if args.int8:
-        from esrgan import int8
+        import int8  # bench/int8.py: research code, beside this script
 
         for model in models:
             for recipe in int8.RECIPES:

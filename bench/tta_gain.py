@@ -1,8 +1,8 @@
-"""The README's TTA table: what averaging the 8 flips and transposes (`esrgan.tta`) gains, and what it costs.
+"""The README's TTA table: what averaging the 8 flips and transposes (`esrgan.tiling.tta`) gains, and what it costs.
 
 Each model runs on the same clean low-resolution input (MATLAB bicubic reduction of a centre crop of
 each benchmark image) with and without TTA, whole image, fp32 on the CPU; PSNR-Y and SSIM-Y against
-the ground truth with ``scale`` pixels shaved (`esrgan.metrics.quality`); the time ratio is TTA over
+the ground truth with ``scale`` pixels shaved (`esrgan.quality.metrics.quality`); the time ratio is TTA over
 plain, network time only.
 
     python bench/tta_gain.py [--datasets ../shared/datasets] [--sets Set5,Set14]
@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.photo_noise import cpu_name  # noqa: E402
-from esrgan.imageio import read_image, to_uint8  # noqa: E402
-from esrgan.metrics import quality  # noqa: E402
-from esrgan.resize import imresize  # noqa: E402
-from esrgan.tiling import TileOptions, upscale_tiled  # noqa: E402
-from esrgan.tta import with_tta  # noqa: E402
-from esrgan.weights import ModelStore  # noqa: E402
+from esrgan.io.imageio import read_image, to_uint8  # noqa: E402
+from esrgan.models.store import ModelStore  # noqa: E402
+from esrgan.quality.metrics import quality  # noqa: E402
+from esrgan.quality.resize import imresize  # noqa: E402
+from esrgan.tiling.run import TileOptions, upscale_tiled  # noqa: E402
+from esrgan.tiling.tta import with_tta  # noqa: E402
 
 
 def centre_crop(pixels: np.ndarray, side: int) -> np.ndarray:
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--models", default="waifu2x-upconv7-photo-x2:96,realesrgan-x4plus:32")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("esrgan.weights").setLevel(logging.WARNING)
+    logging.getLogger("esrgan.models.store").setLevel(logging.WARNING)
     torch.set_num_threads(2)
     # Each row is printed as soon as it is measured: a run cut short keeps what it finished.
     print(f"Machine: {cpu_name()}, 2 threads, torch {torch.__version__}, fp32, whole image\n")

@@ -6,7 +6,7 @@ against 0.4 s by ``os._exit``. So the process leaves by ``os._exit`` once everyt
 the exit handlers (``atexit``: logging's shutdown, temporary folders' finalizers, multiprocessing's
 clean-up) run first, then stdout and stderr are flushed. The normal exit stays where it matters: a
 command that is not one-shot (``train``), a thread other than the main one still alive (it may
-still be writing), an exception (its traceback), and any in-process call of `esrgan.cli.main`
+still be writing), an exception (its traceback), and any in-process call of `esrgan.cli.main.main`
 (tests), which never passes through here.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from tqdm._monitor import TMonitor
 
-from esrgan.cli import main
+from esrgan.cli.main import main
 
 # Commands whose every file is written and closed when `main` returns. Not ``train``: its data
 # loader may have worker processes, and a run of hours gains nothing from a faster exit.

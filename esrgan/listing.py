@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from esrgan import registry
 from esrgan.errors import RemasterError
-from esrgan.imageio import DecodedImage
+from esrgan.io.imageio import DecodedImage
+from esrgan.models import registry
 from esrgan.pipeline import Upscaler
 
 MEASURE_SIDE = 128  # input side of the probe: large enough that padding is a small share
@@ -25,13 +25,13 @@ FACES_NOTE = ("Finds faces in the image, restores each with your GFPGAN or Resto
 
 
 def seconds_per_megapixel(upscaler: Upscaler, name: str) -> float | None:
-    """The model's rate (`esrgan.rates`) per million processed pixels, as the listing shows it."""
+    """The model's rate (`esrgan.runtime.rates`) per million processed pixels, as the listing shows it."""
     rate = upscaler.rates.get(name)
     return None if rate is None else round(rate * 1e6, 3)
 
 
 def precision_figures(upscaler: Upscaler, name: str) -> dict:
-    """The model's bf16 figures on this machine (`esrgan.precision`), None where never measured."""
+    """The model's bf16 figures on this machine (`esrgan.runtime.precision`), None where never measured."""
     figures = upscaler.precisions.get(name)
     return figures.as_row() if figures is not None else {"bf16_psnr": None, "bf16_speedup": None,
                                                           "precision": None}

@@ -18,18 +18,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from esrgan import compiled, registry
 from esrgan.errors import FacesUnavailableError, ImageTooLargeError
-from esrgan.imageio import DecodedImage
-from esrgan.precision import PRECISION_FILE, PrecisionStore
-from esrgan.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate
-from esrgan.recheck import CalibrationWatch
+from esrgan.io.imageio import DecodedImage
+from esrgan.io.resumable import WorkStore, digest
+from esrgan.models import registry
+from esrgan.models.store import LoadedModel, ModelStore, resolve_device
 from esrgan.result import Provenance, UpscaleResult, resample
-from esrgan.resumable import WorkStore, digest
-from esrgan.runtime import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
+from esrgan.runtime import compiled
+from esrgan.runtime.choose import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
+from esrgan.runtime.precision import PRECISION_FILE, PrecisionStore
+from esrgan.runtime.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate
+from esrgan.runtime.recheck import CalibrationWatch
 from esrgan.settings import Settings
-from esrgan.steps import steps_per_tile
-from esrgan.tiling import (
+from esrgan.tiling.run import (
     CancelFn,
     ProgressFn,
     TileOptions,
@@ -39,9 +40,9 @@ from esrgan.tiling import (
     run_plan,
     upscale_tiled,
 )
-from esrgan.tilesize import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
-from esrgan.tta import passes_for, with_tta
-from esrgan.weights import LoadedModel, ModelStore, resolve_device
+from esrgan.tiling.steps import steps_per_tile
+from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
+from esrgan.tiling.tta import passes_for, with_tta
 
 if TYPE_CHECKING:
     from esrgan.faces.service import FaceRestoration
@@ -119,12 +120,12 @@ class Upscaler:
     def check_calibration(self, model: str, seconds: float, pixels: int) -> bool:
         """Tell the runtime choice what a finished job achieved: ``seconds`` of inference over
         ``pixels`` work pixels of ``model``. Measures nothing: several jobs in a row far slower than
-        the calibration promised make a new measurement due (`esrgan.recheck`), which
+        the calibration promised make a new measurement due (`esrgan.runtime.recheck`), which
         `recalibrate_if_due` makes later, off every job's path. Returns whether one is due."""
         return self.watch.observe(self._runtime, model, seconds, pixels)
 
     def recalibrate_if_due(self) -> bool:
-        """Measure the CPU again if jobs said so and the machine is quiet (`esrgan.recheck`); for a
+        """Measure the CPU again if jobs said so and the machine is quiet (`esrgan.runtime.recheck`); for a
         runner's idle moments, in a thread no job waits on: jobs keep the old runtime until the new
         one is measured. Returns whether it measured."""
         if self.settings.precision != "auto" or self.device.type != "cpu" or not self.watch.begin():
@@ -155,7 +156,7 @@ class Upscaler:
     def tile_options(self, output_pixels: int = 0) -> TileOptions:
         """The tiling for a result of ``output_pixels``: on a GPU as large as half its free memory
         allows; on the CPU 384 px (fastest), smaller when the RAM left (or a huge output canvas)
-        needs the room (`esrgan.tilesize`)."""
+        needs the room (`esrgan.tiling.tile_size`)."""
         tile = self.settings.tile
         compiling = self.settings.backend == compiled.BACKEND_NAME
         if tile is None and self.device.type == "cuda":
@@ -172,7 +173,7 @@ class Upscaler:
                            step_slowdown=self.settings.step_slowdown, oom_at_tile=self.settings.oom_at_tile)
 
     def load(self, model: str, measure_precision: bool = False) -> LoadedModel:
-        """The model ready to run in its own precision (`esrgan.precision`); ``measure_precision``:
+        """The model ready to run in its own precision (`esrgan.runtime.precision`); ``measure_precision``:
         measure a model this CPU has no bf16 figures for now (runs do, estimates do not)."""
         runtime = self.runtime
         automatic = self.settings.precision == "auto" and self.device.type == "cpu"
@@ -193,13 +194,13 @@ class Upscaler:
 
     def _module(self, loaded: LoadedModel, tiling: TileOptions, tta: bool = False) -> torch.nn.Module:
         """What the tiler calls: the network (or its compiled wrapper), averaged over the 8
-        symmetries when ``tta`` (`esrgan.tta`)."""
+        symmetries when ``tta`` (`esrgan.tiling.tta`)."""
         module = compiled.module_for(loaded, tiling, self.settings.backend, self.store.weights_dir)
         return with_tta(module) if tta else module
 
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
         """Seconds a run of ``model`` over a ``width`` x ``height`` image should take here: its rate
-        (`esrgan.rates`; before any run, the calibration's scaled by FLOPs) times the pixels it
+        (`esrgan.runtime.rates`; before any run, the calibration's scaled by FLOPs) times the pixels it
         will process, plus what the `Settings.step_delay` test hook will sleep (slow work slow on
         purpose is slow in the estimate too, as a slow machine's measured rate would be). Loads the
         model to count them."""
@@ -266,15 +267,15 @@ class Upscaler:
                 runs now), ``"loading"`` and ``"upscaling"``.
             noise: Noise reduction, ``"none"``/``"low"``/``"medium"``/``"high"`` (the registry's route).
             checkpoint: A folder of this job's own: finished tiles are kept there, so the same call
-                after a crash resumes at the first unfinished tile (`esrgan.resumable`); removed
+                after a crash resumes at the first unfinished tile (`esrgan.io.resumable`); removed
                 when the result is made. A folder holding another work's parts is emptied first.
             tta: Run every network of the plan on the 8 flips and transposes of its input and
-                average the outputs (`esrgan.tta`): about 8x the time, progress steps included.
+                average the outputs (`esrgan.tiling.tta`): about 8x the time, progress steps included.
             faces: Then restore the faces found in the input with the face checkpoint in the weights
                 folder and paste them over the result (Real-ESRGAN's ``--face_enhance``).
             float_result: Keep the result float32 even where it goes straight to 8 bits (an 8-bit
                 RGB source, no resample, no faces), which otherwise comes back as uint8 made on the
-                device (`esrgan.canvas`; the same bytes an encoder makes of the float result).
+                device (`esrgan.tiling.canvas`; the same bytes an encoder makes of the float result).
 
         Raises:
             UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError, ImageTooLargeError,

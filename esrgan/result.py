@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from esrgan.imageio import DecodedImage
+from esrgan.io.imageio import DecodedImage
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Provenance:
     seconds: float
     tile: int = 0  # the tile side used (0: the whole image), after any out-of-memory halving
     before: tuple[str, ...] = ()  # models run before ``model``, in order (a chain: `registry.Plan.before`)
-    tta: bool = False  # every network ran on the 8 flips and transposes, averaged (`esrgan.tta`)
+    tta: bool = False  # every network ran on the 8 flips and transposes, averaged (`esrgan.tiling.tta`)
     faces: bool = False  # faces found in the input were restored and pasted over (`esrgan.faces`)
 
     def as_dict(self) -> dict:

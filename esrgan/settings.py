@@ -1,7 +1,7 @@
 """The engine's settings: one frozen dataclass, built once by the caller and passed into the engine.
 
 The engine reads none of them from the environment. Its callers build them: the CLI from its
-defaults, then the environment, then its flags (`esrgan.cli`); the web app and its workers from the
+defaults, then the environment, then its flags (`esrgan.cli.main`); the web app and its workers from the
 Flask config, which has read the environment already (`web.service.engine_settings`).
 """
 
@@ -22,16 +22,16 @@ class Settings:
     Attributes:
         weights_folder: User checkpoints and the converted cache (``weights/``).
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
-        precision: ``"auto"`` (measured: see `esrgan.runtime`), ``"fp32"``, ``"fp16"`` (CUDA), ``"bf16"``.
+        precision: ``"auto"`` (measured: see `esrgan.runtime.choose`), ``"fp32"``, ``"fp16"`` (CUDA), ``"bf16"``.
         backend: ``"auto"``/``"torch-cl"`` (channels-last), ``"torch"`` (NCHW, the official path) or
-            ``"compiled"`` (`esrgan.compiled`).
+            ``"compiled"`` (`esrgan.runtime.compiled`).
         tile: Tile side in input pixels; None picks by device, 0 runs the whole image.
         tile_pad: Context pixels around each tile (32: tiled results within 50 dB of the whole image).
         pre_pad: Reflect padding around the image; 0, the official semantics, by default.
         max_output_pixels: Refuse results larger than this.
         se_sync: Tiles of models with squeeze-excitation blocks (Real-CUGAN): ``"exact"`` (the whole
             image's means; tiled output equals the whole image) or ``"tile"`` (each tile its own
-            means: faster, drifts; see `esrgan.tileplan.TileOptions.se_sync`).
+            means: faster, drifts; see `esrgan.tiling.plan.TileOptions.se_sync`).
         step_delay: Seconds slept at every progress step: a test hook that makes work slow on
             purpose, so no test depends on the machine's speed (see `TileOptions.step_delay`).
         step_slowdown: The network this many times slower (a test hook: see

@@ -1,7 +1,7 @@
 """Output by size: the scale that makes a result of a given width or height, aspect kept.
 
 The asked side comes out exactly; the other side follows the scale and is truncated, as every scale
-is (`esrgan.registry.output_size`, the official ``--outscale`` rule): 640x427 asked 1000 wide is
+is (`esrgan.models.registry.output_size`, the official ``--outscale`` rule): 640x427 asked 1000 wide is
 1000x667 (427 x 1000/640 = 667.2).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from esrgan.errors import UnsupportedScaleError
-from esrgan.registry import MAX_SCALE, MIN_SCALE, output_size
+from esrgan.models.registry import MAX_SCALE, MIN_SCALE, output_size
 
 
 def scale_for_size(width: int, height: int, target_width: int | None = None,

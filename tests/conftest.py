@@ -18,11 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-import esrgan.tiling
-from esrgan.imageio import as_float, read_image
+import esrgan.tiling.run
+from esrgan.io.imageio import as_float, read_image
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.weights import ModelStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -53,11 +53,11 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 STEP_SLOWDOWN = float(os.environ.get("REMASTER_STEP_SLOWDOWN") or 1)
 if STEP_SLOWDOWN != 1:
 
-    class _SlowedSteps(esrgan.tiling.Steps):
+    class _SlowedSteps(esrgan.tiling.run.Steps):
         def __init__(self, total, progress, cancelled, delay=0.0, slowdown=1.0) -> None:
             super().__init__(total, progress, cancelled, delay, max(slowdown, STEP_SLOWDOWN))
 
-    esrgan.tiling.Steps = _SlowedSteps
+    esrgan.tiling.run.Steps = _SlowedSteps
 
 
 def dataset_image(relative: str) -> Path:

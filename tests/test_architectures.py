@@ -11,16 +11,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from esrgan import archs, registry
-from esrgan.detect import detect, load
+from esrgan import archs
 from esrgan.errors import WeightsError
-from esrgan.imageio import DecodedImage
+from esrgan.io.imageio import DecodedImage
+from esrgan.models import registry
+from esrgan.models.detect import detect, load
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.tiling import TileOptions, upscale_tiled
+from esrgan.tiling.run import TileOptions, upscale_tiled
 from esrgan.train.config import TrainConfig
 from esrgan.train.loop import Trainer
-from esrgan.weights import ModelStore
 from tests import tiny_arch
 from tests.conftest import crop_of
 

@@ -8,7 +8,7 @@ import sys
 
 from PIL import Image
 
-from esrgan import registry
+from esrgan.models import registry
 from tests.conftest import ROOT, crop_of
 
 
@@ -164,7 +164,7 @@ def test_impossible_outputs_are_refused_before_any_work(tmp_path, weights_dir):
 
 
 def test_the_cli_settings_are_defaults_then_environment_then_flags(monkeypatch, tmp_path):
-    from esrgan.cli import engine_settings
+    from esrgan.cli.main import engine_settings
 
     monkeypatch.setenv("REMASTER_WEIGHTS_FOLDER", str(tmp_path))
     monkeypatch.setenv("REMASTER_BACKEND", "torch")

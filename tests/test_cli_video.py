@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from esrgan.archs import SRVGGNetCompact
-from esrgan.cli import main
+from esrgan.cli.main import main
 from esrgan.video import probe, probe_animation
 from tests.media import packets, write_animation, write_clip
 

@@ -1,4 +1,4 @@
-"""The opt-in compiled backend (esrgan/compiled.py): same pictures as eager, kernels cached on disk."""
+"""The opt-in compiled backend (esrgan/runtime/compiled.py): same pictures as eager, kernels cached on disk."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan import compiled
 from esrgan.archs import RRDBNet
-from esrgan.imageio import DecodedImage
+from esrgan.io.imageio import DecodedImage
 from esrgan.pipeline import Upscaler
+from esrgan.runtime import compiled
 from esrgan.settings import Settings
-from esrgan.tiling import TileOptions, upscale_tiled
+from esrgan.tiling.run import TileOptions, upscale_tiled
 from tests.conftest import psnr
 
 

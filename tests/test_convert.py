@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan import registry
 from esrgan.archs import RRDBNet, SRVGGNetCompact
-from esrgan.convert import convert_ncnn
+from esrgan.archs.ncnn import parse_param
 from esrgan.errors import WeightsError
-from esrgan.ncnn import parse_param
-from esrgan.weights import ModelStore, ncnn_models_dir
+from esrgan.models import registry
+from esrgan.models.convert import convert_ncnn
+from esrgan.models.store import ModelStore, ncnn_models_dir
 from tests.conftest import psnr
 
 MODELS = ncnn_models_dir()

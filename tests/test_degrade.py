@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan.blur import anisotropic_kernel, sinc_kernel
-from esrgan.degrade import DegradationConfig, DegradationStage, degrade, degrade_image
 from esrgan.errors import ConfigError
-from esrgan.imageio import read_image
-from esrgan.metrics import mod_crop, psnr
-from esrgan.resize import imresize
+from esrgan.io.imageio import read_image
+from esrgan.quality.blur import anisotropic_kernel, sinc_kernel
+from esrgan.quality.degrade import DegradationConfig, DegradationStage, degrade, degrade_image
+from esrgan.quality.metrics import mod_crop, psnr
+from esrgan.quality.resize import imresize
 from tests.conftest import dataset_image
 
 

@@ -141,8 +141,8 @@ def test_jobs_spread_over_two_workers_and_survive_one_being_killed(cluster):
 
 
 def test_bad_input_fails_once_and_cancel_works_across_processes(cluster):
-    from web.jobs import Job
-    from web.storage import new_id
+    from web.jobs.storage import new_id
+    from web.runners.in_process import Job
 
     app, _, _ = cluster
     client = app.test_client()

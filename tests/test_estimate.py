@@ -10,13 +10,13 @@ import pytest
 from flask import template_rendered
 from PIL import Image
 
-from esrgan import registry
 from esrgan.errors import UnsupportedScaleError
-from esrgan.registry import output_size
+from esrgan.models import registry
+from esrgan.models.registry import output_size
 from esrgan.sizing import scale_for_size
 from tests.conftest import crop_of, png_bytes
-from web.eta import MIN_SHOWN_SECONDS, Priors, held, running_remaining, upscale_remaining
-from web.job import Job
+from web.jobs.eta import MIN_SHOWN_SECONDS, Priors, held, running_remaining, upscale_remaining
+from web.jobs.record import Job
 
 FAST = registry.ANIMEVIDEO_V3.name
 

@@ -16,10 +16,10 @@ from PIL import Image
 from esrgan.errors import FacesUnavailableError, WeightsError
 from esrgan.faces.mtcnn import weights_dir as detector_weights
 from esrgan.faces.restorer import HOW_TO_ADD
-from esrgan.imageio import DecodedImage, read_image
+from esrgan.io.imageio import DecodedImage, read_image
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.weights import ModelStore
 from tests.conftest import ROOT
 from tests.test_faces import astronaut, face_square
 from tests.test_tiny_models import save_checkpoint, tiny_network

@@ -13,13 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from esrgan import archs, catalogue, registry
+from esrgan import archs
 from esrgan.archs import RRDBNet, SRVGGNetCompact
 from esrgan.archs.base import Architecture, ModelDescriptor
 from esrgan.archs.waifu2x import UpConv7
-from esrgan.detect import load
 from esrgan.errors import WeightsError
-from esrgan.weights import ALIGNMENT, PARALLEL_GRAIN, ModelStore, place
+from esrgan.models import catalogue, registry
+from esrgan.models.detect import load
+from esrgan.models.store import ALIGNMENT, PARALLEL_GRAIN, ModelStore, place
 from tests.conftest import ROOT, crop_of, psnr
 
 
@@ -31,7 +32,7 @@ def run_python(code: str, *args: str, weights_dir) -> subprocess.CompletedProces
 
 
 def test_importing_the_cli_imports_no_spandrel(weights_dir):
-    done = run_python("import sys, esrgan.cli; print(sorted(m for m in sys.modules if m.startswith('spandrel')))",
+    done = run_python("import sys, esrgan.cli.main; print(sorted(m for m in sys.modules if m.startswith('spandrel')))",
                       weights_dir=weights_dir)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
@@ -40,7 +41,7 @@ def test_importing_the_cli_imports_no_spandrel(weights_dir):
 def test_an_x4plus_cli_run_imports_no_spandrel_and_a_real_cugan_one_does(tmp_path, weights_dir):
     source = tmp_path / "in.png"
     crop_of("coffee.png", (80, 80, 97, 94)).save(source)  # 17x14: odd sides
-    code = ("import sys; from esrgan.cli import main; code = main(sys.argv[1:]); "
+    code = ("import sys; from esrgan.cli.main import main; code = main(sys.argv[1:]); "
             "print(code, any(m.startswith('spandrel') for m in sys.modules))")
     for extra, imported in (((), False), (("--anime", "-s", "2"), True)):
         target = tmp_path / f"out{len(extra)}.png"

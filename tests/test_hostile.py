@@ -24,8 +24,8 @@ from PIL import Image
 from waitress import create_server
 
 from esrgan.errors import FormatSizeError, InvalidImageError
-from esrgan.imageio import check_encodable, decode
-from web.serving import body_cap, waitress_options
+from esrgan.io.imageio import check_encodable, decode
+from web.http.serving import body_cap, waitress_options
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_MODEL = "realesr-animevideov3"
@@ -280,7 +280,7 @@ SERVER = """
 import sys
 from waitress import create_server
 from web import create_app
-from web.serving import waitress_options
+from web.http.serving import waitress_options
 app = create_app({"UPLOAD_FOLDER": sys.argv[1], "WEIGHTS_FOLDER": sys.argv[2], "PRELOAD_MODELS": False,
                   "DEVICE": "cpu", "PRECISION": "fp32"})
 server = create_server(app, host="127.0.0.1", port=0, **waitress_options(app.config))

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from esrgan.errors import ImageTooLargeError, InvalidImageError
-from esrgan.imageio import DecodedImage, decode, encode, to_uint8, write_image
+from esrgan.io.imageio import DecodedImage, decode, encode, to_uint8, write_image
 from tests.conftest import crop_of, png_bytes
 
 

@@ -14,16 +14,16 @@ from dataclasses import asdict
 import pytest
 from PIL import Image
 
-from esrgan import runtime
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
-from esrgan.recheck import RECHECK_STREAK
+from esrgan.runtime import choose as runtime
+from esrgan.runtime.recheck import RECHECK_STREAK
 from esrgan.settings import Settings
-from esrgan.weights import ModelStore
 from tests.conftest import crop_of, png_bytes
-from web.job import Job
-from web.jobs import InProcessRunner
-from web.lifecycle import JobResources, persist, run_job
-from web.storage import FileStore, new_id
+from web.jobs.lifecycle import JobResources, persist, run_job
+from web.jobs.record import Job
+from web.jobs.storage import FileStore, new_id
+from web.runners.in_process import InProcessRunner
 
 FINISHED = ("done", "failed", "cancelled")
 

@@ -11,9 +11,9 @@ import sys
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from esrgan import registry
-from esrgan.imageio import decode, encode
-from esrgan.metadata import output_xmp
+from esrgan.io.imageio import decode, encode
+from esrgan.io.metadata import output_xmp
+from esrgan.models import registry
 from tests.conftest import ROOT, crop_of
 
 FAST = registry.ANIMEVIDEO_V3.name

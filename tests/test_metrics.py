@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from esrgan.evaluate import build_methods, evaluate, find_lr, write_csv
-from esrgan.metrics import mod_crop, psnr, quality, shave, ssim, to_y
-from esrgan.niqe import niqe
-from esrgan.report import markdown_table
-from esrgan.resize import imresize
+from esrgan.quality.evaluate import build_methods, evaluate, find_lr, write_csv
+from esrgan.quality.metrics import mod_crop, psnr, quality, shave, ssim, to_y
+from esrgan.quality.niqe import niqe
+from esrgan.quality.report import markdown_table
+from esrgan.quality.resize import imresize
 from tests.conftest import DATASETS, dataset_image
 
 benchmarks = pytest.mark.skipif(DATASETS is None, reason="reproduces a published benchmark figure: set "

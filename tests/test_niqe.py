@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from esrgan.niqe import NIQEError, niqe, niqe_of_luma, pristine_model
-from esrgan.resize import imresize
+from esrgan.quality.niqe import NIQEError, niqe, niqe_of_luma, pristine_model
+from esrgan.quality.resize import imresize
 
 IMAGES = Path(__file__).parent / "data" / "niqe"
 
 # basicsr 1.4.2 `calculate_niqe(img, crop_border, input_order="HWC" (BGR) or "HW" for gray,
 # convert_to="y")`, run on these files from basicsr's PyPI sdist by bench/niqe_crosscheck.py
 # (basicsr reproduces MATLAB's 5.7296 on Set14 baboon; so do we, to 1e-6, see the README).
-# "coffee_bicubic_x4" is coffee.png shrunk 4x and enlarged 4x by esrgan.resize.imresize (MATLAB bicubic).
+# "coffee_bicubic_x4" is coffee.png shrunk 4x and enlarged 4x by esrgan.quality.resize.imresize (MATLAB bicubic).
 BASICSR = {  # name: (crop_border 0, crop_border 4)
     "chelsea": (2.613195, 2.628930),
     "coffee": (5.241193, 7.047512),

@@ -14,9 +14,17 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.test_page_before_sending import DESKTOP, ESTIMATE_MS, FAST, PHONE, browser, image  # noqa: F401
-from tests.test_page_before_sending import serious_accessibility_problems, upscale_button
-from web.views import RESTART_NOTE
+from tests.test_page_before_sending import (  # noqa: F401
+    DESKTOP,
+    ESTIMATE_MS,
+    FAST,
+    PHONE,
+    browser,
+    image,
+    serious_accessibility_problems,
+    upscale_button,
+)
+from web.http.views import RESTART_NOTE
 
 pytestmark = pytest.mark.browser
 DONE_MS = 400_000

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from esrgan import registry, runtime
 from esrgan.errors import Cancelled, ImageTooLargeError
-from esrgan.imageio import DecodedImage, decode, encode
+from esrgan.io.imageio import DecodedImage, decode, encode
+from esrgan.models import registry
+from esrgan.models.store import ModelStore, ncnn_models_dir
 from esrgan.pipeline import Upscaler
-from esrgan.recheck import RECHECK_STREAK
+from esrgan.runtime import choose as runtime
+from esrgan.runtime.recheck import RECHECK_STREAK
 from esrgan.settings import Settings
-from esrgan.weights import ModelStore, ncnn_models_dir
 from tests.conftest import crop_of, png_bytes, psnr
 
 
@@ -180,7 +181,7 @@ def test_settings_take_text_values_in_order_and_refuse_unknown_names(tmp_path):
 
 
 def test_rates_are_learned_from_runs_recorded_and_used_for_estimates(tmp_path, store):
-    from esrgan.rates import RATES_FILE, RateStore
+    from esrgan.runtime.rates import RATES_FILE, RateStore
 
     rates = RateStore(tmp_path / RATES_FILE)
     assert rates.get("m") is None

@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan import runtime
 from esrgan.archs import SRVGGNetCompact
-from esrgan.imageio import DecodedImage, read_image
+from esrgan.io.imageio import DecodedImage, read_image
 from esrgan.listing import models_listing
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
-from esrgan.precision import MIN_MODEL_PSNR, PRECISION_FILE, PrecisionStore
+from esrgan.runtime import choose as runtime
+from esrgan.runtime.precision import MIN_MODEL_PSNR, PRECISION_FILE, PrecisionStore
 from esrgan.settings import Settings
-from esrgan.weights import ModelStore
 from tests.conftest import ROOT, dataset_image
 
 NATIVE_BF16 = runtime.native_bf16()[0]
@@ -106,10 +106,10 @@ def test_no_bf16_is_measured_under_avx2_caps(tmp_path):
     script = (
         "import json, sys, numpy as np\n"
         "from pathlib import Path\n"
-        "from esrgan.imageio import DecodedImage\n"
+        "from esrgan.io.imageio import DecodedImage\n"
         "from esrgan.pipeline import Upscaler\n"
         "from esrgan.settings import Settings\n"
-        "from esrgan.weights import ModelStore\n"
+        "from esrgan.models.store import ModelStore\n"
         "folder = Path(sys.argv[1])\n"
         "store = ModelStore(folder, ncnn_dir=folder / 'none')\n"
         "upscaler = Upscaler(store, Settings(device='cpu', weights_folder=folder))\n"

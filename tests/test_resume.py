@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from esrgan.errors import Cancelled
-from esrgan.imageio import DecodedImage
+from esrgan.io.imageio import DecodedImage
+from esrgan.io.resumable import WorkStore, digest
 from esrgan.pipeline import Upscaler
-from esrgan.resumable import WorkStore, digest
 from esrgan.settings import Settings
-from esrgan.tiling import TileOptions, model_context, plan_for, run_plan, upscale_tiled
+from esrgan.tiling.run import TileOptions, model_context, plan_for, run_plan, upscale_tiled
 from tests.conftest import crop_of, psnr
 
 
@@ -202,7 +202,7 @@ def test_synced_passes_recompute_when_the_tile_states_would_not_fit_and_agree(st
     plan = plan_for(43, 65, options, 4, model_context(model))
     kept, recomputed = [], []
     staged = run_plan(model, image, plan, scale=3, options=options, before_forward=kept.append)
-    monkeypatch.setattr("esrgan.se_passes.available_ram", lambda: 0)  # no room for any state
+    monkeypatch.setattr("esrgan.tiling.se_passes.available_ram", lambda: 0)  # no room for any state
     again = run_plan(model, image, plan, scale=3, options=options, before_forward=recomputed.append)
     passes = len(model.se_blocks) + 1
     assert len(kept) == plan.count and len(recomputed) == plan.count * passes + 1  # + the first, refused

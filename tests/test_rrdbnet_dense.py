@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from esrgan.archs.rrdbnet import ResidualDenseBlock, RRDBNet
-from esrgan.imageio import read_image
+from esrgan.io.imageio import read_image
 from tests.conftest import dataset_image
 from tests.conftest import psnr as psnr_arrays
 

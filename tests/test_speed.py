@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan import runtime
 from esrgan.errors import InvalidOptionError
-from esrgan.imageio import DecodedImage, read_image
+from esrgan.io.imageio import DecodedImage, read_image
 from esrgan.pipeline import Upscaler
-from esrgan.runtime import CALIBRATION_MODEL, MIN_FAITHFUL_PSNR, calibrate_cpu, choose_runtime
+from esrgan.runtime import choose as runtime
+from esrgan.runtime.choose import CALIBRATION_MODEL, MIN_FAITHFUL_PSNR, calibrate_cpu, choose_runtime
 from esrgan.settings import Settings
-from esrgan.tiling import TileOptions, upscale_tiled
+from esrgan.tiling.run import TileOptions, upscale_tiled
 from tests.conftest import dataset_image, psnr
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -72,8 +72,8 @@ def test_calibration_is_measured_once_recorded_and_reused(store, tmp_path, monke
 AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 CALIBRATE_IN_CHILD = """
 import json, sys, torch
-from esrgan import runtime
-from esrgan.weights import ModelStore
+from esrgan.runtime import choose as runtime
+from esrgan.models.store import ModelStore
 torch.set_num_threads(2)
 timed = []
 result = runtime.calibrate_cpu(ModelStore(sys.argv[1]), None, rounds=1, side=32,

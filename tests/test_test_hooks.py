@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from esrgan.tiling import TileOptions, count_tiles, model_context, plan_for, run_plan, steps_per_tile
+from esrgan.tiling.run import TileOptions, count_tiles, model_context, plan_for, run_plan, steps_per_tile
 
 WORK_S = 0.02  # what each block of `Sleepy` takes, whatever the machine
 

@@ -10,8 +10,8 @@ import torch
 from torch.nn import functional as F
 
 from esrgan.errors import Cancelled
-from esrgan.imageio import read_image
-from esrgan.tiling import (
+from esrgan.io.imageio import read_image
+from esrgan.tiling.run import (
     TileOptions,
     count_tiles,
     plan_for,
@@ -21,7 +21,7 @@ from esrgan.tiling import (
     upscale_tiled,
     work_pixels,
 )
-from esrgan.tilesize import DEFAULT_TILE_CPU, MIN_TILE_CPU, cpu_tile
+from esrgan.tiling.tile_size import DEFAULT_TILE_CPU, MIN_TILE_CPU, cpu_tile
 from tests.conftest import dataset_image, psnr
 
 

@@ -18,11 +18,11 @@ from safetensors.torch import save_file
 
 from esrgan.archs import RRDBNet, SRVGGNetCompact
 from esrgan.errors import ModelNotFoundError
-from esrgan.imageio import DecodedImage, read_image
+from esrgan.io.imageio import DecodedImage, read_image
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.tiling import TileOptions, count_tiles, upscale_tiled
-from esrgan.weights import ModelStore
+from esrgan.tiling.run import TileOptions, count_tiles, upscale_tiled
 from tests.conftest import dataset_image
 
 # name -> (constructor, arguments, context in input pixels that one output pixel depends on, at most)

@@ -11,16 +11,16 @@ import pytest
 import torch
 
 from esrgan.archs import UNetDiscriminatorSN
-from esrgan.detect import detect
 from esrgan.errors import ConfigError, TrainingDataError, TrainingError, WeightsError
-from esrgan.imageio import DecodedImage
+from esrgan.io.imageio import DecodedImage
+from esrgan.models.detect import detect
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
 from esrgan.train.config import TrainConfig, load_config
 from esrgan.train.data import PatchSampler, split_folder
 from esrgan.train.loop import Trainer, default_freeze, expand_freeze, freeze
 from esrgan.train.losses import PerceptualLoss
-from esrgan.weights import ModelStore
 from tests.conftest import crop_of
 
 # 96 px crops of test images (tests/data) that make the training folder.

@@ -1,5 +1,5 @@
 """TTA through the product: the engine's ``tta``, the CLI's ``--tta``, the form field ``tta``, the
-estimate and the page's switch, each giving `esrgan.tta`'s own result on a tiny network."""
+estimate and the page's switch, each giving `esrgan.tiling.tta`'s own result on a tiny network."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from esrgan.imageio import DecodedImage, read_image
+from esrgan.io.imageio import DecodedImage, read_image
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.tiling import TileOptions, upscale_tiled
-from esrgan.tta import TRANSFORMS, with_tta
-from esrgan.weights import ModelStore
+from esrgan.tiling.run import TileOptions, upscale_tiled
+from esrgan.tiling.tta import TRANSFORMS, with_tta
 from tests.conftest import ROOT, dataset_image
 from tests.test_tiny_models import save_checkpoint, tiny_network
-from web.estimate import job_priors
+from web.jobs.estimate import job_priors
 
 MODEL = "tiny-rrdb-x4"
 COMPACT = "tiny-compact-x4"
@@ -40,7 +40,7 @@ def photo() -> np.ndarray:
 
 
 def tta_reference(name: str, image: np.ndarray) -> np.ndarray:
-    """`esrgan.tta`'s result: the saved network, wrapped, over the whole image."""
+    """`esrgan.tiling.tta`'s result: the saved network, wrapped, over the whole image."""
     return upscale_tiled(with_tta(tiny_network(name)), image, scale=4, options=TileOptions(tile=0))
 
 

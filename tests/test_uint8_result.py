@@ -1,4 +1,4 @@
-"""The 8-bit result made where the network ran (`run_plan(quantise=True)`, `esrgan.canvas`): bit for
+"""The 8-bit result made where the network ran (`run_plan(quantise=True)`, `esrgan.tiling.canvas`): bit for
 bit the float result quantised as the encoders quantise it, in every way a tiled run can go, and
 `Upscaler.upscale` uses it exactly when the result goes straight to 8 bits."""
 
@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-import esrgan.canvas
+import esrgan.tiling.canvas
 from esrgan.errors import Cancelled, ImageTooLargeError
-from esrgan.imageio import DecodedImage, decode, encode, to_uint8
+from esrgan.io.imageio import DecodedImage, decode, encode, to_uint8
+from esrgan.io.resumable import MANIFEST, WorkStore, digest
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
-from esrgan.resumable import MANIFEST, WorkStore, digest
 from esrgan.settings import Settings
-from esrgan.tiling import TileOptions, model_context, plan_for, run_plan, steps_per_tile
-from esrgan.tta import with_tta
-from esrgan.weights import ModelStore
+from esrgan.tiling.run import TileOptions, model_context, plan_for, run_plan, steps_per_tile
+from esrgan.tiling.tta import with_tta
 from tests.conftest import crop_of, png_bytes, psnr
 from tests.test_tiny_models import TINY, save_checkpoint, tiny_network
 
@@ -207,7 +207,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 @pytest.mark.parametrize("blend", [0, None], ids=["abutting", "blended"])
 def test_cuda_bytes_are_faithful_and_land_in_pinned_memory(monkeypatch, canvas, blend):
     if canvas == "host":  # as when the canvas does not fit the GPU: tiles cross by pinned copies
-        monkeypatch.setattr(esrgan.canvas, "new_canvas", lambda h, w, device, dtype=torch.float32: np.zeros(
+        monkeypatch.setattr(esrgan.tiling.canvas, "new_canvas", lambda h, w, device, dtype=torch.float32: np.zeros(
             (h, w, 3), np.uint8 if dtype == torch.uint8 else np.float32))
     image = image_of(61, 43)
     options = TileOptions(tile=16, tile_pad=6, blend=blend)
@@ -227,7 +227,7 @@ def test_out_of_memory_while_a_batch_goes_onto_the_canvas_ends_the_run_instead_o
     """The first tile of a batch of 3 is on the canvas when the second one's put fails: halving and
     running the batch again would add the first twice (wrong pixels), so the run ends with a typed
     error. Out of memory in the forward pass still halves the tiles (the "oom-*" cases above)."""
-    put, calls = esrgan.canvas.Canvas.put, []
+    put, calls = esrgan.tiling.canvas.Canvas.put, []
 
     def failing_put(self, *args, **kwargs):
         calls.append(1)
@@ -235,7 +235,7 @@ def test_out_of_memory_while_a_batch_goes_onto_the_canvas_ends_the_run_instead_o
             raise torch.OutOfMemoryError("test: no room for the canvas's band sums")
         return put(self, *args, **kwargs)
 
-    monkeypatch.setattr(esrgan.canvas.Canvas, "put", failing_put)
+    monkeypatch.setattr(esrgan.tiling.canvas.Canvas, "put", failing_put)
     options = TileOptions(tile=8, tile_pad=4, batch=3, **({} if blend is None else {"blend": blend}))
     model = tiny_network("tiny-compact-x4")
     image = image_of(23, 31)

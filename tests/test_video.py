@@ -21,6 +21,7 @@ from PIL import Image
 
 from esrgan.archs import SRVGGNetCompact
 from esrgan.errors import Cancelled, ModelNotFoundError
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
 from esrgan.video import (
@@ -47,7 +48,6 @@ from esrgan.video import (
     upscale_segment,
     upscale_video,
 )
-from esrgan.weights import ModelStore
 from tests.conftest import psnr
 from tests.media import (
     BT709,
@@ -59,6 +59,7 @@ from tests.media import (
     write_animation,
     write_clip,
 )
+
 
 def double(rgb: np.ndarray) -> np.ndarray:
     """A deterministic 2x frame function: each pixel repeated."""

@@ -22,7 +22,7 @@ from tests.test_distributed import (  # noqa: F401
 
 FRAMES = 36  # 3 s at 12 fps, a keyframe every 6 frames: six segments of half a second
 # As in the other Celery tests, not raised above the jobs' length: a copy Redis hands out while the
-# task's worker is alive waits for it (`web.worker`; tested in test_distributed).
+# task's worker is alive waits for it (`web.worker.main`; tested in test_distributed).
 VISIBILITY = 5
 STALE = 6  # seconds before a dead helper's claim is taken over (its heartbeat every 1.5 s)
 

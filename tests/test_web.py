@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import crop_of, png_bytes
-from web.storage import FileStore
+from web.jobs.storage import FileStore
 
 
 def upload(client, data: bytes, name="photo.png", url="/upscale", **fields):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from esrgan.pipeline import Upscaler
-from esrgan.recheck import RECHECK_STREAK
+from esrgan.runtime.recheck import RECHECK_STREAK
 from esrgan.settings import Settings
 from tests.test_distributed import REDIS_SERVER, redis_url  # noqa: F401 - the fixture
-from web.celery_app import QUEUED_KEY
-from web.worker_idle import IdleRecheck
+from web.runners.celery_app import QUEUED_KEY
+from web.worker.idle import IdleRecheck
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs Debian's redis-server (.ci/run installs it)")
 

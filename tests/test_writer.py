@@ -1,4 +1,4 @@
-"""Writing one result while the next is made (`esrgan.writer`), and the command line that uses it."""
+"""Writing one result while the next is made (`esrgan.io.writer`), and the command line that uses it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from esrgan.errors import InvalidImageError
-from esrgan.writer import ResultWriter
+from esrgan.io.writer import ResultWriter
 from tests.conftest import crop_of
 from tests.test_cli import run_cli
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from flask import Flask
 
 from web.errors import register_error_handlers
+from web.http.video_forms import VIDEO_DEFAULTS
 from web.service import AppServices
-from web.video_jobs import VIDEO_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ def create_app(config: dict | None = None) -> Flask:
     AppServices().init_app(app)
     register_error_handlers(app)
 
-    from web import api, downloads, pages
+    from web.http import api, downloads, pages
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)

@@ -105,7 +105,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        # The limit of this request: an image's, or on /api/jobs a video's (`web.video_jobs`).
+        # The limit of this request: an image's, or on /api/jobs a video's (`web.http.video_forms`).
         messages = {413: f"the upload is larger than {(request.max_content_length or 0) / 2**20:g} MB"}
         response = jsonify(error=messages.get(error.code, error.description))
         response.status_code = error.code or 500

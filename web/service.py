@@ -16,14 +16,14 @@ import torch
 from flask import Flask, current_app
 
 from esrgan.errors import RemasterError
+from esrgan.models.registry import ROUTES
+from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
-from esrgan.registry import ROUTES
 from esrgan.settings import Settings
-from esrgan.weights import ModelStore
-from web.jobs import InProcessRunner, JobRunner
-from web.lifecycle import JobResources
-from web.storage import FileStore
-from web.video_run import video_settings
+from web.jobs.lifecycle import JobResources
+from web.jobs.storage import FileStore
+from web.jobs.video import video_settings
+from web.runners.in_process import InProcessRunner, JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class AppServices:
         if cfg["ROLE"] == "worker":
             return  # a Celery worker: its task runs jobs with `job_resources`; no runner, no sweeper
         if cfg["BROKER_URL"]:
-            from web.distributed import CeleryRunner
+            from web.runners.celery_runner import CeleryRunner
 
             self.runner = CeleryRunner(app, self.files, int(cfg["MAX_QUEUE"]), bool(cfg["ROUTE_BY_DEVICE"]))
         else:

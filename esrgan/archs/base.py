@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from esrgan.archs.ncnn import NcnnLayer, NcnnTensor
 from esrgan.errors import WeightsError
-from esrgan.ncnn import NcnnLayer, NcnnTensor
 
 StateDict = dict[str, torch.Tensor]
 ArchArgs = tuple[tuple[str, int], ...]

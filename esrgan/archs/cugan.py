@@ -10,9 +10,9 @@ this module adds is what our tiled runner needs to know about them:
   the bottom and right, exactly as realcugan-ncnn-vulkan's ``process_cpu`` and ``upcunet_v3.py`` do.
   The U-Nets' "valid" convolutions then consume that context: `forward_valid` maps a window of
   ``core + 2 * prepadding`` pixels to exactly ``core * scale`` output pixels, so tiles cut on the
-  alignment grid need no blending (see `esrgan.tileplan`, "consumes context").
+  alignment grid need no blending (see `esrgan.tiling.plan`, "consumes context").
 * Their squeeze-excitation blocks (`se_blocks`, in forward order) take their channel means through
-  `esrgan.se_sync.channel_mean`, so a tiled run can use the means of the whole image.
+  `esrgan.tiling.se_sync.channel_mean`, so a tiled run can use the means of the whole image.
 * A minimum side: reflect padding needs the input larger than the pad, so smaller inputs are padded
   by replicating the border instead (no upstream output to equal there).
 * Upstream's PyTorch "pro" checkpoints carry a ``pro`` buffer and map inputs to [0.15, 0.85]; the
@@ -36,8 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from esrgan.archs.base import ArchArgs, Architecture, ModelDescriptor, StateDict
-from esrgan.errors import WeightsError
-from esrgan.ncnn import (
+from esrgan.archs.ncnn import (
     ACTIVATION_LEAKY_RELU,
     ACTIVATION_NONE,
     ACTIVATION_RELU,
@@ -48,7 +47,8 @@ from esrgan.ncnn import (
     activation,
     leaky_slope,
 )
-from esrgan.se_sync import channel_mean
+from esrgan.errors import WeightsError
+from esrgan.tiling.se_sync import channel_mean
 
 PRO_SCALE, PRO_OFFSET = 0.7, 0.15  # "pro" checkpoints see inputs mapped to [0.15, 0.85]
 UNET_CROP = 20  # what UNet2 crops from UNet1's output
@@ -117,7 +117,7 @@ class _Valid:
         """`forward_valid` cut before each SE block (upstream's ``forward_a`` ... ``forward_d``): the
         first stage maps the window to (state, the first SE block's input); each next one applies
         the previous SE block to that input and goes on to the next (state, input); the last returns
-        (None, the output). A synced tiled run keeps the states between passes (`esrgan.se_sync`)."""
+        (None, the output). A synced tiled run keeps the states between passes (`esrgan.tiling.se_sync`)."""
         return [self._stage_unet1, self._stage_unet2_a, self._stage_unet2_b, self._stage_unet2_c, self._stage_out]
 
     def _stage_unet1(self, x: torch.Tensor):

@@ -14,8 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from esrgan.archs.base import Architecture, ModelDescriptor, StateDict
+from esrgan.archs.ncnn import ACTIVATION_LEAKY_RELU, NcnnLayer, NcnnTensor, activation
 from esrgan.errors import WeightsError
-from esrgan.ncnn import ACTIVATION_LEAKY_RELU, NcnnLayer, NcnnTensor, activation
 
 RESIDUAL_SCALE = 0.2
 LEAKY_SLOPE = 0.2

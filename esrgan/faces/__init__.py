@@ -7,7 +7,6 @@ calls after upscaling; `MTCNN` finds faces (weights from the facenet-pytorch whe
 wraps all of it for one weights folder: what the pipeline, CLI and web app hold.
 """
 
-from esrgan.detect import FACE_ARCHS
 from esrgan.faces.mtcnn import MTCNN, Face
 from esrgan.faces.paste import restore_faces
 from esrgan.faces.restorer import (
@@ -20,6 +19,7 @@ from esrgan.faces.restorer import (
     restorer_from_weights,
 )
 from esrgan.faces.service import FaceRestoration
+from esrgan.models.detect import FACE_ARCHS
 
 __all__ = ["FACE_ARCHS", "HOW_TO_ADD", "MTCNN", "Face", "FaceRestoration", "FaceRestorer", "FaceRestorerError",
            "FacesUnavailableError", "find_face_checkpoint", "load_restorer", "restore_faces", "restorer_from_weights"]

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
 
-from esrgan.catalogue import CHECKPOINT_SUFFIXES, read_checkpoint
-from esrgan.detect import is_face_checkpoint
 from esrgan.errors import FacesUnavailableError, WeightsError
+from esrgan.models.catalogue import CHECKPOINT_SUFFIXES, read_checkpoint
+from esrgan.models.detect import is_face_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Literal
 
 import yaml
 
-from esrgan.degrade import DegradationConfig
 from esrgan.errors import ConfigError
+from esrgan.quality.degrade import DegradationConfig
 
 PIXEL_LOSSES = ("l1", "mse")
 MODEL_ALIASES = {"x4plus": "realesrgan-x4plus", "anime": "realesrgan-x4plus-anime",

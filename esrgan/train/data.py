@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from esrgan.errors import RemasterError, TrainingDataError
-from esrgan.evaluate import IMAGE_SUFFIXES, find_lr
-from esrgan.imageio import read_image
+from esrgan.io.imageio import read_image
+from esrgan.quality.evaluate import IMAGE_SUFFIXES, find_lr
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,15 @@ from tqdm import tqdm
 
 from esrgan import archs
 from esrgan.archs import UNetDiscriminatorSN
-from esrgan.degrade import degrade
-from esrgan.detect import ModelDescriptor, detect, load
 from esrgan.errors import ConfigError, RemasterError, TrainingError
-from esrgan.imageio import to_uint8
-from esrgan.metrics import quality
+from esrgan.io.imageio import to_uint8
+from esrgan.models.detect import ModelDescriptor, detect, load
+from esrgan.models.store import ModelStore, resolve_device
+from esrgan.quality.degrade import degrade
+from esrgan.quality.metrics import quality
 from esrgan.train.config import TrainConfig
 from esrgan.train.data import PatchSampler, Split, load_rgb, split_folder
 from esrgan.train.losses import PerceptualLoss, gan_loss, pixel_loss
-from esrgan.weights import ModelStore, resolve_device
 
 log = logging.getLogger(__name__)
 

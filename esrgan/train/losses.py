@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from esrgan.errors import WeightsError
-from esrgan.evaluate import VGG19_FILE, VGGDistance
+from esrgan.quality.evaluate import VGG19_FILE, VGGDistance
 
 # Real-ESRGAN's perceptual layers (conv outputs, before their ReLU): index in vgg19.features, weight.
 VGG_LAYERS = {"conv1_2": (2, 0.1), "conv2_2": (7, 0.1), "conv3_4": (16, 1.0), "conv4_4": (25, 1.0),

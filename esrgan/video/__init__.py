@@ -35,8 +35,8 @@ from esrgan.video.errors import (
 from esrgan.video.frames import DEFAULT_VIDEO_MODEL, FrameFn, default_video_model, frame_upscaler
 from esrgan.video.options import CODECS, CONTAINERS, EncodeOptions, VideoLimits, container_for_path
 from esrgan.video.probe import Colour, StreamInfo, VideoInfo, media_kind, probe
-from esrgan.video.segments import Segment, join_segments, plan_segments, preview_segment, upscale_segment
 from esrgan.video.result import VideoResult, output_size
+from esrgan.video.segments import Segment, join_segments, plan_segments, preview_segment, upscale_segment
 from esrgan.video.transcode import upscale_video
 
 __all__ = [

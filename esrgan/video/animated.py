@@ -21,13 +21,13 @@ from PIL import Image
 
 from esrgan.errors import Cancelled
 from esrgan.result import resample
-from esrgan.tiling import CancelFn, ProgressFn
+from esrgan.tiling.run import CancelFn, ProgressFn
 from esrgan.video.errors import NotAVideoError, VideoTooLargeError, VideoTooLongError
 from esrgan.video.frames import FrameFn, rgb_to_frame
 from esrgan.video.options import EncodeOptions, VideoLimits
 from esrgan.video.probe import ANIMATED_FORMATS, Colour
-from esrgan.video.streams import PictureFormat, add_video_stream, atomic_output
 from esrgan.video.result import output_size
+from esrgan.video.streams import PictureFormat, add_video_stream, atomic_output
 
 AnimationOutput = Literal["same", "video"]
 PILLOW_FORMATS = {"gif": "GIF", "webp": "WEBP", "apng": "PNG"}

@@ -13,10 +13,10 @@ from dataclasses import replace
 import av
 import numpy as np
 
-from esrgan import registry
-from esrgan.imageio import DecodedImage, to_uint8
+from esrgan.io.imageio import DecodedImage, to_uint8
+from esrgan.models import registry
 from esrgan.pipeline import Upscaler
-from esrgan.tiling import CancelFn
+from esrgan.tiling.run import CancelFn
 from esrgan.video.probe import Colour
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
@@ -73,7 +73,7 @@ def frame_upscaler(
         precision: Overrides the upscaler's precision (``"fp32"``, ``"bf16"``, ``"fp16"``); the
             model cache stays shared.
         cancelled: Polled inside each frame's forward pass too.
-        tta: Average each frame's model over the 8 flips and transposes (`esrgan.tta`; 8x the time).
+        tta: Average each frame's model over the 8 flips and transposes (`esrgan.tiling.tta`; 8x the time).
 
     Raises:
         UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError: At once, before any frame.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import av
 
-from esrgan import registry
+from esrgan.models import registry
 from esrgan.video.errors import VideoTooLargeError
 from esrgan.video.options import EncodeOptions, VideoLimits
 from esrgan.video.probe import VideoInfo

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import av
 
-from esrgan.tiling import CancelFn, ProgressFn
+from esrgan.tiling.run import CancelFn, ProgressFn
 from esrgan.video.errors import SegmentError
 from esrgan.video.frames import FrameFn
 from esrgan.video.options import EncodeOptions, VideoLimits

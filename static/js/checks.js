@@ -60,7 +60,7 @@ async function isAnimated(file, type) {
   return false;
 }
 
-// What the server says a video or an animated image may be (`web.video_jobs.page_values`), as the
+// What the server says a video or an animated image may be (`web.http.video_forms.page_values`), as the
 // page renders it into the form; {} when it says nothing.
 export function videoLimits(form) {
   try {

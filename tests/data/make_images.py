@@ -4,7 +4,7 @@
 
 Every source is in the scikit-image wheel itself (no download) and carries a public-domain or CC0
 notice (see README.md here); the line art is drawn below. The low-resolution files are MATLAB-style
-bicubic reductions (`esrgan.resize.imresize`), as benchmark LR files are made. The tests read the
+bicubic reductions (`esrgan.quality.resize.imresize`), as benchmark LR files are made. The tests read the
 saved PNGs, not this script, so a later scikit-image cannot change what they see.
 """
 
@@ -20,7 +20,7 @@ from skimage import data
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from esrgan.resize import imresize  # noqa: E402
+from esrgan.quality.resize import imresize  # noqa: E402
 
 # file -> (source, (left, top, right, bottom)) in the source's pixels.
 CROPS = {

@@ -1,0 +1,1 @@
+"""The command line (``python -m esrgan``): upscale, models, evaluate, degrade, train and video."""

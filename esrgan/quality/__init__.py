@@ -1,0 +1,1 @@
+"""Judging results: evaluation against classical resampling, metrics, NIQE, MATLAB resize, reports, degradation."""

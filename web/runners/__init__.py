@@ -1,0 +1,1 @@
+"""Who runs jobs: in this process, or on Celery workers through a broker."""
