@@ -65,7 +65,8 @@ def test_desktop_start_page_checks_what_it_can_before_sending(serve, browser, tm
     assert serious_accessibility_problems(page) == []
 
     # Short names; the hint is a description, not part of the name.
-    expect(page.get_by_role("combobox", name="Model", exact=True)).to_have_attribute("aria-describedby", "model-note")
+    expect(page.get_by_role("combobox", name="Model", exact=True)).to_have_attribute(
+        "aria-describedby", "model-note models-missing")
     expect(page.get_by_role("combobox", name="Noise reduction", exact=True)).to_be_visible()
     # Quality only where the format has one.
     page.get_by_role("combobox", name="Output format").select_option("png")
@@ -114,8 +115,11 @@ def test_desktop_start_page_checks_what_it_can_before_sending(serve, browser, tm
     plan = rows.filter(has_text="ok.png").locator(".plan")
     expect(plan).to_contain_text(re.compile(r"^Will use .+ \(native 4x\)"))
     expect(plan).to_contain_text("is trained for anime and illustration: the content type is ignored")
-    expect(page.locator("#form-message")).to_have_text(re.compile("^4 files cannot be upscaled as chosen"))
-    expect(upscale_button(page)).to_be_disabled()
+    # The files that cannot go are named and never hold back the one that can.
+    expect(page.locator("#form-message")).to_have_text(
+        "empty.png, notes.png, huge.png and big.png cannot be upscaled as chosen (see the fix next to each); "
+        "Upscale sends the other file.")
+    expect(upscale_button(page)).to_be_enabled()
     for name in ("empty.png", "notes.png", "huge.png", "big.png"):
         page.get_by_role("button", name=f"Remove {name}").click()
     expect(upscale_button(page)).to_be_enabled()
@@ -160,7 +164,7 @@ def test_desktop_start_page_checks_what_it_can_before_sending(serve, browser, tm
     expect(upscale_button(page)).to_be_enabled(timeout=ESTIMATE_MS)
 
     # A preset sets scale, content and noise at once; the choice is remembered across a reload.
-    page.get_by_role("button", name="Anime 2×, clean").click()
+    page.get_by_role("button", name="Anime 2×, medium noise reduction").click()
     expect(page.get_by_role("radio", name="2×")).to_be_checked()
     expect(page.get_by_role("checkbox", name="Anime / illustration")).to_be_checked()
     expect(noise).to_have_value("medium")
