@@ -12,7 +12,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, crop_of
+from tests.conftest import ROOT, crop_of
 from tests.test_page_viewer import BORDER_CONTRAST_JS
 
 pytestmark = pytest.mark.browser
@@ -25,17 +25,6 @@ NON_TEXT_CONTRAST = 3.0  # WCAG 2.1 SC 1.4.11, a control's boundary against what
 FAST = "realesr-animevideov3"
 # A first estimate may convert a model's weights (minutes on a loaded 2-core machine): long timeouts.
 ESTIMATE_MS = 400_000
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def serious_accessibility_problems(page) -> list[dict]:

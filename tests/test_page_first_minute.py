@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT, crop_of
-from tests.test_page_before_sending import DESKTOP, PHONE, browser, serious_accessibility_problems  # noqa: F401
+from tests.test_page_before_sending import DESKTOP, PHONE, serious_accessibility_problems
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = ROOT / "test-artifacts"
@@ -149,8 +149,8 @@ def test_the_options_say_what_they_do_and_what_they_need(serve, browser, tmp_pat
     expect(faces).to_have_accessible_description(re.compile(r"put a GFPGAN v1\.3 or v1\.4 checkpoint .+ in weights/"))
     model = page.get_by_role("combobox", name="Model", exact=True)
     for title, file in (("Real-ESRGAN x2plus", "RealESRGAN_x2plus.pth"), ("Real-ESRGAN x8", "RealESRGAN_x8.pth")):
-        expect(model).to_have_accessible_description(re.compile(rf"{re.escape(title)}.* is not installed: "
-                                                                rf"put upstream's checkpoint {re.escape(file)} in weights/"))
+        said = rf"{re.escape(title)}.* is not installed: put upstream's checkpoint {re.escape(file)} in weights/"
+        expect(model).to_have_accessible_description(re.compile(said))
     # A preset says the level it sets.
     noise = page.get_by_role("combobox", name="Noise reduction", exact=True)
     preset = page.get_by_role("button", name=re.compile(r"^Anime 2×"))

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.media import packets, write_animation, write_clip
-from tests.test_page_before_sending import AXE, DESKTOP, browser, serious_accessibility_problems  # noqa: F401
+from tests.test_page_before_sending import AXE, DESKTOP, serious_accessibility_problems
 
 pytestmark = pytest.mark.browser
 FRAMES = 24

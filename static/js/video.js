@@ -100,7 +100,9 @@ export function showVideoResult(container, job) {
       }
     }
     if (lead.duration) seek.value = String(Math.round((lead.currentTime / lead.duration) * 1000));
-    time.textContent = `${clock(lead.currentTime)} / ${clock(lead.duration)}`;
+    // An animation lasts a second or two: its frames say more than its clock.
+    time.textContent = pair ? `frame ${pair.frame + 1} of ${pair.starts.length}` :
+      `${clock(lead.currentTime)} / ${clock(lead.duration)}`;
   }
 
   function setPlaying(playing) {

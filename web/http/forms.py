@@ -123,7 +123,8 @@ SIDES = ("width", "height")  # the size fields' sides, in a person's words
 def read_options(fields: Mapping[str, str], size_fields: tuple[str, str] = UPLOAD_SIZE_FIELDS) -> RequestOptions:
     """Validate the options of a form or a query string. The result is asked either by ``scale``
     or by one of ``size_fields`` (its width or its height), never both."""
-    target_width, target_height = (parse_side(fields.get(name), side) for name, side in zip(size_fields, SIDES))
+    target_width, target_height = (parse_side(fields.get(name), side)
+                                   for name, side in zip(size_fields, SIDES, strict=True))
     by_size = target_width is not None or target_height is not None
     if by_size and fields.get("scale"):
         raise BadRequest("give a scale or the result's width or height, not both")
