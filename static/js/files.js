@@ -1,8 +1,10 @@
 // The chosen files before they are sent: choose, drop or paste; what the browser can check itself
 // (empty, not a type the server takes, too many bytes for its kind, too many pixels); each image's
 // output size, time and known problems as the server's estimate says, with the fix that really
-// works (a video or an animated image is checked by the server when it arrives); and the Upscale
-// button, enabled only once every file is checked and sendable.
+// works (a video or an animated image is checked by the server when it arrives; its frame size and
+// count, where the browser reads them, give its estimate); and the Upscale button, which sends the
+// files that can go (a click while they are being checked sends once they are) and leaves the others
+// listed with their fix.
 
 import { fetchEstimate } from "./api.js";
 import { acceptedTypes, checkBytes, checkPixels, videoLimits } from "./checks.js";
