@@ -336,7 +336,7 @@ class Upscaler:
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
                  loaded.entry.name, provenance.seconds)
         if store is not None:
-            store.close()
+            store.delete()
         return UpscaleResult(image.with_rgb(out if as_bytes else np.clip(out, 0, 1, out=out), alpha), provenance)
 
     def _identity(self, loaded: LoadedModel, tiling: TileOptions, rgb: np.ndarray, tta: bool, as_bytes: bool) -> dict:

@@ -32,7 +32,7 @@ from esrgan.video import (
 )
 from esrgan.video.options import SUFFIX_CONTAINERS
 
-MOVING = ("video", "animation")
+VIDEO_OR_ANIMATION = ("video", "animation")
 # The file suffixes an animated image of each kind may be written under (its kind is kept).
 ANIMATION_SUFFIXES = {"gif": (".gif",), "webp": (".webp",), "apng": (".png", ".apng")}
 
@@ -46,19 +46,19 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
                        help="mp4, mkv or webm (default: from the output's suffix, else mp4)")
 
 
-def is_moving(inputs: list[Path]) -> bool:
+def is_video_or_animation(inputs: list[Path]) -> bool:
     """Whether any input is a video or an animated image, by content (a file that cannot be read
     at all is left to the image path, which says why)."""
     for path in inputs:
         try:
-            if path.is_file() and media_kind(path) in MOVING:
+            if path.is_file() and media_kind(path) in VIDEO_OR_ANIMATION:
                 return True
         except RemasterError:
             continue
     return False
 
 
-def upscale_moving(args: argparse.Namespace, upscaler: Upscaler) -> int:
+def upscale_video_or_animation(args: argparse.Namespace, upscaler: Upscaler) -> int:
     """Upscale the one video or animation of ``args`` (the upscale command's namespace)."""
     if len(args.inputs) != 1:
         raise InvalidOptionError("upscale one video or animation at a time (images may be given together)")

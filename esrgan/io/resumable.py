@@ -11,12 +11,12 @@ job never resumes from stale parts.
     if not store.has("tile-0-64-0-64"):
         store.save_array("tile-0-64-0-64", output)
     ...
-    store.close()  # the work is done: the folder goes
+    store.delete()  # the work is done: the folder goes
 
 Unit names are short ASCII words (letters, digits, ``-``, ``_``, ``.``; not starting with a dot).
 
 Several processes (the video segments a job shares with other workers): one process owns the store
-and alone calls `WorkStore.open` (which may empty the folder) and `close`; the others call
+and alone calls `WorkStore.open` (which may empty the folder) and `delete`; the others call
 `WorkStore.join`, which never creates or empties anything and refuses a folder whose manifest names
 other work, and only add units. Distinct units written by distinct processes do not interfere
 (each is one atomic rename). A helper that joined before the owner emptied the folder for changed
@@ -143,8 +143,8 @@ class WorkStore:
         """Where unit ``name`` lies (or would lie)."""
         return self._path(name)
 
-    def close(self) -> None:
-        """The work is done (its result is kept elsewhere): remove the folder."""
+    def delete(self) -> None:
+        """The work is done (its result is kept elsewhere): remove the folder and every unit in it."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _path(self, name: str) -> Path:

@@ -95,7 +95,7 @@ function showProblem(entry, problem, fix) {
 
 // A video or an animated image is checked by the server when it arrives (its length, frames and
 // sizes); before that, only whether the options can apply to it: a scale factor, not a size in pixels.
-function describeMoving(entry, opts, maxSeconds) {
+function describeVideoOrAnimation(entry, opts, maxSeconds) {
   const note = entry.li.querySelector(".estimate");
   const size = entry.width ? `, ${entry.width}\u00d7${entry.height}` : "";
   const length = maxSeconds ? ` (up to ${formatSeconds(maxSeconds)})` : "";
@@ -115,7 +115,7 @@ export async function refreshEstimates() {
   const round = ++estimateRound;
   const opts = options();
   const { maxVideoSeconds } = limitsNow();
-  for (const entry of files.filter((e) => !e.local && e.kind !== "image")) describeMoving(entry, opts, maxVideoSeconds);
+  for (const entry of files.filter((e) => !e.local && e.kind !== "image")) describeVideoOrAnimation(entry, opts, maxVideoSeconds);
   const asked = files.filter((e) => !e.local && e.width && e.kind === "image");
   for (const entry of asked) entry.checking = true;
   updateSubmit();
@@ -227,14 +227,14 @@ async function choose(list) {
       if (size.url) entry.li.querySelector("img").src = size.url;
       Object.assign(entry, { width: size.width, height: size.height });
     }
-    const moving = entry.kind !== "image";
-    const problem = bad || checkPixels(entry.width, entry.height, moving ? limits.maxVideoPixels : limits.maxPixels,
-                                       moving ? " a frame" : "");
+    const videoOrAnimation = entry.kind !== "image";
+    const problem = bad || checkPixels(entry.width, entry.height, videoOrAnimation ? limits.maxVideoPixels : limits.maxPixels,
+                                       videoOrAnimation ? " a frame" : "");
     entry.checking = false;
     if (problem) {
       entry.local = problem;
       showProblem(entry, problem.problem, problem.fix);
-    } else if (!entry.width && !moving) {
+    } else if (!entry.width && !videoOrAnimation) {
       entry.li.querySelector(".estimate").textContent = "the browser cannot preview this file; the server will check it";
     }
   }

@@ -1,7 +1,7 @@
 """Running a video or animation job: a quick preview of the first frames, then every frame in
 keyframe-aligned segments, joined losslessly into the result (`esrgan.video`).
 
-`web.jobs.lifecycle.run_job` calls `run_moving` for a job whose kind is not "image" and ends the job by
+`web.jobs.lifecycle.run_job` calls `run_video` for a job whose kind is not "image" and ends the job by
 what it raises, as for an image. Finished segments are the units of the job's segment store (an
 `esrgan.io.resumable.WorkStore` in the job's work folder, ``<job id>_work/``), whose identity is
 everything that decides the result (`segment_identity`: model, scale, noise, the engine's precision
@@ -151,8 +151,8 @@ def encode_options(job: Job) -> EncodeOptions:
     return EncodeOptions(**((job.media or {}).get("encode") or {}))
 
 
-def run_moving(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSettings, progress: ProgressFn,
-               stage: StageFn, stop_requested: StopFn) -> None:
+def run_video(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSettings, progress: ProgressFn,
+              stage: StageFn, stop_requested: StopFn) -> None:
     """Upscale the job's video or animation into its output file (set on ``job`` with the result's
     facts in ``job.media["result"]``). Raises what the engine raises (`Cancelled` on a stop)."""
     source = files.resolve(job.input_file)
@@ -184,9 +184,9 @@ def run_moving(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSe
         workers = segment_workers(store, segments)
     except BaseException as exc:
         if not (isinstance(exc, Cancelled) and not job.cancel_requested):  # a stop keeps them, to resume
-            store.close()
+            store.delete()
         raise
-    store.close()
+    store.delete()
     _done(job, output, result.as_dict(), result.width, result.height)
     job.provenance["segments"] = workers
 
