@@ -30,7 +30,7 @@ from esrgan.video import (
     upscale_animation,
     upscale_video,
 )
-from esrgan.video.options import SUFFIX_CONTAINERS
+from esrgan.video.options import SUFFIX_CONTAINERS, VideoWork
 
 VIDEO_OR_ANIMATION = ("video", "animation")
 # The file suffixes an animated image of each kind may be written under (its kind is kept).
@@ -84,12 +84,12 @@ def upscale_video_or_animation(args: argparse.Namespace, upscaler: Upscaler) -> 
 
         if kind == "animation":
             as_video = dst.suffix.lower() in SUFFIX_CONTAINERS
-            result = upscale_animation(src, dst, fn, args.scale, "video" if as_video else "same", options,
-                                       progress=progress)
+            result = upscale_animation(src, dst, VideoWork(fn, args.scale, options, progress=progress),
+                                       "video" if as_video else "same")
             print(f"{src} -> {dst} ({result.width}x{result.height}, {result.frames} frames, {result.kind}, "
                   f"{result.seconds:.1f}s)")
             return 0
-        result = upscale_video(src, dst, fn, args.scale, options, progress=progress, info=info)
+        result = upscale_video(src, dst, VideoWork(fn, args.scale, options, progress=progress), info=info)
     print(f"{src} -> {dst} ({result.width}x{result.height}, {result.frames} frames, {result.codec} in "
           f"{result.container}, crf {result.crf}, {result.seconds:.1f}s)")
     for line in (*result.streams, *result.notes):
