@@ -7,7 +7,7 @@ Every write is atomic (written beside, then renamed), so a unit is either whole 
 moment the process dies at. Opened with a different identity, the folder is emptied first: a changed
 job never resumes from stale parts.
 
-    store = WorkStore.open(job_folder / "work", {"model": name, "input": digest(pixels), ...})
+    store = WorkStore.open(job_folder / "work", work_identity("tiles", settings, model=name, input=digest(pixels)))
     if not store.has("tile-0-64-0-64"):
         store.save_array("tile-0-64-0-64", output)
     ...
@@ -34,17 +34,22 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from esrgan.io.atomic import DISK_FULL_ERRNOS
+
+if TYPE_CHECKING:
+    from esrgan.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 TAG_LENGTH = 12  # hex digits of `WorkStore.tag`: 48 bits, no two works of one job collide
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$")
+# The engine settings that decide a result's pixels: in the identity of every kind of work.
+ENGINE_SETTINGS = ("device", "precision", "backend", "tile_pad", "pre_pad", "se_sync")
 
 
 def digest(*parts: Any) -> str:
@@ -59,6 +64,13 @@ def digest(*parts: Any) -> str:
         else:
             sha.update(json.dumps(part, sort_keys=True, default=str).encode())
     return sha.hexdigest()
+
+
+def work_identity(work: str, engine: Settings, **facts: Any) -> dict:
+    """The identity a store of ``work`` (its kind: "tiles", "video-segments" ...) is opened with: the
+    engine's settings that decide any result (`ENGINE_SETTINGS`: one added there counts for every
+    kind of work), then the ``facts`` that decide this one's (the model, the input's digest ...)."""
+    return {"work": work, "engine": {name: getattr(engine, name) for name in ENGINE_SETTINGS}, **facts}
 
 
 class WorkStore:
