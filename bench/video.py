@@ -36,6 +36,7 @@ from esrgan.pipeline import Upscaler  # noqa: E402
 from esrgan.settings import Settings  # noqa: E402
 from esrgan.video import DEFAULT_VIDEO_MODEL, EncodeOptions, frame_upscaler, probe, upscale_video  # noqa: E402
 from esrgan.video.frames import frame_to_rgb, rgb_to_frame  # noqa: E402
+from esrgan.video.options import VideoWork  # noqa: E402
 from esrgan.video.result import output_size  # noqa: E402
 from esrgan.video.streams import PictureFormat, add_video_stream  # noqa: E402
 
@@ -95,7 +96,7 @@ def official_path(src: Path, dst: Path, fn, scale: int) -> float:
 
 def engine(src: Path, dst: Path, fn, scale: int) -> float:
     started = time.perf_counter()
-    upscale_video(src, dst, fn, scale)
+    upscale_video(src, dst, VideoWork(fn, scale))
     return time.perf_counter() - started
 
 

@@ -7,7 +7,6 @@ state it keeps is the cache of loaded models in its `ModelStore`.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,11 +17,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from esrgan.errors import FacesUnavailableError, ImageTooLargeError
+from esrgan.errors import FacesUnavailableError
 from esrgan.io.imageio import DecodedImage
-from esrgan.io.resumable import WorkStore, digest
+from esrgan.io.resumable import WorkStore, digest, work_identity
 from esrgan.models import registry
 from esrgan.models.store import LoadedModel, ModelStore, resolve_device
+from esrgan.options import UpscaleOptions
 from esrgan.result import Provenance, UpscaleResult, resample
 from esrgan.runtime import compiled
 from esrgan.runtime.choose import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
@@ -30,17 +30,10 @@ from esrgan.runtime.precision import PRECISION_FILE, PrecisionStore
 from esrgan.runtime.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate
 from esrgan.runtime.recheck import CalibrationWatch
 from esrgan.settings import Settings
-from esrgan.tiling.run import (
-    CancelFn,
-    ProgressFn,
-    TileOptions,
-    TilePlan,
-    model_context,
-    plan_for,
-    run_plan,
-    upscale_tiled,
-)
-from esrgan.tiling.steps import steps_per_tile
+from esrgan.sizing import check_output_size
+from esrgan.tiling.plan import TileOptions, TilePlan, model_context, plan_for
+from esrgan.tiling.run import TiledResult, run_plan, upscale_tiled
+from esrgan.tiling.steps import CancelFn, ProgressFn, steps_per_tile
 from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tiling.tta import passes_for, with_tta
 
@@ -183,7 +176,9 @@ class Upscaler:
     def tile_plan(self, width: int, height: int, model: str) -> TilePlan:
         """The tiles a run of ``model`` over a ``width`` x ``height`` image will cut: planned once,
         read by the estimate (`work_pixels`), the progress total and the run itself."""
-        loaded = self.load(model)
+        return self._tile_plan(self.load(model), width, height)
+
+    def _tile_plan(self, loaded: LoadedModel, width: int, height: int) -> TilePlan:
         tiling = self.tile_options(width * height * loaded.entry.scale**2)
         return plan_for(height, width, tiling, loaded.size_multiple, model_context(self._module(loaded, tiling)))
 
@@ -203,39 +198,25 @@ class Upscaler:
         (`esrgan.runtime.rates`; before any run, the calibration's scaled by FLOPs) times the pixels it
         will process, plus what the `Settings.step_delay` test hook will sleep (slow work slow on
         purpose is slow in the estimate too, as a slow machine's measured rate would be). Loads the
-        model to count them."""
+        model (once) to count them."""
+        loaded = self.load(model)
         rate = self.rates.get(model)
         if rate is None:
             calibrated = self.runtime.seconds_per_pixel if self.calibrated else None
-            rate = prior_rate(self._model_flops(model), self.device.type, calibrated,
+            rate = prior_rate(self._model_flops(model, loaded), self.device.type, calibrated,
                               self._model_flops(CALIBRATION_MODEL) if calibrated else None)
-        plan = self.tile_plan(width, height, model)
+        plan = self._tile_plan(loaded, width, height)
         slept = 0.0
         if self.settings.step_delay:
-            loaded = self.load(model)
             per_tile = steps_per_tile(self._module(loaded, self.tile_options(width * height * loaded.entry.scale**2)))
             slept = self.settings.step_delay * plan.count * per_tile
         return rate * plan.work_pixels + slept
 
-    def _model_flops(self, model: str) -> float:
+    def _model_flops(self, model: str, loaded: LoadedModel | None = None) -> float:
         if model not in self._flops:
-            loaded = self.load(model)
+            loaded = loaded or self.load(model)
             self._flops[model] = flops_per_pixel(loaded.module, loaded.size_multiple)
         return self._flops[model]
-
-    def check_output_size(self, width: int, height: int, scale: float) -> None:
-        """Raise ImageTooLargeError when the result would exceed the output pixel limit."""
-        out_w, out_h = registry.output_size(width, height, scale)
-        pixels = out_w * out_h
-        if pixels > self.settings.max_output_pixels:
-            limit = self.settings.max_output_pixels
-            largest = math.floor((limit / (width * height)) ** 0.5 * 100) / 100  # the largest that fits
-            fix = (f"choose a scale of at most {largest:g}x" if largest >= registry.MIN_SCALE
-                   else "crop or shrink the image first: even 1x is over the limit")
-            raise ImageTooLargeError(
-                f"a {scale:g}x result of this {width}x{height} image would be {out_w}x{out_h} "
-                f"({pixels / 1e6:.1f} MP); the limit is {limit / 1e6:.1f} MP: {fix}."
-            )
 
     def upscale(
         self,
@@ -252,30 +233,21 @@ class Upscaler:
         faces: bool = False,
         float_result: bool = False,
     ) -> UpscaleResult:
-        """Upscale one image.
+        """Upscale one image: route, check, load, run the chain and the tiles, resample, faces.
 
         Args:
             image: The decoded input (gray, RGB, with or without alpha; 8 or 16 bit).
-            scale: Any output scale from 1 to 8 (2, 4 and 8 are the page's quick choices).
-            anime: Prefer the anime model.
-            model: A registry name, custom name or checkpoint path to use instead of the route.
+            scale, anime, model, noise, tta, faces, float_result: What is asked (`UpscaleOptions`
+                says each).
             progress: Called with (steps done, total steps): several per tile (per RRDB block, per
                 convolution of the fast model), monotonic, the last with done == total.
             cancelled: Polled at every step, inside the forward pass too; True stops the work
                 with `Cancelled` within one step.
             stage: Called with ``"calibrating"`` (only when the one-time CPU measurement really
                 runs now), ``"loading"`` and ``"upscaling"``.
-            noise: Noise reduction, ``"none"``/``"low"``/``"medium"``/``"high"`` (the registry's route).
             checkpoint: A folder of this job's own: finished tiles are kept there, so the same call
                 after a crash resumes at the first unfinished tile (`esrgan.io.resumable`); removed
                 when the result is made. A folder holding another work's parts is emptied first.
-            tta: Run every network of the plan on the 8 flips and transposes of its input and
-                average the outputs (`esrgan.tiling.tta`): about 8x the time, progress steps included.
-            faces: Then restore the faces found in the input with the face checkpoint in the weights
-                folder and paste them over the result (Real-ESRGAN's ``--face_enhance``).
-            float_result: Keep the result float32 even where it goes straight to 8 bits (an 8-bit
-                RGB source, no resample, no faces), which otherwise comes back as uint8 made on the
-                device (`esrgan.tiling.canvas`; the same bytes an encoder makes of the float result).
 
         Raises:
             UnsupportedScaleError, NoiseNotAvailableError, ModelNotFoundError, ImageTooLargeError,
@@ -283,66 +255,93 @@ class Upscaler:
             checkpoint or detector here), FaceRestorerError (the checkpoint does not load).
         """
         started = time.perf_counter()
-        chosen = self.plan(scale, anime, model, noise)
-        self.check_output_size(image.width, image.height, chosen.scale)
-        if faces and (missing := self.faces.unavailable_reason()) is not None:
+        ask = UpscaleOptions(scale, anime, model, noise, tta, faces, float_result)
+        chosen = self._route(image, ask)
+        runtime, loaded = self._ready(chosen.model, stage)
+        rgb = self._run_before(image.rgb(), chosen.before, tta, cancelled)
+        as_bytes = ask.bytes_result(image, chosen)
+        tiled, store = self._run_tiles(rgb, loaded, tta, as_bytes, checkpoint, progress, cancelled)
+        out, alpha = self._finish(image, tiled.image, chosen, faces)
+        provenance = Provenance(
+            model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
+            native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
+            device=str(loaded.device), precision=PRECISION_NAMES[loaded.dtype], backend=runtime.backend,
+            tiles=tiled.plan.count, seconds=round(time.perf_counter() - started, 3), tile=tiled.plan.tile,
+            before=chosen.before, tta=tta, faces=faces,
+        )
+        log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *out.shape[1::-1],
+                 loaded.entry.name, provenance.seconds)
+        if store is not None:
+            store.delete()
+        return UpscaleResult(image.with_rgb(out if as_bytes else np.clip(out, 0, 1, out=out), alpha), provenance)
+
+    def _route(self, image: DecodedImage, ask: UpscaleOptions) -> registry.Plan:
+        """The registry's plan for ``ask``, checked before any work: the result's size, and faces."""
+        chosen = self.plan(ask.scale, ask.anime, ask.model, ask.noise)
+        check_output_size(image.width, image.height, chosen.scale, self.settings.max_output_pixels)
+        if ask.faces and (missing := self.faces.unavailable_reason()) is not None:
             raise FacesUnavailableError(missing)
+        return chosen
+
+    def _ready(self, model: str, stage: StageFn | None) -> tuple[Runtime, LoadedModel]:
+        """The runtime (the CPU measured first if it must be) and ``model`` loaded, each stage said."""
         if stage is not None and not self.calibrated:
             stage("calibrating")
         runtime = self.runtime  # measures the CPU now if it must, before "loading"
         if stage is not None:
             stage("loading")
-        loaded = self.load(chosen.model, measure_precision=True)
+        loaded = self.load(model, measure_precision=True)
         if stage is not None:
             stage("upscaling")
-        rgb = image.rgb()
-        for name in chosen.before:  # a chain's first models (registry.Plan.before), each on the whole output
+        return runtime, loaded
+
+    def _run_before(self, rgb: np.ndarray, chain: tuple[str, ...], tta: bool, cancelled: CancelFn | None) -> np.ndarray:
+        """A chain's first models (`registry.Plan.before`), each on the whole output of the last."""
+        for name in chain:
             step = self.load(name)
             step_tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * step.entry.scale**2)
             rgb = upscale_tiled(self._module(step, step_tiling, tta), rgb, scale=step.entry.scale,
                                 size_multiple=step.size_multiple, options=step_tiling, device=step.device,
                                 dtype=step.dtype, channels_last=step.channels_last, cancelled=cancelled)
+        return rgb
+
+    def _run_tiles(self, rgb: np.ndarray, loaded: LoadedModel, tta: bool, as_bytes: bool, checkpoint: Path | None,
+                   progress: ProgressFn | None, cancelled: CancelFn | None) -> tuple[TiledResult, WorkStore | None]:
+        """The main model over ``rgb``, tile by tile, its finished tiles kept in ``checkpoint`` (the
+        store is returned for the caller to delete once the result is made); its rate learnt."""
         tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2)
         module = self._module(loaded, tiling, tta)
         plan = plan_for(rgb.shape[0], rgb.shape[1], tiling, loaded.size_multiple, model_context(module))
         resumable = checkpoint is not None and plan.count > 1  # one tile has nothing to resume part-way
-        as_bytes = not (float_result or faces or image.bit_depth != 8 or image.has_alpha or image.is_gray
-                        or chosen.resample is not None)
-        store = WorkStore.open(checkpoint, self._identity(loaded, tiling, rgb, tta, as_bytes)) if resumable else None
+        store = WorkStore.open(checkpoint, self._identity(loaded, rgb, tta, as_bytes)) if resumable else None
         inference_started = time.perf_counter()
         tiled = run_plan(module, rgb, plan, scale=loaded.entry.scale, options=tiling, device=loaded.device,
                          dtype=loaded.dtype, channels_last=loaded.channels_last, progress=progress,
                          cancelled=cancelled, checkpoint=store, quantise=as_bytes)
-        out, plan = tiled.image, tiled.plan
         if not tiled.resumed:  # a resumed run's time covers only part of the plan
             inference_seconds = time.perf_counter() - inference_started - tiled.slept
-            work = plan.work_pixels * passes_for(tta)  # a rate is per pixel of one pass
-            self.rates.learn(loaded.entry.name, inference_seconds, work)
-            if loaded.device.type == "cpu":
-                self.check_calibration(loaded.entry.name, inference_seconds, work)
+            self._learn(loaded, inference_seconds, tiled.plan.work_pixels * passes_for(tta))  # per pixel of a pass
+        return tiled, store
+
+    def _learn(self, loaded: LoadedModel, seconds: float, work: int) -> None:
+        """What a whole run took: the model's rate, and on the CPU whether the calibration still holds."""
+        self.rates.learn(loaded.entry.name, seconds, work)
+        if loaded.device.type == "cpu":
+            self.check_calibration(loaded.entry.name, seconds, work)
+
+    def _finish(self, image: DecodedImage, out: np.ndarray, chosen: registry.Plan,
+                faces: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The network's output resampled to the size asked, faces restored over it; the input's alpha
+        resampled to that size."""
         size = registry.output_size(image.width, image.height, chosen.scale)
         if chosen.resample is not None:
             out = resample(out, size)
         if faces:
             out = self.faces.apply(image.rgb(), out, chosen.scale)
-        alpha = resample(image.alpha, size) if image.has_alpha else None
-        provenance = Provenance(
-            model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
-            native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
-            device=str(loaded.device), precision=PRECISION_NAMES[loaded.dtype], backend=runtime.backend,
-            tiles=plan.count, seconds=round(time.perf_counter() - started, 3), tile=plan.tile,
-            before=chosen.before, tta=tta, faces=faces,
-        )
-        log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
-                 loaded.entry.name, provenance.seconds)
-        if store is not None:
-            store.close()
-        return UpscaleResult(image.with_rgb(out if as_bytes else np.clip(out, 0, 1, out=out), alpha), provenance)
+        return out, resample(image.alpha, size) if image.has_alpha else None
 
-    def _identity(self, loaded: LoadedModel, tiling: TileOptions, rgb: np.ndarray, tta: bool, as_bytes: bool) -> dict:
+    def _identity(self, loaded: LoadedModel, rgb: np.ndarray, tta: bool, as_bytes: bool) -> dict:
         """What decides a tiled run's parts (not the tile size: a resumed run keeps its own plan)."""
-        return {"work": "tiles", "model": loaded.entry.name, "weights": loaded.entry.source,
-                "device": loaded.device.type, "dtype": str(loaded.dtype), "channels_last": loaded.channels_last,
-                "tile_pad": tiling.tile_pad, "pre_pad": tiling.pre_pad, "se_sync": tiling.se_sync,
-                "backend": self.settings.backend, "tta": tta, "bytes": as_bytes, "input": digest(rgb)}
-
+        return work_identity("tiles", self.settings, model=loaded.entry.name, weights=loaded.entry.source,
+                             device=loaded.device.type, dtype=str(loaded.dtype), channels_last=loaded.channels_last,
+                             tta=tta, bytes=as_bytes, input=digest(rgb))

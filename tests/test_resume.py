@@ -190,7 +190,7 @@ def test_the_store_writes_atomically_and_names_units_safely(tmp_path):
     for bad in ("../x", "a/b", "", "x" * 200):
         with pytest.raises(ValueError):
             again.save_json(bad, 1)
-    again.close()
+    again.delete()
     assert not (tmp_path / "w").exists()
     assert digest(array) == digest(array.copy()) != digest(array.astype(np.float32))
 

@@ -48,6 +48,7 @@ from esrgan.video import (
     upscale_segment,
     upscale_video,
 )
+from esrgan.video.options import VideoWork
 from tests.conftest import psnr
 from tests.media import (
     BT709,
@@ -92,7 +93,7 @@ def media(tmp_path_factory) -> Path:
 def test_clip_keeps_frames_timestamps_sound_subtitles_and_metadata(media, tmp_path):
     src = media / "clip.mp4"
     calls = []
-    result = upscale_video(src, tmp_path / "out.mp4", double, 2, progress=lambda d, t: calls.append((d, t)))
+    result = upscale_video(src, tmp_path / "out.mp4", VideoWork(double, 2, progress=lambda d, t: calls.append((d, t))))
     before, after = probe(src), probe(result.path)
     assert (after.width, after.height) == (128, 96) == (result.width, result.height)
     assert after.frames == before.frames == result.frames == FRAMES
@@ -114,7 +115,7 @@ def test_clip_keeps_frames_timestamps_sound_subtitles_and_metadata(media, tmp_pa
 
 def test_variable_frame_rate_keeps_every_timestamp(media, tmp_path):
     src = media / "vfr.mkv"
-    result = upscale_video(src, tmp_path / "out.mkv", double, 2, EncodeOptions(container="mkv"))
+    result = upscale_video(src, tmp_path / "out.mkv", VideoWork(double, 2, EncodeOptions(container="mkv")))
     before, after = probe(src), probe(result.path)
     steps = {b - a for a, b in zip(after.pts, after.pts[1:], strict=False)}
     assert steps == {50, 100, 150} and seconds(after) == seconds(before)
@@ -123,21 +124,21 @@ def test_variable_frame_rate_keeps_every_timestamp(media, tmp_path):
 
 
 def test_srt_into_mp4_is_converted_and_said(media, tmp_path):
-    result = upscale_video(media / "vfr.mkv", tmp_path / "out.mp4", double, 2)
+    result = upscale_video(media / "vfr.mkv", tmp_path / "out.mp4", VideoWork(double, 2))
     assert "subtitle #2 (subrip) transcoded to mov_text: MP4 cannot hold subrip" in result.streams
     assert result.transcoded and packets(result.path, "subtitle") == [b"\x00\x05Hello", b"\x00\x05world"]
     assert seconds(probe(result.path)) == seconds(probe(media / "vfr.mkv"))
 
 
 def test_rotation_is_kept(media, tmp_path):
-    result = upscale_video(media / "rotated.mp4", tmp_path / "out.mp4", double, 2)
+    result = upscale_video(media / "rotated.mp4", tmp_path / "out.mp4", VideoWork(double, 2))
     after = probe(result.path)
     assert after.rotation == 90 and (after.width, after.height) == (128, 96)
 
 
 def test_webm_transcodes_aac_to_opus_and_says_so(media, tmp_path):
-    result = upscale_video(media / "clip.mp4", tmp_path / "out.webm", double, 2,
-                           EncodeOptions(codec="vp9", container="webm"))
+    result = upscale_video(media / "clip.mp4", tmp_path / "out.webm",
+                           VideoWork(double, 2, EncodeOptions(codec="vp9", container="webm")))
     kinds = {s.kind: s.codec for s in probe(result.path).streams}
     assert kinds == {"audio": "opus", "subtitle": "webvtt"} and probe(result.path).codec == "vp9"
     assert any("aac" in s and "libopus" in s and "WEBM cannot hold aac" in s for s in result.streams)
@@ -149,7 +150,7 @@ def test_webm_transcodes_aac_to_opus_and_says_so(media, tmp_path):
 def test_other_codecs_keep_frames_and_timestamps(media, tmp_path, codec, container, decoder):
     src = media / "vfr.mkv"
     options = EncodeOptions(codec=codec, container=container)
-    result = upscale_video(src, tmp_path / f"out.{container}", double, 2, options)
+    result = upscale_video(src, tmp_path / f"out.{container}", VideoWork(double, 2, options))
     after = probe(result.path)
     assert (after.codec, after.frames, after.width, after.height) == (decoder, FRAMES, 128, 96)
     assert seconds(after) == seconds(probe(src)) and after.rotation == 0
@@ -157,10 +158,10 @@ def test_other_codecs_keep_frames_and_timestamps(media, tmp_path, codec, contain
 
 def test_refusing_to_transcode_stops_before_work(media, tmp_path):
     with pytest.raises(IncompatibleStreamError, match="WEBM cannot hold aac.*choose mkv"):
-        upscale_video(media / "clip.mp4", tmp_path / "out.webm", _never, 2,
-                      EncodeOptions(codec="vp9", container="webm", incompatible="refuse"))
+        upscale_video(media / "clip.mp4", tmp_path / "out.webm",
+                      VideoWork(_never, 2, EncodeOptions(codec="vp9", container="webm", incompatible="refuse")))
     with pytest.raises(VideoOptionError, match="WEBM holds only vp9 or av1"):
-        upscale_video(media / "clip.mp4", tmp_path / "out.webm", _never, 2, EncodeOptions(container="webm"))
+        upscale_video(media / "clip.mp4", tmp_path / "out.webm", VideoWork(_never, 2, EncodeOptions(container="webm")))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -181,7 +182,7 @@ def test_real_upscaler_end_to_end_rounds_an_odd_size_and_says_so(tmp_path):
         frame_upscaler(upscaler, 1.5)  # the default, realesr-animevideov3, is not in this store
     assert default_video_model() == "realesr-animevideov3" and default_video_model("low") is None
     fn = frame_upscaler(upscaler, 1.5, model="tiny-compact-x4")
-    result = upscale_video(src, tmp_path / "out.mp4", fn, 1.5)
+    result = upscale_video(src, tmp_path / "out.mp4", VideoWork(fn, 1.5))
     after = probe(result.path)
     assert result.exact_size == (69, 51) and (after.width, after.height) == (68, 50) == (result.width, result.height)
     assert result.rounded_to_even and "69x51 was cut to 68x50" in result.notes[0]
@@ -194,7 +195,7 @@ def test_damaged_mid_stream_names_the_frame_and_leaves_nothing(media, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(DamagedVideoError, match=r"damaged at frame \d+") as caught:
-        upscale_video(src, out / "out.mp4", double, 2)
+        upscale_video(src, out / "out.mp4", VideoWork(double, 2))
     assert 0 < caught.value.frame <= 16
     assert list(out.iterdir()) == []
 
@@ -204,7 +205,7 @@ def test_truncated_file_is_refused_before_work(media, tmp_path):
     src = tmp_path / "cut.mkv"
     src.write_bytes(data[: len(data) * 6 // 10])
     with pytest.raises(DamagedVideoError, match="truncated or damaged.*after frame") as caught:
-        upscale_video(src, tmp_path / "out.mp4", _never, 2)
+        upscale_video(src, tmp_path / "out.mp4", VideoWork(_never, 2))
     assert 0 < caught.value.frame < FRAMES
     assert [p.name for p in tmp_path.iterdir()] == ["cut.mkv"]
 
@@ -212,8 +213,8 @@ def test_truncated_file_is_refused_before_work(media, tmp_path):
 def test_cancel_stops_and_leaves_nothing(media, tmp_path):
     done = []
     with pytest.raises(Cancelled):
-        upscale_video(media / "clip.mp4", tmp_path / "out.mp4", double, 2,
-                      progress=lambda d, t: done.append(d), cancelled=lambda: len(done) >= 5)
+        upscale_video(media / "clip.mp4", tmp_path / "out.mp4",
+                      VideoWork(double, 2, progress=lambda d, t: done.append(d), cancelled=lambda: len(done) >= 5))
     assert len(done) == 5 and list(tmp_path.iterdir()) == []
     assert not [t for t in threading.enumerate() if t.name.startswith("video-")]  # both stages joined
 
@@ -227,7 +228,7 @@ def test_cancel_stops_and_leaves_nothing(media, tmp_path):
 ])
 def test_limits_refuse_before_work(media, tmp_path, limits, error, words):
     with pytest.raises(error, match=words):
-        upscale_video(media / "clip.mp4", tmp_path / "out.mp4", _never, 2, limits=limits)
+        upscale_video(media / "clip.mp4", tmp_path / "out.mp4", VideoWork(_never, 2, limits=limits))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -245,13 +246,13 @@ def test_inputs_that_are_not_videos_are_refused_with_reasons(tmp_path):
         out.mux(stream.encode(None))
     flv = write_clip(tmp_path / "old.flv", codec="flv", subtitle="", audio=False)
     with pytest.raises(NotAVideoError, match="not a video"):
-        upscale_video(text, tmp_path / "a.mp4", _never, 2)
+        upscale_video(text, tmp_path / "a.mp4", VideoWork(_never, 2))
     with pytest.raises(NotAVideoError, match="image"):
-        upscale_video(still, tmp_path / "b.mp4", _never, 2)
+        upscale_video(still, tmp_path / "b.mp4", VideoWork(_never, 2))
     with pytest.raises(NoVideoStreamError, match="holds no picture"):
-        upscale_video(sound, tmp_path / "c.mp4", _never, 2)
+        upscale_video(sound, tmp_path / "c.mp4", VideoWork(_never, 2))
     with pytest.raises(UnsupportedCodecError, match="flv1 video codec"):
-        upscale_video(flv, tmp_path / "d.mp4", _never, 2)
+        upscale_video(flv, tmp_path / "d.mp4", VideoWork(_never, 2))
     assert media_kind(still) == "image" and media_kind(flv) == "video"
     with pytest.raises(NotAVideoError):
         media_kind(text)
@@ -264,13 +265,13 @@ def test_segments_joined_equal_an_unsegmented_run(media, tmp_path):
     assert [s.frames for s in segments] == [12, 12, 6] and segments[1].start_pts in info.keyframes
     parts = [tmp_path / s.file_name for s in segments]
     for segment, part in zip(segments, parts, strict=True):
-        assert upscale_segment(info, segment, part, double, 2) == segment.frames
+        assert upscale_segment(info, segment, part, VideoWork(double, 2)) == segment.frames
     joined = join_segments(info, parts, tmp_path / "joined.mp4", scale=2)
     first = hashlib.sha256(joined.path.read_bytes()).hexdigest()
-    upscale_segment(info, segments[1], parts[1], double, 2)  # a resumed worker encodes it again ...
+    upscale_segment(info, segments[1], parts[1], VideoWork(double, 2))  # a resumed worker encodes it again ...
     resumed = join_segments(info, parts, tmp_path / "resumed.mp4", scale=2)
     assert hashlib.sha256(resumed.path.read_bytes()).hexdigest() == first  # ... and the file is the same
-    whole = upscale_video(src, tmp_path / "whole.mp4", double, 2)
+    whole = upscale_video(src, tmp_path / "whole.mp4", VideoWork(double, 2))
     a, b = probe(joined.path), probe(whole.path)
     assert a.frames == b.frames == FRAMES and seconds(a) == seconds(b) == seconds(info)
     assert packets(joined.path, "audio") == packets(whole.path, "audio") == packets(src, "audio")
@@ -286,7 +287,7 @@ def test_segments_joined_equal_an_unsegmented_run(media, tmp_path):
 def test_preview_is_the_first_frames_upscaled(media, tmp_path):
     info = probe(media / "clip.mp4")
     segment = preview_segment(info, frames=7)
-    assert upscale_segment(info, segment, tmp_path / "preview.mp4", double, 2) == 7
+    assert upscale_segment(info, segment, tmp_path / "preview.mp4", VideoWork(double, 2)) == 7
     preview = probe(tmp_path / "preview.mp4")
     assert preview.frames == 7 and seconds(preview) == seconds(info)[:7] and preview.width == 128
 
@@ -296,7 +297,7 @@ def test_preview_is_the_first_frames_upscaled(media, tmp_path):
 def test_animation_keeps_delays_loop_and_transparency(tmp_path, name, fmt, kind):
     src = write_animation(tmp_path / name, fmt)
     assert media_kind(src) == "animation"
-    result = upscale_animation(src, tmp_path / f"out-{name}", double, 2)
+    result = upscale_animation(src, tmp_path / f"out-{name}", VideoWork(double, 2))
     after = probe_animation(result.path)
     assert (after.kind, after.width, after.height, after.frames) == (kind, 82, 66, 5)
     assert after.delays == (100, 200, 50, 300, 120) and after.loop == 3 and after.has_alpha
@@ -309,7 +310,7 @@ def test_animation_keeps_delays_loop_and_transparency(tmp_path, name, fmt, kind)
 
 def test_animation_to_video_stamps_each_delay(tmp_path):
     src = write_animation(tmp_path / "a.gif", "GIF", delays=(100, 200, 50, 300, 120))
-    result = upscale_animation(src, tmp_path / "a.mp4", double, 2, output="video")
+    result = upscale_animation(src, tmp_path / "a.mp4", VideoWork(double, 2), output="video")
     info = probe(result.path)
     assert info.frames == 5
     assert seconds(info) == [0, Fraction(1, 10), Fraction(3, 10), Fraction(7, 20), Fraction(13, 20)]  # the delays

@@ -38,7 +38,7 @@ def test_the_viewer_plays_before_and_after_in_step(serve, page, tmp_path):
     assert job["status"] == "done", job["error"]
     page.goto(server + "/")
     state = page.evaluate("""async (job) => {
-        const { showVideoResult, isMovingJob } = await import("/static/js/video.js");
+        const { showVideoResult, isVideoOrAnimation } = await import("/static/js/video.js");
         const box = document.createElement("div");
         document.body.append(box);
         showVideoResult(box, job);
@@ -46,7 +46,7 @@ def test_the_viewer_plays_before_and_after_in_step(serve, page, tmp_path):
         await Promise.all(videos.map((v) => v.readyState >= 2 ? null :
             new Promise((ok) => v.addEventListener("loadeddata", ok, { once: true }))));
         await new Promise((ok) => setTimeout(ok, 800));
-        return { moving: isMovingJob(job), videos: videos.map((v) => ({ time: v.currentTime, width: v.videoWidth,
+        return { moving: isVideoOrAnimation(job), videos: videos.map((v) => ({ time: v.currentTime, width: v.videoWidth,
                  error: v.error && v.error.code, paused: v.paused })),
                  split: getComputedStyle(videos[1]).clipPath };
     }""", job)

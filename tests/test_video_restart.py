@@ -17,7 +17,7 @@ from esrgan.video import probe
 from tests.media import packets, write_clip
 from tests.test_restart import job_state, post_job, start_server, wait_until
 from web.jobs.storage import FileStore, new_id
-from web.jobs.video import VideoSettings, run_moving, segment_files
+from web.jobs.video import VideoSettings, run_video, segment_files
 
 FRAMES = 24  # 2 s at 12 fps, a keyframe every 6 frames: four segments of half a second
 MODEL = "realesrgan-x4plus-anime"  # an RRDBNet: slow enough per frame to be killed mid-video
@@ -77,7 +77,7 @@ def test_a_changed_job_never_resumes_from_stale_segments_and_a_cancel_deletes_th
     settings = VideoSettings(segment_seconds=0.5, preview_frames=0)
 
     def run(stop, seen: list[int]) -> None:
-        run_moving(job, upscaler, files, settings, lambda done, _total: seen.append(done), lambda _stage: None, stop)
+        run_video(job, upscaler, files, settings, lambda done, _total: seen.append(done), lambda _stage: None, stop)
 
     with pytest.raises(Cancelled):  # a stop (the server going down) after the first segment
         run(lambda: bool(segment_files(files, job)), [])

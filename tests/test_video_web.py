@@ -15,7 +15,7 @@ import pytest
 from esrgan.errors import Cancelled
 from esrgan.video import probe, probe_animation
 from tests.media import damage_frame, packets, write_animation, write_clip
-from web.jobs.video import VideoSettings, run_moving, segment_files
+from web.jobs.video import VideoSettings, run_video, segment_files
 
 FRAMES = 12
 
@@ -163,10 +163,10 @@ def test_preview_comes_first_and_a_stopped_run_resumes_at_its_next_segment(make_
         return bool(segment_files(files, job))
 
     with pytest.raises(Cancelled):
-        run_moving(job, upscaler, files, settings, lambda d, t: progress.append(d), stage, stop_after_first_segment)
+        run_video(job, upscaler, files, settings, lambda d, t: progress.append(d), stage, stop_after_first_segment)
     assert [p.name.rsplit("-", 1)[0] for p in segment_files(files, job)] == ["segment-00000-of-00002"]
     progress.clear()
-    run_moving(job, upscaler, files, VideoSettings(0.5, 0), lambda d, t: progress.append(d), stages.append,
+    run_video(job, upscaler, files, VideoSettings(0.5, 0), lambda d, t: progress.append(d), stages.append,
                lambda: False)
     assert progress[0] == 0 and min(progress[1:]) == 7 and progress[-1] == FRAMES  # segment 1 was not redone
     out = files.resolve(job.output_file)

@@ -38,20 +38,19 @@ from torch.nn import functional as F
 from esrgan.archs.base import ArchArgs, Architecture, ModelDescriptor, StateDict
 from esrgan.archs.ncnn import (
     ACTIVATION_LEAKY_RELU,
-    ACTIVATION_NONE,
-    ACTIVATION_RELU,
-    ACTIVATION_SIGMOID,
     WEIGHTED_LAYERS,
     NcnnLayer,
     NcnnTensor,
     activation,
     leaky_slope,
+    unet_activation,
 )
 from esrgan.errors import WeightsError
 from esrgan.tiling.se_sync import channel_mean
 
 PRO_SCALE, PRO_OFFSET = 0.7, 0.15  # "pro" checkpoints see inputs mapped to [0.15, 0.85]
 UNET_CROP = 20  # what UNet2 crops from UNet1's output
+OUTPUT_LAYER = "conv_final"  # the 4x network's last convolution (no activation after it)
 
 
 # The networks' facts, per native scale: the alignment a tile needs (upstream pads to it) and the
@@ -249,17 +248,6 @@ def freeze_rule(args: Mapping[str, int]) -> str:
     return "unet1"
 
 
-def _activation_after(name: str) -> int:
-    """The activation upstream's UpCunet applies right after the layer of this official name."""
-    if name.endswith("seblock.conv1"):
-        return ACTIVATION_RELU
-    if name.endswith("seblock.conv2"):
-        return ACTIVATION_SIGMOID
-    if name.endswith("conv_bottom") or name == "conv_final":
-        return ACTIVATION_NONE
-    return ACTIVATION_LEAKY_RELU
-
-
 def ncnn_state_dict(layers: list[NcnnLayer], blobs: list[NcnnTensor], args: Mapping[str, int]) -> StateDict:
     """Map a Real-CUGAN graph's blobs onto upstream's key names, layer by layer in execution order.
 
@@ -297,7 +285,7 @@ def ncnn_state_dict(layers: list[NcnnLayer], blobs: list[NcnnTensor], args: Mapp
             raise WeightsError(f"layer {blob.layer.name} ({blob.layer.kind} {tuple(weight.shape)}) "
                                f"does not match {name} ({kinds[name]} {tuple(expected)})")
         fused = activation(blob.layer)
-        if fused != _activation_after(name) or (
+        if fused != unet_activation(name, last=OUTPUT_LAYER) or (
                 fused == ACTIVATION_LEAKY_RELU and abs(leaky_slope(blob.layer, LEAKY_SLOPE) - LEAKY_SLOPE) > 1e-6):
             raise WeightsError(f"activation after {blob.layer.name} does not match {name}")
         if blob.bias is None:

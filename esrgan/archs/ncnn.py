@@ -119,6 +119,20 @@ def activation(layer: NcnnLayer) -> int:
     return int(layer.params.get(9, ACTIVATION_NONE))
 
 
+def unet_activation(name: str, last: str) -> int:
+    """The activation fused after the layer of official key ``name`` in the U-Net family's graphs
+    (Real-CUGAN's, waifu2x's UpConv7 and CUnet): ReLU after an SE block's first 1x1 convolution,
+    sigmoid after its second, none after a U-Net's bottom convolution or the network's output layer
+    ``last``, LeakyReLU after every other layer."""
+    if name.endswith("seblock.conv1"):
+        return ACTIVATION_RELU
+    if name.endswith("seblock.conv2"):
+        return ACTIVATION_SIGMOID
+    if name.endswith("conv_bottom") or name == last:
+        return ACTIVATION_NONE
+    return ACTIVATION_LEAKY_RELU
+
+
 def leaky_slope(layer: NcnnLayer, default: float) -> float:
     """The negative slope of a layer's fused LeakyReLU (stored as ``-23310=1,slope``), or ``default``."""
     stored = layer.params.get(-23310)

@@ -26,10 +26,9 @@ from torch import nn
 from esrgan.archs.ncnn import (
     ACTIVATION_LEAKY_RELU,
     ACTIVATION_NONE,
-    ACTIVATION_RELU,
-    ACTIVATION_SIGMOID,
     NcnnLayer,
     NcnnTensor,
+    unet_activation,
 )
 from esrgan.errors import WeightsError
 
@@ -41,19 +40,9 @@ INNER_PRODUCT_PARAMS = {0, 1, 2, 9, -23310}
 # own crop, the network's skip crop, comes last).
 UNET_CROPS = [4, 4, 16]
 CUNET_SE_COUNT = 4
+UPCONV7_OUTPUT = "net.12"  # UpConv7's last layer (no activation after it)
 GRAPH_KINDS = {"Input", "Split", "Convolution", "Deconvolution", "InnerProduct", "Pooling", "Scale",
                "Crop", "Eltwise"}
-
-
-def _expected_activation(name: str) -> int:
-    """The activation the network applies right after the layer of this key name."""
-    if name.endswith("seblock.conv1"):
-        return ACTIVATION_RELU
-    if name.endswith("seblock.conv2"):
-        return ACTIVATION_SIGMOID
-    if name.endswith("conv_bottom") or name == "net.12":
-        return ACTIVATION_NONE
-    return ACTIVATION_LEAKY_RELU
 
 
 def _kind(module: nn.Module, name: str) -> str:
@@ -82,7 +71,7 @@ def _check_layer(layer: NcnnLayer, name: str, module: nn.Module, leaky_slope: fl
         raise WeightsError(f"layer {layer.name} has parameters {sorted(unknown)} that {name} has no use for")
     activation = params.get(9, ACTIVATION_NONE)
     slope = layer.params.get(-23310, "1,0").split(",")[-1]
-    if activation != _expected_activation(name) or (
+    if activation != unet_activation(name, last=UPCONV7_OUTPUT) or (
             activation == ACTIVATION_LEAKY_RELU and abs(float(slope) - leaky_slope) > 1e-6):
         raise WeightsError(f"activation after {layer.name} does not match {name}")
 

@@ -123,8 +123,8 @@ def _size_tag(args: argparse.Namespace) -> str:
 def cmd_upscale(args: argparse.Namespace) -> int:
     settings = engine_settings(device=args.device, precision=args.precision, backend=args.backend,
                                tile=args.tile, tile_pad=args.tile_pad)
-    if cli_video.is_moving(args.inputs):  # a video or an animation, by content
-        return cli_video.upscale_moving(args, Upscaler(None, settings))
+    if cli_video.is_video_or_animation(args.inputs):  # a video or an animation, by content
+        return cli_video.upscale_video_or_animation(args, Upscaler(None, settings))
     targets = _targets(args.inputs, args.output, _size_tag(args), args.format)
     for _, dst in targets:  # before any work: an hour of inference must not end in "no such folder"
         if not dst.parent.is_dir():

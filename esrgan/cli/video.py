@@ -30,9 +30,9 @@ from esrgan.video import (
     upscale_animation,
     upscale_video,
 )
-from esrgan.video.options import SUFFIX_CONTAINERS
+from esrgan.video.options import SUFFIX_CONTAINERS, VideoWork
 
-MOVING = ("video", "animation")
+VIDEO_OR_ANIMATION = ("video", "animation")
 # The file suffixes an animated image of each kind may be written under (its kind is kept).
 ANIMATION_SUFFIXES = {"gif": (".gif",), "webp": (".webp",), "apng": (".png", ".apng")}
 
@@ -46,19 +46,19 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
                        help="mp4, mkv or webm (default: from the output's suffix, else mp4)")
 
 
-def is_moving(inputs: list[Path]) -> bool:
+def is_video_or_animation(inputs: list[Path]) -> bool:
     """Whether any input is a video or an animated image, by content (a file that cannot be read
     at all is left to the image path, which says why)."""
     for path in inputs:
         try:
-            if path.is_file() and media_kind(path) in MOVING:
+            if path.is_file() and media_kind(path) in VIDEO_OR_ANIMATION:
                 return True
         except RemasterError:
             continue
     return False
 
 
-def upscale_moving(args: argparse.Namespace, upscaler: Upscaler) -> int:
+def upscale_video_or_animation(args: argparse.Namespace, upscaler: Upscaler) -> int:
     """Upscale the one video or animation of ``args`` (the upscale command's namespace)."""
     if len(args.inputs) != 1:
         raise InvalidOptionError("upscale one video or animation at a time (images may be given together)")
@@ -84,12 +84,12 @@ def upscale_moving(args: argparse.Namespace, upscaler: Upscaler) -> int:
 
         if kind == "animation":
             as_video = dst.suffix.lower() in SUFFIX_CONTAINERS
-            result = upscale_animation(src, dst, fn, args.scale, "video" if as_video else "same", options,
-                                       progress=progress)
+            result = upscale_animation(src, dst, VideoWork(fn, args.scale, options, progress=progress),
+                                       "video" if as_video else "same")
             print(f"{src} -> {dst} ({result.width}x{result.height}, {result.frames} frames, {result.kind}, "
                   f"{result.seconds:.1f}s)")
             return 0
-        result = upscale_video(src, dst, fn, args.scale, options, progress=progress, info=info)
+        result = upscale_video(src, dst, VideoWork(fn, args.scale, options, progress=progress), info=info)
     print(f"{src} -> {dst} ({result.width}x{result.height}, {result.frames} frames, {result.codec} in "
           f"{result.container}, crf {result.crf}, {result.seconds:.1f}s)")
     for line in (*result.streams, *result.notes):

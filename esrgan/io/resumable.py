@@ -7,16 +7,16 @@ Every write is atomic (written beside, then renamed), so a unit is either whole 
 moment the process dies at. Opened with a different identity, the folder is emptied first: a changed
 job never resumes from stale parts.
 
-    store = WorkStore.open(job_folder / "work", {"model": name, "input": digest(pixels), ...})
+    store = WorkStore.open(job_folder / "work", work_identity("tiles", settings, model=name, input=digest(pixels)))
     if not store.has("tile-0-64-0-64"):
         store.save_array("tile-0-64-0-64", output)
     ...
-    store.close()  # the work is done: the folder goes
+    store.delete()  # the work is done: the folder goes
 
 Unit names are short ASCII words (letters, digits, ``-``, ``_``, ``.``; not starting with a dot).
 
 Several processes (the video segments a job shares with other workers): one process owns the store
-and alone calls `WorkStore.open` (which may empty the folder) and `close`; the others call
+and alone calls `WorkStore.open` (which may empty the folder) and `delete`; the others call
 `WorkStore.join`, which never creates or empties anything and refuses a folder whose manifest names
 other work, and only add units. Distinct units written by distinct processes do not interfere
 (each is one atomic rename). A helper that joined before the owner emptied the folder for changed
@@ -34,17 +34,22 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from esrgan.io.atomic import DISK_FULL_ERRNOS
+
+if TYPE_CHECKING:
+    from esrgan.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 TAG_LENGTH = 12  # hex digits of `WorkStore.tag`: 48 bits, no two works of one job collide
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$")
+# The engine settings that decide a result's pixels: in the identity of every kind of work.
+ENGINE_SETTINGS = ("device", "precision", "backend", "tile_pad", "pre_pad", "se_sync")
 
 
 def digest(*parts: Any) -> str:
@@ -59,6 +64,13 @@ def digest(*parts: Any) -> str:
         else:
             sha.update(json.dumps(part, sort_keys=True, default=str).encode())
     return sha.hexdigest()
+
+
+def work_identity(work: str, engine: Settings, **facts: Any) -> dict:
+    """The identity a store of ``work`` (its kind: "tiles", "video-segments" ...) is opened with: the
+    engine's settings that decide any result (`ENGINE_SETTINGS`: one added there counts for every
+    kind of work), then the ``facts`` that decide this one's (the model, the input's digest ...)."""
+    return {"work": work, "engine": {name: getattr(engine, name) for name in ENGINE_SETTINGS}, **facts}
 
 
 class WorkStore:
@@ -143,8 +155,8 @@ class WorkStore:
         """Where unit ``name`` lies (or would lie)."""
         return self._path(name)
 
-    def close(self) -> None:
-        """The work is done (its result is kept elsewhere): remove the folder."""
+    def delete(self) -> None:
+        """The work is done (its result is kept elsewhere): remove the folder and every unit in it."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _path(self, name: str) -> Path:

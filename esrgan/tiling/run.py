@@ -122,43 +122,9 @@ def run_plan(
             so only bytes cross to the host; bit for bit the float result quantised afterwards.
     """
     run = _Run(model, image, scale, options, torch.device(device), dtype, channels_last, checkpoint, before_forward)
-    plan = run.resume_plan(plan)
-    blocks = se_sync.se_blocks(model) if plan.consumes_context and options.se_sync == "exact" else []
     run.steps = Steps(0, progress, cancelled, options.step_delay, options.step_slowdown)
-    means: list[np.ndarray] = []
-    keep_states = run.can_keep_states()
-    with counting(run.steps):
-        while True:
-            syncing = bool(blocks) and plan.count > 1
-            run.passes_left = len(blocks) - len(means) + 1 if syncing else 1
-            run.restart_when_split = bool(blocks) and not syncing
-            run.steps.total = run.steps.done + plan.count * run.per_tile * run.passes_left
-            canvas = Canvas(image.shape[0] * scale, image.shape[1] * scale, run.device, quantise, plan.blend)
-            run.canvas = None  # set by the last pass (`_Run.expect`); never an earlier attempt's canvas
-            try:
-                if syncing and keep_states:
-                    try:
-                        plan = run.staged(plan, blocks, means, canvas)
-                    except (NoRoom, *OOM_ERRORS) as error:  # recompute instead (the means found are kept)
-                        log.info("SE passes recompute their tiles: %s", error or type(error).__name__)
-                        keep_states = False
-                        continue
-                elif syncing and len(means) < len(blocks):
-                    plan, mean = run.collect(plan, blocks, means)
-                    means.append(mean)
-                    continue
-                else:
-                    plan = run.final(plan, blocks if syncing else [], means, canvas)
-            except _Split as split:  # the one tile ran out of memory: synchronise the smaller ones first
-                plan = split.plan
-                continue
-            return TiledResult(canvas.result(), plan, run.resumed, run.steps.slept)
-
-
-class _Split(Exception):  # noqa: N818 - control flow
-    def __init__(self, plan: TilePlan) -> None:
-        super().__init__()
-        self.plan = plan
+    canvas, plan = run.run(plan, quantise)
+    return TiledResult(canvas.result(), plan, run.resumed, run.steps.slept)
 
 
 class _Run(SyncedPasses):
@@ -175,9 +141,45 @@ class _Run(SyncedPasses):
         self.per_tile = steps_per_tile(model)
         self.steps = Steps(0, None, None)
         self.passes_left = 1
-        self.restart_when_split = False
         self.resumed = 0
         self.canvas: Canvas | None = None
+
+    def run(self, plan: TilePlan, quantise: bool) -> tuple[Canvas, TilePlan]:
+        """Every pass ``plan`` needs, re-planned as out-of-memory errors demand (`each_group`), the
+        last filling the canvas. Returns the filled canvas and the plan as it ended."""
+        plan = self.resume_plan(plan)
+        blocks = se_sync.se_blocks(self.model) if plan.consumes_context and self.options.se_sync == "exact" else []
+        means: list[np.ndarray] = []
+        keep_states = self.can_keep_states()
+        with counting(self.steps):
+            while True:
+                syncing = bool(blocks) and plan.count > 1
+                self._begin(plan, len(blocks) - len(means) + 1 if syncing else 1)
+                if syncing and keep_states:
+                    canvas = self._canvas(quantise, plan)
+                    try:
+                        return canvas, self.staged(plan, blocks, means, canvas)
+                    except (NoRoom, *OOM_ERRORS) as error:  # recompute instead (the means found are kept)
+                        log.info("SE passes recompute their tiles: %s", error or type(error).__name__)
+                        keep_states = False
+                elif syncing and len(means) < len(blocks):
+                    plan, mean = self.collect(plan, blocks, means)
+                    means.append(mean)
+                else:
+                    canvas = self._canvas(quantise, plan)  # one SE tile split in several: SE passes first
+                    plan, finished = self.final(plan, blocks if syncing else [], means, canvas,
+                                                until_split=bool(blocks) and not syncing)
+                    if finished:
+                        return canvas, plan
+
+    def _begin(self, plan: TilePlan, passes: int) -> None:
+        """A pass over ``plan`` begins (``passes``: it and those left after it)."""
+        self.passes_left = passes
+        self.steps.total = self.steps.done + plan.count * self.per_tile * passes
+        self.canvas = None  # set by the last pass (`expect`); never an earlier attempt's canvas
+
+    def _canvas(self, quantise: bool, plan: TilePlan) -> Canvas:
+        return Canvas(*(side * self.scale for side in self.image.shape[:2]), self.device, quantise, plan.blend)
 
     def resume_plan(self, plan: TilePlan) -> TilePlan:
         """The plan a checkpointed run was following (it may have been re-planned), else ``plan``."""
@@ -203,10 +205,12 @@ class _Run(SyncedPasses):
             patches = patches.contiguous(memory_format=torch.channels_last)
         return patches
 
-    def each_group(self, plan: TilePlan, work: Callable[[list[Tile]], None], halving: bool = True) -> TilePlan:
+    def each_group(self, plan: TilePlan, work: Callable[[list[Tile]], None], halving: bool = True,
+                   until_split: bool = False) -> tuple[TilePlan, bool]:
         """Call ``work`` on consecutive groups of same-shape tiles, stepping the progress after each;
         out of memory, cut the unfinished tiles to half the size and go on (with ``halving``, else
-        raise). Returns the plan as it ended."""
+        raise; with ``until_split``, stop there). Returns the plan as it ended, and whether every
+        tile was done."""
         base, i = self.steps.done, 0
         while i < plan.count:
             group = _group(plan.tiles, i, self.options.batch)
@@ -218,6 +222,8 @@ class _Run(SyncedPasses):
                 if not halving:
                     raise
                 plan = self._halve(plan, i, error)
+                if until_split:
+                    return plan, False
                 if self.canvas is not None:  # blended bytes wait for the tiles that now come
                     self.canvas.expect([place(t, plan, self.scale) for t in plan.tiles[i:]])
                 self.steps.total = base + plan.count * self.per_tile * self.passes_left
@@ -226,7 +232,7 @@ class _Run(SyncedPasses):
             self.steps.step(to=base + i * self.per_tile)
             if self.device.type == "cpu":
                 _return_freed_memory()
-        return plan
+        return plan, True
 
     def _halve(self, plan: TilePlan, first: int, error: BaseException) -> TilePlan:
         core = plan.tiles[first].core
@@ -239,12 +245,13 @@ class _Run(SyncedPasses):
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         self._keep_plan(smaller)
-        if self.restart_when_split:
-            raise _Split(smaller)
         return smaller
 
-    def final(self, plan: TilePlan, blocks, means: list[np.ndarray], canvas: Canvas) -> TilePlan:
-        """The last pass: every tile through the whole network, stored (or taken from the checkpoint)."""
+    def final(self, plan: TilePlan, blocks, means: list[np.ndarray], canvas: Canvas,
+              until_split: bool = False) -> tuple[TilePlan, bool]:
+        """The last pass: every tile through the whole network, stored (or taken from the checkpoint);
+        with ``until_split``, it stops where out of memory cut the tiles smaller. Returns the plan
+        as it ended, and whether the canvas is full."""
         self.expect(plan, canvas)
 
         def work(group: list[Tile]) -> None:
@@ -258,7 +265,7 @@ class _Run(SyncedPasses):
                 outputs = self.forward(self.patches(group))
             self._store(group, outputs, plan, canvas)
 
-        return self.each_group(plan, work)
+        return self.each_group(plan, work, until_split=until_split)
 
     def expect(self, plan: TilePlan, canvas: Canvas) -> None:
         """The last pass begins: ``canvas`` takes every tile of ``plan``."""

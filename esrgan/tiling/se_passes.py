@@ -52,7 +52,7 @@ class SyncedPasses:
                     pass
             self._keep_sums(names, state.collected[k], total)
 
-        plan = self.each_group(plan, work)
+        plan, _ = self.each_group(plan, work)
         return plan, _mean(total)
 
     def _keep_sums(self, names: list[str], sums: list[np.ndarray], total: list[np.ndarray]) -> None:

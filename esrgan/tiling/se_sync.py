@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from fractions import Fraction
 
 import numpy as np
 import torch
 
-_LOCAL = threading.local()  # the SyncState of the tiled run on this thread, if any
+from esrgan.tiling.per_thread import PerThread
+
 _RATIOS: weakref.WeakKeyDictionary[torch.nn.Module, list[Fraction]] = weakref.WeakKeyDictionary()
 _RATIOS_LOCK = threading.Lock()
 
@@ -94,6 +95,9 @@ class SyncState:
         return _own_mean(x)
 
 
+_CURRENT: PerThread[SyncState] = PerThread()  # the SyncState of the tiled run on this thread, if any
+
+
 def owned_sums(x: torch.Tensor, ratio: Fraction, core: Core) -> np.ndarray:
     """A tile's share of an SE block's input ``x`` (C, h, w): the sums over the part it owns, per
     channel in float64, then that part's size."""
@@ -119,19 +123,13 @@ def _owned(length: int, core: int, ratio: Fraction, first: bool, last: bool) -> 
 def channel_mean(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The (N, C, 1, 1) channel means an SE block should use for its input ``x`` (N, C, H, W): its
     own, or in a synced tiled run the whole image's (and at the block being collected, the pass stops)."""
-    state = getattr(_LOCAL, "state", None)
+    state = _CURRENT.get()
     return _own_mean(x) if state is None else state.mean(block, x)
 
 
-@contextmanager
-def syncing(state: SyncState) -> Iterator[SyncState]:
+def syncing(state: SyncState) -> AbstractContextManager[SyncState]:
     """Let the SE blocks of forward passes on this thread follow ``state``."""
-    previous = getattr(_LOCAL, "state", None)
-    _LOCAL.state = state
-    try:
-        yield state
-    finally:
-        _LOCAL.state = previous
+    return _CURRENT.bound(state)
 
 
 def ratios(model: torch.nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], context: int,

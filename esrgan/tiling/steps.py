@@ -12,12 +12,13 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 
 from esrgan.errors import Cancelled
+from esrgan.tiling.per_thread import PerThread
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
@@ -63,20 +64,14 @@ class Steps:
         self._last = time.perf_counter()  # the next step's work starts now (reporting is not the network's)
 
 
-_CURRENT = threading.local()  # the Steps of the run on this thread, if any
+_CURRENT: PerThread[Steps] = PerThread()  # the Steps of the run on this thread, if any
 _BLOCK_COUNTS: weakref.WeakKeyDictionary[torch.nn.Module, int] = weakref.WeakKeyDictionary()
 _HOOK_LOCK = threading.Lock()
 
 
-@contextmanager
-def counting(steps: Steps) -> Iterator[Steps]:
+def counting(steps: Steps) -> AbstractContextManager[Steps]:
     """Let the block hooks of networks run on this thread report to ``steps``."""
-    previous = getattr(_CURRENT, "steps", None)
-    _CURRENT.steps = steps
-    try:
-        yield steps
-    finally:
-        _CURRENT.steps = previous
+    return _CURRENT.bound(steps)
 
 
 def step_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -90,7 +85,7 @@ def step_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 def _after_block(_module: torch.nn.Module, _inputs: object, _output: object) -> None:
-    steps = getattr(_CURRENT, "steps", None)
+    steps = _CURRENT.get()
     if steps is not None:
         steps.step()
 

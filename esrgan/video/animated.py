@@ -21,10 +21,9 @@ from PIL import Image
 
 from esrgan.errors import Cancelled
 from esrgan.result import resample
-from esrgan.tiling.run import CancelFn, ProgressFn
 from esrgan.video.errors import NotAVideoError, VideoTooLargeError, VideoTooLongError
 from esrgan.video.frames import FrameFn, rgb_to_frame
-from esrgan.video.options import EncodeOptions, VideoLimits
+from esrgan.video.options import EncodeOptions, VideoLimits, VideoWork
 from esrgan.video.probe import ANIMATED_FORMATS, Colour
 from esrgan.video.result import output_size
 from esrgan.video.streams import PictureFormat, add_video_stream, atomic_output
@@ -103,19 +102,10 @@ def probe_animation(path: str | Path, limits: VideoLimits = VideoLimits()) -> An
     return info
 
 
-def upscale_animation(
-    src: str | Path,
-    dst: str | Path,
-    upscale_frame: FrameFn,
-    scale: float,
-    output: AnimationOutput = "same",
-    options: EncodeOptions = EncodeOptions(),
-    limits: VideoLimits = VideoLimits(),
-    progress: ProgressFn | None = None,
-    cancelled: CancelFn | None = None,
-) -> AnimationResult:
+def upscale_animation(src: str | Path, dst: str | Path, work: VideoWork,
+                      output: AnimationOutput = "same") -> AnimationResult:
     """Upscale every frame of an animated image into ``dst``: the same kind (``output="same"``) with
-    delays, loop count and transparency kept, or a video (``"video"``: ``options`` say which; each
+    delays, loop count and transparency kept, or a video (``"video"``: ``work.options`` say which; each
     frame's delay becomes its timestamp; transparency becomes white). Written atomically.
 
     Raises:
@@ -123,6 +113,7 @@ def upscale_animation(
         Cancelled, OutputPathError, StorageFullError.
     """
     started = time.perf_counter()
+    scale, options, limits, progress = work.scale, work.options, work.limits, work.progress
     info = probe_animation(src, limits)
     exact, even = output_size(info.width, info.height, scale)
     size = even if output == "video" else exact
@@ -134,10 +125,10 @@ def upscale_animation(
     frames = []
     with Image.open(info.path) as image:
         for index in range(info.frames):
-            if cancelled is not None and cancelled():
+            if work.cancelled is not None and work.cancelled():
                 raise Cancelled("the animation was cancelled")
             image.seek(index)
-            frames.append(_upscale_rgba(np.asarray(image.convert("RGBA")), upscale_frame, exact))
+            frames.append(_upscale_rgba(np.asarray(image.convert("RGBA")), work.upscale_frame, exact))
             if progress is not None:
                 progress(index + 1, info.frames)
     with atomic_output(Path(dst)) as tmp:

@@ -1,12 +1,20 @@
 """What the video engine may take and how it writes: output codecs and containers, encoder settings,
-and the limits checked before any work. Pure data; no environment is read here."""
+the limits checked before any work, and `VideoWork`, which bundles them with the frame function.
+Pure data; no environment is read here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from esrgan.video.errors import VideoOptionError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
+    from esrgan.tiling.steps import CancelFn, ProgressFn
 
 Codec = Literal["h264", "vp9", "av1"]
 Container = Literal["mp4", "mkv", "webm"]
@@ -154,3 +162,26 @@ def container_for_path(path: str) -> Container:
     """The container a file name asks for by its suffix (mp4 when it names none we write)."""
     suffix = "." + str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
     return SUFFIX_CONTAINERS.get(suffix, "mp4")  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class VideoWork:
+    """What every frame goes through and how the result is written: what `upscale_video`,
+    `upscale_segment` and `upscale_animation` (`esrgan.video`) take besides where to read and write.
+
+    Attributes:
+        upscale_frame: (H, W, 3) uint8 RGB -> the exact ``scale``x size, (H', W', 3) uint8 RGB
+            (see `esrgan.video.frames.frame_upscaler`).
+        scale: The scale ``upscale_frame`` applies (any from 1 to 8).
+        options: Codec, container, CRF, what to do with streams the container cannot hold.
+        limits: Checked before any work.
+        progress: Called with (frames done, frames in all) after each frame.
+        cancelled: Polled before each frame; True stops with `Cancelled`.
+    """
+
+    upscale_frame: Callable[[np.ndarray], np.ndarray]  # a `esrgan.video.frames.FrameFn`
+    scale: float
+    options: EncodeOptions = EncodeOptions()
+    limits: VideoLimits = VideoLimits()
+    progress: ProgressFn | None = None
+    cancelled: CancelFn | None = None

@@ -5,8 +5,8 @@ subtitles muxed in at the join. Nothing is encoded twice.
     info = probe(src)
     segments = plan_segments(info)                      # cut at the source's keyframes
     for segment in segments:                            # skip the ones already done
-        upscale_segment(info, segment, work / segment.file_name, upscale_frame, scale, options)
-    join_segments(info, [work / s.file_name for s in segments], dst, options)
+        upscale_segment(info, segment, folder / segment.file_name, VideoWork(upscale_frame, scale, options))
+    join_segments(info, [folder / s.file_name for s in segments], dst, options)
 
 A segment's encode starts from a fresh encoder on the same settings, and x264 with a fixed thread
 count is deterministic, so re-encoding a segment gives the same bytes, and a resumed job joins into
@@ -24,10 +24,8 @@ from pathlib import Path
 
 import av
 
-from esrgan.tiling.run import CancelFn, ProgressFn
 from esrgan.video.errors import SegmentError
-from esrgan.video.frames import FrameFn
-from esrgan.video.options import EncodeOptions, VideoLimits
+from esrgan.video.options import EncodeOptions, VideoWork
 from esrgan.video.probe import VideoInfo
 from esrgan.video.result import VideoResult, check_output, differences, output_size
 from esrgan.video.streams import Passthrough, PictureFormat, add_video_stream, atomic_output, plan_streams
@@ -92,28 +90,18 @@ def preview_segment(info: VideoInfo, frames: int = DEFAULT_PREVIEW_FRAMES) -> Se
     return Segment(0, 1, info.pts[0], end, frames, 0.0)
 
 
-def upscale_segment(
-    info: VideoInfo,
-    segment: Segment,
-    dst: str | Path,
-    upscale_frame: FrameFn,
-    scale: float,
-    options: EncodeOptions = EncodeOptions(),
-    limits: VideoLimits = VideoLimits(),
-    progress: ProgressFn | None = None,
-    cancelled: CancelFn | None = None,
-) -> int:
+def upscale_segment(info: VideoInfo, segment: Segment, dst: str | Path, work: VideoWork) -> int:
     """Upscale and encode one segment's pictures (no sound) into ``dst``, atomically; returns its
-    frame count. Progress counts this segment's frames. Raises as `upscale_video`."""
-    options.validate()
-    _, size = check_output(info, scale, limits)
+    frame count. Progress (``work.progress``) counts this segment's frames. Raises as `upscale_video`."""
+    work.options.validate()
+    _, size = check_output(info, work.scale, work.limits)
     started = time.perf_counter()
     with atomic_output(Path(dst)) as tmp, av.open(str(info.path)) as source:
         with av.open(str(tmp), "w", format=SEGMENT_MUXER) as out:
-            video = add_video_stream(out, PictureFormat.of(info, *size), options)
-            frames = run_pipeline(source, info, out, video, None, upscale_frame, size,
-                                  window=(segment.start_pts, segment.end_pts), progress=progress,
-                                  cancelled=cancelled)
+            video = add_video_stream(out, PictureFormat.of(info, *size), work.options)
+            frames = run_pipeline(source, info, out, video, None, work.upscale_frame, size,
+                                  window=(segment.start_pts, segment.end_pts), progress=work.progress,
+                                  cancelled=work.cancelled)
     log.info("segment %d/%d of %s: %d frames in %.1fs", segment.index + 1, segment.count, info.path.name,
              frames, time.perf_counter() - started)
     return frames

@@ -23,7 +23,7 @@ from esrgan.errors import Cancelled
 from esrgan.tiling.run import CancelFn, ProgressFn
 from esrgan.video.errors import DamagedVideoError
 from esrgan.video.frames import FrameFn, frame_to_rgb, rgb_to_frame
-from esrgan.video.options import EncodeOptions, VideoLimits
+from esrgan.video.options import VideoWork
 from esrgan.video.probe import VideoInfo, probe
 from esrgan.video.result import VideoResult, check_output, differences
 from esrgan.video.streams import (
@@ -40,30 +40,14 @@ QUEUE_DEPTH = 4  # frames waiting between two stages: enough to ride out jitter,
 POLL_S = 0.1
 
 
-def upscale_video(
-    src: str | Path,
-    dst: str | Path,
-    upscale_frame: FrameFn,
-    scale: float,
-    options: EncodeOptions = EncodeOptions(),
-    limits: VideoLimits = VideoLimits(),
-    progress: ProgressFn | None = None,
-    cancelled: CancelFn | None = None,
-    info: VideoInfo | None = None,
-) -> VideoResult:
+def upscale_video(src: str | Path, dst: str | Path, work: VideoWork, info: VideoInfo | None = None) -> VideoResult:
     """Upscale a clip into ``dst``, sound and subtitles carried over; nothing is left at ``dst`` (nor
     beside it) unless the whole file was written.
 
     Args:
         src: The clip.
         dst: Where the result goes (its folder must exist).
-        upscale_frame: (H, W, 3) uint8 RGB -> the exact ``scale``x size, (H', W', 3) uint8 RGB
-            (see `esrgan.video.frames.frame_upscaler`).
-        scale: The scale ``upscale_frame`` applies (any from 1 to 8).
-        options: Codec, container, CRF, what to do with streams the container cannot hold.
-        limits: Checked before any work.
-        progress: Called with (frames done, frames in all) after each frame.
-        cancelled: Polled before each frame; True stops with `Cancelled`.
+        work: The frame function and its scale, the encoder's options, the limits, the callbacks.
         info: The clip's `probe`, when the caller has it already.
 
     Raises:
@@ -73,17 +57,18 @@ def upscale_video(
         Cancelled, StorageFullError.
     """
     started = time.perf_counter()
+    options, scale = work.options, work.scale
     options.validate()
-    info = info or probe(src, limits)
-    exact, size = check_output(info, scale, limits)
+    info = info or probe(src, work.limits)
+    exact, size = check_output(info, scale, work.limits)
     plans = plan_streams(info, options)
     dst = Path(dst)
     with atomic_output(dst) as tmp, av.open(str(info.path)) as source:
         with av.open(str(tmp), "w", format=options.container_spec.muxer) as out:
             video = add_video_stream(out, PictureFormat.of(info, *size), options)
             passthrough = Passthrough(out, source, plans)
-            frames = run_pipeline(source, info, out, video, passthrough, upscale_frame, size,
-                                  progress=progress, cancelled=cancelled)
+            frames = run_pipeline(source, info, out, video, passthrough, work.upscale_frame, size,
+                                  progress=work.progress, cancelled=work.cancelled)
     log.info("video %s: %d frames %dx%d -> %dx%d %s/%s in %.1fs", info.path.name, frames, info.width, info.height,
              *size, options.codec, options.container, time.perf_counter() - started)
     return VideoResult(

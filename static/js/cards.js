@@ -5,7 +5,7 @@
 
 import { call, sleep } from "./api.js";
 import { forget, remember } from "./memory.js";
-import { isMovingJob, showVideoPreview, showVideoResult } from "./video.js";
+import { isVideoOrAnimation, showVideoPreview, showVideoResult } from "./video.js";
 import { titleOf } from "./settings.js";
 import { setupCompare } from "./viewer.js";
 import { announce, formatBytes, formatSeconds, plural } from "./words.js";
@@ -53,7 +53,7 @@ const FORMAT_NAMES = { png: "PNG", jpg: "JPEG", jpeg: "JPEG", webp: "WebP", bmp:
                        mp4: "MP4", webm: "WebM", mkv: "MKV" };
 
 // How a video or an animation was made: the model, the scale, the frames.
-function madeMoving(job, result) {
+function madeVideoOrAnimation(job, result) {
   const p = result.provenance || {};
   const frames = p.frames ?? job.media?.frames;
   return [`${titleOf(p.model || job.model)} at ${p.scale ?? job.scale}\u00d7`, frames ? plural(frames, "frame") : "",
@@ -98,12 +98,12 @@ function showResult(entry, job) {
   card.querySelector(".job-progress").hidden = true;
   card.querySelector(".job-preview").hidden = true;
   card.querySelector(".job-detail").hidden = true;
-  const moving = isMovingJob(job);
+  const videoOrAnimation = isVideoOrAnimation(job);
   card.querySelector(".preview-motion").replaceChildren(); // the preview player stops with the result
-  card.querySelector(".viewer").hidden = moving;
+  card.querySelector(".viewer").hidden = videoOrAnimation;
   const players = card.querySelector(".motion-result");
-  players.hidden = !moving;
-  if (moving) {
+  players.hidden = !videoOrAnimation;
+  if (videoOrAnimation) {
     entry.stopPlayers?.();
     entry.stopPlayers = showVideoResult(players, { ...job, original_name: name });
   } else {
@@ -112,14 +112,14 @@ function showResult(entry, job) {
   card.querySelector(".fact-original").textContent = `${result.original_width} \u00d7 ${result.original_height}`;
   card.querySelector(".fact-output").textContent = `${result.output_width} \u00d7 ${result.output_height}`;
   const p = result.provenance || {};
-  card.querySelector(".fact-how").textContent = moving ? madeMoving(job, result) : madeWith(job, p, result);
-  card.querySelector(".fact-time").textContent = moving ? formatSeconds(job.elapsed_seconds ?? 0) : took(p);
+  card.querySelector(".fact-how").textContent = videoOrAnimation ? madeVideoOrAnimation(job, result) : madeWith(job, p, result);
+  card.querySelector(".fact-time").textContent = videoOrAnimation ? formatSeconds(job.elapsed_seconds ?? 0) : took(p);
   const download = card.querySelector(".download");
   download.href = result.download_path;
   download.textContent = "Download";
   nameDownload(download, result, name);
   const copy = card.querySelector(".copy");
-  if (navigator.clipboard && window.ClipboardItem && !moving) {
+  if (navigator.clipboard && window.ClipboardItem && !videoOrAnimation) {
     copy.hidden = false;
     copy.setAttribute("aria-label", `Copy image of ${name}`);
     copy.textContent = "Copy image";
@@ -205,10 +205,10 @@ function showPreview(entry, job) {
   const { card } = entry;
   const preview = card.querySelector(".preview");
   const motion = card.querySelector(".preview-motion");
-  const moving = isMovingJob(job);
-  preview.hidden = moving;
-  motion.hidden = !moving;
-  if (moving) {
+  const videoOrAnimation = isVideoOrAnimation(job);
+  preview.hidden = videoOrAnimation;
+  motion.hidden = !videoOrAnimation;
+  if (videoOrAnimation) {
     showVideoPreview(motion, job);
     motion.querySelector("video")?.setAttribute("aria-label", `Quick preview of ${entry.name}: the first frames upscaled`);
   } else {

@@ -71,7 +71,7 @@ export function videoLimits(form) {
 }
 
 // The MIME types the server takes, by kind: `image` from its own list where /api/models gives one
-// (limits.input_types), else the form's (rendered by the server with the page); `moving` (videos
+// (limits.input_types), else the form's (rendered by the server with the page); `videoOrAnimation` (videos
 // and animated images) from the video limits' accept list.
 export function acceptedTypes(limits, form) {
   const listed = limits.input_types || limits.accepted_types;
@@ -80,8 +80,8 @@ export function acceptedTypes(limits, form) {
     const byName = { jpg: "image/jpeg", jpeg: "image/jpeg", tif: "image/tiff", tiff: "image/tiff" };
     image = listed.map((t) => (t.includes("/") ? t : byName[t.toLowerCase()] || `image/${t.toLowerCase()}`));
   }
-  const moving = (videoLimits(form).accept || []).filter((t) => t.includes("/") && !image.includes(t));
-  return { image, moving };
+  const videoOrAnimation = (videoLimits(form).accept || []).filter((t) => t.includes("/") && !image.includes(t));
+  return { image, videoOrAnimation };
 }
 
 export const typeNames = (types) => [...new Set(types.map((t) => NAMES[t] || t))].join(", ");
@@ -103,17 +103,18 @@ export async function checkBytes(file, { maxBytes, maxVideoBytes, types }) {
   }
   const type = await sniffType(file);
   const still = types.image.includes(type);
-  if (!still && !types.moving.includes(type)) {
-    const what = type ? `a ${NAMES[type] || type} file` : types.moving.length ? "not an image or a video" : "not an image";
-    const takes = types.moving.length ? `images (${typeNames(types.image)}) and videos or animations (${typeNames(types.moving)})` :
+  if (!still && !types.videoOrAnimation.includes(type)) {
+    const others = types.videoOrAnimation;
+    const what = type ? `a ${NAMES[type] || type} file` : others.length ? "not an image or a video" : "not an image";
+    const takes = others.length ? `images (${typeNames(types.image)}) and videos or animations (${typeNames(others)})` :
       typeNames(types.image);
     return { kind: "image", problem: `${what}: the server takes ${takes}`, fix: "Save it in one of these formats first." };
   }
-  const moving = !still || await isAnimated(file, type);
-  const kind = !moving ? "image" : type.startsWith("video/") ? "video" : "animation";
-  const limit = moving ? maxVideoBytes : maxBytes;
+  const videoOrAnimation = !still || await isAnimated(file, type);
+  const kind = !videoOrAnimation ? "image" : type.startsWith("video/") ? "video" : "animation";
+  const limit = videoOrAnimation ? maxVideoBytes : maxBytes;
   if (limit && file.size + FORM_OVERHEAD_BYTES > limit) {
-    const per = moving ? ` for ${KIND_WORDS[kind]}` : "";
+    const per = videoOrAnimation ? ` for ${KIND_WORDS[kind]}` : "";
     return { kind, problem: `${formatBytes(file.size)}: larger than the server takes${per} (${formatBytes(limit)} per upload)`,
              fix: OVER_FIX[kind] };
   }

@@ -8,7 +8,7 @@
 
 import { fetchEstimate } from "./api.js";
 import { acceptedTypes, checkBytes, checkPixels, videoLimits } from "./checks.js";
-import { probeMoving } from "./probe.js";
+import { probeVideoOrAnimation } from "./probe.js";
 import { options, serverLimits } from "./settings.js";
 import { article, formatSeconds, plural, say } from "./words.js";
 
@@ -101,7 +101,7 @@ function showProblem(entry, problem, fix) {
 // A video or an animated image is checked by the server when it arrives (its length, frames and
 // sizes); before that, whether the options can apply to it (a scale factor, not a size in pixels)
 // and, where the browser read its frame size and count, the model and the time the server estimates.
-function describeMoving(entry, opts, maxSeconds, round) {
+function describeVideoOrAnimation(entry, opts, maxSeconds, round) {
   const note = entry.li.querySelector(".estimate");
   const size = entry.width ? `, ${entry.width}\u00d7${entry.height}` : "";
   const length = maxSeconds ? ` (up to ${formatSeconds(maxSeconds)})` : "";
@@ -116,11 +116,11 @@ function describeMoving(entry, opts, maxSeconds, round) {
   entry.errors = [];
   const frames = entry.frames ? `, ${plural(entry.frames, "frame")}` : "";
   note.textContent = `${MOVING_WORDS[entry.kind]}${size}${frames}, ${opts.scale}\u00d7: the server checks its length${length} and frames when it arrives`;
-  if (entry.width && entry.frames) estimateMoving(entry, opts, round);
+  if (entry.width && entry.frames) estimateVideoOrAnimation(entry, opts, round);
 }
 
-// A moving file's time: the server's estimate for one frame of its size, times its frames.
-async function estimateMoving(entry, opts, round) {
+// A video or animation's time: the server's estimate for one frame of its size, times its frames.
+async function estimateVideoOrAnimation(entry, opts, round) {
   let body;
   try {
     body = await fetchEstimate(entry.width, entry.height, { ...opts, format: "png" });
@@ -167,7 +167,7 @@ export async function refreshEstimates({ force = false } = {}) {
   lastAsked = asking;
   const round = ++estimateRound;
   const { maxVideoSeconds } = limitsNow();
-  for (const entry of files.filter((e) => !e.local && e.kind !== "image")) describeMoving(entry, opts, maxVideoSeconds, round);
+  for (const entry of files.filter((e) => !e.local && e.kind !== "image")) describeVideoOrAnimation(entry, opts, maxVideoSeconds, round);
   const asked = files.filter((e) => !e.local && e.width && e.kind === "image");
   const problem = sizeProblem(opts);
   for (const entry of asked) entry.checking = !problem;
@@ -315,19 +315,19 @@ async function choose(list) {
       Object.assign(entry, { width: size.width, height: size.height });
     }
     if (!bad && entry.kind !== "image") {
-      const facts = await probeMoving(entry.file, entry.kind);
+      const facts = await probeVideoOrAnimation(entry.file, entry.kind);
       if (facts.thumbnail && !entry.width) entry.li.querySelector("img").src = facts.thumbnail;
       entry.frames = facts.frames;
       if (!entry.width && facts.width) Object.assign(entry, { width: facts.width, height: facts.height });
     }
-    const moving = entry.kind !== "image";
-    const problem = bad || checkPixels(entry.width, entry.height, moving ? limits.maxVideoPixels : limits.maxPixels,
-                                       moving ? " a frame" : "");
+    const videoOrAnimation = entry.kind !== "image";
+    const problem = bad || checkPixels(entry.width, entry.height, videoOrAnimation ? limits.maxVideoPixels : limits.maxPixels,
+                                       videoOrAnimation ? " a frame" : "");
     entry.checking = false;
     if (problem) {
       entry.local = problem;
       showProblem(entry, problem.problem, problem.fix);
-    } else if (!entry.width && !moving) {
+    } else if (!entry.width && !videoOrAnimation) {
       entry.li.querySelector(".estimate").textContent = "the browser cannot preview this file; the server will check it";
     }
   }

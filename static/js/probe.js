@@ -117,7 +117,7 @@ async function firstPicture(file, moov, table, entry) {
 }
 
 // {width?, height?, frames?, thumbnail? (a data: URL)} of a chosen video or animated image.
-export async function probeMoving(file, kind) {
+export async function probeVideoOrAnimation(file, kind) {
   try {
     return kind === "animation" ? await probeAnimation(file) : await probeMovie(file);
   } catch {

@@ -11,7 +11,7 @@ const DRIFT_S = 0.08; // the original is re-seeked when it is further than this 
 const VIDEO_KINDS = ["video", "animation"];
 
 // Whether a job's result is shown here (a video or an animation) rather than by the image viewer.
-export function isMovingJob(job) {
+export function isVideoOrAnimation(job) {
   return VIDEO_KINDS.includes(job?.kind);
 }
 

@@ -14,7 +14,7 @@ from web import figures
 from web.errors import BadRequest, NotFound, QueueFull
 from web.http.forms import ESTIMATE_SIZE_FIELDS, job_from_request, limit_problems, read_options, work_pixels
 from web.http.limits import image_limits
-from web.http.video_forms import allow_video_bodies, moving_job_from_request, page_values, refuse_moving_upload
+from web.http.video_forms import allow_video_bodies, page_values, refuse_video_or_animation, video_job_from_request
 from web.http.views import find_job, finished_job_response, status_view
 from web.jobs.estimate import job_priors, option_warnings, plan_view, route_choices
 from web.jobs.record import FINISHED, Job
@@ -35,7 +35,7 @@ def submit(job: Job) -> Job:
 @bp.post("/upscale")
 def upscale():
     """Synchronous: answers when the result is ready (images only: a video is refused, pointing to /api/jobs)."""
-    refuse_moving_upload()
+    refuse_video_or_animation()
     job = submit(job_from_request())
     job = services().runner.wait(job.id, timeout=float(current_app.config["SYNC_TIMEOUT_SECONDS"]))
     if job.status not in FINISHED:
@@ -48,7 +48,7 @@ def upscale():
 @bp.post("/api/jobs")
 def create_job():
     allow_video_bodies()  # a video's own size limit; an image is held to its own once its kind is known
-    job = submit(moving_job_from_request() or job_from_request())
+    job = submit(video_job_from_request() or job_from_request())
     response = jsonify(status_view(job))
     response.status_code = 202
     response.headers["Location"] = url_for("api.job_status", job_id=job.id)

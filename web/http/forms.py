@@ -16,7 +16,7 @@ from werkzeug.utils import secure_filename
 from esrgan.errors import FacesUnavailableError, ImageTooLargeError, ModelNotFoundError, RemasterError
 from esrgan.io.imageio import OUTPUT_FORMATS, check_encodable, decode
 from esrgan.models.registry import check_noise, check_outscale, output_size
-from esrgan.sizing import scale_for_size
+from esrgan.sizing import check_output_size, scale_for_size
 from web import figures
 from web.errors import BadRequest
 from web.jobs.estimate import job_priors
@@ -168,7 +168,8 @@ def limit_problems(width: int, height: int, options: RequestOptions, model: str)
     counts no work."""
     config = current_app.config
     out_width, out_height = output_size(width, height, options.scale)
-    for check in (lambda: services().upscaler.check_output_size(width, height, options.scale),
+    limit = services().upscaler.settings.max_output_pixels
+    for check in (lambda: check_output_size(width, height, options.scale, limit),
                   lambda: check_encodable(options.output_format, out_width, out_height)):
         try:
             check()

@@ -115,7 +115,7 @@ def _uploaded_file() -> FileStorage | None:
     return upload if upload is not None and upload.filename else None
 
 
-def refuse_moving_upload() -> None:
+def refuse_video_or_animation() -> None:
     """The synchronous /upscale takes images only: a video or an animation is a job (POST /api/jobs)."""
     upload = _uploaded_file()
     if upload is not None and (kind := upload_kind(upload.stream)) != "image":
@@ -128,7 +128,7 @@ def allow_video_bodies() -> None:
     request.max_content_length = body_limit(current_app.config)
 
 
-def moving_job_from_request() -> Job | None:
+def video_job_from_request() -> Job | None:
     """The job of an uploaded video or animation, stored and checked; None when the upload is no
     video or animation (the image path takes it, and refuses what it must). Call
     `allow_video_bodies` first."""
@@ -209,7 +209,7 @@ def check_free_disk(root: Path, output_pixels: int, as_video: bool, input_bytes:
                                  f"{free / 2**20:,.0f} MB free: choose a smaller scale or a shorter clip")
 
 
-def add_moving_view(view: dict, job: Job) -> None:
+def add_kind_view(view: dict, job: Job) -> None:
     """Add to a job's status view its kind and the unit of its progress ("frames" for a video or an
     animation, "steps" for an image) and, for a video or an animation, its facts and the result's
     MIME type."""

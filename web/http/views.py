@@ -8,7 +8,7 @@ from pathlib import PurePath
 from flask import current_app, jsonify, url_for
 
 from web.errors import NotFound, error_response
-from web.http.video_forms import add_moving_view
+from web.http.video_forms import add_kind_view
 from web.jobs.record import Job
 from web.service import services
 
@@ -103,7 +103,7 @@ def status_view(job: Job) -> dict:
     }
     if job.status == "done":
         view["result"] = result_view(job)
-    add_moving_view(view, job)
+    add_kind_view(view, job)
     return view
 
 

@@ -30,7 +30,7 @@ from web.errors import ErrorKind, error_kind
 from web.jobs.preview import make_preview, wants_preview
 from web.jobs.record import FINISHED, Job, Status
 from web.jobs.storage import FileStore
-from web.jobs.video import VideoSettings, run_moving
+from web.jobs.video import VideoSettings, run_video
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def run_job(job: Job, resources: JobResources, *, cancelled: Callable[[], bool] 
 
     try:
         if job.kind != "image":  # a video or an animation (`web.jobs.video`); it fails the same ways
-            run_moving(job, resources.upscaler, files, resources.video, progress, stage, stop_requested)
+            run_video(job, resources.upscaler, files, resources.video, progress, stage, stop_requested)
             return finish(files, job, "done")
         image = decode_image(files.read(job.input_file), max_pixels=None)
         if wants_preview(job, resources.preview_min_seconds):

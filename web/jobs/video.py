@@ -1,7 +1,7 @@
 """Running a video or animation job: a quick preview of the first frames, then every frame in
 keyframe-aligned segments, joined losslessly into the result (`esrgan.video`).
 
-`web.jobs.lifecycle.run_job` calls `run_moving` for a job whose kind is not "image" and ends the job by
+`web.jobs.lifecycle.run_job` calls `run_video` for a job whose kind is not "image" and ends the job by
 what it raises, as for an image. Finished segments are the units of the job's segment store (an
 `esrgan.io.resumable.WorkStore` in the job's work folder, ``<job id>_work/``), whose identity is
 everything that decides the result (`segment_identity`: model, scale, noise, the engine's precision
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from esrgan.errors import Cancelled
-from esrgan.io.resumable import WorkStore
+from esrgan.io.resumable import WorkStore, work_identity
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
 from esrgan.video import (
@@ -40,7 +40,7 @@ from esrgan.video import (
     upscale_animation,
     upscale_segment,
 )
-from esrgan.video.options import VideoLimits
+from esrgan.video.options import VideoLimits, VideoWork
 from web.jobs import segment_claims as claims
 from web.jobs.record import Job
 from web.jobs.storage import FileStore
@@ -88,12 +88,11 @@ def video_settings(config: Mapping) -> VideoSettings:
 
 
 def segment_identity(job: Job, info: VideoInfo, segments: list[Segment], engine: Settings) -> dict:
-    """What decides a job's segments: a store opened with another identity starts empty."""
-    return {"work": "video-segments", "model": job.model, "anime": job.anime, "scale": job.scale,
-            "noise": job.noise, "precision": engine.precision, "device": engine.device, "backend": engine.backend,
-            "tile": engine.tile, "tile_pad": engine.tile_pad, "pre_pad": engine.pre_pad, "se_sync": engine.se_sync,
-            "encode": asdict(encode_options(job)), "input": input_digest(info.path),
-            "plan": [[s.start_pts, s.end_pts, s.frames] for s in segments]}
+    """What decides a job's segments: a store opened with another identity starts empty. Every
+    segment plans its own tiles, so the tile size counts too."""
+    return work_identity("video-segments", engine, model=job.model, anime=job.anime, scale=job.scale,
+                         noise=job.noise, tile=engine.tile, encode=asdict(encode_options(job)),
+                         input=input_digest(info.path), plan=[[s.start_pts, s.end_pts, s.frames] for s in segments])
 
 
 def segment_store(files: FileStore, job: Job, info: VideoInfo, segments: list[Segment], engine: Settings,
@@ -151,8 +150,8 @@ def encode_options(job: Job) -> EncodeOptions:
     return EncodeOptions(**((job.media or {}).get("encode") or {}))
 
 
-def run_moving(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSettings, progress: ProgressFn,
-               stage: StageFn, stop_requested: StopFn) -> None:
+def run_video(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSettings, progress: ProgressFn,
+              stage: StageFn, stop_requested: StopFn) -> None:
     """Upscale the job's video or animation into its output file (set on ``job`` with the result's
     facts in ``job.media["result"]``). Raises what the engine raises (`Cancelled` on a stop)."""
     source = files.resolve(job.input_file)
@@ -164,8 +163,8 @@ def run_moving(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSe
         progress(0, job.frames)  # counted in frames from the stage's first look
         stage("upscaling")
         as_video = media.get("as_video", False)
-        result = upscale_animation(source, output, fn, job.scale, "video" if as_video else "same",
-                                   encode_options(job), NO_LIMITS, progress=progress, cancelled=stop_requested)
+        work = VideoWork(fn, job.scale, encode_options(job), NO_LIMITS, progress=progress, cancelled=stop_requested)
+        result = upscale_animation(source, output, work, "video" if as_video else "same")
         _done(job, output, result.as_dict(), result.width, result.height)
         return
     info = probe(source, NO_LIMITS)
@@ -184,9 +183,9 @@ def run_moving(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSe
         workers = segment_workers(store, segments)
     except BaseException as exc:
         if not (isinstance(exc, Cancelled) and not job.cancel_requested):  # a stop keeps them, to resume
-            store.close()
+            store.delete()
         raise
-    store.close()
+    store.delete()
     _done(job, output, result.as_dict(), result.width, result.height)
     job.provenance["segments"] = workers
 
@@ -220,8 +219,8 @@ def _upscale_segments(job: Job, info: VideoInfo, segments: list[Segment], fn, st
                     claims.report(part, done, me)
                     progress(before + done, info.frames)
 
-                upscale_segment(info, segment, part, fn, job.scale, options, NO_LIMITS, progress=step,
-                                cancelled=stop_requested)
+                work = VideoWork(fn, job.scale, options, NO_LIMITS, progress=step, cancelled=stop_requested)
+                upscale_segment(info, segment, part, work)
             finish_segment(store, segment, me)
             log.info("segment %d of job %s done by the job's own process", segment.index, job.id)
         progress(_frames_seen(segments, parts), info.frames)  # the last pass's too: every frame counted
@@ -244,9 +243,9 @@ def _preview(job: Job, info: VideoInfo, fn, files: FileStore, options: EncodeOpt
     stage("previewing")
     path = files.path(job.id, "preview", PREVIEW_EXT)
     try:
-        upscale_segment(info, preview_segment(info, frames), path, fn, job.scale,
-                        EncodeOptions(codec="h264", container="mp4", crf=options.crf if options.codec == "h264" else None),
-                        NO_LIMITS, cancelled=stop_requested)
+        preview = EncodeOptions(codec="h264", container="mp4", crf=options.crf if options.codec == "h264" else None)
+        upscale_segment(info, preview_segment(info, frames), path,
+                        VideoWork(fn, job.scale, preview, NO_LIMITS, cancelled=stop_requested))
     except Cancelled:
         raise
     except Exception as exc:  # a preview is a courtesy

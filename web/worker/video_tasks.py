@@ -20,6 +20,7 @@ from dataclasses import replace
 from celery import Celery, Task
 
 from esrgan.video import EncodeOptions, frame_upscaler, plan_segments, probe, upscale_segment
+from esrgan.video.options import VideoWork
 from web.jobs import segment_claims as claims
 from web.jobs.lifecycle import load_job
 from web.jobs.record import FINISHED, Job
@@ -81,8 +82,8 @@ def segment_task(self: Task, job_id: str, index: int) -> dict:
     options: EncodeOptions = encode_options(job)
     with claims.holding(part, resources.video.stale_seconds):
         try:
-            upscale_segment(info, segment, part, fn, job.scale, options, NO_LIMITS,
-                            progress=lambda done, _total: claims.report(part, done, me), cancelled=stopped)
+            upscale_segment(info, segment, part, VideoWork(fn, job.scale, options, NO_LIMITS, cancelled=stopped,
+                                                           progress=lambda done, _total: claims.report(part, done, me)))
         except Exception as exc:  # the job's own worker meets the same segment and ends the job with it
             log.warning("segment %d of job %s: %s", index, job_id, exc)
             return {"job": job_id, "segment": index, "done": False, "error": str(exc)}
