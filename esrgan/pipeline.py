@@ -40,7 +40,6 @@ from esrgan.tiling.run import (
     run_plan,
     upscale_tiled,
 )
-from esrgan.tiling.steps import steps_per_tile
 from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tiling.tta import passes_for, with_tta
 
@@ -169,8 +168,7 @@ class Upscaler:
         small = self.device.type == "cuda" and 0 < tile <= 512
         return TileOptions(tile=tile, tile_pad=self.settings.tile_pad, pre_pad=self.settings.pre_pad,
                            batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling,
-                           se_sync=self.settings.se_sync, step_delay=self.settings.step_delay,
-                           step_slowdown=self.settings.step_slowdown, oom_at_tile=self.settings.oom_at_tile)
+                           se_sync=self.settings.se_sync)
 
     def load(self, model: str, measure_precision: bool = False) -> LoadedModel:
         """The model ready to run in its own precision (`esrgan.runtime.precision`); ``measure_precision``:
@@ -201,21 +199,13 @@ class Upscaler:
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
         """Seconds a run of ``model`` over a ``width`` x ``height`` image should take here: its rate
         (`esrgan.runtime.rates`; before any run, the calibration's scaled by FLOPs) times the pixels it
-        will process, plus what the `Settings.step_delay` test hook will sleep (slow work slow on
-        purpose is slow in the estimate too, as a slow machine's measured rate would be). Loads the
-        model to count them."""
+        will process. Loads the model to count them."""
         rate = self.rates.get(model)
         if rate is None:
             calibrated = self.runtime.seconds_per_pixel if self.calibrated else None
             rate = prior_rate(self._model_flops(model), self.device.type, calibrated,
                               self._model_flops(CALIBRATION_MODEL) if calibrated else None)
-        plan = self.tile_plan(width, height, model)
-        slept = 0.0
-        if self.settings.step_delay:
-            loaded = self.load(model)
-            per_tile = steps_per_tile(self._module(loaded, self.tile_options(width * height * loaded.entry.scale**2)))
-            slept = self.settings.step_delay * plan.count * per_tile
-        return rate * plan.work_pixels + slept
+        return rate * self.tile_plan(width, height, model).work_pixels
 
     def _model_flops(self, model: str) -> float:
         if model not in self._flops:
@@ -315,7 +305,7 @@ class Upscaler:
                          cancelled=cancelled, checkpoint=store, quantise=as_bytes)
         out, plan = tiled.image, tiled.plan
         if not tiled.resumed:  # a resumed run's time covers only part of the plan
-            inference_seconds = time.perf_counter() - inference_started - tiled.slept
+            inference_seconds = time.perf_counter() - inference_started
             work = plan.work_pixels * passes_for(tta)  # a rate is per pixel of one pass
             self.rates.learn(loaded.entry.name, inference_seconds, work)
             if loaded.device.type == "cpu":
