@@ -33,7 +33,7 @@ from esrgan.settings import Settings
 from esrgan.sizing import check_output_size
 from esrgan.tiling.plan import TileOptions, TilePlan, model_context, plan_for
 from esrgan.tiling.run import TiledResult, run_plan, upscale_tiled
-from esrgan.tiling.steps import CancelFn, ProgressFn, steps_per_tile
+from esrgan.tiling.steps import CancelFn, ProgressFn
 from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tiling.tta import passes_for, with_tta
 
@@ -162,8 +162,7 @@ class Upscaler:
         small = self.device.type == "cuda" and 0 < tile <= 512
         return TileOptions(tile=tile, tile_pad=self.settings.tile_pad, pre_pad=self.settings.pre_pad,
                            batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling,
-                           se_sync=self.settings.se_sync, step_delay=self.settings.step_delay,
-                           step_slowdown=self.settings.step_slowdown, oom_at_tile=self.settings.oom_at_tile)
+                           se_sync=self.settings.se_sync)
 
     def load(self, model: str, measure_precision: bool = False) -> LoadedModel:
         """The model ready to run in its own precision (`esrgan.runtime.precision`); ``measure_precision``:
@@ -196,21 +195,14 @@ class Upscaler:
     def estimate_seconds(self, model: str, width: int, height: int) -> float:
         """Seconds a run of ``model`` over a ``width`` x ``height`` image should take here: its rate
         (`esrgan.runtime.rates`; before any run, the calibration's scaled by FLOPs) times the pixels it
-        will process, plus what the `Settings.step_delay` test hook will sleep (slow work slow on
-        purpose is slow in the estimate too, as a slow machine's measured rate would be). Loads the
-        model (once) to count them."""
+        will process. Loads the model (once) to count them."""
         loaded = self.load(model)
         rate = self.rates.get(model)
         if rate is None:
             calibrated = self.runtime.seconds_per_pixel if self.calibrated else None
             rate = prior_rate(self._model_flops(model, loaded), self.device.type, calibrated,
                               self._model_flops(CALIBRATION_MODEL) if calibrated else None)
-        plan = self._tile_plan(loaded, width, height)
-        slept = 0.0
-        if self.settings.step_delay:
-            per_tile = steps_per_tile(self._module(loaded, self.tile_options(width * height * loaded.entry.scale**2)))
-            slept = self.settings.step_delay * plan.count * per_tile
-        return rate * plan.work_pixels + slept
+        return rate * self._tile_plan(loaded, width, height).work_pixels
 
     def _model_flops(self, model: str, loaded: LoadedModel | None = None) -> float:
         if model not in self._flops:
@@ -319,7 +311,7 @@ class Upscaler:
                          dtype=loaded.dtype, channels_last=loaded.channels_last, progress=progress,
                          cancelled=cancelled, checkpoint=store, quantise=as_bytes)
         if not tiled.resumed:  # a resumed run's time covers only part of the plan
-            inference_seconds = time.perf_counter() - inference_started - tiled.slept
+            inference_seconds = time.perf_counter() - inference_started
             self._learn(loaded, inference_seconds, tiled.plan.work_pixels * passes_for(tta))  # per pixel of a pass
         return tiled, store
 

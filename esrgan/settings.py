@@ -32,13 +32,6 @@ class Settings:
         se_sync: Tiles of models with squeeze-excitation blocks (Real-CUGAN): ``"exact"`` (the whole
             image's means; tiled output equals the whole image) or ``"tile"`` (each tile its own
             means: faster, drifts; see `esrgan.tiling.plan.TileOptions.se_sync`).
-        step_delay: Seconds slept at every progress step: a test hook that makes work slow on
-            purpose, so no test depends on the machine's speed (see `TileOptions.step_delay`).
-        step_slowdown: The network this many times slower (a test hook: see
-            `TileOptions.step_slowdown`); 1 in production.
-        oom_at_tile: A test hook: the network raises ``torch.OutOfMemoryError`` once, when asked to
-            run the tile with this index (0: the first tile run), as a GPU out of memory would; -1
-            (the default) never (see `TileOptions.oom_at_tile`).
     """
 
     weights_folder: Path = DEFAULT_WEIGHTS_FOLDER
@@ -50,9 +43,6 @@ class Settings:
     pre_pad: int = 0
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
     se_sync: str = "exact"
-    step_delay: float = 0.0
-    step_slowdown: float = 1.0
-    oom_at_tile: int = -1
 
     def updated(self, values: Mapping[str, object]) -> Settings:
         """These settings with ``values`` (field name -> value, text or typed) laid over them; None
@@ -78,8 +68,6 @@ class Settings:
 def _convert(name: str, value: object) -> object:
     if name == "weights_folder":
         return Path(str(value))
-    if name in ("tile", "tile_pad", "pre_pad", "max_output_pixels", "oom_at_tile"):
+    if name in ("tile", "tile_pad", "pre_pad", "max_output_pixels"):
         return int(str(value))
-    if name in ("step_delay", "step_slowdown"):
-        return float(str(value))
     return str(value)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,8 @@ IMAGES = {
     "Set14_LRx4/zebrax4.png": "rocket_lr4.png",
 }
 
+FINISHED = ("done", "failed", "cancelled")  # a job's statuses once it has ended
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 # TEST_STEP_SLOWDOWN=5 runs the suite with every network 5 times slower, as on a slower machine: every
@@ -54,6 +58,25 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 SUITE_HOOKS = Hooks(slowdown=float(os.environ.get(SLOWDOWN_VARIABLE) or 1))
 if SUITE_HOOKS.active:
     install(SUITE_HOOKS)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition, seconds: float, what: str):
+    """Poll ``condition()`` until it returns something true, and return that; fail saying ``what``
+    after ``seconds`` (a guard against waiting for ever, never a verdict on speed)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
 
 
 def dataset_image(relative: str) -> Path:
@@ -103,6 +126,21 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     a, b = as_float(a), as_float(b)
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def get(client, url: str):
+    """GET through a Flask test client and read the whole body, closing the served file (pytest
+    turns a file left open into an error)."""
+    response = client.get(url)
+    response.get_data()
+    response.close()
+    return response
+
+
+def job_finished(client, job_id: str, seconds: float = 120) -> dict:
+    """The job's view (``GET /api/jobs/<id>``) once it has ended: done, failed or cancelled."""
+    return wait_until(lambda: (lambda view: view if view["status"] in FINISHED else None)(
+        client.get(f"/api/jobs/{job_id}").get_json()), seconds, f"job {job_id} did not finish")
 
 
 @pytest.fixture
@@ -160,21 +198,25 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
 
 @pytest.fixture
 def serve(make_app):
-    """Serve an app built with the given config over waitress; returns its base URL."""
+    """Serve an app built with the given config over waitress, configured exactly as ``python app.py``
+    configures it; returns its base URL."""
     from waitress.server import create_server
+
+    from web.http.serving import waitress_options
 
     servers = []
 
     def start(**config):
         app = make_app(**{"MAX_CONTENT_LENGTH": 8 * 2**20, **config})
-        wsgi = create_server(app, host="127.0.0.1", port=0, threads=4)
-        thread = threading.Thread(target=wsgi.run, daemon=True)
+        wsgi = create_server(app, host="127.0.0.1", port=0, **waitress_options(app.config))
+        thread = threading.Thread(target=wsgi.run, name="waitress", daemon=True)
         thread.start()
         servers.append((wsgi, thread))
         return f"http://127.0.0.1:{wsgi.effective_port}"
 
     yield start
     for wsgi, thread in servers:
+        wsgi.task_dispatcher.shutdown()
         wsgi.close()
         thread.join(timeout=5)
 
@@ -186,7 +228,7 @@ def server(serve):
 
 @pytest.fixture
 def browser():
-    """Debian's Chromium, for tests that open their own contexts (a phone, a desktop)."""
+    """Debian's Chromium, launched by Playwright (skips where either is missing)."""
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -197,13 +239,8 @@ def browser():
 
 
 @pytest.fixture
-def page(tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 1000})
-        yield context.new_page()
-        context.close()
-        browser.close()
+def page(browser):
+    """A page of its own browser context, downloads allowed, at a desktop size."""
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 1000})
+    yield context.new_page()
+    context.close()

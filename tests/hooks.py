@@ -53,11 +53,14 @@ class Hooks:
         oom_at_tile: The forward pass that would feed the run's tile with this index (counted over
             every tile the run feeds the network, from 0) raises ``torch.OutOfMemoryError`` instead,
             once per run; -1 never.
+        after_step: Called as ``after_step(done, total)`` after each step has been reported (in
+            this process only): a test may hold the run there until it has seen the step.
     """
 
     delay: float = 0.0
     slowdown: float = 1.0
     oom_at_tile: int = -1
+    after_step: ProgressFn | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Hooks:
@@ -65,9 +68,14 @@ class Hooks:
         return cls(delay=float(environ.get(DELAY_VARIABLE) or 0), slowdown=float(environ.get(SLOWDOWN_VARIABLE) or 1),
                    oom_at_tile=int(environ.get(OOM_VARIABLE) or -1))
 
+    def environment(self) -> dict[str, str]:
+        """The variables that ask a launched process (``tests/launch.py``) for these hooks."""
+        return {name: str(value) for name, value, default in ((DELAY_VARIABLE, self.delay, 0.0),
+                (SLOWDOWN_VARIABLE, self.slowdown, 1.0), (OOM_VARIABLE, self.oom_at_tile, -1)) if value != default}
+
     @property
     def active(self) -> bool:
-        return self.delay > 0 or self.slowdown > 1 or self.oom_at_tile >= 0
+        return self.delay > 0 or self.slowdown > 1 or self.oom_at_tile >= 0 or self.after_step is not None
 
 
 class SlowSteps:
@@ -78,10 +86,12 @@ class SlowSteps:
         delay: Seconds slept at every step.
         slowdown: The step takes this many times as long as the work since the last step (from the
             call's construction for the first): ``slowdown - 1`` times that work is slept.
+        after: Called like ``then``, after it.
     """
 
-    def __init__(self, then: ProgressFn | None = None, delay: float = 0.0, slowdown: float = 1.0) -> None:
-        self.then, self.delay, self.slowdown = then, delay, slowdown
+    def __init__(self, then: ProgressFn | None = None, delay: float = 0.0, slowdown: float = 1.0,
+                 after: ProgressFn | None = None) -> None:
+        self.then, self.delay, self.slowdown, self.after = then, delay, slowdown, after
         self.slept = 0.0
         self._last = time.perf_counter()
 
@@ -92,6 +102,8 @@ class SlowSteps:
             self.slept += pause
         if self.then is not None:
             self.then(done, total)
+        if self.after is not None:
+            self.after(done, total)
         self._last = time.perf_counter()  # the next step's work starts now (reporting is not the network's)
 
 
@@ -116,8 +128,8 @@ def hooked(run_plan: Callable, hooks: Hooks) -> Callable:
     """``run_plan`` with ``hooks`` applied to every call (each call its own steps and tile count)."""
 
     def run(*args, progress: ProgressFn | None = None, before_forward: BeforeForward | None = None, **kwargs):
-        if hooks.delay > 0 or hooks.slowdown > 1:
-            progress = SlowSteps(progress, hooks.delay, hooks.slowdown)
+        if hooks.delay > 0 or hooks.slowdown > 1 or hooks.after_step is not None:
+            progress = SlowSteps(progress, hooks.delay, hooks.slowdown, hooks.after_step)
         if hooks.oom_at_tile >= 0:
             before_forward = OutOfMemoryAt(hooks.oom_at_tile, before_forward)
         return run_plan(*args, progress=progress, before_forward=before_forward, **kwargs)

@@ -1,8 +1,8 @@
 """Start a product process for a test, with the tests' hooks installed first (`tests.hooks`).
 
-    python tests/launch.py app.py                          # as ``python app.py``
-    python tests/launch.py -m web.worker --name alpha@x    # as ``python -m web.worker --name alpha@x``
-    python tests/launch.py -m esrgan in.png -o out.png     # as ``python -m esrgan ...``
+    python tests/launch.py app.py                            # as ``python app.py``
+    python tests/launch.py -m web.worker --name alpha@x      # as ``python -m web.worker --name alpha@x``
+    python tests/launch.py -m esrgan upscale in.png -o o.png # as ``python -m esrgan upscale ...``
 
 Run it from the repository root (``cwd=ROOT``). It reads the tests' own environment variables, never
 the product's (``REMASTER_*`` stay the product's settings, passed through untouched):
@@ -15,9 +15,11 @@ the product's (``REMASTER_*`` stay the product's settings, passed through untouc
 
 then runs the real entry point unchanged (``runpy``: ``__name__ == "__main__"``, ``sys.argv`` as the
 command would see it, ``sys.path[0]`` the script's folder or, with ``-m``, the working folder). With
-none of the variables set it is the plain command. A test builds the command with `command`:
+none of the variables set it is the plain command. A test builds the command with `command`
+and the variables with `tests.hooks.Hooks.environment`:
 
-    subprocess.Popen(command("app.py"), cwd=ROOT, env={**os.environ, "TEST_STEP_DELAY": "0.1", ...})
+    env = {**os.environ, "REMASTER_UPLOAD_FOLDER": ..., **Hooks(delay=0.1).environment()}
+    subprocess.Popen(command("app.py"), cwd=ROOT, env=env)
 
 Killing the process kills the product (there is no second process in between).
 """

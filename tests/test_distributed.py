@@ -6,25 +6,19 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, crop_of, png_bytes
+from tests.conftest import FINISHED, ROOT, crop_of, free_port, job_finished, png_bytes, wait_until
+from tests.hooks import Hooks
+from tests.launch import command
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs Debian's redis-server (.ci/run installs it)")
 VISIBILITY_TIMEOUT = 5  # seconds before a dead worker's job goes back to the queue
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -50,18 +44,19 @@ def redis_url(tmp_path):
     server.wait(10)
 
 
-def start_workers(redis_url, tmp_path, weights_dir, names, **settings):
-    """Real worker processes (``python -m web.worker``), configured only through REMASTER_* variables."""
+def start_workers(redis_url, tmp_path, weights_dir, names, hooks: Hooks | None = None, **settings):
+    """Real worker processes (``python -m web.worker`` through the tests' launcher, with ``hooks``),
+    configured only through REMASTER_* variables."""
     uploads = tmp_path / "uploads"
     env = {**os.environ, "REMASTER_BROKER_URL": redis_url, "REMASTER_UPLOAD_FOLDER": str(uploads),
            "REMASTER_WEIGHTS_FOLDER": str(weights_dir), "REMASTER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
            "REMASTER_DEVICE": "cpu", "REMASTER_PRECISION": "fp32", "OMP_NUM_THREADS": "1",
-           **{f"REMASTER_{key}": str(value) for key, value in settings.items()}}
+           **{f"REMASTER_{key}": str(value) for key, value in settings.items()}, **(hooks or Hooks()).environment()}
     workers, logs = {}, []
     for name in names:
         log = (tmp_path / f"{name}.log").open("w")
         logs.append(log)
-        workers[name] = subprocess.Popen([sys.executable, "-m", "web.worker", "--name", f"{name}@test"],
+        workers[name] = subprocess.Popen(command("-m", "web.worker", "--name", f"{name}@test"),
                                          cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     return uploads, workers, logs
 
@@ -78,7 +73,7 @@ def stop_workers(workers, logs):
 @pytest.fixture
 def cluster(redis_url, tmp_path, weights_dir, make_app):
     # Jobs slow on purpose (7 steps of at least 0.3 s): both workers are seen at work on any CPU.
-    uploads, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("alpha", "beta"), STEP_DELAY=0.3)
+    uploads, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("alpha", "beta"), Hooks(delay=0.3))
     app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(uploads))
     yield app, workers, tmp_path
     stop_workers(workers, logs)
@@ -115,13 +110,8 @@ def test_jobs_spread_over_two_workers_and_survive_one_being_killed(cluster):
         time.sleep(0.05)
     os.kill(workers[victim["worker"].split("@")[0]].pid, signal.SIGKILL)  # mid-job, no chance to clean up
 
-    deadline = time.time() + 180
-    while True:
-        states = records(client, ids)
-        if all(s["status"] in ("done", "failed", "cancelled") for s in states.values()):
-            break
-        assert time.time() < deadline, f"jobs did not finish: {[s['status'] for s in states.values()]}"
-        time.sleep(0.3)
+    states = wait_until(lambda: (lambda s: s if all(v["status"] in FINISHED for v in s.values()) else None)(
+        records(client, ids)), 180, "the jobs did not finish")
 
     assert all(s["status"] == "done" for s in states.values()), states
     assert len(seen_workers) == 2  # both workers took jobs
@@ -178,16 +168,6 @@ def test_bad_input_fails_once_and_cancel_works_across_processes(cluster):
     assert client.get("/healthz").get_json()["queued"] == 0
 
 
-def wait_finished(client, job_id, seconds=120):
-    deadline = time.time() + seconds
-    while True:
-        state = client.get(f"/api/jobs/{job_id}").get_json()
-        if state["status"] in ("done", "failed", "cancelled"):
-            return state
-        assert time.time() < deadline, state
-        time.sleep(0.2)
-
-
 def test_a_worker_honours_the_engine_settings_of_its_environment(redis_url, tmp_path, weights_dir, make_app):
     """REMASTER_TILE, REMASTER_BACKEND and REMASTER_MAX_OUTPUT_PIXELS reach the worker's engine, as
     they reach the in-process one; the web node itself loads no model."""
@@ -198,14 +178,14 @@ def test_a_worker_honours_the_engine_settings_of_its_environment(redis_url, tmp_
         client = app.test_client()
         photo = png_bytes(crop_of("chelsea_fur.png", (0, 0, 64, 64)))
         job_id = submit(client, photo, model="realesr-animevideov3").get_json()["id"]
-        state = wait_finished(client, job_id)
+        state = job_finished(client, job_id)
         assert state["status"] == "done", state
         provenance = state["result"]["provenance"]
         assert provenance["tiles"] == 4  # 64x64 in tiles of 32: the worker's setting, not the default
         assert provenance["backend"] == "torch"
         # The web node's own limit (64 MP) lets a 400x400 result through; the worker's does not.
         larger = png_bytes(crop_of("chelsea_fur.png", (0, 0, 100, 100)))
-        state = wait_finished(client, submit(client, larger, model="realesr-animevideov3").get_json()["id"])
+        state = job_finished(client, submit(client, larger, model="realesr-animevideov3").get_json()["id"])
         assert state["status"] == "failed" and "result of this 100x100 image" in state["error"], state
         assert "tiny@test" in client.get("/healthz").get_json()["workers_seen"]
         service = app.extensions["remaster"]
@@ -227,7 +207,7 @@ def test_queued_jobs_know_their_place_and_the_time_left_never_grows_between_poll
     ids = [submit(client, photo, model="realesr-animevideov3").get_json()["id"] for _ in range(3)]
     assert [records(client, ids)[i]["queue_position"] for i in ids] == [1, 2, 3]  # no worker yet
 
-    _, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("solo",), TILE=16, STEP_DELAY=0.05)
+    _, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("solo",), Hooks(delay=0.05), TILE=16)
     try:
         shown, positions = {i: [] for i in ids}, {i: [] for i in ids}
         deadline = time.time() + 180
@@ -258,14 +238,14 @@ def test_a_job_redelivered_while_its_worker_still_runs_it_is_not_run_twice(redis
                                                                           make_app):
     """Redis hands an unacknowledged job to another worker once the visibility timeout passes, even
     while the first still runs it: the copy waits for the live worker, and the job runs once."""
-    _, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("first", "second"), TILE=16,
-                                     STEP_DELAY=0.5, VISIBILITY_TIMEOUT=1)
+    _, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("first", "second"), Hooks(delay=0.5),
+                                     TILE=16, VISIBILITY_TIMEOUT=1)
     try:
         app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(tmp_path / "uploads"), VISIBILITY_TIMEOUT=1)
         client = app.test_client()
         photo = png_bytes(crop_of("chelsea_fur.png", (5, 9, 52, 40)))  # 47x31: 6 tiles, >= 3 s of work
         job_id = submit(client, photo, model="realesr-animevideov3").get_json()["id"]
-        state = wait_finished(client, job_id, seconds=180)
+        state = job_finished(client, job_id, seconds=180)
     finally:
         stop_workers(workers, logs)
     waited = [name for name in ("first", "second") if "this copy waits" in (tmp_path / f"{name}.log").read_text()]

@@ -19,13 +19,11 @@ from esrgan.pipeline import Upscaler
 from esrgan.runtime import choose as runtime
 from esrgan.runtime.recheck import RECHECK_STREAK
 from esrgan.settings import Settings
-from tests.conftest import crop_of, png_bytes
+from tests.conftest import FINISHED, crop_of, job_finished, png_bytes
 from web.jobs.lifecycle import JobResources, persist, run_job
 from web.jobs.record import Job
 from web.jobs.storage import FileStore, new_id
 from web.runners.in_process import InProcessRunner
-
-FINISHED = ("done", "failed", "cancelled")
 
 
 def submit(client, data: bytes, **fields):
@@ -39,60 +37,73 @@ def client(make_app):
     return make_app(PRECISION="fp32").test_client()
 
 
-def test_a_one_tile_job_reports_progress_many_times(make_app):
-    client = make_app(PRECISION="fp32", STEP_DELAY=0.1).test_client()  # slow on purpose: any CPU sees the steps
+def test_a_one_tile_job_reports_progress_many_times(make_app, engine_hooks):
+    """Each of the first steps waits until the test has asked for the job once, so the test sees
+    every one of them whatever the machine's speed."""
+    watched = 4
+    reported, asked = threading.Semaphore(0), threading.Semaphore(0)
+
+    def wait_to_be_seen(done: int, total: int) -> None:  # in the runner's thread, after the step was recorded
+        if done <= watched:
+            reported.release()
+            assert asked.acquire(timeout=300), "the test never asked"
+
+    engine_hooks(after_step=wait_to_be_seen)
+    client = make_app(PRECISION="fp32", PREVIEW_MIN_SECONDS=1e9).test_client()
     photo = png_bytes(crop_of("coffee.png", (100, 100, 164, 164)))  # one tile
     job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]
-    seen, stages = set(), []
-    deadline = time.time() + 300
-    while True:
+    seen, stages = [], []
+    for _ in range(watched):
+        assert reported.acquire(timeout=300), client.get(f"/api/jobs/{job_id}").get_json()
         state = client.get(f"/api/jobs/{job_id}").get_json()
-        if state["stage"] not in stages:
-            stages.append(state["stage"])
-        if state["stage"] == "upscaling":
-            seen.add(state["progress"]["done"])
-            assert 0 <= state["progress"]["fraction"] <= 1
-        if state["status"] in FINISHED:
-            break
-        assert time.time() < deadline
-        time.sleep(0.01)
+        stages.append(state["stage"])
+        seen.append((state["progress"]["done"], state["progress"]["total"], state["progress"]["fraction"]))
+        asked.release()
+    assert [done for done, _, _ in seen] == [1, 2, 3, 4] and {total for _, total, _ in seen} == {24}, seen
+    assert all(0 < fraction < 1 for _, _, fraction in seen), seen  # the bar moves inside the one tile
+    state = job_finished(client, job_id, 300)
+    stages.append(state["stage"])
     assert state["status"] == "done", state
     assert state["result"]["provenance"]["tiles"] == 1
-    assert len(seen) >= 4, seen  # the bar moves inside the one tile
     assert state["progress"]["fraction"] == 1 and state["eta_seconds"] is None
     assert state["elapsed_seconds"] > 0
     order = ["queued", "calibrating", "loading", "previewing", "loading", "upscaling", "encoding", "done"]
     life = iter(order)  # the stages seen are a subsequence of life's order (a preview may come first)
+    stages = list(dict.fromkeys(stages))
     assert "upscaling" in stages and all(stage in life for stage in stages), stages
 
 
-def test_cancel_stops_the_inference_within_a_step(make_app):
-    """The job is slow on purpose (the step delay), so it is still running when cancelled on any CPU;
-    the stop is counted in network steps, not seconds (how soon that is, is the CPU's business:
-    bench/)."""
-    client = make_app(PRECISION="fp32", STEP_DELAY=0.3).test_client()
+def test_cancel_stops_the_inference_within_a_step(make_app, engine_hooks):
+    """The job is held at its second step until the cancel has been answered, so it is running when
+    cancelled on any CPU; the stop is counted in network steps, not seconds (how soon that is, is the
+    CPU's business: bench/)."""
+    at_second, answered = threading.Event(), threading.Event()
+
+    def hold_at_the_second_step(done: int, total: int) -> None:
+        if done == 2:
+            at_second.set()
+            answered.wait(300)
+
+    engine_hooks(after_step=hold_at_the_second_step)
+    client = make_app(PRECISION="fp32", PREVIEW_MIN_SECONDS=1e9).test_client()
     photo = png_bytes(crop_of("coffee.png", (60, 60, 140, 140)))  # 80x80, one tile of x4plus
     job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]
-    deadline = time.time() + 300
-    while True:
-        state = client.get(f"/api/jobs/{job_id}").get_json()
-        if state["stage"] == "upscaling" and state["progress"]["done"] >= 2:
-            break
-        assert state["status"] not in FINISHED and time.time() < deadline, state
-        time.sleep(0.02)
+    assert at_second.wait(300), client.get(f"/api/jobs/{job_id}").get_json()
     answer = client.delete(f"/api/jobs/{job_id}")
+    answered.set()
     assert answer.status_code == 200
-    assert answer.get_json()["stage"] in ("cancelling", "cancelled")
+    assert answer.get_json()["stage"] == "cancelling" and answer.get_json()["status"] == "running"
     assert answer.get_json()["cancel_requested"] is True
     done_when_asked = answer.get_json()["progress"]["done"]
+    assert done_when_asked == 2
     deadline = time.time() + 300
     while client.get("/healthz").get_json()["running"]:
         assert time.time() < deadline, "the inference went on after the cancel"
         time.sleep(0.01)
     state = client.get(f"/api/jobs/{job_id}").get_json()
     assert state["status"] == "cancelled" and "result" not in state
-    # No step after the one under way when it was asked (the tile has 24).
-    assert state["progress"]["done"] <= done_when_asked + 1 < state["progress"]["total"], state["progress"]
+    # No step after the one under way when it was asked (the tile has 24): the next one stopped it.
+    assert state["progress"]["done"] == done_when_asked < state["progress"]["total"] == 24, state["progress"]
     assert client.get(f"/api/jobs/{job_id}/result").status_code == 409
 
 
@@ -172,8 +183,9 @@ def test_before_image_is_a_png_a_browser_can_show(client, suffix):
     assert client.get(f"/uploads/{job['id']}_thumb.png").status_code == 404
 
 
-def test_a_heavy_job_shows_a_quick_preview_until_its_result_replaces_it(make_app):
-    client = make_app(PREVIEW_MIN_SECONDS=0, STEP_DELAY=0.1).test_client()  # the preview outlives a poll on any CPU
+def test_a_heavy_job_shows_a_quick_preview_until_its_result_replaces_it(make_app, engine_hooks):
+    engine_hooks(delay=0.1)  # the preview outlives a poll on any CPU
+    client = make_app(PREVIEW_MIN_SECONDS=0).test_client()
     photo = png_bytes(crop_of("coffee.png", (60, 60, 124, 124)))
     job_id = submit(client, photo, model="realesrgan-x4plus").get_json()["id"]
     preview_url, preview_size, deadline = None, None, time.time() + 300
@@ -196,17 +208,33 @@ def test_a_heavy_job_shows_a_quick_preview_until_its_result_replaces_it(make_app
 
 
 def test_a_queued_job_counts_the_work_ahead_of_it(make_app):
-    client = make_app(PRECISION="fp32", STEP_DELAY=0.1).test_client()  # the first still runs on any CPU
+    """The first job is held as it starts (its run waits on an event), so the others queue behind a
+    running job whose time left stands still: each one's ETA is the work ahead of it and its own."""
+    app = make_app(PRECISION="fp32", PREVIEW_MIN_SECONDS=1e9)
+    upscaler, client = app.extensions["remaster"].upscaler, app.test_client()
+    entered, gate = threading.Event(), threading.Event()
+    real_upscale = upscaler.upscale
+
+    def held(*args, **kwargs):
+        entered.set()
+        gate.wait(300)
+        return real_upscale(*args, **kwargs)
+
+    upscaler.upscale = held
     photo = png_bytes(crop_of("coffee.png", (0, 0, 64, 64)))
     first = submit(client, photo, model="realesrgan-x4plus").get_json()
+    own = first["eta_seconds"]  # nothing ahead of it yet
+    assert entered.wait(300)
+    running = client.get(f"/api/jobs/{first['id']}").get_json()
     second = submit(client, photo, model="realesrgan-x4plus").get_json()
     third = submit(client, photo, model="realesrgan-x4plus").get_json()
-    assert second["status"] == "queued" and second["stage_text"]
-    assert second["eta_seconds"] > first["eta_seconds"] * 1.5  # its own run and the first one's
-    # Its place in the line: 1 for the next to start (the first may have started already, or not).
-    assert second["queue_position"] in (1, 2) and third["queue_position"] == second["queue_position"] + 1
-    running = client.get(f"/api/jobs/{first['id']}").get_json()
-    assert running["queue_position"] is None or running["status"] == "queued"
+    gate.set()
+    assert running["status"] == "running" and running["queue_position"] is None
+    assert second["status"] == third["status"] == "queued" and second["stage_text"]
+    assert (second["queue_position"], third["queue_position"]) == (1, 2)  # 1 for the next to start
+    # The running job's time left, then each queued job's own run (the same image and model: ``own``).
+    assert own > 0 and second["eta_seconds"] == pytest.approx(running["eta_seconds"] + own, abs=0.2)
+    assert third["eta_seconds"] == pytest.approx(running["eta_seconds"] + 2 * own, abs=0.3)
     for job in (first, second, third):
         client.delete(f"/api/jobs/{job['id']}")
 

@@ -1,4 +1,4 @@
-"""Issue 20, what the page tells before anything is sent, in a real browser (Debian's Chromium driven
+"""What the page tells before anything is sent, in a real browser (Debian's Chromium driven
 by Playwright against the app served by waitress): axe-core finds no serious or critical problem at a
 desktop and a phone size; controls have short names and visible borders; the file checks (empty, too
 large, not an image, too many pixels) and the server's refusals (a route that cannot be made) disable
@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT, crop_of
+from tests.pages import ESTIMATE_MS, FAST, upscale_button
 from tests.test_page_viewer import BORDER_CONTRAST_JS
 
 pytestmark = pytest.mark.browser
@@ -22,9 +23,6 @@ DESKTOP = {"viewport": {"width": 1366, "height": 768}, "bypass_csp": True}
 PHONE = {"viewport": {"width": 390, "height": 844}, "bypass_csp": True, "device_scale_factor": 3,
          "is_mobile": True, "has_touch": True}
 NON_TEXT_CONTRAST = 3.0  # WCAG 2.1 SC 1.4.11, a control's boundary against what is around it
-FAST = "realesr-animevideov3"
-# A first estimate may convert a model's weights (minutes on a loaded 2-core machine): long timeouts.
-ESTIMATE_MS = 400_000
 
 
 def serious_accessibility_problems(page) -> list[dict]:
@@ -40,10 +38,6 @@ def image(tmp_path, name: str, size: tuple[int, int]) -> str:
     path = tmp_path / name
     crop_of("Set5/bird.png", (40, 40, 40 + size[0], 40 + size[1])).save(path)
     return str(path)
-
-
-def upscale_button(page):
-    return page.get_by_role("button", name="Upscale")
 
 
 def test_desktop_start_page_checks_what_it_can_before_sending(serve, browser, tmp_path):

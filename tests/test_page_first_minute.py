@@ -39,9 +39,10 @@ def image(tmp_path, name: str, size: tuple[int, int], at: int = 40) -> str:
     return str(path)
 
 
-def slow_server(serve, seconds_per_step: float = 0.4) -> str:
+def slow_server(serve, engine_hooks, seconds_per_step: float = 0.4) -> str:
     """A server whose jobs stay running a while on any CPU (each network step waits this long)."""
-    return serve(STEP_DELAY=seconds_per_step)
+    engine_hooks(delay=seconds_per_step)
+    return serve()
 
 
 def upscale_button(page):
@@ -114,8 +115,8 @@ def test_files_that_cannot_go_are_named_and_the_others_go_on_one_click(serve, br
     shot(page, "bad-files")
 
 
-def test_a_reload_mid_batch_keeps_the_cards_order_and_the_batch_line(serve, browser, tmp_path):
-    server = slow_server(serve)
+def test_a_reload_mid_batch_keeps_the_cards_order_and_the_batch_line(serve, engine_hooks, browser, tmp_path):
+    server = slow_server(serve, engine_hooks)
     page = browser.new_context(**DESKTOP).new_page()
     page.goto(server)
     page.get_by_role("radio", name="4×").check()

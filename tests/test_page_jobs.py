@@ -9,10 +9,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import crop_of
+from tests.pages import choose
 
 pytestmark = pytest.mark.browser
-# The first job of a fresh app measures this CPU once (about 40 s on a loaded 2-core EPYC): long timeouts.
-FAST = "realesr-animevideov3"
 
 
 def small_images(tmp_path, count: int, size: int = 24) -> list[str]:
@@ -25,17 +24,9 @@ def small_images(tmp_path, count: int, size: int = 24) -> list[str]:
     return paths
 
 
-def choose(page, paths, scale="2", model=FAST):
-    # Options first, so that the estimates (which Upscale waits for) ask about the model used.
-    page.check(f'input[name="scale"][value="{scale}"]')
-    page.select_option("#model", model)
-    page.set_input_files("#file", paths)
-    # A first estimate may convert the model's weights (minutes on a loaded 2-core machine).
-    expect(page.get_by_role("button", name=re.compile("Upscale"))).to_be_enabled(timeout=240_000)
-
-
-def test_reload_mid_job_brings_the_job_back_and_it_ends_with_a_download(serve, page, tmp_path):
-    server = serve(STEP_DELAY=1.0)  # 19 steps: the job outlasts the reload on any CPU
+def test_reload_mid_job_brings_the_job_back_and_it_ends_with_a_download(serve, page, tmp_path, engine_hooks):
+    engine_hooks(delay=1.0)  # 19 steps: the job outlasts the reload on any CPU
+    server = serve()
     [path] = small_images(tmp_path, 1, size=48)
     page.goto(server)
     choose(page, [path], scale="4")
@@ -62,8 +53,9 @@ def test_batch_of_12_ends_with_12_downloads_under_the_default_queue(serve, page,
     expect(page.locator("#batch-summary")).to_have_text("Batch of 12: 12 done.")
 
 
-def test_a_full_server_queue_is_retried_until_every_file_is_done(serve, page, tmp_path):
-    server = serve(MAX_QUEUE=1, STEP_DELAY=0.1)  # jobs last long enough for the queue of one to fill, on any CPU
+def test_a_full_server_queue_is_retried_until_every_file_is_done(serve, page, tmp_path, engine_hooks):
+    engine_hooks(delay=0.1)  # jobs last long enough for the queue of one to fill, on any CPU
+    server = serve(MAX_QUEUE=1)
     refusals = []
     page.on("response", lambda r: r.status == 503 and refusals.append(r.url))
     page.goto(server)
@@ -73,8 +65,12 @@ def test_a_full_server_queue_is_retried_until_every_file_is_done(serve, page, tm
     assert refusals, "the queue of one never filled: the retry path went untested"
 
 
-def test_cancel_says_cancelling_at_once_and_disables_the_button(serve, page, tmp_path):
-    server = serve(STEP_DELAY=0.3)  # 24 steps: still running when cancelled, on any CPU
+def test_cancel_says_cancelling_at_once_and_disables_the_button(serve, page, tmp_path, engine_hooks):
+    engine_hooks(delay=0.3)  # 24 steps: still running when cancelled, on any CPU
+    server = serve()
+    held = []  # the page's DELETE requests, answered only when the test lets them through
+    page.route("**/api/jobs/*", lambda route: held.append(route) if route.request.method == "DELETE"
+               else route.continue_())
     path = tmp_path / "butterfly.png"
     crop_of("Set5/butterfly.png", (0, 0, 160, 160)).save(path)
     page.goto(server)
@@ -84,15 +80,23 @@ def test_cancel_says_cancelling_at_once_and_disables_the_button(serve, page, tmp
     expect(cancel).to_be_enabled()
     page.wait_for_function("() => document.querySelector('.job').className.includes('running')", timeout=150_000)
     cancel.click()
-    # Within the same frame: no round trip needed for the words.
-    expect(cancel).to_be_disabled(timeout=200)
-    expect(page.locator(".job-state")).to_have_text("Cancelling...", timeout=200)
+    # At once: the server has not answered (it has not even been asked: the DELETE is held), yet the
+    # button is disabled and the words say so.
+    expect(cancel).to_be_disabled()
+    expect(page.locator(".job-state")).to_have_text("Cancelling...")
+    for _ in range(600):  # the request leaves the page (a guard against waiting for ever, not a bound)
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1 and not page.locator(".job.cancelling").count()  # the server's word not heard yet
+    held[0].continue_()
     expect(page.locator(".job-state")).to_have_text("Cancelled", timeout=240_000)
 
 
-def test_a_one_tile_job_progressbar_moves_several_times_before_done(serve, page, tmp_path):
+def test_a_one_tile_job_progressbar_moves_several_times_before_done(serve, page, tmp_path, engine_hooks):
     """Slow on purpose (24 network steps of 0.3 s), so the verdict is the same on any CPU."""
-    server = serve(STEP_DELAY=0.3)
+    engine_hooks(delay=0.3)
+    server = serve()
     path = tmp_path / "baby.png"
     crop_of("Set5/baby.png", (200, 200, 264, 264)).save(path)
     page.goto(server)

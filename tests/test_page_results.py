@@ -1,4 +1,4 @@
-"""Issue 20, the page after Upscale, in a real browser (Debian's Chromium driven by Playwright against
+"""The page after Upscale, in a real browser (Debian's Chromium driven by Playwright against
 the app served by waitress): a batch lists its cards in the order it works, says its total and drops
 "Sent ..." when it ends; cards speak plainly and name the real file; the viewer lets the wheel and
 vertical swipes scroll the page, zooms with Ctrl+wheel, fits small results, shows a checkerboard
@@ -14,15 +14,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.test_page_before_sending import (
-    DESKTOP,
-    ESTIMATE_MS,
-    FAST,
-    PHONE,
-    image,
-    serious_accessibility_problems,
-    upscale_button,
-)
+from tests.pages import choose, upscale_button
+from tests.test_page_before_sending import DESKTOP, PHONE, image, serious_accessibility_problems
 from web.http.views import RESTART_NOTE
 
 pytestmark = pytest.mark.browser
@@ -35,14 +28,6 @@ def half_transparent(tmp_path, name: str, size: int = 40) -> str:
     path = tmp_path / name
     Image.new("RGBA", (size, size), (200, 40, 40, 128)).save(path)
     return str(path)
-
-
-def choose(page, paths, scale="2"):
-    page.get_by_role("combobox", name="Model", exact=True).select_option(FAST)
-    if scale is not None:
-        page.get_by_role("radio", name=f"{scale}×").check()
-    page.set_input_files("#file", paths)
-    expect(upscale_button(page)).to_be_enabled(timeout=ESTIMATE_MS)
 
 
 def test_a_batch_on_a_desktop_from_upscale_to_the_viewer(serve, browser, tmp_path):
@@ -74,11 +59,13 @@ def test_a_batch_on_a_desktop_from_upscale_to_the_viewer(serve, browser, tmp_pat
     expect(group.get_by_role("img", name=re.compile("^a-first.png: the original left of the split"))).to_be_visible()
     assert serious_accessibility_problems(page) == []
 
-    # A small result (66 x 50) fits the card instead of sitting tiny at 1:1.
+    # A small result (66 x 50) fits the card instead of sitting tiny at 1:1: as large as the card's
+    # width and three quarters of the window's height allow (whichever binds), its shape kept.
     compare = first.locator(".compare")
-    width = compare.evaluate("el => el.getBoundingClientRect().width / el.parentElement.clientWidth")
-    height = compare.evaluate("el => el.getBoundingClientRect().height / innerHeight")
-    assert width > 0.95 or height > 0.7, (width, height)
+    shown, fitted = compare.evaluate("""el => {
+        const ratio = Math.min(el.parentElement.clientWidth / 66, Math.max(200, innerHeight * 0.75) / 50);
+        return [[el.offsetWidth, el.offsetHeight], [Math.round(66 * ratio), Math.round(50 * ratio)]]; }""")
+    assert shown == fitted and shown[0] >= 4 * 66, (shown, fitted)
 
     # The plain wheel over the image scrolls the page; Ctrl+wheel (a trackpad's pinch) zooms.
     compare.scroll_into_view_if_needed()

@@ -12,9 +12,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import crop_of
+from tests.pages import FAST, choose
 
 pytestmark = pytest.mark.browser
-FAST = "realesr-animevideov3"
 # The first job of a fresh app may measure this CPU once (about 40 s on a loaded 2-core EPYC).
 DONE_TIMEOUT_MS = 180_000
 WCAG_AA = 4.5
@@ -49,15 +49,6 @@ def photo(tmp_path, name: str = "bird.png", size: tuple[int, int] = (64, 48)):
     path = tmp_path / name
     crop_of("Set5/bird.png", (40, 40, 40 + size[0], 40 + size[1])).save(path)
     return path
-
-
-def choose(page, path, scale="2", model=FAST):
-    # Options first, so that the estimates (which Upscale waits for) ask about the model used.
-    page.check(f'input[name="scale"][value="{scale}"]')
-    page.select_option("#model", model)
-    page.set_input_files("#file", str(path))
-    # A first estimate may convert the model's weights (minutes on a loaded 2-core machine).
-    expect(page.get_by_role("button", name=re.compile("Upscale"))).to_be_enabled(timeout=240_000)
 
 
 def upscale_to_done(page, server, path, scale="2", model=FAST):

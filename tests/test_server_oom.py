@@ -1,5 +1,5 @@
-"""Out of memory in a real server process: a test hook (``REMASTER_OOM_AT_TILE``) makes the network
-raise torch's OutOfMemoryError at a chosen tile of a job run by ``python app.py``; the job halves its
+"""Out of memory in a real server process: the tests' hook (``TEST_OOM_AT_TILE``, `tests.hooks`) makes the
+network raise torch's OutOfMemoryError at a chosen tile of a job run by ``python app.py``; the job halves its
 tiles, finishes, equals an uninterrupted run and says in its provenance which tile size it ended with."""
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ from PIL import Image
 from esrgan.io.imageio import DecodedImage, to_uint8
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from tests.conftest import crop_of, png_bytes, psnr
-from tests.test_restart import FINISHED, job_state, post_job, start_server, wait_until
+from tests.conftest import FINISHED, crop_of, png_bytes, psnr, wait_until
+from tests.hooks import Hooks
+from tests.test_restart import job_state, post_job, start_server
 
 
 def test_out_of_memory_at_a_tile_halves_the_rest_and_the_job_still_equals_an_uninterrupted_run(
         tmp_path, weights_dir, store):
     folder, log = tmp_path / "uploads", tmp_path / "server.log"
     photo = crop_of("coffee.png", (10, 20, 107, 83))  # 97x63, odd sides: two tiles of 64 px (48 and 49 wide)
-    hooks = {"REMASTER_TILE": "64", "REMASTER_OOM_AT_TILE": "1", "REMASTER_PREVIEW_MIN_SECONDS": "1e9"}
-    server, base = start_server(folder, weights_dir, log, **hooks)
+    settings = {"REMASTER_TILE": "64", "REMASTER_PREVIEW_MIN_SECONDS": "1e9"}
+    server, base = start_server(folder, weights_dir, log, Hooks(oom_at_tile=1), **settings)
     try:
         job_id = post_job(base, png_bytes(photo), "realesr-animevideov3")
         state = wait_until(lambda: (lambda s: s if s["status"] in FINISHED else None)(job_state(base, job_id)),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -181,15 +179,6 @@ def test_one_plan_is_what_the_estimate_counts_and_what_the_run_runs():
     assert sum(h * w for h, w in model.windows) == plan.work_pixels == work_pixels(70, 45, options, 2)
     assert seen[-1] == (plan.count, plan.count)  # one step per tile for a network without blocks
     np.testing.assert_allclose(result.image, image.repeat(4, 0).repeat(4, 1), atol=1e-5)
-
-
-def test_the_step_delay_makes_slow_work_slow_on_purpose():
-    # What tests use so that "the job was still running when ..." holds on any CPU: a floor, never a ceiling.
-    image = np.zeros((40, 40, 3), np.float32)
-    options = TileOptions(tile=16, tile_pad=4, step_delay=0.05)
-    started = time.monotonic()
-    upscale_tiled(Blocks(3), image, scale=4, options=options)
-    assert time.monotonic() - started >= count_tiles(40, 40, options) * 4 * 0.05
 
 
 def test_the_cpu_tile_follows_the_free_ram():

@@ -20,19 +20,21 @@ from esrgan.settings import Settings
 from esrgan.tiling.run import TileOptions, model_context, plan_for, run_plan, steps_per_tile
 from esrgan.tiling.tta import with_tta
 from tests.conftest import crop_of, png_bytes, psnr
+from tests.hooks import OutOfMemoryAt
 from tests.test_tiny_models import TINY, save_checkpoint, tiny_network
 
 MULTIPLE = {"tiny-rrdb-x4": 1, "tiny-compact-x4": 1, "tiny-rrdb-x2": 2}  # input sides the network needs
 SCALE = {name: TINY[name][1].get("scale", TINY[name][1].get("upscale")) for name in MULTIPLE}
 SIZES = [(37, 5), (23, 31), (61, 43)]  # thin, odd, unaligned
+# Ways a tiled run can go: its options, and the tile at which it runs out of memory (-1: never).
 OPTIONS = {
-    "whole": TileOptions(tile=0),
-    "blended": TileOptions(tile=8, tile_pad=4),
-    "abutting": TileOptions(tile=8, tile_pad=4, blend=0),
-    "batch": TileOptions(tile=8, tile_pad=4, batch=3),
-    "fixed-prepad": TileOptions(tile=8, tile_pad=6, pre_pad=3, fixed_window=True),
-    "oom-blended": TileOptions(tile=8, tile_pad=4, oom_at_tile=1),
-    "oom-abutting": TileOptions(tile=8, tile_pad=4, blend=0, oom_at_tile=2),
+    "whole": (TileOptions(tile=0), -1),
+    "blended": (TileOptions(tile=8, tile_pad=4), -1),
+    "abutting": (TileOptions(tile=8, tile_pad=4, blend=0), -1),
+    "batch": (TileOptions(tile=8, tile_pad=4, batch=3), -1),
+    "fixed-prepad": (TileOptions(tile=8, tile_pad=6, pre_pad=3, fixed_window=True), -1),
+    "oom-blended": (TileOptions(tile=8, tile_pad=4), 1),
+    "oom-abutting": (TileOptions(tile=8, tile_pad=4, blend=0), 2),
 }
 
 
@@ -45,19 +47,23 @@ def image_of(height: int, width: int) -> np.ndarray:
     return np.asarray(crop_of("coffee.png", (60, 70, 60 + width, 70 + height)), np.float32) / 255
 
 
-def both(model, image, options, scale, multiple=1):
-    """The float run and the byte run of the same plan."""
+def both(model, image, options, scale, multiple=1, oom_at=-1):
+    """The float run and the byte run of the same plan (each out of memory at tile ``oom_at``)."""
     plan = plan_for(*image.shape[:2], options, multiple, model_context(model))
-    floats = run_plan(model, image, plan, scale=scale, options=options)
-    return floats, run_plan(model, image, plan, scale=scale, options=options, quantise=True)
+
+    def failing():
+        return OutOfMemoryAt(oom_at) if oom_at >= 0 else None
+
+    floats = run_plan(model, image, plan, scale=scale, options=options, before_forward=failing())
+    return floats, run_plan(model, image, plan, scale=scale, options=options, quantise=True, before_forward=failing())
 
 
-@pytest.mark.parametrize("options", OPTIONS.values(), ids=OPTIONS.keys())
+@pytest.mark.parametrize(("options", "oom_at"), OPTIONS.values(), ids=OPTIONS.keys())
 @pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
 @pytest.mark.parametrize("name", ["tiny-rrdb-x2", "tiny-compact-x4"])
-def test_the_bytes_are_the_float_result_quantised_bit_for_bit(name, size, options):
+def test_the_bytes_are_the_float_result_quantised_bit_for_bit(name, size, options, oom_at):
     model = tiny_network(name)
-    floats, bytes_ = both(model, image_of(*size), options, SCALE[name], MULTIPLE[name])
+    floats, bytes_ = both(model, image_of(*size), options, SCALE[name], MULTIPLE[name], oom_at)
     assert bytes_.image.dtype == np.uint8 and floats.image.dtype == np.float32
     assert bytes_.plan == floats.plan
     np.testing.assert_array_equal(bytes_.image, encoded(floats.image))
@@ -67,7 +73,7 @@ def test_the_bytes_are_the_float_result_quantised_bit_for_bit(name, size, option
 
 def test_tta_bytes_are_the_tta_float_result_quantised():
     model = with_tta(tiny_network("tiny-compact-x4"))
-    floats, bytes_ = both(model, image_of(23, 31), OPTIONS["blended"], 4)
+    floats, bytes_ = both(model, image_of(23, 31), OPTIONS["blended"][0], 4)
     np.testing.assert_array_equal(bytes_.image, encoded(floats.image))
 
 

@@ -11,13 +11,14 @@ import signal
 import time
 
 from esrgan.video import plan_segments, probe
+from tests.conftest import job_finished
+from tests.hooks import Hooks
 from tests.media import packets, write_clip
 from tests.test_distributed import (  # noqa: F401
     pytestmark,
     redis_url,
     start_workers,
     stop_workers,
-    wait_finished,
 )
 
 FRAMES = 36  # 3 s at 12 fps, a keyframe every 6 frames: six segments of half a second
@@ -79,8 +80,9 @@ def test_a_worker_killed_mid_segment_loses_that_segment_only(redis_url, tmp_path
     before stay as they are, the lost one is upscaled by the survivor, and the job's progress counted
     the helper's frames while it lived."""
     settings = {"VIDEO_SEGMENT_SECONDS": 0.5, "VIDEO_PREVIEW_FRAMES": 0, "VIDEO_STALE_SECONDS": STALE,
-                "STEP_DELAY": 0.03, "VISIBILITY_TIMEOUT": VISIBILITY}  # tens of steps a frame: slow on purpose
-    uploads, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("alpha", "beta"), **settings)
+                "VISIBILITY_TIMEOUT": VISIBILITY}
+    slow = Hooks(delay=0.03)  # tens of steps a frame: slow on purpose
+    uploads, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("alpha", "beta"), slow, **settings)
     try:
         app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(uploads), **settings)
         files = app.extensions["remaster"].files
@@ -108,7 +110,7 @@ def test_a_worker_killed_mid_segment_loses_that_segment_only(redis_url, tmp_path
             time.sleep(0.05)
         os.kill(workers[helper.split("@")[0]].pid, signal.SIGKILL)
         victim, before = holding[0], dict(done)
-        view = wait_finished(app.test_client(), job_id, 300)
+        view = job_finished(app.test_client(), job_id, 300)
         assert view["status"] == "done", view["error"]
         record = files.load_record(job_id)
         assert record["steps_done"] == record["steps_total"] == FRAMES

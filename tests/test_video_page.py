@@ -7,13 +7,13 @@ an animated GIF is taken."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import av
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import FINISHED, wait_until
 from tests.media import packets, write_animation, write_clip
 from tests.test_page_before_sending import AXE, DESKTOP, serious_accessibility_problems
 
@@ -31,10 +31,8 @@ def test_the_viewer_plays_before_and_after_in_step(serve, page, tmp_path):
         "scale": "2", "file": {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": clip.read_bytes()}})
     assert response.status == 202, response.text()
     job_id = response.json()["id"]
-    deadline = time.monotonic() + 120
-    while (job := page.request.get(f"{server}/api/jobs/{job_id}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, "the job did not finish"
-        time.sleep(0.2)
+    job = wait_until(lambda: (lambda view: view if view["status"] in FINISHED else None)(
+        page.request.get(f"{server}/api/jobs/{job_id}").json()), 120, "the job did not finish")
     assert job["status"] == "done", job["error"]
     page.goto(server + "/")
     state = page.evaluate("""async (job) => {
@@ -66,10 +64,11 @@ def choose_clip(page, path: Path, scale: str = "2"):
     page.set_input_files("#file", str(path))
 
 
-def test_a_clip_from_the_file_input_to_a_downloaded_mp4_with_its_sound(serve, page, tmp_path):
-    """Slow on purpose (STEP_DELAY at each of a frame's ~19 network steps: at least 9 s for the clip,
-    polled every 0.5 s), so the bar's verdict is the same on any CPU."""
-    server = serve(PRECISION="fp32", STEP_DELAY=0.02, PREVIEW_MIN_SECONDS=0)  # a preview of the first frames
+def test_a_clip_from_the_file_input_to_a_downloaded_mp4_with_its_sound(serve, page, tmp_path, engine_hooks):
+    """Slow on purpose (the tests' step delay at each of a frame's ~19 network steps: at least 9 s
+    for the clip, polled every 0.5 s), so the bar's verdict is the same on any CPU."""
+    engine_hooks(delay=0.02)
+    server = serve(PRECISION="fp32", PREVIEW_MIN_SECONDS=0)  # a preview of the first frames
     clip = write_clip(tmp_path / "clip.mp4", subtitle="", frames=FRAMES)
     page.goto(server)
     # The picker offers what the server takes: its images and its videos and animations.

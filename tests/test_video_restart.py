@@ -14,8 +14,10 @@ import pytest
 from esrgan.errors import Cancelled
 from esrgan.io.resumable import WorkStore
 from esrgan.video import probe
+from tests.conftest import wait_until
+from tests.hooks import Hooks
 from tests.media import packets, write_clip
-from tests.test_restart import job_state, post_job, start_server, wait_until
+from tests.test_restart import job_state, post_job, start_server
 from web.jobs.storage import FileStore, new_id
 from web.jobs.video import VideoSettings, run_video, segment_files
 
@@ -39,7 +41,7 @@ def test_a_server_killed_mid_video_resumes_from_its_finished_segments(tmp_path, 
     clip = write_clip(tmp_path / "clip.mp4", subtitle="", frames=FRAMES)
     # Each network step sleeps too: a segment takes >= 2 s on any CPU, so the job is still running
     # when its first segment is seen finished.
-    process, base = start_server(folder, weights_dir, tmp_path / "first.log", REMASTER_STEP_DELAY="0.05")
+    process, base = start_server(folder, weights_dir, tmp_path / "first.log", Hooks(delay=0.05))
     try:
         job_id = post_clip(base, clip.read_bytes())
         wait_until(lambda: finished_segments(folder, job_id), 240, "a finished segment")

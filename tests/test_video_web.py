@@ -14,6 +14,7 @@ import pytest
 
 from esrgan.errors import Cancelled
 from esrgan.video import probe, probe_animation
+from tests.conftest import get
 from tests.media import damage_frame, packets, write_animation, write_clip
 from web.jobs.video import VideoSettings, run_video, segment_files
 
@@ -49,14 +50,6 @@ def wait_finished(client, job_id: str, seconds: float = 120) -> tuple[dict, list
     raise AssertionError(f"job {job_id} did not finish in {seconds} s")
 
 
-def fetch(client, url: str):
-    """GET and read the whole body, closing the served file."""
-    response = client.get(url)
-    response.get_data()
-    response.close()
-    return response
-
-
 def leftovers(app) -> list[str]:
     return sorted(p.name for p in app.extensions["remaster"].files.root.iterdir() if not p.name.startswith(".gitkeep"))
 
@@ -76,7 +69,7 @@ def test_a_clip_becomes_a_job_counted_in_frames_and_downloads_with_its_sound(app
     assert view["status"] == "done", view["error"]
     assert {v["progress"]["total"] for v in seen if v["status"] == "running" and v["stage"] == "upscaling"} <= {FRAMES}
     assert view["mime"] == "video/mp4" and view["media"]["result"]["frames"] == FRAMES
-    result = fetch(client, f"/api/jobs/{view['id']}/result")
+    result = get(client, f"/api/jobs/{view['id']}/result")
     assert result.status_code == 200 and result.mimetype == "video/mp4"
     assert 'filename=clip_x2.mp4' in result.headers["Content-Disposition"]
     out = Path(app.config["UPLOAD_FOLDER"]) / "result.mp4"
@@ -86,7 +79,7 @@ def test_a_clip_becomes_a_job_counted_in_frames_and_downloads_with_its_sound(app
     assert packets(out, "audio") == packets(clips / "clip.mp4", "audio")
     out.unlink()
     assert not [n for n in leftovers(app) if "segment" in n or n.endswith(".part")]
-    before = fetch(client, view["before_url"])
+    before = get(client, view["before_url"])
     assert before.status_code == 200 and before.mimetype == "video/mp4"
 
 
@@ -96,7 +89,7 @@ def test_a_gif_stays_a_gif_and_is_no_longer_refused(app, clips):
     assert response.status_code == 202, response.get_json()
     view, _ = wait_finished(client, response.get_json()["id"])
     assert view["status"] == "done" and view["kind"] == "animation", view["error"]
-    result = fetch(client, f"/api/jobs/{view['id']}/result")
+    result = get(client, f"/api/jobs/{view['id']}/result")
     assert result.mimetype == "image/gif" and "a_x2.gif" in result.headers["Content-Disposition"]
     out = Path(app.config["UPLOAD_FOLDER"]) / "check.gif"
     out.write_bytes(result.data)

@@ -33,9 +33,6 @@ DEFAULTS = {
     "BACKEND": "auto",
     "TILE": None,  # None: chosen by device
     "SE_SYNC": "exact",  # Real-CUGAN's tiles: "exact" (equal to the whole image) or "tile" (faster, drifts)
-    "STEP_DELAY": 0.0,  # seconds slept at every network step: a test hook that makes work slow on purpose
-    "STEP_SLOWDOWN": 1.0,  # a test hook: the network this many times slower, as on a slower machine
-    "OOM_AT_TILE": -1,  # a test hook: the network runs out of memory once at this tile (-1: never)
     "TORCH_THREADS": None,
     "PREVIEW_MIN_SECONDS": 4,  # jobs expected to take longer get a quick preview from the fast model first
     "PRELOAD_MODELS": True,  # load the default models in the background at start

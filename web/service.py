@@ -35,8 +35,7 @@ def engine_settings(config: Mapping) -> Settings:
     return Settings().updated({
         "weights_folder": config["WEIGHTS_FOLDER"], "device": config["DEVICE"], "precision": config["PRECISION"],
         "backend": config["BACKEND"], "tile": config["TILE"], "max_output_pixels": config["MAX_OUTPUT_PIXELS"],
-        "se_sync": config["SE_SYNC"], "step_delay": config["STEP_DELAY"],
-        "step_slowdown": config["STEP_SLOWDOWN"], "oom_at_tile": config["OOM_AT_TILE"],
+        "se_sync": config["SE_SYNC"],
     })
 
 

@@ -59,8 +59,6 @@ X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still allow native bf16 convolutions.
 ONEDNN_BF16_ISA_MARKS = ("BF16", "AMX", "FP16", "AVX10", "ALL", "DEFAULT")
 
-RoundHook = Callable[[str, int], None]
-
 
 @dataclass(frozen=True)
 class Runtime:
@@ -174,23 +172,18 @@ def test_image(side: int = CALIBRATION_SIDE) -> torch.Tensor:
     return image.clamp(0, 1)
 
 
-def time_interleaved(runs: Mapping[str, Callable[[], object]], rounds: int,
-                     hook: RoundHook | None = None) -> dict[str, float]:
+def time_interleaved(runs: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, float]:
     """The fastest of ``rounds`` timed calls of each run, the runs taking turns (ABBA order).
 
     Args:
         runs: Name -> a call to time (already warmed up).
         rounds: Timed calls of each run.
-        hook: Called inside each timed call as ``hook(name, round)``; for tests that simulate a
-            busy moment. Never set in production.
     """
     best = dict.fromkeys(runs, float("inf"))
     names = list(runs)
     for index in range(rounds):
         for name in names if index % 2 == 0 else names[::-1]:
             started = time.perf_counter()
-            if hook is not None:
-                hook(name, index)
             runs[name]()
             best[name] = min(best[name], time.perf_counter() - started)
     return best
@@ -208,8 +201,7 @@ def read_calibration(record: Path | None) -> Calibration | None:
 
 
 def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates: tuple[str, ...] | None = None,
-                  rounds: int = CALIBRATION_ROUNDS, side: int = CALIBRATION_SIDE,
-                  hook: RoundHook | None = None) -> Calibration:
+                  rounds: int = CALIBRATION_ROUNDS, side: int = CALIBRATION_SIDE) -> Calibration:
     """Measure the candidate precisions (channels-last) on the CPU; read or write the record.
 
     Args:
@@ -220,7 +212,6 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
         rounds: Interleaved timed rounds per candidate (1 where there is only one candidate: it
             then measures the rate for estimates, and jobs correct it; see `rate_disagrees`).
         side: Test image side (x4plus input pixels); the record's rates assume the default.
-        hook: See `time_interleaved`; tests only.
 
     Raises:
         RemasterError: No x4plus weights to measure with (from the store).
@@ -250,7 +241,7 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
     with torch.inference_mode():
         for name in modules:  # warm the kernels, untimed
             modules[name](inputs[name][..., :16, :16])
-        seconds = time_interleaved({name: runner(name) for name in modules}, rounds, hook)
+        seconds = time_interleaved({name: runner(name) for name in modules}, rounds)
     reference = outputs["fp32"].float().clamp(0, 1)
     bf16_seconds = bf16_psnr = None
     chosen = "fp32"

@@ -48,14 +48,6 @@ class TileOptions:
             each block's channel means over the whole image, one pass over the tiles per block
             (tiles equal the whole image); ``"tile"`` lets every tile use its own means (one pass,
             faster, tile edges may show). See `esrgan.tiling.se_sync`.
-        step_delay: Seconds slept at every progress step. A test hook: it makes slow work slow on
-            purpose, so a test's verdict never depends on the machine's speed. 0 in production.
-        step_slowdown: Every progress step takes this many times as long as its work did (the
-            rest slept). A test hook: the network ``step_slowdown`` times slower, as on a slower
-            machine, so a test suite can check its verdict does not depend on the speed. 1 in production.
-        oom_at_tile: A test hook: the forward pass that would run the tile with this index (counted
-            over every tile the run feeds the network, from 0) raises ``torch.OutOfMemoryError``
-            once instead, as a device out of memory would. -1 (never) in production.
     """
 
     tile: int = 256
@@ -65,9 +57,6 @@ class TileOptions:
     blend: int | None = None
     fixed_window: bool = False
     se_sync: Literal["exact", "tile"] = "exact"
-    step_delay: float = 0.0
-    step_slowdown: float = 1.0
-    oom_at_tile: int = -1
 
 
 @dataclass(frozen=True)

@@ -66,13 +66,11 @@ class TiledResult:
         image: (H*scale, W*scale, 3) float32 RGB in [0, 1]; uint8 when the run was asked to quantise.
         plan: The plan as it ended.
         resumed: Tiles of the last pass taken from the checkpoint instead of run.
-        slept: Seconds the `TileOptions.step_delay` test hook slept (not the network's time).
     """
 
     image: np.ndarray
     plan: TilePlan
     resumed: int = 0
-    slept: float = 0.0
 
 
 def upscale_tiled(model: torch.nn.Module, image: np.ndarray, *, scale: int, size_multiple: int = 1,
@@ -108,7 +106,7 @@ def run_plan(
         image: (H, W, 3) float32 RGB in [0, 1].
         plan: From `esrgan.tiling.plan.plan_for` for this image, model and options.
         scale: The model's native scale.
-        options: The batch, the SE synchronisation and the step delay are read from here.
+        options: The batch and the SE synchronisation are read from here.
         device: Where the model runs.
         dtype: The model's dtype (float16 on CUDA, bfloat16 on CPUs with native support).
         channels_last: Feed the model NHWC tensors (when it was converted to channels-last).
@@ -116,15 +114,15 @@ def run_plan(
             last call with ``done == total`` (the total grows when an out-of-memory error re-plans).
         cancelled: Polled at every step, inside the forward pass too; True raises `Cancelled`.
         checkpoint: Keeps finished tiles (and SE sums); opened by the caller with the work's identity.
-        before_forward: Called with the tiles of each forward pass before it runs (a test hook: it
-            may raise, e.g. ``torch.OutOfMemoryError``).
+        before_forward: Called with the tiles of each forward pass before it runs; what it raises
+            is raised by the forward pass (``torch.OutOfMemoryError`` is recovered from).
         quantise: Return uint8, made on ``device`` exactly as the encoders round (`esrgan.tiling.canvas`),
             so only bytes cross to the host; bit for bit the float result quantised afterwards.
     """
     run = _Run(model, image, scale, options, torch.device(device), dtype, channels_last, checkpoint, before_forward)
-    run.steps = Steps(0, progress, cancelled, options.step_delay, options.step_slowdown)
+    run.steps = Steps(0, progress, cancelled)
     canvas, plan = run.run(plan, quantise)
-    return TiledResult(canvas.result(), plan, run.resumed, run.steps.slept)
+    return TiledResult(canvas.result(), plan, run.resumed)
 
 
 class _Run(SyncedPasses):
@@ -135,8 +133,7 @@ class _Run(SyncedPasses):
         self.model, self.image, self.scale, self.options = model, image, scale, options
         self.device, self.dtype, self.channels_last = device, dtype, channels_last
         self.checkpoint = checkpoint
-        self.before_forward = _OutOfMemoryAt(options.oom_at_tile, before_forward) if options.oom_at_tile >= 0 \
-            else before_forward
+        self.before_forward = before_forward
         self.forward = getattr(model, "forward_valid", model) if model_context(model) else model
         self.per_tile = steps_per_tile(model)
         self.steps = Steps(0, None, None)
@@ -290,23 +287,6 @@ def _putting():
     except OOM_ERRORS as error:
         raise ImageTooLargeError(f"out of memory while putting the result together ({error or type(error).__name__}): "
                                  "choose a smaller scale or a smaller image") from error
-
-
-class _OutOfMemoryAt:
-    """A `BeforeForward` hook that raises ``torch.OutOfMemoryError`` once, for the forward pass that
-    would run the ``at``-th tile fed to the network (`TileOptions.oom_at_tile`, a test hook), after
-    calling ``then``."""
-
-    def __init__(self, at: int, then: BeforeForward | None) -> None:
-        self.at, self.then, self.fed, self.raised = at, then, 0, False
-
-    def __call__(self, group: list[Tile]) -> None:
-        if self.then is not None:
-            self.then(group)
-        first, self.fed = self.fed, self.fed + len(group)
-        if not self.raised and first <= self.at < self.fed:
-            self.raised = True
-            raise torch.OutOfMemoryError(f"test hook: out of memory at tile {self.at} (oom_at_tile)")
 
 
 def _group(tiles: tuple[Tile, ...], first: int, size: int) -> list[Tile]:

@@ -10,7 +10,6 @@ network shared between threads is never disturbed and its key names never change
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -31,19 +30,11 @@ class Steps:
         total: Steps of the whole run.
         progress: Called as ``progress(done, total)``.
         cancelled: Polled at every step; True raises `Cancelled`.
-        delay: Seconds slept at every step (`esrgan.tiling.plan.TileOptions.step_delay`, a test hook).
-        slowdown: Each step takes this many times as long as its work did: after the work since
-            the last step, ``slowdown - 1`` times that is slept (`TileOptions.step_slowdown`, a
-            test hook: a slower machine, simulated).
     """
 
-    def __init__(self, total: int, progress: ProgressFn | None, cancelled: CancelFn | None,
-                 delay: float = 0.0, slowdown: float = 1.0) -> None:
-        self.total, self.progress, self.cancelled, self.delay = total, progress, cancelled, delay
-        self.slowdown = slowdown
-        self._last = time.perf_counter()
+    def __init__(self, total: int, progress: ProgressFn | None, cancelled: CancelFn | None) -> None:
+        self.total, self.progress, self.cancelled = total, progress, cancelled
         self.done = 0
-        self.slept = 0.0  # seconds the delay hook slept: not the network's time
         self.width = 1  # tiles in the forward pass now running: each block step advances them all
         self.ceiling = 0  # block steps never pass this: the tile's last step is its storing
 
@@ -52,16 +43,10 @@ class Steps:
             raise Cancelled("stopped on request")
 
     def step(self, to: int | None = None) -> None:
-        if self.slowdown > 1:
-            time.sleep((self.slowdown - 1) * (time.perf_counter() - self._last))
-        if self.delay > 0:
-            time.sleep(self.delay)
-            self.slept += self.delay
         self.check()
         self.done = to if to is not None else min(self.done + self.width, self.ceiling)
         if self.progress is not None:
             self.progress(self.done, self.total)
-        self._last = time.perf_counter()  # the next step's work starts now (reporting is not the network's)
 
 
 _CURRENT: PerThread[Steps] = PerThread()  # the Steps of the run on this thread, if any
