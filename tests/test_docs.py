@@ -94,8 +94,6 @@ def block_env(repo_copy, tmp_path_factory) -> dict[str, str]:
     (shims / "python3").symlink_to(getattr(sys, "_base_executable", sys.executable))
     env = {name: value for name, value in os.environ.items() if not name.startswith("REMASTER_")}
     env["PATH"] = f"{shims}{os.pathsep}{env.get('PATH', '')}"
-    if os.environ.get("REMASTER_STEP_SLOWDOWN"):
-        env["REMASTER_STEP_SLOWDOWN"] = os.environ["REMASTER_STEP_SLOWDOWN"]
     return env
 
 
