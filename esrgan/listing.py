@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from esrgan.errors import RemasterError
+from esrgan.faces.restorer import HOW_TO_ADD
 from esrgan.io.imageio import DecodedImage
 from esrgan.models import registry
 from esrgan.pipeline import Upscaler
@@ -103,8 +104,6 @@ def option_rows(upscaler: Upscaler) -> list[dict]:
 def faces_row(upscaler: Upscaler) -> dict:
     """Face restoration here: the checkpoint found in the weights folder (its file name), or why
     none can run and how to add one (GFPGAN v1.3/v1.4, RestoreFormer)."""
-    from esrgan.faces.restorer import HOW_TO_ADD
-
     checkpoint = upscaler.faces.checkpoint()
     missing = upscaler.faces.unavailable_reason()
     return {"available": missing is None, "checkpoint": checkpoint.name if checkpoint else None,

@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from esrgan.errors import FacesUnavailableError, ImageTooLargeError
+from esrgan.faces.service import FaceRestoration
 from esrgan.io.imageio import DecodedImage
 from esrgan.io.resumable import WorkStore, digest
 from esrgan.models import registry
@@ -43,9 +43,6 @@ from esrgan.tiling.run import (
 from esrgan.tiling.steps import steps_per_tile
 from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tiling.tta import passes_for, with_tta
-
-if TYPE_CHECKING:
-    from esrgan.faces.service import FaceRestoration
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +81,6 @@ class Upscaler:
         """"Restore faces" with the face checkpoint in the weights folder (`esrgan.faces`); its
         ``unavailable_reason()`` says whether one is there (looked for at each call, so a file added
         later counts) and, if not, how to add one."""
-        from esrgan.faces.service import FaceRestoration
-
         return FaceRestoration(self.store.weights_dir, str(self.device))
 
     @property
