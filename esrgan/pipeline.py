@@ -199,7 +199,7 @@ class Upscaler:
         will process, plus what the `Settings.step_delay` test hook will sleep (slow work slow on
         purpose is slow in the estimate too, as a slow machine's measured rate would be). Loads the
         model to count them."""
-        rate = self.rates.get(model)
+        rate = self.rates.get(self.store.key(model))
         if rate is None:
             calibrated = self.runtime.seconds_per_pixel if self.calibrated else None
             rate = prior_rate(self._model_flops(model), self.device.type, calibrated,
@@ -312,7 +312,7 @@ class Upscaler:
         if not tiled.resumed:  # a resumed run's time covers only part of the plan
             inference_seconds = time.perf_counter() - inference_started - tiled.slept
             work = plan.work_pixels * passes_for(tta)  # a rate is per pixel of one pass
-            self.rates.learn(loaded.entry.name, inference_seconds, work)
+            self.rates.learn(self.store.key(chosen.model), inference_seconds, work)
             if loaded.device.type == "cpu":
                 self.check_calibration(loaded.entry.name, inference_seconds, work)
         size = registry.output_size(image.width, image.height, chosen.scale)

@@ -180,7 +180,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         names = args.measure or list(upscaler.store.entries())
         bf16 = native_bf16()[0] and args.precision == "auto"  # each model's bf16 figures (esrgan.runtime.precision)
         for name in names:
-            figures = upscaler.precisions.measured(upscaler.store, name) if bf16 else None
+            figures = upscaler.precisions.measured(upscaler.store, upscaler.store.key(name)) if bf16 else None
             rate = measure_rate(upscaler, name)
             print(f"{name}: {rate * 1e6:.2f} s per megapixel processed" + (f"; {figures}" if figures else ""),
                   file=sys.stderr if args.json else sys.stdout, flush=True)
