@@ -45,6 +45,7 @@ from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tiling.tta import passes_for, with_tta
 
 log = logging.getLogger(__name__)
+UPSCALED_LOG = "upscaled %dx%d -> %dx%d with %s in %.1fs"  # per image (a video's frames leave it out)
 
 StageFn = Callable[[str], None]
 
@@ -328,8 +329,7 @@ class Upscaler:
             tiles=plan.count, seconds=round(time.perf_counter() - started, 3), tile=plan.tile,
             before=chosen.before, tta=tta, faces=faces,
         )
-        log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
-                 loaded.entry.name, provenance.seconds)
+        log.info(UPSCALED_LOG, image.width, image.height, *size, loaded.entry.name, provenance.seconds)
         if store is not None:
             store.close()
         return UpscaleResult(image.with_rgb(out if as_bytes else np.clip(out, 0, 1, out=out), alpha), provenance)

@@ -208,3 +208,21 @@ def test_train_prints_a_command_that_runs_once_input_and_output_are_filled_in(hr
     with Image.open(target) as image:
         assert image.size == (68, 56)
     assert [p.name for p in empty.iterdir() if p.suffix in (".pth", ".safetensors")] == []
+
+
+def test_train_on_images_smaller_than_the_patch_says_the_largest_patch_that_fits(weights_dir, tmp_path):
+    hr = tmp_path / "small"
+    hr.mkdir()
+    for index, box in enumerate([(0, 0, 37, 45), (10, 10, 51, 43), (20, 20, 49, 61), (5, 5, 40, 40), (0, 9, 33, 50)]):
+        crop_of("coffee.png", box).save(hr / f"{index}.png")  # shorter sides 37, 33, 29, 35, 33: odd
+    done = subprocess.run([sys.executable, "-m", "esrgan", "train", "--hr-dir", str(hr), "--model", "animevideov3",
+                           "--patch", "16", "--no-perceptual", "--device", "cpu", "-o", str(tmp_path / "run")],
+                          cwd=ROOT, env={"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    sides = []
+    for path in split_folder(hr, (0.7, 0.2, 0.1), seed=0).train:  # the images training would crop
+        with Image.open(path) as image:
+            sides.append(min(image.size))
+    largest = max(sides) // 4
+    assert done.stderr.strip().endswith(f"(--patch 16 at 4x): the largest patch that fits is --patch {largest}")
