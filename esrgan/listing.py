@@ -9,8 +9,10 @@ import time
 import numpy as np
 
 from esrgan.errors import RemasterError
+from esrgan.faces.restorer import HOW_TO_ADD
 from esrgan.io.imageio import DecodedImage
 from esrgan.models import registry
+from esrgan.models.keys import ModelKey
 from esrgan.pipeline import Upscaler
 
 MEASURE_SIDE = 128  # input side of the probe: large enough that padding is a small share
@@ -25,14 +27,14 @@ FACES_NOTE = ("Finds faces in the image, restores each with your GFPGAN or Resto
 
 
 def seconds_per_megapixel(upscaler: Upscaler, name: str) -> float | None:
-    """The model's rate (`esrgan.runtime.rates`) per million processed pixels, as the listing shows it."""
-    rate = upscaler.rates.get(name)
+    """The catalogued model's rate (`esrgan.runtime.rates`) per million processed pixels, as the listing shows it."""
+    rate = upscaler.rates.get(ModelKey(name))
     return None if rate is None else round(rate * 1e6, 3)
 
 
 def precision_figures(upscaler: Upscaler, name: str) -> dict:
-    """The model's bf16 figures on this machine (`esrgan.runtime.precision`), None where never measured."""
-    figures = upscaler.precisions.get(name)
+    """The catalogued model's bf16 figures on this machine (`esrgan.runtime.precision`), None where never measured."""
+    figures = upscaler.precisions.get(ModelKey(name))
     return figures.as_row() if figures is not None else {"bf16_psnr": None, "bf16_speedup": None,
                                                           "precision": None}
 
@@ -103,8 +105,6 @@ def option_rows(upscaler: Upscaler) -> list[dict]:
 def faces_row(upscaler: Upscaler) -> dict:
     """Face restoration here: the checkpoint found in the weights folder (its file name), or why
     none can run and how to add one (GFPGAN v1.3/v1.4, RestoreFormer)."""
-    from esrgan.faces.restorer import HOW_TO_ADD
-
     checkpoint = upscaler.faces.checkpoint()
     missing = upscaler.faces.unavailable_reason()
     return {"available": missing is None, "checkpoint": checkpoint.name if checkpoint else None,
@@ -145,8 +145,9 @@ def measure_rate(upscaler: Upscaler, name: str) -> float:
         best = min(best, time.perf_counter() - started)
     rate = best / upscaler.work_pixels(MEASURE_SIDE, MEASURE_SIDE, name)
     precision = upscaler.runtime.precision
-    for twin in same_network(name):
-        upscaler.rates.record(twin, rate, str(upscaler.device), precision)
+    twins = [ModelKey(twin) for twin in same_network(name)[1:]]
+    for key in (upscaler.store.key(name), *twins):
+        upscaler.rates.record(key, rate, str(upscaler.device), precision)
     return rate
 
 

@@ -12,15 +12,16 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from esrgan.errors import FacesUnavailableError
+from esrgan.faces.service import FaceRestoration
 from esrgan.io.imageio import DecodedImage
 from esrgan.io.resumable import WorkStore, digest, work_identity
 from esrgan.models import registry
+from esrgan.models.keys import ModelKey
 from esrgan.models.store import LoadedModel, ModelStore, resolve_device
 from esrgan.options import UpscaleOptions
 from esrgan.result import Provenance, UpscaleResult, resample
@@ -37,10 +38,8 @@ from esrgan.tiling.steps import CancelFn, ProgressFn
 from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tiling.tta import passes_for, with_tta
 
-if TYPE_CHECKING:
-    from esrgan.faces.service import FaceRestoration
-
 log = logging.getLogger(__name__)
+UPSCALED_LOG = "upscaled %dx%d -> %dx%d with %s in %.1fs"  # per image (a video's frames leave it out)
 
 StageFn = Callable[[str], None]
 
@@ -77,8 +76,6 @@ class Upscaler:
         """"Restore faces" with the face checkpoint in the weights folder (`esrgan.faces`); its
         ``unavailable_reason()`` says whether one is there (looked for at each call, so a file added
         later counts) and, if not, how to add one."""
-        from esrgan.faces.service import FaceRestoration
-
         return FaceRestoration(self.store.weights_dir, str(self.device))
 
     @property
@@ -197,7 +194,7 @@ class Upscaler:
         (`esrgan.runtime.rates`; before any run, the calibration's scaled by FLOPs) times the pixels it
         will process. Loads the model (once) to count them."""
         loaded = self.load(model)
-        rate = self.rates.get(model)
+        rate = self.rates.get(self.store.key(model))
         if rate is None:
             calibrated = self.runtime.seconds_per_pixel if self.calibrated else None
             rate = prior_rate(self._model_flops(model, loaded), self.device.type, calibrated,
@@ -252,7 +249,8 @@ class Upscaler:
         runtime, loaded = self._ready(chosen.model, stage)
         rgb = self._run_before(image.rgb(), chosen.before, tta, cancelled)
         as_bytes = ask.bytes_result(image, chosen)
-        tiled, store = self._run_tiles(rgb, loaded, tta, as_bytes, checkpoint, progress, cancelled)
+        tiled, store = self._run_tiles(rgb, self.store.key(chosen.model), loaded, tta, as_bytes, checkpoint, progress,
+                                       cancelled)
         out, alpha = self._finish(image, tiled.image, chosen, faces)
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
@@ -261,7 +259,7 @@ class Upscaler:
             tiles=tiled.plan.count, seconds=round(time.perf_counter() - started, 3), tile=tiled.plan.tile,
             before=chosen.before, tta=tta, faces=faces,
         )
-        log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *out.shape[1::-1],
+        log.info(UPSCALED_LOG, image.width, image.height, *out.shape[1::-1],
                  loaded.entry.name, provenance.seconds)
         if store is not None:
             store.delete()
@@ -297,8 +295,9 @@ class Upscaler:
                                 dtype=step.dtype, channels_last=step.channels_last, cancelled=cancelled)
         return rgb
 
-    def _run_tiles(self, rgb: np.ndarray, loaded: LoadedModel, tta: bool, as_bytes: bool, checkpoint: Path | None,
-                   progress: ProgressFn | None, cancelled: CancelFn | None) -> tuple[TiledResult, WorkStore | None]:
+    def _run_tiles(self, rgb: np.ndarray, key: ModelKey, loaded: LoadedModel, tta: bool, as_bytes: bool,
+                   checkpoint: Path | None, progress: ProgressFn | None,
+                   cancelled: CancelFn | None) -> tuple[TiledResult, WorkStore | None]:
         """The main model over ``rgb``, tile by tile, its finished tiles kept in ``checkpoint`` (the
         store is returned for the caller to delete once the result is made); its rate learnt."""
         tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2)
@@ -312,12 +311,12 @@ class Upscaler:
                          cancelled=cancelled, checkpoint=store, quantise=as_bytes)
         if not tiled.resumed:  # a resumed run's time covers only part of the plan
             inference_seconds = time.perf_counter() - inference_started
-            self._learn(loaded, inference_seconds, tiled.plan.work_pixels * passes_for(tta))  # per pixel of a pass
+            self._learn(key, loaded, inference_seconds, tiled.plan.work_pixels * passes_for(tta))  # per pixel of a pass
         return tiled, store
 
-    def _learn(self, loaded: LoadedModel, seconds: float, work: int) -> None:
+    def _learn(self, key: ModelKey, loaded: LoadedModel, seconds: float, work: int) -> None:
         """What a whole run took: the model's rate, and on the CPU whether the calibration still holds."""
-        self.rates.learn(loaded.entry.name, seconds, work)
+        self.rates.learn(key, seconds, work)
         if loaded.device.type == "cpu":
             self.check_calibration(loaded.entry.name, seconds, work)
 

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import shlex
+import stat
 import subprocess
 import sys
 
 from PIL import Image
 
+from esrgan.cli.main import build_parser
 from esrgan.models import registry
 from tests.conftest import ROOT, crop_of
 
 
-def run_cli(*args: str, env_weights) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env_weights, umask: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m esrgan args...`` in a fresh process; ``umask``: as a shell set it first."""
     env = {"REMASTER_WEIGHTS_FOLDER": str(env_weights), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "esrgan", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "esrgan", *args]
+    if umask is not None:
+        command = ["sh", "-c", f"umask {umask} && exec {shlex.join(command)}"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_upscale_two_files_into_a_folder(tmp_path, weights_dir):
@@ -41,7 +48,8 @@ def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(tmp_path, wei
     done = run_cli("upscale", str(bad), "-o", str(target), env_weights=weights_dir)
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "not an image" in errors[0]
+    assert len(errors) == 1 and "not an image or a video we can read" in errors[0]
+    assert "images may be JPEG, PNG, WebP, BMP or TIFF" in errors[0] and "videos and animations MP4" in errors[0]
     assert list(tmp_path.iterdir()) == [bad]
 
 
@@ -172,3 +180,40 @@ def test_the_cli_settings_are_defaults_then_environment_then_flags(monkeypatch, 
     settings = engine_settings(device="cpu", tile=None)
     assert (settings.weights_folder, settings.backend, settings.device, settings.tile) == (tmp_path, "torch", "cpu", None)
     assert engine_settings(backend="auto").backend == "auto"  # a flag wins
+
+
+def test_results_take_the_permissions_of_a_new_file(tmp_path, weights_dir):
+    source = tmp_path / "in.png"
+    crop_of("coffee.png", (80, 80, 97, 94)).save(source)  # 17x14: odd sides
+    for umask, mode in (("022", 0o644), ("077", 0o600), ("002", 0o664)):
+        target = tmp_path / f"out{umask}.png"
+        done = run_cli("upscale", str(source), "-o", str(target), "--fast", "--fp32", "--device", "cpu",
+                       env_weights=weights_dir, umask=umask)
+        assert done.returncode == 0, done.stderr
+        assert stat.S_IMODE(target.stat().st_mode) == mode, umask
+
+
+def test_several_inputs_and_a_file_name_are_refused_and_make_nothing(tmp_path, weights_dir):
+    inputs = []
+    for name, box in [("coffee.png", (80, 80, 97, 94)), ("chelsea_head.png", (100, 100, 111, 116))]:
+        crop_of(name, box).save(tmp_path / name)
+        inputs.append(str(tmp_path / name))
+    before = sorted(tmp_path.iterdir())
+    done = run_cli("upscale", *inputs, "-o", str(tmp_path / "out.png"), "--fast", "--fp32",
+                   env_weights=weights_dir)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: 2 inputs need a folder for -o, not the file name {tmp_path / 'out.png'}; "
+                                   f"to write them into a new folder of that name, end it with a slash "
+                                   f"({tmp_path / 'out.png'}/)")
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_no_help_shows_backticks_and_noise_covers_photos(weights_dir):
+    top = run_cli("--help", env_weights=weights_dir)
+    assert top.returncode == 0 and "usage: python -m esrgan" in top.stdout and "`" not in top.stdout
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == {"upscale", "models", "degrade", "evaluate", "train"}
+    for name, parser in commands.items():
+        assert "`" not in parser.format_help(), name
+    noise = next(a for a in commands["upscale"]._actions if "--noise" in a.option_strings)
+    assert "photos" in noise.help and "anime" in noise.help

@@ -3,6 +3,7 @@ result's frames, size, sound and delays, and one-line refusals that leave nothin
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import av
@@ -12,6 +13,7 @@ import torch
 
 from esrgan.archs import SRVGGNetCompact
 from esrgan.cli.main import main
+from esrgan.pipeline import UPSCALED_LOG
 from esrgan.video import probe, probe_animation
 from tests.media import packets, write_animation, write_clip
 
@@ -85,3 +87,20 @@ def test_refused_input_says_why_in_one_line_and_writes_nothing(cli, tmp_path, ma
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: ") and words in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_a_clip_logs_one_line_for_its_frames_not_one_per_frame(tiny_weights, monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("REMASTER_WEIGHTS_FOLDER", str(tiny_weights))
+    src = write_clip(tmp_path / "clip.mp4", width=22, height=18, subtitle="", frames=5)
+    still = tmp_path / "still.png"
+    av.open(str(src)).decode(video=0).__next__().to_image().save(still)
+    flags = ["-s", "2", "--model", TINY, "--device", "cpu", "--precision", "fp32"]
+    with caplog.at_level(logging.INFO):
+        assert main(["-v", "upscale", str(src), *flags, "-o", str(tmp_path / "clip_x2.mp4")]) == 0
+        frames = [r for r in caplog.records if r.msg == UPSCALED_LOG]
+        video = [r for r in caplog.records if r.name == "esrgan.video.transcode"]
+        caplog.clear()
+        assert main(["-v", "upscale", str(still), *flags, "-o", str(tmp_path / "still_x2.png")]) == 0
+        image = [r for r in caplog.records if r.msg == UPSCALED_LOG]
+    assert frames == [] and len(video) == 1 and "5 frames" in video[0].getMessage()
+    assert len(image) == 1  # an image still says its line: only a clip's frames are left out

@@ -181,18 +181,19 @@ def test_settings_take_text_values_in_order_and_refuse_unknown_names(tmp_path):
 
 
 def test_rates_are_learned_from_runs_recorded_and_used_for_estimates(tmp_path, store):
+    from esrgan.models.keys import ModelKey
     from esrgan.runtime.rates import RATES_FILE, RateStore
 
-    rates = RateStore(tmp_path / RATES_FILE)
-    assert rates.get("m") is None
-    assert rates.learn("m", 2.0, 1000) == pytest.approx(2e-3)
-    assert rates.learn("m", 4.0, 1000) == pytest.approx(3e-3)  # one slow run only half counts
-    rates.record("m", 1e-3, "cpu", "fp32")
-    assert RateStore(tmp_path / RATES_FILE).get("m") == pytest.approx(1e-3)  # kept across restarts
+    rates, m = RateStore(tmp_path / RATES_FILE), ModelKey("m")
+    assert rates.get(m) is None
+    assert rates.learn(m, 2.0, 1000) == pytest.approx(2e-3)
+    assert rates.learn(m, 4.0, 1000) == pytest.approx(3e-3)  # one slow run only half counts
+    rates.record(m, 1e-3, "cpu", "fp32")
+    assert RateStore(tmp_path / RATES_FILE).get(m) == pytest.approx(1e-3)  # kept across restarts
     upscaler = Upscaler(store, Settings(device="cpu", precision="fp32"))
     model = "realesr-animevideov3"
     upscaler.upscale(DecodedImage(np.full((9, 13, 3), 0.5, np.float32)), 4, model=model)
-    rate = upscaler.rates.get(model)
+    rate = upscaler.rates.get(ModelKey(model))
     assert rate is not None and rate > 0  # the engine learns from its own runs
     estimate = upscaler.estimate_seconds(model, 30, 20)
     assert estimate == pytest.approx(rate * upscaler.work_pixels(30, 20, model))

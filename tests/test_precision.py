@@ -8,6 +8,7 @@ of mantissa) the large activations lose the small ones, as a real model's outlie
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ import torch
 from esrgan.archs import SRVGGNetCompact
 from esrgan.io.imageio import DecodedImage, read_image
 from esrgan.listing import models_listing
+from esrgan.models.keys import ModelKey
 from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.runtime import choose as runtime
@@ -72,7 +74,7 @@ def test_each_model_runs_in_bf16_only_if_it_stays_faithful_in_it(tmp_path, photo
     fragile = upscaler.upscale(photo, 4, model="tiny-fragile", float_result=True)
     assert fragile.provenance.precision == "fp32"
     figures = PrecisionStore(figures_file)
-    assert figures.get("tiny-faithful").psnr >= MIN_MODEL_PSNR > figures.get("tiny-fragile").psnr
+    assert figures.get(ModelKey("tiny-faithful")).psnr >= MIN_MODEL_PSNR > figures.get(ModelKey("tiny-fragile")).psnr
     # Its fp32 result is the network's own: what it computes in fp32, directly.
     with torch.inference_mode():
         x = torch.from_numpy(photo.pixels).permute(2, 0, 1)[None]
@@ -123,3 +125,59 @@ def test_no_bf16_is_measured_under_avx2_caps(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["fp32", "fp32"]
     assert not (tmp_path / "weights" / "converted" / PRECISION_FILE).exists()
+
+
+def run_checkpoints(folder) -> dict[str, object]:
+    """Two fine-tuning runs' checkpoints: the same file name, the same name inside ("finetuned-run")."""
+    paths = {}
+    for kind, fragile in (("faithful", False), ("fragile", True)):
+        path = folder / kind / "model.pth"
+        path.parent.mkdir(parents=True)
+        torch.save({"params_ema": tiny_compact(fragile).state_dict(), "name": "finetuned-run"}, path)
+        paths[kind] = path
+    return paths
+
+
+def test_a_checkpoint_path_is_measured_from_its_file_and_kept_by_path_and_hash(tmp_path):
+    """The bf16 measurement of a checkpoint given by its path, on any CPU: the candidates say bf16
+    is native (bf16 is emulated where it is not, with the same verdicts on these two networks)."""
+    store = ModelStore(tmp_path / "weights", ncnn_dir=tmp_path / "no-shipped-weights")
+    paths = run_checkpoints(tmp_path)
+    figures_file = tmp_path / PRECISION_FILE
+    figures = PrecisionStore(figures_file)
+    chosen = {kind: figures.choose(store, str(path), "bf16", automatic=True, measure=True,
+                                   candidates=("fp32", "bf16")) for kind, path in paths.items()}
+    assert chosen == {"faithful": "bf16", "fragile": "fp32"}
+    keys = {kind: store.key(str(path)) for kind, path in paths.items()}
+    for kind, path in paths.items():
+        assert keys[kind] == ModelKey(str(path.resolve()), hashlib.sha256(path.read_bytes()).hexdigest())
+    assert set(json.loads(figures_file.read_text())) == {key.text for key in keys.values()}  # no "finetuned-run"
+    again = PrecisionStore(figures_file)
+    assert again.get(keys["faithful"]).psnr >= MIN_MODEL_PSNR > again.get(keys["fragile"]).psnr
+    # Without bf16 among the candidates (an AVX2 CPU, or caps), nothing is measured: fp32.
+    fresh = PrecisionStore(tmp_path / "elsewhere.json")
+    assert fresh.choose(store, str(paths["faithful"]), "bf16", True, True, candidates=("fp32",)) == "fp32"
+    assert not (tmp_path / "elsewhere.json").exists()
+    # A file changed in place is another model: its old figures do not stand for it.
+    torch.save({"params_ema": tiny_compact(True).state_dict(), "name": "finetuned-run"}, paths["faithful"])
+    assert again.get(store.key(str(paths["faithful"]))) is None
+
+
+def test_a_checkpoint_path_runs_learns_its_rate_and_estimates_under_its_own_key(tmp_path, photo):
+    """The engine's API with a path where a name would be: the run, its learned rate, the estimate;
+    the same name in the weights folder is another model with figures of its own."""
+    weights = tmp_path / "weights"
+    store = ModelStore(weights, ncnn_dir=tmp_path / "no-shipped-weights")
+    path = run_checkpoints(tmp_path)["faithful"]
+    upscaler = Upscaler(store, Settings(device="cpu", precision="fp32", weights_folder=weights))
+    result = upscaler.upscale(photo, 4, model=str(path))
+    assert result.image.width == photo.width * 4 and result.provenance.model == "finetuned-run"
+    key = store.key(str(path))
+    rate = upscaler.rates.get(key)
+    assert rate is not None and rate > 0
+    estimate = upscaler.estimate_seconds(str(path), 30, 20)
+    assert estimate == pytest.approx(rate * upscaler.work_pixels(30, 20, str(path)))
+    weights.mkdir(exist_ok=True)
+    (weights / "mine.pth").write_bytes(path.read_bytes())  # now also a catalogued "finetuned-run"
+    assert store.key("finetuned-run") == ModelKey("finetuned-run")
+    assert upscaler.rates.get(ModelKey("finetuned-run")) is None

@@ -14,6 +14,7 @@ from esrgan.errors import ModelNotFoundError, NoiseNotAvailableError, Unsupporte
 from esrgan.io.imageio import DecodedImage
 from esrgan.models import registry
 from esrgan.models.detect import detect
+from esrgan.models.keys import ModelKey
 from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
@@ -256,9 +257,9 @@ def test_measured_speed_is_cached_beside_the_converted_weights(tmp_path):
     assert models_listing(upscaler)["models"][2]["seconds_per_megapixel"] is None  # not measured yet
     rate = measure_rate(upscaler, "realesr-animevideov3")
     assert rate > 0 and (tmp_path / "converted" / "rates.json").is_file()
-    assert Upscaler(ModelStore(tmp_path)).rates.get("realesr-animevideov3") == pytest.approx(rate)
+    assert Upscaler(ModelStore(tmp_path)).rates.get(ModelKey("realesr-animevideov3")) == pytest.approx(rate)
     # Models with the same network share the figure; others stay unmeasured.
     assert same_network("realcugan-x2-no-denoise")[1:] == [
         "realcugan-x2-conservative", "realcugan-x2-denoise1x", "realcugan-x2-denoise2x", "realcugan-x2-denoise3x",
         "realcugan-pro-x2-no-denoise", "realcugan-pro-x2-conservative", "realcugan-pro-x2-denoise3x"]
-    assert Upscaler(ModelStore(tmp_path)).rates.get("realesrgan-x4plus") is None
+    assert Upscaler(ModelStore(tmp_path)).rates.get(ModelKey("realesrgan-x4plus")) is None

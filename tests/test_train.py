@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from esrgan.archs import UNetDiscriminatorSN
 from esrgan.errors import ConfigError, TrainingDataError, TrainingError, WeightsError
@@ -21,7 +26,7 @@ from esrgan.train.config import TrainConfig, load_config
 from esrgan.train.data import PatchSampler, split_folder
 from esrgan.train.loop import Trainer, default_freeze, expand_freeze, freeze
 from esrgan.train.losses import PerceptualLoss
-from tests.conftest import crop_of
+from tests.conftest import ROOT, crop_of
 
 # 96 px crops of test images (tests/data) that make the training folder.
 CROPS = {"astronaut.png": (100, 100, 196, 196), "coffee.png": (60, 60, 156, 156), "line_art.png": (40, 80, 136, 176),
@@ -163,7 +168,8 @@ def test_unusable_training_data_gets_a_typed_error(tmp_path, hr_dir):
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrainingDataError, match="no readable images"):
         split_folder(tmp_path / "empty", (0.7, 0.2, 0.1), seed=0)
-    with pytest.raises(TrainingDataError, match="lower --patch"):
+    with pytest.raises(TrainingDataError, match=r"at least 512px .*\(--patch 128 at 4x\): the largest patch that fits "
+                                                r"is --patch 24$"):
         PatchSampler([hr_dir / name for name in CROPS], 512, 4, torch.Generator().manual_seed(0))
     with pytest.raises(TrainingDataError, match="no LR image"):
         PatchSampler([hr_dir / name for name in CROPS], 64, 4, torch.Generator().manual_seed(0), lr_dir=tmp_path)
@@ -174,3 +180,49 @@ def test_a_run_folder_that_cannot_be_resumed_says_so(hr_dir, store, tmp_path):
     trainer = Trainer(SMOKE, hr_dir, tmp_path, store=store)
     with pytest.raises(TrainingError, match="cannot resume from .*new output folder"):
         trainer.resume()
+
+
+def test_train_prints_a_command_that_runs_once_input_and_output_are_filled_in(hr_dir, weights_dir, tmp_path):
+    """The command line as a user meets it: ``train``, then exactly the line it printed, with an
+    empty weights folder (the model is the checkpoint's path, nothing else)."""
+    env = {"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"}
+    options = ["--model", "animevideov3", "--iters", "2", "--patch", "16", "--batch", "2", "--no-perceptual",
+               "--val-every", "2", "--device", "cpu"]
+    trained = subprocess.run([sys.executable, "-m", "esrgan", "train", "--hr-dir", str(hr_dir), *options,
+                              "-o", str(tmp_path / "run one")], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    command = trained.stdout.splitlines()[-1].strip()
+    python = Path(sys.executable)
+    assert shlex.split(command)[:2] == [os.path.relpath(python, ROOT) if python.is_relative_to(ROOT) else str(python),
+                                        "-m"]
+    source, target = tmp_path / "in put.png", tmp_path / "out put.png"  # spaces: quoted as a shell needs
+    crop_of("coffee.png", (80, 80, 97, 94)).save(source)  # 17x14: odd sides
+    filled = command.replace("INPUT.png", shlex.quote(str(source))).replace("OUTPUT.png", shlex.quote(str(target)))
+    assert filled.count(shlex.quote(str(source))) == 1 and filled.count(shlex.quote(str(target))) == 1
+    empty = tmp_path / "empty weights"
+    empty.mkdir()
+    done = subprocess.run(filled, shell=True, cwd=ROOT, env={**env, "REMASTER_WEIGHTS_FOLDER": str(empty)},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    with Image.open(target) as image:
+        assert image.size == (68, 56)
+    assert [p.name for p in empty.iterdir() if p.suffix in (".pth", ".safetensors")] == []
+
+
+def test_train_on_images_smaller_than_the_patch_says_the_largest_patch_that_fits(weights_dir, tmp_path):
+    hr = tmp_path / "small"
+    hr.mkdir()
+    for index, box in enumerate([(0, 0, 37, 45), (10, 10, 51, 43), (20, 20, 49, 61), (5, 5, 40, 40), (0, 9, 33, 50)]):
+        crop_of("coffee.png", box).save(hr / f"{index}.png")  # shorter sides 37, 33, 29, 35, 33: odd
+    done = subprocess.run([sys.executable, "-m", "esrgan", "train", "--hr-dir", str(hr), "--model", "animevideov3",
+                           "--patch", "16", "--no-perceptual", "--device", "cpu", "-o", str(tmp_path / "run")],
+                          cwd=ROOT, env={"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    sides = []
+    for path in split_folder(hr, (0.7, 0.2, 0.1), seed=0).train:  # the images training would crop
+        with Image.open(path) as image:
+            sides.append(min(image.size))
+    largest = max(sides) // 4
+    assert done.stderr.strip().endswith(f"(--patch 16 at 4x): the largest patch that fits is --patch {largest}")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 import time
 
 import cv2
@@ -169,11 +171,12 @@ def jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+NEITHER = r"not an image or a video we can read: images may be JPEG.*, videos and animations MP4"  # both kinds
 BAD_UPLOADS = {
     "zero-byte": (b"", {}, 400, "empty"),
     "truncated png": (coffee((64, 64))[:300], {}, 400, "damaged|truncated"),
     "truncated jpeg": (jpeg(crop_of("coffee.png", (0, 0, 64, 64)))[:400], {}, 400, "damaged|truncated"),
-    "text as png": (b"just some words\n", {}, 415, "not an image"),
+    "text as png": (b"just some words\n", {}, 415, NEITHER),
     "html as png": (b"<html><script>alert(1)</script></html>", {}, 415, "not an image"),
     "svg as png": (b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"></svg>', {}, 415, "not an image"),
     "50000x50000 png": (header_only_png(50000, 50000), {}, 413, "50000x50000"),
@@ -264,3 +267,17 @@ def test_any_scale_and_a_noise_level_through_the_api(client):
     clean = upload(client, coffee((40, 36)), scale="2", anime="true", noise="high").get_json()
     assert clean["model"].startswith("realcugan") and "denoise3x" in clean["model"], clean
     assert (clean["output_width"], clean["output_height"]) == (80, 72) and clean["resample"] is None
+
+
+def test_stored_uploads_and_results_take_the_umask_of_the_server(make_app):
+    """The job files are made as any new file of the server's process is: 0666 less its umask
+    (0640 under 027), not the private 0600 of a temporary file."""
+    app = make_app()
+    previous = os.umask(0o027)
+    try:
+        response = upload(app.test_client(), coffee(), scale="2")
+    finally:
+        os.umask(previous)
+    assert response.status_code == 200, response.get_json()
+    stored = [p for p in app.extensions["remaster"].files.root.iterdir() if not p.name.startswith(".")]
+    assert stored and {stat.S_IMODE(p.stat().st_mode) for p in stored if p.is_file()} == {0o640}

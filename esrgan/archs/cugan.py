@@ -27,6 +27,7 @@ what fine-tuning keeps (`ARCHITECTURE`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from functools import cache
 from types import ModuleType
@@ -46,6 +47,7 @@ from esrgan.archs.ncnn import (
     unet_activation,
 )
 from esrgan.errors import WeightsError
+from esrgan.lazy_imports import lazy_import
 from esrgan.tiling.se_sync import channel_mean
 
 PRO_SCALE, PRO_OFFSET = 0.7, 0.15  # "pro" checkpoints see inputs mapped to [0.15, 0.85]
@@ -64,9 +66,7 @@ NETWORK_SCALES = (2, 3, 4)
 def upstream() -> ModuleType:
     """spandrel's copy of upstream ``upcunet_v3.py`` (imported on first use: importing any part of
     spandrel imports all of its architectures, seconds of a CLI run that never needs them)."""
-    from spandrel.architectures.RealCUGAN.__arch import upcunet_v3
-
-    return upcunet_v3
+    return lazy_import("spandrel.architectures.RealCUGAN.__arch.upcunet_v3")
 
 
 def pad_once(x: torch.Tensor, prepadding: int, multiple: int) -> torch.Tensor:
@@ -163,11 +163,20 @@ _DOCS = {name: f"Native {name[-2:]}. Keyword arguments: ``in_channels``, ``out_c
          for name in ("UpCunet2x", "UpCunet3x", "UpCunet4x")}
 
 
-@cache
+_MAKING = threading.Lock()  # two threads' first use would make two sets of classes
+
+
 def classes() -> dict[str, type]:
     """The networks (``UpCunet2x``, ``UpCunet3x``, ``UpCunet4x``: `_Valid` over upstream's classes)
     and ``SyncedSEBlock`` (upstream's SE block, same parameters and keys, taking its mean from
-    `channel_mean`), made on first use; also reachable as this module's attributes of those names."""
+    `channel_mean`), made on first use (once, whichever threads ask); also reachable as this
+    module's attributes of those names."""
+    with _MAKING:
+        return _made()
+
+
+@cache
+def _made() -> dict[str, type]:
     arch = upstream()
 
     class SyncedSEBlock(arch.SEBlock):

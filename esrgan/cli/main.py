@@ -1,4 +1,4 @@
-"""The command line: ``python -m esrgan upscale|models ...``."""
+"""The command line: ``python -m esrgan upscale|models|degrade|evaluate|train ...``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ __all__ = ["build_parser", "engine_settings", "main"]
 
 log = logging.getLogger("esrgan")
 
+DESCRIPTION = ("Upscale images and videos with Real-ESRGAN, Real-CUGAN and waifu2x models; list the models, "
+               "degrade and evaluate images, fine-tune a model. Each command has its own --help.")
+
 
 def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("upscale", help="upscale images", description="Upscale one or more images.")
@@ -46,13 +49,14 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
                        help="the result's height in pixels, aspect kept (1x to 8x the input's; instead of a scale)")
     p.add_argument("--anime", action="store_true", help="use the anime models")
     p.add_argument("--noise", choices=registry.NOISE_LEVELS, default="none",
-                   help="noise reduction for anime (Real-CUGAN): none, low, medium (2x only) or high")
+                   help="noise reduction: none, low, medium or high, for photos (waifu2x) and anime (Real-CUGAN; "
+                        "medium up to 2x); the models command lists the models each level uses")
     p.add_argument("--model", help="registry name, custom name or checkpoint file (overrides --anime)")
     p.add_argument("--fast", dest="model", action="store_const", const=registry.ANIMEVIDEO_V3.name,
                    help=f"the fast compact model ({registry.ANIMEVIDEO_V3.name}, ~29x cheaper than x4plus)")
     p.add_argument("--face-enhance", action="store_true",
                    help="restore faces with the GFPGAN or RestoreFormer checkpoint in the weights folder "
-                        "(see `models` for how to add one)")
+                        "(the models command says how to add one)")
     p.add_argument("--tta", action="store_true",
                    help="best quality, 8x slower: average the model over the 8 flips and transposes of the input")
     p.add_argument("-o", "--output", required=True,
@@ -104,10 +108,14 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 def _targets(inputs: list[Path], output: str, size: str, fmt: str | None) -> list[tuple[Path, Path]]:
     """(input, output file) pairs: ``output`` is a folder for several inputs or when it is one; the
-    files in it are named ``<input>_<size>.<format>`` (size: "x4", "w1000", "h800")."""
-    as_dir = len(inputs) > 1 or Path(output).is_dir() or output.endswith(("/", "\\"))
-    if not as_dir:
+    files in it are named ``<input>_<size>.<format>`` (size: "x4", "w1000", "h800"). Several inputs
+    and a file name (``out.png``) are refused before anything is made: OutputPathError."""
+    named_dir = Path(output).is_dir() or output.endswith(("/", "\\"))
+    if len(inputs) == 1 and not named_dir:
         return [(inputs[0], Path(output))]
+    if not named_dir and Path(output).suffix:
+        raise OutputPathError(f"{len(inputs)} inputs need a folder for -o, not the file name {output}; "
+                              f"to write them into a new folder of that name, end it with a slash ({output}/)")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     return [(src, output / f"{src.stem}_{size}.{fmt or 'png'}") for src in inputs]
@@ -180,7 +188,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         names = args.measure or list(upscaler.store.entries())
         bf16 = native_bf16()[0] and args.precision == "auto"  # each model's bf16 figures (esrgan.runtime.precision)
         for name in names:
-            figures = upscaler.precisions.measured(upscaler.store, name) if bf16 else None
+            figures = upscaler.precisions.measured(upscaler.store, upscaler.store.key(name)) if bf16 else None
             rate = measure_rate(upscaler, name)
             print(f"{name}: {rate * 1e6:.2f} s per megapixel processed" + (f"; {figures}" if figures else ""),
                   file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -251,7 +259,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m esrgan", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m esrgan", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_upscale(sub)

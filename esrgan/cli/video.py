@@ -11,13 +11,16 @@ file is (the engine writes beside it and renames at the end).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
 
 from esrgan.errors import InvalidOptionError, OutputPathError, RemasterError
-from esrgan.pipeline import Upscaler
+from esrgan.pipeline import UPSCALED_LOG, Upscaler
 from esrgan.video import (
     CODECS,
     CONTAINERS,
@@ -77,7 +80,7 @@ def upscale_video_or_animation(args: argparse.Namespace, upscaler: Upscaler) -> 
         raise InvalidOptionError("--face-enhance is for still images; a video or an animation is upscaled without it")
     fn = frame_upscaler(upscaler, args.scale, model=args.model, noise=args.noise, anime=args.anime,
                         tta=args.tta)
-    with tqdm(desc=src.name, unit="frame", leave=False, file=sys.stderr) as bar:
+    with tqdm(desc=src.name, unit="frame", leave=False, file=sys.stderr) as bar, _no_line_per_frame():
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
@@ -95,6 +98,22 @@ def upscale_video_or_animation(args: argparse.Namespace, upscaler: Upscaler) -> 
     for line in (*result.streams, *result.notes):
         print(f"  {line}")
     return 0
+
+
+@contextmanager
+def _no_line_per_frame() -> Iterator[None]:
+    """Leave out the engine's line per upscaled image (``-v``) while a clip or an animation runs:
+    the bar counts the frames, and the log says one line per segment (or per clip)."""
+    engine = logging.getLogger(Upscaler.__module__)
+
+    def not_a_frame(record: logging.LogRecord) -> bool:
+        return record.msg != UPSCALED_LOG
+
+    engine.addFilter(not_a_frame)
+    try:
+        yield
+    finally:
+        engine.removeFilter(not_a_frame)
 
 
 def _output_path(src: Path, kind: str, args: argparse.Namespace) -> Path:

@@ -11,14 +11,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
 
 from esrgan.errors import FacesUnavailableError, WeightsError
+from esrgan.lazy_imports import lazy_import
 from esrgan.models.catalogue import CHECKPOINT_SUFFIXES, read_checkpoint
 from esrgan.models.detect import is_face_checkpoint
+
+if TYPE_CHECKING:
+    from spandrel import ImageModelDescriptor
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +112,12 @@ def load_restorer(path: Path, device: str = "cpu") -> FaceRestorer:
     arch = is_face_checkpoint(state)
     if arch is None:
         raise FaceRestorerError(f"{path.name} is not a GFPGAN or RestoreFormer checkpoint")
+    spandrel = lazy_import("spandrel")
     try:
-        descriptor = ModelLoader(torch.device(device)).load_from_state_dict(state)
-    except (UnsupportedModelError, RuntimeError, KeyError, ValueError) as exc:
+        descriptor = spandrel.ModelLoader(torch.device(device)).load_from_state_dict(state)
+    except (spandrel.UnsupportedModelError, RuntimeError, KeyError, ValueError) as exc:
         raise FaceRestorerError(f"{path.name} looks like {arch} but does not load: {exc}") from exc
-    if not isinstance(descriptor, ImageModelDescriptor):
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
         raise FaceRestorerError(f"{path.name} is not an image-to-image model")
     descriptor.model.eval()
     return FaceRestorer(arch, path, descriptor)

@@ -33,6 +33,9 @@ OutputFormat = Literal["png", "jpg", "webp"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("png", "jpg", "webp")
 # What we accept, by the decoder's reading of the content (never the file name). MPO is what many
 # phone cameras write for JPEG; we take its first picture.
+# A file that is no image we read: what we take instead, images and videos alike (the page's check says the same).
+NEITHER_IMAGE_NOR_VIDEO = ("not an image or a video we can read: images may be JPEG, PNG, WebP, BMP or TIFF, "
+                           "videos and animations MP4, WebM, MKV, MOV, AVI, GIF, animated WebP or PNG")
 INPUT_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff"}
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 EXIF_ORIENTATION_TAG = 0x0112
@@ -239,9 +242,7 @@ def _open(data: bytes) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
-        raise UnsupportedFormatError(
-            "not an image we can read; upload a JPEG, PNG, WebP, BMP or TIFF file"
-        ) from exc
+        raise UnsupportedFormatError(NEITHER_IMAGE_NOR_VIDEO) from exc
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
         raise InvalidImageError(f"the image header is damaged ({exc})") from exc
 

@@ -18,7 +18,6 @@ A model whose weights are nowhere is unavailable and says why; nothing ever runs
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -36,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from esrgan.errors import ModelNotFoundError, WeightsError
 from esrgan.models import detect, registry
 from esrgan.models.convert import convert_ncnn
+from esrgan.models.keys import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +123,6 @@ def _slot_for(descriptor: detect.ModelDescriptor) -> registry.ModelSpec | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _stamp(path: Path) -> Stamp:
     """What tells a file's content apart without reading it: size, modification and change times, inode."""
     st = path.stat()
@@ -200,7 +192,7 @@ class ConversionCache:
         key = (str(path), *stamp)
         if key in self._hashes:
             return self._hashes[key]
-        digest = _sha256(path)
+        digest = file_sha256(path)
         if _settled_stamp(path) == stamp:
             self._hashes[key] = digest
         return digest
@@ -236,7 +228,7 @@ class ConversionCache:
         os.close(fd)
         try:
             save_file(state, tmp, metadata={"source_sha256": source_hash, "converter": CONVERTER_VERSION})
-            record = {"sha256": _sha256(Path(tmp)), "source_sha256": source_hash,
+            record = {"sha256": file_sha256(Path(tmp)), "source_sha256": source_hash,
                       "converter": CONVERTER_VERSION}
             os.replace(tmp, path)
             stamps = {"file": _settled_stamp(path), "source": _settled_stamp(source)}

@@ -15,6 +15,7 @@ from torch import nn
 from esrgan import archs
 from esrgan.archs.base import ModelDescriptor
 from esrgan.errors import WeightsError
+from esrgan.lazy_imports import lazy_import
 
 SPANDREL_PREFIX = "spandrel:"
 # Face restoration networks (`esrgan.faces`): spandrel knows them, but they restore aligned faces,
@@ -26,10 +27,9 @@ __all__ = ["FACE_ARCHS", "ModelDescriptor", "detect", "is_face_checkpoint", "loa
 
 def is_face_checkpoint(state: dict[str, torch.Tensor]) -> str | None:
     """The face architecture a state dict is (``"GFPGAN"``/``"RestoreFormer"``), or None."""
-    from spandrel import MAIN_REGISTRY
-
+    registry = lazy_import("spandrel").MAIN_REGISTRY
     for arch in FACE_ARCHS:
-        if MAIN_REGISTRY[arch].detect(state):
+        if registry[arch].detect(state):
             return arch
     return None
 
@@ -95,11 +95,10 @@ def _assigned(found: ModelDescriptor, state: dict[str, torch.Tensor]) -> nn.Modu
 
 
 def _spandrel(state: dict[str, torch.Tensor]) -> tuple[nn.Module, ModelDescriptor]:
-    from spandrel import ModelLoader, UnsupportedModelError
-
+    spandrel = lazy_import("spandrel")
     try:
-        loaded = ModelLoader().load_from_state_dict(state)
-    except (UnsupportedModelError, RuntimeError, KeyError, ValueError) as exc:
+        loaded = spandrel.ModelLoader().load_from_state_dict(state)
+    except (spandrel.UnsupportedModelError, RuntimeError, KeyError, ValueError) as exc:
         raise WeightsError(f"not a super-resolution model we recognise: {exc}") from exc
     descriptor = ModelDescriptor(
         f"{SPANDREL_PREFIX}{loaded.architecture.id}", int(loaded.scale), int(loaded.input_channels),

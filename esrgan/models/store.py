@@ -25,6 +25,7 @@ from esrgan.models.catalogue import (
     ncnn_models_dir,
     read_checkpoint,
 )
+from esrgan.models.keys import FileHashes, ModelKey
 from esrgan.settings import DEFAULT_WEIGHTS_FOLDER
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class ModelStore:
         self.conversions = ConversionCache(self.weights_dir / CONVERTED_DIR, dirs)
         self.catalogue = Catalogue(self.weights_dir, self.conversions)
         self.modules = ModuleCache()
+        self.hashes = FileHashes()
 
     @property
     def problems(self) -> dict[str, str]:
@@ -141,6 +143,15 @@ class ModelStore:
     def entry(self, name_or_path: str) -> ModelEntry:
         """A model by registry name, custom name, or checkpoint path. Raises ModelNotFoundError."""
         return self.catalogue.entry(name_or_path)
+
+    def key(self, name_or_path: str) -> ModelKey:
+        """What this model's measured figures are kept under (`esrgan.models.keys`): its catalogue
+        name, or for a checkpoint given by its path, that path and the file's hash. Raises
+        ModelNotFoundError, WeightsError."""
+        entry = self.entry(name_or_path)
+        if entry.checkpoint is None or name_or_path == entry.name:
+            return ModelKey(entry.name)
+        return ModelKey(str(entry.checkpoint), self.hashes.sha256(entry.checkpoint))
 
     def unavailable(self) -> dict[str, str]:
         """Registered models that cannot run here, with what would make them available."""

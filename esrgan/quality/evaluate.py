@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from esrgan.errors import RemasterError
 from esrgan.io.imageio import DecodedImage, read_image, to_rgb, to_uint8
+from esrgan.lazy_imports import lazy_import
 from esrgan.pipeline import Upscaler
 from esrgan.quality.degrade import DegradationConfig, degrade_image
 from esrgan.quality.metrics import mod_crop, quality
@@ -140,9 +141,7 @@ class VGGDistance:
     """L1 distance of VGG19 conv5_4 features (ImageNet-normalised), from local weights only."""
 
     def __init__(self, weights: Path) -> None:
-        from torchvision.models import vgg19
-
-        net = vgg19()
+        net = lazy_import("torchvision.models").vgg19()
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         self.features = net.features[:35].eval().requires_grad_(False)
         self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -6,15 +6,14 @@ itself: its fp32 and bf16 outputs on a real photo crop (``esrgan/data/precision_
 in 8-bit PSNR. Only a model that keeps `MIN_MODEL_PSNR` runs in bf16; the others run in fp32. The
 engine measures a model lazily, the first time it runs with precision ``auto`` on a CPU whose
 calibration chose bf16 (that one model only), and ``python -m esrgan models --measure`` measures
-them all. The figures are kept beside the rates (``weights/converted/precision.json``), per CPU,
-kernel cap and torch version (`esrgan.runtime.choose.machine_key`).
+them all. The figures are kept beside the rates (``weights/converted/precision.json``,
+`esrgan.runtime.figures`) by the model's identity (a checkpoint given by its path is measured from
+that file), per CPU, kernel cap and torch version (`esrgan.runtime.choose.machine_key`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -25,7 +24,9 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from esrgan.runtime.choose import DTYPES, machine_key, native_bf16, time_interleaved
+from esrgan.models.keys import ModelKey
+from esrgan.runtime.choose import DTYPES, cpu_candidates, machine_key, native_bf16, time_interleaved
+from esrgan.runtime.figures import FiguresFile
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class ModelPrecision:
     """One model's bf16 figures on this machine, measured against its own fp32 output.
 
     Attributes:
-        model: The model's name.
+        model: The model's key (`esrgan.models.keys.ModelKey.text`): its name, or a checkpoint's path and hash.
         machine: `esrgan.runtime.choose.machine_key` when measured.
         psnr: 8-bit PSNR of the bf16 output to the fp32 output (dB).
         fp32_seconds, bf16_seconds: The faster of two interleaved runs of each over the crop.
@@ -87,18 +88,23 @@ def crop_tensor() -> torch.Tensor:
     return torch.from_numpy(pixels).permute(2, 0, 1)[None].contiguous()
 
 
-def measure_model(store, model: str) -> ModelPrecision:
-    """Run ``model`` over the crop in fp32 and in bf16 on the CPU (channels-last) and compare.
+def measure_model(store, key: ModelKey, candidates: tuple[str, ...] | None = None) -> ModelPrecision:
+    """Run the model over the crop in fp32 and in bf16 on the CPU (channels-last) and compare.
+
+    Args:
+        store: The `esrgan.models.store.ModelStore` that loads ``key.model``.
+        key: The model (`esrgan.models.store.ModelStore.key`).
+        candidates: The precisions this CPU runs natively (`esrgan.runtime.choose.cpu_candidates`
+            when None).
 
     Raises:
-        RuntimeError: bf16 is not native here (it is never measured where it would be emulated).
+        RuntimeError: bf16 is not a candidate (it is never measured where it would be emulated).
         RemasterError: The model cannot be loaded.
     """
-    native, why = native_bf16()
-    if not native:
-        raise RuntimeError(f"bf16 is not measured on this CPU: {why}")
-    fp32 = store.load(model, "cpu", DTYPES["fp32"], channels_last=True)
-    bf16 = store.load(model, "cpu", DTYPES["bf16"], channels_last=True)
+    if "bf16" not in (candidates or cpu_candidates()):
+        raise RuntimeError(f"bf16 is not measured on this CPU: {native_bf16()[1]}")
+    fp32 = store.load(key.model, "cpu", DTYPES["fp32"], channels_last=True)
+    bf16 = store.load(key.model, "cpu", DTYPES["bf16"], channels_last=True)
     x = crop_tensor()
     multiple = fp32.size_multiple
     pad_h, pad_w = -x.shape[2] % multiple, -x.shape[3] % multiple
@@ -116,7 +122,7 @@ def measure_model(store, model: str) -> ModelPrecision:
 
     with torch.inference_mode():  # ABBA over two rounds: each one's first run warms it, the fastest counts
         seconds = time_interleaved({name: runner(name) for name in modules}, TIMED_ROUNDS)
-    result = ModelPrecision(fp32.entry.name, machine_key(), psnr_8bit(outputs["bf16"], outputs["fp32"]),
+    result = ModelPrecision(key.text, machine_key(), psnr_8bit(outputs["bf16"], outputs["fp32"]),
                             round(seconds["fp32"], 4), round(seconds["bf16"], 4), round(time.time(), 1))
     log.info("%s in bf16: %.1f dB to fp32, %.2fx its speed -> %s", result.model, result.psnr, result.speedup,
              result.chosen)
@@ -124,68 +130,47 @@ def measure_model(store, model: str) -> ModelPrecision:
 
 
 class PrecisionStore:
-    """The measured figures of each model on this machine, kept in a JSON file. Thread-safe; a model
-    is measured once even when several threads ask for it at the same time.
+    """The measured figures of each model on this machine, kept in a JSON file (`FiguresFile`) by
+    the model's identity (`esrgan.models.keys.ModelKey`). Thread-safe; a model is measured once
+    even when several threads ask for it at the same time.
 
     Args:
         path: The JSON file (None: kept in memory only).
     """
 
     def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._memory: dict[str, dict] = {}
+        self.file = FiguresFile(path)
         self._lock = threading.Lock()
 
-    def get(self, model: str) -> ModelPrecision | None:
+    def get(self, key: ModelKey) -> ModelPrecision | None:
         """The model's figures measured on this machine as it is now, or None."""
-        entry = self._read().get(model)
+        entry = self.file.get(key)
         try:
-            found = ModelPrecision(**entry) if isinstance(entry, dict) else None
+            found = ModelPrecision(**entry) if entry is not None else None
         except TypeError:
             return None
         return found if found is not None and found.machine == machine_key() else None
 
-    def measured(self, store, model: str) -> ModelPrecision:
+    def measured(self, store, key: ModelKey, candidates: tuple[str, ...] | None = None) -> ModelPrecision:
         """The model's figures, measuring them now (`measure_model`) if this machine has none."""
         with self._lock:
-            found = self.get(model)
+            found = self.get(key)
             if found is None:
-                found = measure_model(store, model)
-                self._write(found)
+                found = measure_model(store, key, candidates)
+                self.file.put(key, asdict(found))
             return found
 
-    def choose(self, store, model: str, runtime_precision: str, automatic: bool, measure: bool) -> str:
-        """The precision ``model`` runs in: the runtime's, except where the runtime chose bf16 by
-        itself (``automatic``) and the model's figures say it is not faithful in it. ``measure``:
-        measure a model this machine has no figures for now (a run does; an estimate does not)."""
+    def choose(self, store, model: str, runtime_precision: str, automatic: bool, measure: bool,
+               candidates: tuple[str, ...] | None = None) -> str:
+        """The precision ``model`` (a name or a checkpoint path) runs in: the runtime's, except where
+        the runtime chose bf16 by itself (``automatic``) and the model's figures say it is not
+        faithful in it. ``measure``: measure a model this machine has no figures for now (a run
+        does; an estimate does not). ``candidates``: the precisions this CPU runs natively
+        (`esrgan.runtime.choose.cpu_candidates` when None)."""
         if runtime_precision != "bf16" or not automatic:
             return runtime_precision
-        if not native_bf16()[0]:  # bf16 would be emulated here (e.g. under ONEDNN_MAX_CPU_ISA caps)
+        if "bf16" not in (candidates or cpu_candidates()):  # emulated here (e.g. under ONEDNN_MAX_CPU_ISA caps)
             return "fp32"
-        name = store.entry(model).name
-        figures = self.measured(store, name) if measure else self.get(name)
+        key = store.key(model)
+        figures = self.measured(store, key, candidates) if measure else self.get(key)
         return figures.chosen if figures is not None else runtime_precision
-
-    def _write(self, figures: ModelPrecision) -> None:
-        data = self._read()
-        data[figures.model] = asdict(figures)
-        if self.path is None:
-            self._memory = data
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_suffix(".part")
-            temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(temporary, self.path)
-        except OSError:
-            log.warning("could not record the precision figures in %s", self.path)
-            self._memory = data
-
-    def _read(self) -> dict:
-        if self.path is None or not self.path.is_file():
-            return dict(self._memory)
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return dict(self._memory)
-        return data if isinstance(data, dict) else {}

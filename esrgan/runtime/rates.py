@@ -12,9 +12,7 @@ the estimate before sending), never a limit.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -23,7 +21,9 @@ import torch
 
 from esrgan.errors import ModelNotFoundError
 from esrgan.models import registry
+from esrgan.models.keys import ModelKey
 from esrgan.runtime.choose import CALIBRATION_MODEL, CALIBRATION_ROUNDS, CALIBRATION_SIDE, cpu_candidates
+from esrgan.runtime.figures import FiguresFile
 
 log = logging.getLogger(__name__)
 
@@ -74,63 +74,47 @@ def calibration_seconds() -> float:
 
 
 class RateStore:
-    """Seconds per processed pixel of each model on this machine. Thread-safe.
+    """Seconds per processed pixel of each model on this machine, by the model's identity
+    (`esrgan.models.keys.ModelKey`). Thread-safe.
 
     Two sources, the first that knows a model wins: what this process's runs measured (a running
     mean, in memory: it follows the machine's load), then what a deliberate measurement recorded
-    in ``path`` (kept across restarts).
+    in ``path`` (kept across restarts, `esrgan.runtime.figures`).
 
     Args:
         path: The JSON file of recorded rates; None keeps nothing on disk.
     """
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path
-        self._learned: dict[str, float] = {}
+        self.file = FiguresFile(path)
+        self._learned: dict[ModelKey, float] = {}
         self._lock = threading.Lock()
 
-    def get(self, model: str) -> float | None:
+    def get(self, key: ModelKey) -> float | None:
         """The model's rate, or None when nothing has measured it yet."""
         with self._lock:
-            learned = self._learned.get(model)
-        return learned if learned is not None else self.recorded(model)
+            learned = self._learned.get(key)
+        return learned if learned is not None else self.recorded(key)
 
-    def learn(self, model: str, seconds: float, pixels: int) -> float:
-        """Take in a run of ``model`` that processed ``pixels`` in ``seconds``; returns the new rate."""
+    def learn(self, key: ModelKey, seconds: float, pixels: int) -> float:
+        """Take in a run of the model that processed ``pixels`` in ``seconds``; returns the new rate."""
         measured = max(seconds, 1e-6) / max(pixels, 1)
         with self._lock:
-            self._learned[model] = rate = running_mean(self._learned.get(model), measured)
+            self._learned[key] = rate = running_mean(self._learned.get(key), measured)
         return rate
 
-    def recorded(self, model: str) -> float | None:
+    def recorded(self, key: ModelKey) -> float | None:
         """The rate a measurement recorded in the file, or None."""
-        entry = self._read().get(model)
-        value = entry.get("seconds_per_pixel") if isinstance(entry, dict) else None
+        entry = self.file.get(key)
+        value = entry.get("seconds_per_pixel") if entry is not None else None
         return float(value) if isinstance(value, (int, float)) else None
 
-    def record(self, model: str, rate: float, device: str, precision: str) -> None:
+    def record(self, key: ModelKey, rate: float, device: str, precision: str) -> None:
         """Keep a deliberately measured rate in the file (and use it from now on)."""
         with self._lock:
-            self._learned.pop(model, None)
-            if self.path is None:
-                self._learned[model] = rate
-                return
-            data = self._read()
-            data[model] = {"seconds_per_pixel": rate, "device": device, "precision": precision,
-                           "measured_at": int(time.time())}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_suffix(".part")
-            temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(temporary, self.path)
-
-    def _read(self) -> dict:
-        if self.path is None:
-            return {}
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+            self._learned.pop(key, None)
+            self.file.put(key, {"seconds_per_pixel": rate, "device": device, "precision": precision,
+                                "measured_at": int(time.time())})
 
 
 def flops_per_pixel(module: torch.nn.Module, size_multiple: int = 1) -> float:

@@ -77,6 +77,7 @@ class PatchSampler:
         self.hr_patch, self.scale, self.rng = hr_patch, scale, generator
         self.images = []
         self.too_small: list[str] = []
+        shortest_sides = []
         for path in paths:
             hr = load_rgb(path)
             lr = None
@@ -86,6 +87,7 @@ class PatchSampler:
                     raise TrainingDataError(f"no LR image for {path.name} in {lr_dir}")
                 lr = load_rgb(lr_path)
                 hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
+            shortest_sides.append(min(hr.shape[:2]))
             if min(hr.shape[:2]) < hr_patch:
                 log.warning("not training on %s: smaller than the %dpx crop", path.name, hr_patch)
                 self.too_small.append(path.name)
@@ -93,7 +95,16 @@ class PatchSampler:
             self.images.append((torch.from_numpy(hr).permute(2, 0, 1), None if lr is None else
                                 torch.from_numpy(lr).permute(2, 0, 1)))
         if not self.images:
-            raise TrainingDataError(f"no training image is at least {hr_patch}px on each side; lower --patch")
+            raise TrainingDataError(self._too_small_message(max(shortest_sides, default=0)))
+
+    def _too_small_message(self, shortest: int) -> str:
+        """Why no image can be trained on, and the largest ``--patch`` (an LR side) that would fit."""
+        largest = shortest // self.scale
+        asked = f"no training image is at least {self.hr_patch}px on each side (--patch {self.hr_patch // self.scale}"
+        asked += f" at {self.scale}x)" if self.scale != 1 else ")"
+        if largest < 1:
+            return f"{asked}: the largest is {shortest}px on its shorter side; use larger images"
+        return f"{asked}: the largest patch that fits is --patch {largest}"
 
     def _randint(self, high: int) -> int:
         return int(torch.randint(high, (), generator=self.rng))

@@ -28,6 +28,7 @@ from esrgan.quality.metrics import quality
 from esrgan.train.config import TrainConfig
 from esrgan.train.data import PatchSampler, Split, load_rgb, split_folder
 from esrgan.train.losses import PerceptualLoss, gan_loss, pixel_loss
+from esrgan.train.report import plot_log, upscale_command
 
 log = logging.getLogger(__name__)
 
@@ -310,35 +311,7 @@ class Trainer:
         self.save()
         plot_log(log_path, self.run_dir / "curves.png")
         path = self.export()
-        report(f"saved {path} (use: python -m esrgan upscale --model {path} ...)")
+        report(f"saved {path}; to upscale with it, fill in INPUT.png and OUTPUT.png:")
+        report(f"  {upscale_command(path)}")
         return path
 
-
-def plot_log(log_path: Path, out: Path) -> None:
-    """Loss and validation PSNR curves from the CSV log."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with log_path.open() as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        return
-    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(10, 3.5))
-    steps = [int(r["iter"]) for r in rows]
-    for key in ("l_pix", "l_percep", "l_gan", "l_d"):
-        values = [float(r[key]) if r.get(key) else np.nan for r in rows]
-        if not all(np.isnan(values)):
-            ax_loss.plot(steps, values, label=key, linewidth=0.8)
-    ax_loss.set_xlabel("iteration")
-    ax_loss.set_yscale("log")
-    ax_loss.legend(fontsize=8)
-    val = [(int(r["iter"]), float(r["psnr_y"])) for r in rows if r.get("psnr_y")]
-    if val:
-        ax_psnr.plot([v[0] for v in val], [v[1] for v in val], marker="o")
-    ax_psnr.set_xlabel("iteration")
-    ax_psnr.set_ylabel("val PSNR-Y (dB)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from esrgan.errors import WeightsError
+from esrgan.lazy_imports import lazy_import
 from esrgan.quality.evaluate import VGG19_FILE, VGGDistance
 
 # Real-ESRGAN's perceptual layers (conv outputs, before their ReLU): index in vgg19.features, weight.
@@ -25,8 +26,6 @@ class PerceptualLoss(nn.Module):
 
     def __init__(self, weights: Path | None = None) -> None:
         super().__init__()
-        from torchvision.models import vgg19
-
         found = VGGDistance.find(weights)
         if found is None:
             raise WeightsError(
@@ -34,7 +33,7 @@ class PerceptualLoss(nn.Module):
                 f"({torch.hub.get_dir()}/checkpoints) or given with --vgg-weights; they cannot be "
                 "downloaded here. Add them, or train without it: --no-perceptual"
             )
-        net = vgg19()
+        net = lazy_import("torchvision.models").vgg19()
         net.load_state_dict(torch.load(found, map_location="cpu", weights_only=True))
         last = max(index for index, _ in VGG_LAYERS.values())
         self.features = net.features[: last + 1].eval().requires_grad_(False)

@@ -19,6 +19,7 @@ from typing import Literal
 import av
 
 from esrgan.errors import OutputPathError, StorageFullError
+from esrgan.io.atomic import new_file_mode
 from esrgan.video.errors import IncompatibleStreamError
 from esrgan.video.options import CONTAINERS, EncodeOptions
 from esrgan.video.probe import Colour, VideoInfo
@@ -107,6 +108,7 @@ def atomic_output(dst: Path) -> Iterator[Path]:
     if not dst.parent.is_dir():
         raise OutputPathError(f"the output folder {dst.parent} does not exist")
     fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
+    os.fchmod(fd, new_file_mode())  # the result's permissions: a new file's, not mkstemp's 0600
     os.close(fd)
     tmp = Path(name)
     try:

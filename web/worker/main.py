@@ -23,6 +23,7 @@ from celery import Task
 from celery.signals import task_postrun, task_prerun, worker_ready
 from redis.exceptions import RedisError
 
+from esrgan.models.keys import ModelKey
 from esrgan.runtime.rates import running_mean
 from web.jobs.lifecycle import Job, load_job, persist, recover, run_job
 from web.runners.celery_app import (
@@ -87,7 +88,7 @@ def upscale_task(self: Task, job_id: str) -> dict:
 
     run_job(job, resources, cancelled=cancelled, report=report)
     if job.status == "done" and job.provenance:
-        rate = resources.upscaler.rates.get(job.provenance["model"])
+        rate = resources.upscaler.rates.get(ModelKey(job.provenance["model"]))  # a web job names a catalogued model
         if rate is not None:
             publish_rate(redis, job.provenance["model"], rate)
     return job.as_dict()
