@@ -7,7 +7,6 @@ state it keeps is the cache of loaded models in its `ModelStore`.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,18 +17,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from esrgan.errors import FacesUnavailableError, ImageTooLargeError
+from esrgan.errors import FacesUnavailableError
 from esrgan.io.imageio import DecodedImage
 from esrgan.io.resumable import WorkStore, digest
 from esrgan.models import registry
-from esrgan.models.store import LoadedModel, ModelStore, resolve_device
+from esrgan.models.store import LoadedModel, ModelStore
 from esrgan.result import Provenance, UpscaleResult, resample
 from esrgan.runtime import compiled
 from esrgan.runtime.choose import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
+from esrgan.runtime.devices import describe, resolve_device, vulkan_tile
+from esrgan.runtime.measure import NCNN
+from esrgan.runtime.ncnn_backend import NetworkCache
 from esrgan.runtime.precision import PRECISION_FILE, PrecisionStore
-from esrgan.runtime.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate
+from esrgan.runtime.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate, rate_key
 from esrgan.runtime.recheck import CalibrationWatch
 from esrgan.settings import Settings
+from esrgan.sizing import check_output_size
 from esrgan.tiling.run import (
     CancelFn,
     ProgressFn,
@@ -75,6 +78,7 @@ class Upscaler:
         self.rates = RateStore(self.store.weights_dir / "converted" / RATES_FILE)
         self.precisions = PrecisionStore(self.store.weights_dir / "converted" / PRECISION_FILE)  # per model
         self._flops: dict[str, float] = {}
+        self.networks = NetworkCache()  # shipped graphs on ncnn (`esrgan.runtime.ncnn_backend`)
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
         self.watch = CalibrationWatch()  # when the CPU is measured again (`recalibrate_if_due`)
@@ -99,7 +103,8 @@ class Upscaler:
         or measured already): when False, the next job starts with the one-time calibration."""
         if self._runtime is not None:
             return True
-        return not needs_calibration(self.device, self.settings.precision, self.calibration_record, self.store)
+        record, settings = self.calibration_record, self.settings
+        return not needs_calibration(self.device, settings.precision, record, self.store, settings.backend)
 
     @property
     def runtime(self) -> Runtime:
@@ -110,7 +115,7 @@ class Upscaler:
         """
         with self._runtime_lock:
             if self._runtime is None:
-                if needs_calibration(self.device, self.settings.precision, self.calibration_record, self.store):
+                if not self.calibrated:
                     self.watch.measured()
                 self._runtime = choose_runtime(self.device, self.settings.precision, self.settings.backend,
                                                self.store, self.calibration_record)
@@ -159,7 +164,9 @@ class Upscaler:
         needs the room (`esrgan.tiling.tile_size`)."""
         tile = self.settings.tile
         compiling = self.settings.backend == compiled.BACKEND_NAME
-        if tile is None and self.device.type == "cuda":
+        if tile is None and self.device.type == "vulkan":
+            tile = vulkan_tile(self.device, self.settings.tile_pad)
+        elif tile is None and self.device.type == "cuda":
             tile = COMPILED_CUDA_TILE if compiling else cuda_tile(self.device, self.runtime.precision != "fp32")
         elif tile is None:
             large = output_pixels * 3 * 4 > LARGE_CANVAS_BYTES
@@ -177,6 +184,9 @@ class Upscaler:
         measure a model this CPU has no bf16 figures for now (runs do, estimates do not)."""
         runtime = self.runtime
         automatic = self.settings.precision == "auto" and self.device.type == "cpu"
+        if runtime.engine == NCNN and (ncnn := self.networks.load(self.store, model, self.device, runtime.precision,
+                                                                  not automatic or self.settings.backend == NCNN)):
+            return ncnn  # chosen by measurement, a model ncnn cannot run (a checkpoint) runs on torch below
         precision = self.precisions.choose(self.store, model, runtime.precision, automatic, measure_precision)
         return self.store.load(model, self.device, DTYPES[precision], runtime.channels_last)
 
@@ -204,9 +214,9 @@ class Upscaler:
         will process, plus what the `Settings.step_delay` test hook will sleep (slow work slow on
         purpose is slow in the estimate too, as a slow machine's measured rate would be). Loads the
         model to count them."""
-        rate = self.rates.get(model)
+        calibrated = self.runtime.seconds_per_pixel if self.calibrated else None  # an estimate never measures
+        rate = self.rates.get(rate_key(model, self.runtime.backend if self.calibrated else "torch", str(self.device)))
         if rate is None:
-            calibrated = self.runtime.seconds_per_pixel if self.calibrated else None
             rate = prior_rate(self._model_flops(model), self.device.type, calibrated,
                               self._model_flops(CALIBRATION_MODEL) if calibrated else None)
         plan = self.tile_plan(width, height, model)
@@ -224,18 +234,8 @@ class Upscaler:
         return self._flops[model]
 
     def check_output_size(self, width: int, height: int, scale: float) -> None:
-        """Raise ImageTooLargeError when the result would exceed the output pixel limit."""
-        out_w, out_h = registry.output_size(width, height, scale)
-        pixels = out_w * out_h
-        if pixels > self.settings.max_output_pixels:
-            limit = self.settings.max_output_pixels
-            largest = math.floor((limit / (width * height)) ** 0.5 * 100) / 100  # the largest that fits
-            fix = (f"choose a scale of at most {largest:g}x" if largest >= registry.MIN_SCALE
-                   else "crop or shrink the image first: even 1x is over the limit")
-            raise ImageTooLargeError(
-                f"a {scale:g}x result of this {width}x{height} image would be {out_w}x{out_h} "
-                f"({pixels / 1e6:.1f} MP); the limit is {limit / 1e6:.1f} MP: {fix}."
-            )
+        """Raise ImageTooLargeError when the result would exceed the output pixel limit (`esrgan.sizing`)."""
+        check_output_size(width, height, scale, self.settings.max_output_pixels)
 
     def upscale(
         self,
@@ -317,7 +317,7 @@ class Upscaler:
         if not tiled.resumed:  # a resumed run's time covers only part of the plan
             inference_seconds = time.perf_counter() - inference_started - tiled.slept
             work = plan.work_pixels * passes_for(tta)  # a rate is per pixel of one pass
-            self.rates.learn(loaded.entry.name, inference_seconds, work)
+            self.rates.learn(rate_key(loaded.entry.name, runtime.backend, str(self.device)), inference_seconds, work)
             if loaded.device.type == "cpu":
                 self.check_calibration(loaded.entry.name, inference_seconds, work)
         size = registry.output_size(image.width, image.height, chosen.scale)
@@ -329,9 +329,10 @@ class Upscaler:
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
-            device=str(loaded.device), precision=PRECISION_NAMES[loaded.dtype], backend=runtime.backend,
-            tiles=plan.count, seconds=round(time.perf_counter() - started, 3), tile=plan.tile,
-            before=chosen.before, tta=tta, faces=faces,
+            device=describe(self.device), precision=getattr(loaded.module, "storage", PRECISION_NAMES[loaded.dtype]),
+            backend=getattr(loaded.module, "backend", "torch-cl" if loaded.channels_last else "torch"),
+            tiles=plan.count, seconds=round(time.perf_counter() - started, 3), tile=plan.tile, before=chosen.before,
+            tta=tta, faces=faces,
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
                  loaded.entry.name, provenance.seconds)

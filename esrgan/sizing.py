@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from esrgan.errors import UnsupportedScaleError
+from esrgan.errors import ImageTooLargeError, UnsupportedScaleError
 from esrgan.models.registry import MAX_SCALE, MIN_SCALE, output_size
 
 
@@ -37,3 +37,18 @@ def scale_for_size(width: int, height: int, target_width: int | None = None,
     if made != target:  # float rounding; never seen, but the asked side must come out exactly
         raise UnsupportedScaleError(f"cannot make a {name} of exactly {target} px from {side} px")
     return int(scale) if scale.is_integer() else scale
+
+
+def check_output_size(width: int, height: int, scale: float, limit: int) -> None:
+    """Raise ImageTooLargeError when a ``scale``x result of a ``width`` x ``height`` image would have
+    more than ``limit`` pixels; the message says the largest scale that fits."""
+    out_w, out_h = output_size(width, height, scale)
+    pixels = out_w * out_h
+    if pixels > limit:
+        largest = math.floor((limit / (width * height)) ** 0.5 * 100) / 100  # the largest that fits
+        fix = (f"choose a scale of at most {largest:g}x" if largest >= MIN_SCALE
+               else "crop or shrink the image first: even 1x is over the limit")
+        raise ImageTooLargeError(
+            f"a {scale:g}x result of this {width}x{height} image would be {out_w}x{out_h} "
+            f"({pixels / 1e6:.1f} MP); the limit is {limit / 1e6:.1f} MP: {fix}."
+        )

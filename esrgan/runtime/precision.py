@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from esrgan.runtime.choose import DTYPES, machine_key, native_bf16, time_interleaved
+from esrgan.runtime.choose import DTYPES, machine_key, native_bf16
+from esrgan.runtime.measure import time_interleaved
 
 log = logging.getLogger(__name__)
 

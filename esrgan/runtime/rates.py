@@ -34,6 +34,12 @@ MODEL_LOAD_SECONDS = 1.5  # reading and placing x4plus before the calibration ru
 LEARNING_WEIGHT = 0.5  # a new run's share of the mean: one slow run under load only half counts
 
 
+def rate_key(model: str, backend: str = "torch", device: str = "cpu") -> str:
+    """The key of a model's rate: its name on torch (as recorded before backends had rates of their
+    own), ``name [backend device]`` for any other backend (ncnn on the CPU or on Vulkan)."""
+    return model if backend in ("torch", "torch-cl", "compiled") else f"{model} [{backend} {device}]"
+
+
 def running_mean(previous: float | None, measured: float) -> float:
     """The rate after one more run measured ``measured``."""
     return measured if previous is None else (1 - LEARNING_WEIGHT) * previous + LEARNING_WEIGHT * measured
