@@ -16,7 +16,8 @@ from esrgan.io.imageio import DecodedImage
 from esrgan.listing import models_listing
 from esrgan.pipeline import Upscaler
 from esrgan.runtime import devices
-from esrgan.runtime.choose import Calibration, machine_key
+from esrgan.runtime.choose import MIN_FAITHFUL_PSNR, MIN_SPEEDUP, Calibration, machine_key
+from esrgan.runtime.measure import fastest_faithful
 from esrgan.runtime.ncnn_backend import VulkanDevice, vulkan_devices
 from esrgan.settings import Settings
 from tests.conftest import crop_of, psnr
@@ -177,3 +178,16 @@ def test_the_models_listing_names_every_device(store):
     assert listing["device"] == "cpu"
     assert listing["devices"] == ["cpu", *(f"cuda:{i} ({torch.cuda.get_device_name(i)})"
                                            for i in range(torch.cuda.device_count()))] + [str(d) for d in VULKAN]
+
+
+@pytest.mark.parametrize(("ncnn_seconds", "ncnn_psnr", "chosen"), [
+    ({"ncnn-fp32": 1.1, "ncnn-bf16": 0.95}, {"ncnn-fp32": 120.0, "ncnn-bf16": 50.0}, "fp32"),  # ncnn slower: torch
+    ({"ncnn-fp32": 0.9, "ncnn-bf16": 0.8}, {"ncnn-fp32": 120.0, "ncnn-bf16": 50.0}, "ncnn-fp32"),  # bf16 not 1.2x
+    ({"ncnn-fp32": 0.9, "ncnn-bf16": 0.5}, {"ncnn-fp32": 120.0, "ncnn-bf16": 39.0}, "ncnn-fp32"),  # bf16 unfaithful
+    ({"ncnn-fp32": 0.9, "ncnn-bf16": 0.5}, {"ncnn-fp32": 120.0, "ncnn-bf16": 50.0}, "ncnn-bf16"),
+    ({"ncnn-fp32": 0.98, "ncnn-bf16": 0.99}, {"ncnn-fp32": 120.0, "ncnn-bf16": 50.0}, "fp32"),  # within noise
+])
+def test_the_calibration_takes_ncnn_only_where_faithful_and_faster(ncnn_seconds, ncnn_psnr, chosen):
+    torch_fp32 = 1.0  # seconds of the calibration round; torch bf16 not native (an AVX2-only CPU)
+    assert fastest_faithful("fp32", torch_fp32, torch_fp32, ncnn_seconds, ncnn_psnr, MIN_SPEEDUP,
+                            MIN_FAITHFUL_PSNR) == chosen

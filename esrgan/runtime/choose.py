@@ -35,7 +35,7 @@ from typing import Literal
 import torch
 
 from esrgan.errors import InvalidOptionError, RemasterError
-from esrgan.runtime.measure import (  # noqa: F401 - RoundHook: the calibration's hook type
+from esrgan.runtime.measure import (
     NCNN,
     NCNN_CANDIDATES,
     RoundHook,
@@ -70,6 +70,7 @@ RECHECK_MIN_PIXELS = CALIBRATION_SIDE**2  # smaller jobs are dominated by fixed 
 X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still allow native bf16 convolutions.
 ONEDNN_BF16_ISA_MARKS = ("BF16", "AMX", "FP16", "AVX10", "ALL", "DEFAULT")
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -326,8 +327,8 @@ def choose_runtime(device: torch.device, precision: str = "auto", backend: str =
     except RemasterError as exc:  # e.g. no x4plus weights to measure with
         return Runtime("fp32", channels_last, f"not calibrated: {exc}")
     engine, chosen = calibration.runtime("auto" if backend == "auto" else "torch")
-    return Runtime(chosen, channels_last and engine != NCNN, calibration.describe(), calibration.seconds_per_pixel,
-                   engine)
+    rate = replace(calibration, chosen=f"ncnn-{chosen}" if engine == NCNN else chosen).seconds_per_pixel
+    return Runtime(chosen, channels_last and engine != NCNN, calibration.describe(), rate, engine)
 
 
 
