@@ -133,8 +133,7 @@ class NcnnNetwork(nn.Module):
         opt.use_winograd_convolution = True
         opt.use_vulkan_compute = gpu is not None
         opt.use_bf16_storage = storage == "bf16"
-        cpu_fp16 = gpu is None  # on the CPU only the asked storage: fp32 stays fp32
-        if cpu_fp16:
+        if storage != "fp16":  # only the asked storage: fp32 stays fp32 (ncnn would take fp16 where it can)
             opt.use_fp16_storage = opt.use_fp16_packed = opt.use_fp16_arithmetic = False
         with _NET_LOCK:
             if gpu is not None:
