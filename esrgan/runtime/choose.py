@@ -243,6 +243,8 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
             modules[name] = (ncnn_candidate(store, CALIBRATION_MODEL, name) if name in NCNN_CANDIDATES else
                              store.load(CALIBRATION_MODEL, "cpu", DTYPES[name], channels_last=True).module)
         except (RuntimeError, RemasterError) as exc:  # no kernels for this dtype at all; no ncnn graph
+            if isinstance(exc, RemasterError) and name not in NCNN_CANDIDATES:
+                raise  # no x4plus weights to measure with: not calibrated (`choose_runtime`)
             log.info("%s unavailable on this CPU: %s", name, exc)
     inputs = {name: x.to(DTYPES.get(name, torch.float32)) for name in modules}
     outputs: dict[str, torch.Tensor] = {}
