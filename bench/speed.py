@@ -11,7 +11,10 @@ The reference row concatenates in its dense blocks as the official code does; th
 the same fp32 NCHW network with the dense-block feature buffer (esrgan/archs/rrdbnet.py), which is
 what this engine runs for NCHW fp32 on the CPU.
 
-    python bench/speed.py [--sizes 128,256,512] [--rounds 2] [--cli] [--split] [--big]
+On the CPU the shipped graph on ncnn (fp32 with Winograd convolutions, bf16 storage) has rows of its
+own, and ``--vulkan`` adds ncnn on every Vulkan device (lavapipe too), all in the same rounds.
+
+    python bench/speed.py [--sizes 128,256,512] [--rounds 2] [--cli] [--split] [--big] [--vulkan]
 """
 
 from __future__ import annotations
@@ -34,9 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from esrgan.archs.rrdbnet import ResidualDenseBlock  # noqa: E402
+from esrgan.errors import RemasterError  # noqa: E402
 from esrgan.models.store import ModelStore  # noqa: E402
 from esrgan.pipeline import flops_per_pixel  # noqa: E402
 from esrgan.runtime.choose import native_bf16  # noqa: E402
+from esrgan.runtime.measure import ncnn_candidates  # noqa: E402
+from esrgan.runtime.ncnn_backend import load_network, vulkan_devices  # noqa: E402
 from esrgan.tiling.run import TileOptions, upscale_tiled  # noqa: E402
 
 DATASETS = Path(os.environ.get("REMASTER_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -106,9 +112,10 @@ def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, t
     """(label, device, dtype, channels_last, tile, runner); the first is the reference of its table.
 
     ``runner`` is "eager", "concat" (eager, dense blocks concatenating as the official code does),
-    "graph" (CUDA graph), "compiled[:mode]" (esrgan/runtime/compiled.py) or "int8:recipe:runtime"
-    (bench/int8.py: ONNX Runtime or OpenVINO).
-    ``extra`` adds the opt-in rows: "compiled", "int8".
+    "graph" (CUDA graph), "compiled[:mode]" (esrgan/runtime/compiled.py), "int8:recipe:runtime"
+    (bench/int8.py: ONNX Runtime or OpenVINO) or "ncnn:storage[:vulkan index]" (the shipped graph on
+    ncnn: esrgan/runtime/ncnn_backend.py).
+    ``extra`` adds the opt-in rows: "compiled", "int8", "vulkan" (every Vulkan device, lavapipe included).
     """
     if device == "cpu":
         rows = [("official: fp32 NCHW eager, whole (dense blocks concatenate)", "cpu", torch.float32, False, 0,
@@ -120,6 +127,12 @@ def settings(device: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, t
                      ("bf16 channels-last, tiles 384 (CPU default here)", "cpu", torch.bfloat16, True, 384, "eager")]
         else:
             rows += [("fp32 channels-last, tiles 384 (CPU default here)", "cpu", torch.float32, True, 384, "eager")]
+        if ncnn_candidates():  # the shipped graph on ncnn's CPU path, beside torch in the same rounds
+            rows += [("ncnn fp32 (Winograd), tiles 384", "cpu", torch.float32, False, 384, "ncnn:fp32"),
+                     ("ncnn bf16 storage, tiles 384", "cpu", torch.float32, False, 384, "ncnn:bf16")]
+        if "vulkan" in extra:
+            rows += [(f"ncnn Vulkan fp16 storage on {device}, tiles 256", "cpu", torch.float32, False, 256,
+                      f"ncnn:fp16:{device.index}") for device in vulkan_devices()]
         if "compiled" in extra:
             rows += [(f"fp32 channels-last, tiles {COMPILED_TILE}", "cpu", torch.float32, True, COMPILED_TILE, "eager"),
                      (f"fp32 channels-last compiled (inductor), tiles {COMPILED_TILE}", "cpu", torch.float32, True,
@@ -206,7 +219,7 @@ def concatenating(module: torch.nn.Module) -> torch.nn.Module:
 
 def runnable(store: ModelStore, model: str, dev: str, dtype: torch.dtype, cl: bool, tile: int, runner: str):
     """The module a row calls: the loaded network, its compiled wrapper, or the int8 session."""
-    loaded = store.load(model, dev, dtype, cl)
+    loaded = None if runner.startswith("ncnn") else store.load(model, dev, dtype, cl)
     if runner.startswith("compiled"):
         from esrgan.runtime import compiled
 
@@ -217,6 +230,9 @@ def runnable(store: ModelStore, model: str, dev: str, dtype: torch.dtype, cl: bo
                                           mode=mode)
     if runner == "graph":
         return Graphed(loaded.module)
+    if runner.startswith("ncnn"):
+        _, storage, *gpu = runner.split(":")
+        return load_network(store, model, int(gpu[0]) if gpu else None, storage, torch.get_num_threads())[0]
     if runner == "concat":
         return concatenating(loaded.module)
     if runner.startswith("int8"):
@@ -283,7 +299,7 @@ def model_table(store: ModelStore, sizes: list[int], rounds: int, device: str, m
                         print(f"# {side} {label}: first run (compile or capture) {time.perf_counter() - started:.1f} s",
                               flush=True)
                         warmed.add(label)
-                except (ImportError, RuntimeError) as exc:
+                except (ImportError, RuntimeError, RemasterError) as exc:
                     print(f"# {side} {label}: unavailable: {str(exc)[:200]}", flush=True)
                     continue
                 gc.collect()
@@ -426,6 +442,8 @@ def main() -> int:
                         help="also the int8 ONNX Runtime row (built from dataset crops on first use)")
     parser.add_argument("--only-extra", action="store_true",
                         help="time only the reference row and the --compiled / --int8 rows")
+    parser.add_argument("--vulkan", action="store_true",
+                        help="also the ncnn rows on every Vulkan device (Mesa's lavapipe runs on the CPU: slow)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--default-path", default="", help="sizes to time through Upscaler, e.g. 256,1024")
     args = parser.parse_args()
@@ -437,7 +455,7 @@ def main() -> int:
           + (f", GPU {torch.cuda.get_device_name()} (TF32 convolutions: {torch.backends.cudnn.allow_tf32})"
              if device == "cuda" else ""))
     store = ModelStore()
-    extra = tuple(name for name in ("compiled", "int8", "only_extra") if getattr(args, name))
+    extra = tuple(name for name in ("compiled", "int8", "only_extra", "vulkan") if getattr(args, name))
     extra = tuple(name.replace("_", "-") for name in extra)
     models = list(filter(None, args.models.split(",")))
     if args.int8:

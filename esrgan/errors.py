@@ -52,6 +52,11 @@ class InvalidOptionError(RemasterError):
     """A setting (precision, backend, device...) is not one the engine offers, or not on this device."""
 
 
+class BackendUnavailableError(InvalidOptionError):
+    """The model cannot run on the asked backend or device (a user checkpoint on ncnn/Vulkan, no
+    ncnn wheel, no Vulkan device); the message names the model, the backend and what runs it."""
+
+
 class ConfigError(RemasterError):
     """An option (of fine-tuning, of the degradation) is unknown, or its value cannot work."""
 

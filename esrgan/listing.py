@@ -14,6 +14,7 @@ from esrgan.io.imageio import DecodedImage
 from esrgan.models import registry
 from esrgan.models.keys import ModelKey
 from esrgan.pipeline import Upscaler
+from esrgan.runtime.devices import available, describe
 
 MEASURE_SIDE = 128  # input side of the probe: large enough that padding is a small share
 WARM_UP_SIDE = 32  # a first, small run loads the model and warms the kernels
@@ -116,7 +117,8 @@ def models_listing(upscaler: Upscaler) -> dict:
     return {
         "options": option_rows(upscaler),
         "faces": faces_row(upscaler),
-        "device": str(upscaler.device),
+        "device": describe(upscaler.device),
+        "devices": available(),  # every device this machine offers (`esrgan.runtime.devices`)
         "noise_levels": list(registry.NOISE_LEVELS),
         "scales": {"quick": list(registry.SCALES), "min": registry.MIN_SCALE, "max": registry.MAX_SCALE},
         "routes": route_rows(upscaler),

@@ -22,13 +22,16 @@ from esrgan.io.imageio import DecodedImage
 from esrgan.io.resumable import WorkStore, digest, work_identity
 from esrgan.models import registry
 from esrgan.models.keys import ModelKey
-from esrgan.models.store import LoadedModel, ModelStore, resolve_device
+from esrgan.models.store import LoadedModel, ModelStore
 from esrgan.options import UpscaleOptions
 from esrgan.result import Provenance, UpscaleResult, resample
 from esrgan.runtime import compiled
 from esrgan.runtime.choose import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
+from esrgan.runtime.devices import describe, resolve_device, vulkan_tile
+from esrgan.runtime.measure import NCNN
+from esrgan.runtime.ncnn_backend import NetworkCache
 from esrgan.runtime.precision import PRECISION_FILE, PrecisionStore
-from esrgan.runtime.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate
+from esrgan.runtime.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate, rate_key
 from esrgan.runtime.recheck import CalibrationWatch
 from esrgan.settings import Settings
 from esrgan.sizing import check_output_size
@@ -67,6 +70,7 @@ class Upscaler:
         self.rates = RateStore(self.store.weights_dir / "converted" / RATES_FILE)
         self.precisions = PrecisionStore(self.store.weights_dir / "converted" / PRECISION_FILE)  # per model
         self._flops: dict[str, float] = {}
+        self.networks = NetworkCache()  # shipped graphs on ncnn (`esrgan.runtime.ncnn_backend`)
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
         self.watch = CalibrationWatch()  # when the CPU is measured again (`recalibrate_if_due`)
@@ -89,7 +93,8 @@ class Upscaler:
         or measured already): when False, the next job starts with the one-time calibration."""
         if self._runtime is not None:
             return True
-        return not needs_calibration(self.device, self.settings.precision, self.calibration_record, self.store)
+        record, settings = self.calibration_record, self.settings
+        return not needs_calibration(self.device, settings.precision, record, self.store, settings.backend)
 
     @property
     def runtime(self) -> Runtime:
@@ -100,7 +105,7 @@ class Upscaler:
         """
         with self._runtime_lock:
             if self._runtime is None:
-                if needs_calibration(self.device, self.settings.precision, self.calibration_record, self.store):
+                if not self.calibrated:
                     self.watch.measured()
                 self._runtime = choose_runtime(self.device, self.settings.precision, self.settings.backend,
                                                self.store, self.calibration_record)
@@ -149,7 +154,9 @@ class Upscaler:
         needs the room (`esrgan.tiling.tile_size`)."""
         tile = self.settings.tile
         compiling = self.settings.backend == compiled.BACKEND_NAME
-        if tile is None and self.device.type == "cuda":
+        if tile is None and self.device.type == "vulkan":
+            tile = vulkan_tile(self.device, self.settings.tile_pad)
+        elif tile is None and self.device.type == "cuda":
             tile = COMPILED_CUDA_TILE if compiling else cuda_tile(self.device, self.runtime.precision != "fp32")
         elif tile is None:
             large = output_pixels * 3 * 4 > LARGE_CANVAS_BYTES
@@ -166,6 +173,9 @@ class Upscaler:
         measure a model this CPU has no bf16 figures for now (runs do, estimates do not)."""
         runtime = self.runtime
         automatic = self.settings.precision == "auto" and self.device.type == "cpu"
+        if runtime.engine == NCNN and (ncnn := self.networks.load(self.store, model, self.device, runtime.precision,
+                                                                  not automatic or self.settings.backend == NCNN)):
+            return ncnn  # chosen by measurement, a model ncnn cannot run (a checkpoint) runs on torch below
         precision = self.precisions.choose(self.store, model, runtime.precision, automatic, measure_precision)
         return self.store.load(model, self.device, DTYPES[precision], runtime.channels_last)
 
@@ -194,9 +204,9 @@ class Upscaler:
         (`esrgan.runtime.rates`; before any run, the calibration's scaled by FLOPs) times the pixels it
         will process. Loads the model (once) to count them."""
         loaded = self.load(model)
-        rate = self.rates.get(self.store.key(model))
+        calibrated = self.runtime.seconds_per_pixel if self.calibrated else None  # an estimate never measures
+        rate = self.rates.get(rate_key(self.store.key(model), loaded.backend, str(self.device)))
         if rate is None:
-            calibrated = self.runtime.seconds_per_pixel if self.calibrated else None
             rate = prior_rate(self._model_flops(model, loaded), self.device.type, calibrated,
                               self._model_flops(CALIBRATION_MODEL) if calibrated else None)
         return rate * self._tile_plan(loaded, width, height).work_pixels
@@ -246,16 +256,18 @@ class Upscaler:
         started = time.perf_counter()
         ask = UpscaleOptions(scale, anime, model, noise, tta, faces, float_result)
         chosen = self._route(image, ask)
-        runtime, loaded = self._ready(chosen.model, stage)
+        loaded = self._ready(chosen.model, stage)
         rgb = self._run_before(image.rgb(), chosen.before, tta, cancelled)
         as_bytes = ask.bytes_result(image, chosen)
-        tiled, store = self._run_tiles(rgb, self.store.key(chosen.model), loaded, tta, as_bytes, checkpoint, progress,
+        key = rate_key(self.store.key(chosen.model), loaded.backend, str(self.device))
+        tiled, store = self._run_tiles(rgb, key, loaded, tta, as_bytes, checkpoint, progress,
                                        cancelled)
         out, alpha = self._finish(image, tiled.image, chosen, faces)
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
-            device=str(loaded.device), precision=PRECISION_NAMES[loaded.dtype], backend=runtime.backend,
+            device=describe(self.device), precision=getattr(loaded.module, "storage", PRECISION_NAMES[loaded.dtype]),
+            backend=loaded.backend,
             tiles=tiled.plan.count, seconds=round(time.perf_counter() - started, 3), tile=tiled.plan.tile,
             before=chosen.before, tta=tta, faces=faces,
         )
@@ -273,17 +285,17 @@ class Upscaler:
             raise FacesUnavailableError(missing)
         return chosen
 
-    def _ready(self, model: str, stage: StageFn | None) -> tuple[Runtime, LoadedModel]:
-        """The runtime (the CPU measured first if it must be) and ``model`` loaded, each stage said."""
+    def _ready(self, model: str, stage: StageFn | None) -> LoadedModel:
+        """``model`` loaded, the CPU measured first if it must be, each stage said."""
         if stage is not None and not self.calibrated:
             stage("calibrating")
-        runtime = self.runtime  # measures the CPU now if it must, before "loading"
+        self.runtime  # noqa: B018  measures the CPU now if it must, before "loading"
         if stage is not None:
             stage("loading")
         loaded = self.load(model, measure_precision=True)
         if stage is not None:
             stage("upscaling")
-        return runtime, loaded
+        return loaded
 
     def _run_before(self, rgb: np.ndarray, chain: tuple[str, ...], tta: bool, cancelled: CancelFn | None) -> np.ndarray:
         """A chain's first models (`registry.Plan.before`), each on the whole output of the last."""

@@ -21,7 +21,7 @@ class Settings:
 
     Attributes:
         weights_folder: User checkpoints and the converted cache (``weights/``).
-        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"vulkan[:N]"`` (`esrgan.runtime.devices`).
         precision: ``"auto"`` (measured: see `esrgan.runtime.choose`), ``"fp32"``, ``"fp16"`` (CUDA), ``"bf16"``.
         backend: ``"auto"``/``"torch-cl"`` (channels-last), ``"torch"`` (NCHW, the official path) or
             ``"compiled"`` (`esrgan.runtime.compiled`).

@@ -37,6 +37,8 @@ class NcnnLayer:
     kind: str
     name: str
     params: dict[int, str]
+    bottoms: tuple[str, ...] = ()  # the blobs it reads
+    tops: tuple[str, ...] = ()  # the blobs it writes
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ def parse_param(text: str) -> list[NcnnLayer]:
         for item in fields[4 + n_in + n_out :]:
             key, value = item.split("=", 1)
             params[int(key)] = value
-        layers.append(NcnnLayer(kind=fields[0], name=fields[1], params=params))
+        layers.append(NcnnLayer(kind=fields[0], name=fields[1], params=params, bottoms=tuple(fields[4 : 4 + n_in]),
+                                tops=tuple(fields[4 + n_in : 4 + n_in + n_out])))
     if len(layers) != layer_count:
         raise WeightsError(f".param declares {layer_count} layers but holds {len(layers)}")
     return layers

@@ -8,8 +8,8 @@ from esrgan.settings import Settings
 
 ENV_PREFIX = "REMASTER_"
 # The engine settings the command line takes from REMASTER_* variables (README, "Configuration"):
-# REMASTER_WEIGHTS_FOLDER and REMASTER_BACKEND. Its flags win over them.
-ENV_SETTINGS = ("weights_folder", "backend")
+# REMASTER_WEIGHTS_FOLDER, REMASTER_BACKEND and REMASTER_DEVICE. Its flags win over them.
+ENV_SETTINGS = ("weights_folder", "backend", "device")
 
 
 def engine_settings(**flags: object) -> Settings:

@@ -69,9 +69,11 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32")
     precision.add_argument("--half", dest="precision", action="store_const", const="fp16", help="fp16 (CUDA)")
     p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="torch-cl (channels-last, default) or torch (NCHW, as the official code runs); "
-                        "default: REMASTER_BACKEND, else auto")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+                   help="torch-cl (channels-last), torch (NCHW, as the official code runs) or ncnn (the shipped "
+                        "graphs: Winograd on the CPU, Vulkan GPUs); default: REMASTER_BACKEND, else auto (measured)")
+    p.add_argument("--device", default=None,
+                   help="auto (CUDA, else a Vulkan GPU, else the CPU), cpu, cuda[:N] or vulkan[:N]; "
+                        "default: REMASTER_DEVICE, else auto")
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by extension, else png)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
     p.add_argument("--keep-gps", action="store_true",
@@ -196,6 +198,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(listing, indent=1))
         return 0
+    print(f"Devices: {', '.join(listing['devices'])} (--device; auto: {listing['device']})")
     print("Models:")
     for m in listing["models"]:
         noise = f" noise {m['noise']}" if m["noise"] else ""

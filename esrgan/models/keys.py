@@ -28,15 +28,21 @@ class ModelKey:
         model: What `esrgan.models.store.ModelStore.load` takes to load it again: the catalogue
             name, or the checkpoint's resolved path.
         sha256: The checkpoint file's content hash; None for a catalogue name.
+        backend, device: Where a figure was measured, for backends other than torch (ncnn on the CPU
+            or a Vulkan device); None for torch's, which are the model's own.
     """
 
     model: str
     sha256: str | None = None
+    backend: str | None = None
+    device: str | None = None
 
     @property
     def text(self) -> str:
-        """The key as a JSON object's key: the name, or ``<path>#sha256=<hash>``."""
-        return self.model if self.sha256 is None else f"{self.model}#sha256={self.sha256}"
+        """The key as a JSON object's key: the name, or ``<path>#sha256=<hash>``; then `` [backend device]``
+        for a figure of a backend other than torch."""
+        text = self.model if self.sha256 is None else f"{self.model}#sha256={self.sha256}"
+        return text if self.backend is None else f"{text} [{self.backend} {self.device}]"
 
 
 def file_sha256(path: Path) -> str:

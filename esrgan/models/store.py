@@ -48,6 +48,11 @@ class LoadedModel:
     size_multiple: int
     channels_last: bool = False
 
+    @property
+    def backend(self) -> str:
+        """What runs it: ncnn's networks say so (`esrgan.runtime.ncnn_backend`); torch by memory layout."""
+        return getattr(self.module, "backend", "torch-cl" if self.channels_last else "torch")
+
 
 def resolve_device(device: str | None = None) -> torch.device:
     """``"auto"``/None picks CUDA when present, else the CPU."""

@@ -11,12 +11,13 @@ Left on ``auto``, the CPU choice works in two stages:
    interleaved over several rounds, and the candidates are compared by their fastest round: load
    from other processes only ever adds time, so the minimum of interleaved rounds is what the CPU
    can do, and one busy moment cannot make a slower precision look faster. bf16 is chosen only if
-   it is clearly faster (`MIN_SPEEDUP`) and within `MIN_FAITHFUL_PSNR` of the fp32 output.
+   it is clearly faster (`MIN_SPEEDUP`) and within `MIN_FAITHFUL_PSNR` of the fp32 output. The
+   shipped graph on ncnn runs in the same rounds (`esrgan.runtime.measure` says when it wins).
 
 The verdict is recorded in ``weights/converted/`` per CPU, kernel cap and torch version, with the
 rate it measured. The pipeline reports the rate real jobs achieve (`rate_disagrees`); a recorded
 choice whose jobs run far slower than the calibration said is measured again. CUDA uses fp16,
-channels-last.
+channels-last; a Vulkan device runs ncnn with fp16 storage (fp32 where asked).
 """
 
 from __future__ import annotations
@@ -26,23 +27,33 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
-from torch.nn import functional as F
 
 from esrgan.errors import InvalidOptionError, RemasterError
+from esrgan.runtime.measure import (
+    NCNN,
+    NCNN_CANDIDATES,
+    fastest_faithful,
+    ncnn_candidate,
+    ncnn_candidates,
+    ncnn_version,
+    psnr_to,
+    test_image,
+    time_interleaved,
+)
 
 log = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
-Backend = Literal["auto", "torch", "torch-cl", "compiled"]
+Backend = Literal["auto", "torch", "torch-cl", "compiled", "ncnn"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
-BACKENDS: tuple[str, ...] = ("auto", "torch", "torch-cl", "compiled")  # compiled: esrgan/runtime/compiled.py
+# compiled: esrgan/runtime/compiled.py; ncnn: esrgan/runtime/ncnn_backend.py
+BACKENDS: tuple[str, ...] = ("auto", "torch", "torch-cl", "compiled", NCNN)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_FAITHFUL_PSNR = 40.0  # dB to the fp32 output: below this a setting is not the default
 MIN_SPEEDUP = 1.2  # a lower precision must win by this much to be worth its (small) error
@@ -68,6 +79,7 @@ class Runtime:
     channels_last: bool
     reason: str
     seconds_per_pixel: float | None = None  # x4plus at 4x, as measured by the calibration
+    engine: str = "torch"  # or "ncnn": the shipped graph on ncnn (``precision`` is then its storage)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -75,6 +87,8 @@ class Runtime:
 
     @property
     def backend(self) -> str:
+        if self.engine == NCNN:
+            return NCNN
         return "torch-cl" if self.channels_last else "torch"
 
 
@@ -82,7 +96,8 @@ class Runtime:
 class Calibration:
     """A recorded verdict: the fastest round of each candidate tried, and the choice.
 
-    ``bf16_seconds`` and ``bf16_psnr`` are None where bf16 was not a candidate (no native support).
+    ``bf16_seconds`` and ``bf16_psnr`` are None where bf16 was not a candidate (no native support);
+    ``ncnn_seconds`` and ``ncnn_psnr`` (by `NCNN_CANDIDATES` name) None where ncnn was not.
     """
 
     machine: str
@@ -92,17 +107,38 @@ class Calibration:
     chosen: str
     rounds: int
     measured_at: float
+    ncnn_seconds: dict[str, float] | None = None
+    ncnn_psnr: dict[str, float] | None = None
+
+    @property
+    def torch_choice(self) -> str:
+        """The torch precision measured best (what runs where the backend is forced to torch)."""
+        faithful = self.bf16_psnr is not None and self.bf16_psnr >= MIN_FAITHFUL_PSNR
+        fast = self.bf16_seconds is not None and self.fp32_seconds / self.bf16_seconds >= MIN_SPEEDUP
+        return "bf16" if faithful and fast else "fp32"
 
     @property
     def seconds_per_pixel(self) -> float:
+        if self.chosen in NCNN_CANDIDATES and self.ncnn_seconds:
+            return float(self.ncnn_seconds[self.chosen]) / CALIBRATION_SIDE**2
         seconds = self.bf16_seconds if self.chosen == "bf16" else self.fp32_seconds
         return float(seconds) / CALIBRATION_SIDE**2
 
+    def runtime(self, engine: str) -> tuple[str, str]:
+        """(engine, precision) of the choice, among ``engine``'s candidates (``"auto"``: all)."""
+        if self.chosen in NCNN_CANDIDATES and engine in ("auto", NCNN):
+            return NCNN, self.chosen.split("-")[1]
+        return "torch", self.torch_choice
+
     def describe(self) -> str:
         if self.bf16_seconds is None:
-            return f"measured here: fp32 {self.fp32_seconds:.2f}s; bf16 not native on this CPU, not tried"
-        return (f"measured here (best of {self.rounds} interleaved rounds): fp32 {self.fp32_seconds:.2f}s, "
-                f"bf16 {self.bf16_seconds:.2f}s at {self.bf16_psnr:.1f} dB to fp32")
+            text = f"measured here: fp32 {self.fp32_seconds:.2f}s; bf16 not native on this CPU, not tried"
+        else:
+            text = (f"measured here (best of {self.rounds} interleaved rounds): fp32 {self.fp32_seconds:.2f}s, "
+                    f"bf16 {self.bf16_seconds:.2f}s at {self.bf16_psnr:.1f} dB to fp32")
+        for name, seconds in (self.ncnn_seconds or {}).items():
+            text += f", {name} {seconds:.2f}s at {(self.ncnn_psnr or {}).get(name, 0):.1f} dB"
+        return text
 
 
 def _onednn_isa_cap() -> str:
@@ -148,7 +184,7 @@ def cpu_candidates() -> tuple[str, ...]:
 
 
 def machine_key() -> str:
-    """What a calibration is valid for: the CPU model, its torch kernels and caps, the torch version."""
+    """What a calibration is valid for: the CPU model, its torch kernels and caps, the torch (and ncnn) version."""
     cpu = "unknown cpu"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -159,34 +195,7 @@ def machine_key() -> str:
         cpu = platform.processor() or cpu
     kernels = torch.backends.cpu.get_cpu_capability()
     isa = _onednn_isa_cap() or "oneDNN uncapped"
-    return f"{cpu} | {kernels} | {isa} | torch {torch.__version__} | {torch.get_num_threads()} threads"
-
-
-def test_image(side: int = CALIBRATION_SIDE) -> torch.Tensor:
-    """A reproducible photo-like image: smooth colour fields, edges and fine noise."""
-    rng = np.random.default_rng(1234)
-    coarse = torch.from_numpy(rng.random((1, 3, max(side // 8, 2), max(side // 8, 2)), dtype=np.float32))
-    image = F.interpolate(coarse, size=(side, side), mode="bicubic", align_corners=False)
-    image = image + 0.05 * torch.from_numpy(rng.standard_normal((1, 3, side, side), dtype=np.float32))
-    image[..., side // 3 : side // 2, :] *= 0.3  # a hard edge
-    return image.clamp(0, 1)
-
-
-def time_interleaved(runs: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """The fastest of ``rounds`` timed calls of each run, the runs taking turns (ABBA order).
-
-    Args:
-        runs: Name -> a call to time (already warmed up).
-        rounds: Timed calls of each run.
-    """
-    best = dict.fromkeys(runs, float("inf"))
-    names = list(runs)
-    for index in range(rounds):
-        for name in names if index % 2 == 0 else names[::-1]:
-            started = time.perf_counter()
-            runs[name]()
-            best[name] = min(best[name], time.perf_counter() - started)
-    return best
+    return f"{cpu} | {kernels} | {isa} | torch {torch.__version__} | {torch.get_num_threads()} threads{ncnn_version()}"
 
 
 def read_calibration(record: Path | None) -> Calibration | None:
@@ -208,7 +217,8 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
         store: The `ModelStore` that loads x4plus.
         record: Where the verdict is kept (None: measure, keep nothing).
         fresh: Measure even if a valid record exists.
-        candidates: Precisions to try; default `cpu_candidates()` (fp32, plus bf16 where native).
+        candidates: Precisions to try; default `cpu_candidates()` (fp32, plus bf16 where native)
+            and `ncnn_candidates()`.
         rounds: Interleaved timed rounds per candidate (1 where there is only one candidate: it
             then measures the rate for estimates, and jobs correct it; see `rate_disagrees`).
         side: Test image side (x4plus input pixels); the record's rates assume the default.
@@ -220,17 +230,20 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
         saved = read_calibration(record)
         if saved is not None:
             return saved
-    candidates = candidates or cpu_candidates()
+    candidates = candidates or (*cpu_candidates(), *ncnn_candidates())
     if len(candidates) == 1:  # nothing to choose: one round gives the rate for estimates
         rounds = 1
     x = test_image(side).to(memory_format=torch.channels_last)
     modules = {}
     for name in candidates:
         try:
-            modules[name] = store.load(CALIBRATION_MODEL, "cpu", DTYPES[name], channels_last=True).module
-        except RuntimeError as exc:  # no kernels for this dtype at all
+            modules[name] = (ncnn_candidate(store, CALIBRATION_MODEL, name) if name in NCNN_CANDIDATES else
+                             store.load(CALIBRATION_MODEL, "cpu", DTYPES[name], channels_last=True).module)
+        except (RuntimeError, RemasterError) as exc:  # no kernels for this dtype at all; no ncnn graph
+            if isinstance(exc, RemasterError) and name not in NCNN_CANDIDATES:
+                raise  # no x4plus weights to measure with: not calibrated (`choose_runtime`)
             log.info("%s unavailable on this CPU: %s", name, exc)
-    inputs = {name: x.to(DTYPES[name]) for name in modules}
+    inputs = {name: x.to(DTYPES.get(name, torch.float32)) for name in modules}
     outputs: dict[str, torch.Tensor] = {}
 
     def runner(name: str) -> Callable[[], object]:
@@ -243,17 +256,15 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
             modules[name](inputs[name][..., :16, :16])
         seconds = time_interleaved({name: runner(name) for name in modules}, rounds)
     reference = outputs["fp32"].float().clamp(0, 1)
-    bf16_seconds = bf16_psnr = None
-    chosen = "fp32"
-    if "bf16" in seconds:
-        mse = float(((outputs["bf16"].float().clamp(0, 1) - reference) ** 2).mean())
-        bf16_psnr = round(float("inf") if mse == 0 else 10 * float(np.log10(1 / mse)), 2)
-        bf16_seconds = round(seconds["bf16"], 4)
-        if seconds["fp32"] / seconds["bf16"] >= MIN_SPEEDUP and bf16_psnr >= MIN_FAITHFUL_PSNR:
-            chosen = "bf16"
-    result = Calibration(machine_key(), round(seconds["fp32"], 4), bf16_seconds, bf16_psnr, chosen, rounds,
-                         round(time.time(), 1))
-    log.info("CPU calibration: %s -> %s", result.describe(), chosen)
+    psnr = {name: psnr_to(outputs[name].float().clamp(0, 1), reference) for name in seconds if name != "fp32"}
+    ncnn_seconds = {name: round(seconds[name], 4) for name in NCNN_CANDIDATES if name in seconds} or None
+    ncnn_psnr = {name: psnr[name] for name in NCNN_CANDIDATES if name in seconds} or None
+    result = Calibration(machine_key(), round(seconds["fp32"], 4), round(seconds["bf16"], 4) if "bf16" in seconds
+                         else None, psnr.get("bf16"), "fp32", rounds, round(time.time(), 1), ncnn_seconds, ncnn_psnr)
+    best = result.bf16_seconds if result.torch_choice == "bf16" else result.fp32_seconds
+    result = replace(result, chosen=fastest_faithful(result.torch_choice, best, result.fp32_seconds, ncnn_seconds,
+                                                     ncnn_psnr, MIN_SPEEDUP, MIN_FAITHFUL_PSNR))
+    log.info("CPU calibration: %s -> %s", result.describe(), result.chosen)
     if record is not None:
         try:
             record.parent.mkdir(parents=True, exist_ok=True)
@@ -271,13 +282,22 @@ def check_options(device: torch.device, precision: str, backend: str) -> None:
         raise InvalidOptionError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if backend not in BACKENDS:
         raise InvalidOptionError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if device.type == "vulkan":
+        if backend not in ("auto", NCNN) or precision not in ("auto", "fp16", "fp32"):
+            raise InvalidOptionError(f"a Vulkan device runs the ncnn backend in fp16 or fp32 storage, not "
+                                     f"{backend} {precision}")
+        return
     if precision == "fp16" and device.type != "cuda":
-        raise InvalidOptionError("fp16 runs on CUDA only; on the CPU use fp32 or bf16")
+        raise InvalidOptionError("fp16 runs on CUDA (and Vulkan) only; on the CPU use fp32 or bf16")
+    if backend == NCNN and device.type == "cuda":
+        raise InvalidOptionError("the ncnn backend runs on the CPU and on Vulkan devices, not CUDA (--device vulkan)")
 
 
-def needs_calibration(device: torch.device, precision: str, record: Path | None, store=None) -> bool:
+def needs_calibration(device: torch.device, precision: str, record: Path | None, store=None,
+                      backend: str = "auto") -> bool:
     """Whether `choose_runtime` would measure the CPU now (it is left to choose, and nothing valid is recorded)."""
-    return precision == "auto" and device.type != "cuda" and store is not None and read_calibration(record) is None
+    return (precision == "auto" and device.type == "cpu" and backend != NCNN and store is not None
+            and read_calibration(record) is None)
 
 
 def choose_runtime(device: torch.device, precision: str = "auto", backend: str = "auto", store=None,
@@ -289,6 +309,12 @@ def choose_runtime(device: torch.device, precision: str = "auto", backend: str =
     """
     check_options(device, precision, backend)
     channels_last = backend != "torch"
+    if device.type == "vulkan":
+        storage = "fp32" if precision == "fp32" else "fp16"
+        return Runtime(storage, False, f"ncnn on Vulkan, {storage} storage", engine=NCNN)
+    if backend == NCNN:
+        storage = "fp32" if precision == "auto" else precision
+        return Runtime(storage, False, f"ncnn on the CPU, {storage} (Winograd)", engine=NCNN)
     if precision != "auto":
         return Runtime(precision, channels_last, "chosen by the user")
     if device.type == "cuda":
@@ -299,7 +325,10 @@ def choose_runtime(device: torch.device, precision: str = "auto", backend: str =
         calibration = calibrate_cpu(store, record, fresh=fresh)
     except RemasterError as exc:  # e.g. no x4plus weights to measure with
         return Runtime("fp32", channels_last, f"not calibrated: {exc}")
-    return Runtime(calibration.chosen, channels_last, calibration.describe(), calibration.seconds_per_pixel)
+    engine, chosen = calibration.runtime("auto" if backend == "auto" else "torch")
+    rate = replace(calibration, chosen=f"ncnn-{chosen}" if engine == NCNN else chosen).seconds_per_pixel
+    return Runtime(chosen, channels_last and engine != NCNN, calibration.describe(), rate, engine)
+
 
 
 def rate_disagrees(runtime: Runtime, seconds_per_pixel: float, pixels: int) -> bool:

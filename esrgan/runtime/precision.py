@@ -25,8 +25,9 @@ from PIL import Image
 from torch.nn import functional as F
 
 from esrgan.models.keys import ModelKey
-from esrgan.runtime.choose import DTYPES, cpu_candidates, machine_key, native_bf16, time_interleaved
+from esrgan.runtime.choose import DTYPES, cpu_candidates, machine_key, native_bf16
 from esrgan.runtime.figures import FiguresFile
+from esrgan.runtime.measure import time_interleaved
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,14 +25,22 @@ from esrgan.models import registry
 from esrgan.models.keys import ModelKey
 from esrgan.runtime.choose import CALIBRATION_MODEL, CALIBRATION_ROUNDS, CALIBRATION_SIDE, cpu_candidates
 from esrgan.runtime.figures import FiguresFile
+from esrgan.runtime.measure import ncnn_candidates
 
 log = logging.getLogger(__name__)
+TORCH_BACKENDS = ("torch", "torch-cl", "compiled")  # one rate each model: the layout changes little
 
 RATES_FILE = "rates.json"  # beside the converted weights
 # Sustained convolution throughput assumed before anything on a device has been measured.
 PRIOR_FLOPS_PER_SECOND = {"cpu": 60e9, "cuda": 30e12}
 MODEL_LOAD_SECONDS = 1.5  # reading and placing x4plus before the calibration runs it
 LEARNING_WEIGHT = 0.5  # a new run's share of the mean: one slow run under load only half counts
+
+
+def rate_key(key: ModelKey, backend: str = "torch", device: str = "cpu") -> ModelKey:
+    """The key of a model's rate: the model's own on torch (as recorded before backends had rates of
+    their own); with the backend and the device for any other backend (ncnn on the CPU or on Vulkan)."""
+    return key if backend in TORCH_BACKENDS else replace(key, backend=backend, device=device)
 
 
 def running_mean(previous: float | None, measured: float) -> float:
@@ -66,8 +75,8 @@ def prior_rate(flops: float, device_type: str = "cpu", calibrated: float | None 
 
 def calibration_seconds() -> float:
     """About how long the one-time CPU measurement (`esrgan.runtime.choose.calibrate_cpu`) takes here: a
-    warm-up, then the timed rounds of every candidate precision on a small x4plus input."""
-    candidates = len(cpu_candidates())
+    warm-up, then the timed rounds of every candidate (torch precisions, ncnn storages) on a small x4plus input."""
+    candidates = len(cpu_candidates()) + len(ncnn_candidates())
     rounds = CALIBRATION_ROUNDS if candidates > 1 else 1
     rate = prior_rate(registry_flops(CALIBRATION_MODEL))
     return MODEL_LOAD_SECONDS + (candidates * rounds + 1) * rate * CALIBRATION_SIDE**2

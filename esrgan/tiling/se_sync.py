@@ -81,6 +81,10 @@ class SyncState:
         self.collected: dict[int, list[np.ndarray]] = {}
         self.shapes: dict[int, tuple[int, int]] = {}  # block -> its input's (h, w), when probing
 
+    def knows(self, block: torch.nn.Module) -> bool:
+        """Whether ``block`` is one of this run's SE blocks (else it takes its own mean)."""
+        return id(block) in self.index
+
     def mean(self, block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         k = self.index.get(id(block))
         if k is None:
@@ -125,6 +129,12 @@ def channel_mean(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     own, or in a synced tiled run the whole image's (and at the block being collected, the pass stops)."""
     state = _CURRENT.get()
     return _own_mean(x) if state is None else state.mean(block, x)
+
+
+def current() -> SyncState | None:
+    """The state of the synced tiled run on this thread, if any (for networks that are not torch
+    modules all through, such as `esrgan.runtime.ncnn_backend`'s)."""
+    return _CURRENT.get()
 
 
 def syncing(state: SyncState) -> AbstractContextManager[SyncState]:

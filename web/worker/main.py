@@ -23,7 +23,9 @@ from celery import Task
 from celery.signals import task_postrun, task_prerun, worker_ready
 from redis.exceptions import RedisError
 
+from esrgan.errors import RemasterError
 from esrgan.models.keys import ModelKey
+from esrgan.runtime.devices import describe, resolve_device
 from esrgan.runtime.rates import running_mean
 from web.jobs.lifecycle import Job, load_job, persist, recover, run_job
 from web.runners.celery_app import (
@@ -135,18 +137,24 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m web.worker``: one Celery worker, one job at a time, configured like the web app."""
     parser = argparse.ArgumentParser(prog="python -m web.worker", description=main.__doc__)
     parser.add_argument("--queues", default=DEFAULT_QUEUE, help="comma-separated: remaster, or gpu / cpu with routing")
-    parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: REMASTER_DEVICE or auto)")
+    parser.add_argument("--device", default=None,
+                        help="auto, cpu, cuda[:N] or vulkan[:N] (default: REMASTER_DEVICE or auto)")
     parser.add_argument("--name", default=None, help="worker name shown by /healthz (default: remaster-<pid>@host)")
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
 
     from web import create_app
 
-    name = args.name or f"remaster-{os.getpid()}@{socket.gethostname()}"
-    overrides = {"ROLE": "worker", "WORKER_NAME": name}
+    overrides = {"ROLE": "worker"}
     if args.device:
         overrides["DEVICE"] = args.device
     app = create_app(overrides)
+    try:  # the worker declares its device: checked before it takes a job, named in its /healthz name
+        device = describe(resolve_device(app.config["DEVICE"])).split(" ")[0]
+    except RemasterError as exc:
+        parser.error(str(exc))
+    name = args.name or f"remaster-{device}-{os.getpid()}@{socket.gethostname()}"
+    app.config["WORKER_NAME"] = name
     if not app.config["BROKER_URL"]:
         parser.error("set REMASTER_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
     celery = celery_init_app(app)

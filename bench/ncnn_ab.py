@@ -1,0 +1,76 @@
+"""The ncnn backend against torch fp32 through the command line, end to end, in one run (A B A B).
+
+Each round runs ``python -m esrgan upscale in.png -s 4 --device cpu --fp32`` once with torch
+(channels-last, the fp32 path) and once with ``--backend ncnn`` (the shipped graph, Winograd), in
+turns, after one untimed run of each (conversion, kernels, page cache). Prints each run's seconds, the
+best of each, their ratio and the PSNR of the two 8-bit results; and the load before and after, since
+other processes only ever add time.
+
+    python bench/ncnn_ab.py [--side 256] [--rounds 2] [--model realesrgan-x4plus] [--image tests/data/astronaut.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = {"torch fp32 (channels-last)": "torch-cl", "ncnn fp32 (Winograd)": "ncnn"}
+
+
+def psnr_8bit(a: Path, b: Path) -> float:
+    x = np.asarray(Image.open(a).convert("RGB"), dtype=np.float64)
+    y = np.asarray(Image.open(b).convert("RGB"), dtype=np.float64)
+    mse = float(((x - y) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def run(source: Path, out: Path, backend: str, model: str) -> float:
+    command = [sys.executable, "-m", "esrgan", "upscale", str(source), "-s", "4", "--device", "cpu", "--fp32",
+               "--backend", backend, "--model", model, "-o", str(out)]
+    started = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--model", default="realesrgan-x4plus")
+    parser.add_argument("--image", default=str(ROOT / "tests" / "data" / "astronaut.png"))
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="ncnn-ab-"))
+    source = folder / "in.png"
+    with Image.open(args.image) as image:
+        image.convert("RGB").crop((0, 0, args.side, args.side)).save(source)
+    print(f"# load before: {os.getloadavg()}; {args.model} 4x on a {args.side}x{args.side} crop, {args.rounds} rounds")
+    outputs = {label: folder / f"{backend}.png" for label, backend in BACKENDS.items()}
+    for label, backend in BACKENDS.items():  # untimed: conversion, kernels, page cache
+        run(source, outputs[label], backend, args.model)
+    times: dict[str, list[float]] = {label: [] for label in BACKENDS}
+    for index in range(args.rounds):
+        order = list(BACKENDS) if index % 2 == 0 else list(BACKENDS)[::-1]
+        for label in order:
+            times[label].append(run(source, outputs[label], BACKENDS[label], args.model))
+            print(f"# round {index + 1} {label}: {times[label][-1]:.2f} s", flush=True)
+    torch_label, ncnn_label = BACKENDS
+    best = {label: min(values) for label, values in times.items()}
+    print(f"# load after: {os.getloadavg()}")
+    for label in BACKENDS:
+        print(f"{label}: best {best[label]:.2f} s of {', '.join(f'{t:.2f}' for t in times[label])}")
+    print(f"ncnn / torch time: {best[ncnn_label] / best[torch_label]:.3f}x; "
+          f"PSNR of the 8-bit results: {psnr_8bit(outputs[ncnn_label], outputs[torch_label]):.1f} dB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
