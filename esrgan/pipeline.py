@@ -1,8 +1,5 @@
-"""decode -> pick a model -> tiled inference -> resample -> (the caller encodes).
-
-`Upscaler` is the engine's front: stateless per call and safe to share between threads; the only
-state it keeps is the cache of loaded models in its `ModelStore`.
-"""
+"""decode -> pick a model -> tiled inference -> resample -> (the caller encodes). `Upscaler` is the
+engine's front: stateless per call, safe to share between threads; it keeps only its `ModelStore`."""
 
 from __future__ import annotations
 
@@ -43,6 +40,7 @@ from esrgan.tiling.run import (
 from esrgan.tiling.steps import steps_per_tile
 from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tiling.tta import passes_for, with_tta
+from esrgan.tiling.whole import approximation, tiling_for, whole_spec
 
 if TYPE_CHECKING:
     from esrgan.faces.service import FaceRestoration
@@ -55,8 +53,6 @@ StageFn = Callable[[str], None]
 # a small image is not padded up to a window sized for the largest.
 COMPILED_CUDA_TILE = 512
 SMALL_TILE_BATCH = 4  # same-shape tiles per forward pass when tiles are small on a GPU
-
-
 PRECISION_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
@@ -153,10 +149,10 @@ class Upscaler:
                                  noise=noise)
         return registry.plan(scale, anime, entries, noise=noise)
 
-    def tile_options(self, output_pixels: int = 0) -> TileOptions:
+    def tile_options(self, output_pixels: int = 0, model: str | None = None) -> TileOptions:
         """The tiling for a result of ``output_pixels``: on a GPU as large as half its free memory
         allows; on the CPU 384 px (fastest), smaller when the RAM left (or a huge output canvas)
-        needs the room (`esrgan.tiling.tile_size`)."""
+        needs the room (`esrgan.tiling.tile_size`); ``model``'s own where it runs whole (`esrgan.tiling.whole`)."""
         tile = self.settings.tile
         compiling = self.settings.backend == compiled.BACKEND_NAME
         if tile is None and self.device.type == "cuda":
@@ -167,10 +163,11 @@ class Upscaler:
             bf16 = runtime is not None and runtime.precision == "bf16"
             tile = cpu_tile(output_pixels, self.settings.tile_pad, bf16)
         small = self.device.type == "cuda" and 0 < tile <= 512
-        return TileOptions(tile=tile, tile_pad=self.settings.tile_pad, pre_pad=self.settings.pre_pad,
+        return tiling_for(TileOptions(tile=tile, tile_pad=self.settings.tile_pad, pre_pad=self.settings.pre_pad,
                            batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling,
                            se_sync=self.settings.se_sync, step_delay=self.settings.step_delay,
-                           step_slowdown=self.settings.step_slowdown, oom_at_tile=self.settings.oom_at_tile)
+                           step_slowdown=self.settings.step_slowdown, oom_at_tile=self.settings.oom_at_tile),
+                          model, output_pixels)
 
     def load(self, model: str, measure_precision: bool = False) -> LoadedModel:
         """The model ready to run in its own precision (`esrgan.runtime.precision`); ``measure_precision``:
@@ -178,13 +175,14 @@ class Upscaler:
         runtime = self.runtime
         automatic = self.settings.precision == "auto" and self.device.type == "cpu"
         precision = self.precisions.choose(self.store, model, runtime.precision, automatic, measure_precision)
+        precision = "bf16" if precision == "fp16" and whole_spec(self.store.entry(model).name) else precision
         return self.store.load(model, self.device, DTYPES[precision], runtime.channels_last)
 
     def tile_plan(self, width: int, height: int, model: str) -> TilePlan:
         """The tiles a run of ``model`` over a ``width`` x ``height`` image will cut: planned once,
         read by the estimate (`work_pixels`), the progress total and the run itself."""
         loaded = self.load(model)
-        tiling = self.tile_options(width * height * loaded.entry.scale**2)
+        tiling = self.tile_options(width * height * loaded.entry.scale**2, loaded.entry.name)
         return plan_for(height, width, tiling, loaded.size_multiple, model_context(self._module(loaded, tiling)))
 
     def work_pixels(self, width: int, height: int, model: str) -> int:
@@ -213,7 +211,8 @@ class Upscaler:
         slept = 0.0
         if self.settings.step_delay:
             loaded = self.load(model)
-            per_tile = steps_per_tile(self._module(loaded, self.tile_options(width * height * loaded.entry.scale**2)))
+            tiling = self.tile_options(width * height * loaded.entry.scale**2, loaded.entry.name)
+            per_tile = steps_per_tile(self._module(loaded, tiling))
             slept = self.settings.step_delay * plan.count * per_tile
         return rate * plan.work_pixels + slept
 
@@ -298,11 +297,11 @@ class Upscaler:
         rgb = image.rgb()
         for name in chosen.before:  # a chain's first models (registry.Plan.before), each on the whole output
             step = self.load(name)
-            step_tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * step.entry.scale**2)
+            step_tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * step.entry.scale**2, name)
             rgb = upscale_tiled(self._module(step, step_tiling, tta), rgb, scale=step.entry.scale,
                                 size_multiple=step.size_multiple, options=step_tiling, device=step.device,
                                 dtype=step.dtype, channels_last=step.channels_last, cancelled=cancelled)
-        tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2)
+        tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2, loaded.entry.name)
         module = self._module(loaded, tiling, tta)
         plan = plan_for(rgb.shape[0], rgb.shape[1], tiling, loaded.size_multiple, model_context(module))
         resumable = checkpoint is not None and plan.count > 1  # one tile has nothing to resume part-way
@@ -331,7 +330,7 @@ class Upscaler:
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
             device=str(loaded.device), precision=PRECISION_NAMES[loaded.dtype], backend=runtime.backend,
             tiles=plan.count, seconds=round(time.perf_counter() - started, 3), tile=plan.tile,
-            before=chosen.before, tta=tta, faces=faces,
+            before=chosen.before, tta=tta, faces=faces, approximate=approximation(loaded.entry.name, plan.count),
         )
         log.info("upscaled %dx%d -> %dx%d with %s in %.1fs", image.width, image.height, *size,
                  loaded.entry.name, provenance.seconds)
