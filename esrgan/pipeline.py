@@ -1,8 +1,5 @@
-"""decode -> pick a model -> tiled inference -> resample -> (the caller encodes).
-
-`Upscaler` is the engine's front: stateless per call and safe to share between threads; the only
-state it keeps is the cache of loaded models in its `ModelStore`.
-"""
+"""decode -> pick a model -> tiled inference -> resample -> (the caller encodes). `Upscaler` is the
+engine's front: stateless per call, safe to share between threads; it keeps only its `ModelStore`."""
 
 from __future__ import annotations
 
@@ -40,6 +37,7 @@ from esrgan.tiling.run import TiledResult, run_plan, upscale_tiled
 from esrgan.tiling.steps import CancelFn, ProgressFn
 from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tiling.tta import passes_for, with_tta
+from esrgan.tiling.whole import approximation, tiling_for, whole_spec
 
 log = logging.getLogger(__name__)
 UPSCALED_LOG = "upscaled %dx%d -> %dx%d with %s in %.1fs"  # per image (a video's frames leave it out)
@@ -50,8 +48,6 @@ StageFn = Callable[[str], None]
 # a small image is not padded up to a window sized for the largest.
 COMPILED_CUDA_TILE = 512
 SMALL_TILE_BATCH = 4  # same-shape tiles per forward pass when tiles are small on a GPU
-
-
 PRECISION_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
@@ -148,10 +144,10 @@ class Upscaler:
                                  noise=noise)
         return registry.plan(scale, anime, entries, noise=noise)
 
-    def tile_options(self, output_pixels: int = 0) -> TileOptions:
+    def tile_options(self, output_pixels: int = 0, model: str | None = None) -> TileOptions:
         """The tiling for a result of ``output_pixels``: on a GPU as large as half its free memory
         allows; on the CPU 384 px (fastest), smaller when the RAM left (or a huge output canvas)
-        needs the room (`esrgan.tiling.tile_size`)."""
+        needs the room (`esrgan.tiling.tile_size`); ``model``'s own where it runs whole (`esrgan.tiling.whole`)."""
         tile = self.settings.tile
         compiling = self.settings.backend == compiled.BACKEND_NAME
         if tile is None and self.device.type == "vulkan":
@@ -164,9 +160,10 @@ class Upscaler:
             bf16 = runtime is not None and runtime.precision == "bf16"
             tile = cpu_tile(output_pixels, self.settings.tile_pad, bf16)
         small = self.device.type == "cuda" and 0 < tile <= 512
-        return TileOptions(tile=tile, tile_pad=self.settings.tile_pad, pre_pad=self.settings.pre_pad,
-                           batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling,
-                           se_sync=self.settings.se_sync)
+        options = TileOptions(tile=tile, tile_pad=self.settings.tile_pad, pre_pad=self.settings.pre_pad,
+                              batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling,
+                              se_sync=self.settings.se_sync)
+        return tiling_for(options, model, output_pixels)
 
     def load(self, model: str, measure_precision: bool = False) -> LoadedModel:
         """The model ready to run in its own precision (`esrgan.runtime.precision`); ``measure_precision``:
@@ -177,6 +174,7 @@ class Upscaler:
                                                                   not automatic or self.settings.backend == NCNN)):
             return ncnn  # chosen by measurement, a model ncnn cannot run (a checkpoint) runs on torch below
         precision = self.precisions.choose(self.store, model, runtime.precision, automatic, measure_precision)
+        precision = "bf16" if precision == "fp16" and whole_spec(self.store.entry(model).name) else precision
         return self.store.load(model, self.device, DTYPES[precision], runtime.channels_last)
 
     def tile_plan(self, width: int, height: int, model: str) -> TilePlan:
@@ -185,7 +183,7 @@ class Upscaler:
         return self._tile_plan(self.load(model), width, height)
 
     def _tile_plan(self, loaded: LoadedModel, width: int, height: int) -> TilePlan:
-        tiling = self.tile_options(width * height * loaded.entry.scale**2)
+        tiling = self.tile_options(width * height * loaded.entry.scale**2, loaded.entry.name)
         return plan_for(height, width, tiling, loaded.size_multiple, model_context(self._module(loaded, tiling)))
 
     def work_pixels(self, width: int, height: int, model: str) -> int:
@@ -260,16 +258,15 @@ class Upscaler:
         rgb = self._run_before(image.rgb(), chosen.before, tta, cancelled)
         as_bytes = ask.bytes_result(image, chosen)
         key = rate_key(self.store.key(chosen.model), loaded.backend, str(self.device))
-        tiled, store = self._run_tiles(rgb, key, loaded, tta, as_bytes, checkpoint, progress,
-                                       cancelled)
+        tiled, store = self._run_tiles(rgb, key, loaded, tta, as_bytes, checkpoint, progress, cancelled)
         out, alpha = self._finish(image, tiled.image, chosen, faces)
         provenance = Provenance(
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
             device=describe(self.device), precision=getattr(loaded.module, "storage", PRECISION_NAMES[loaded.dtype]),
-            backend=loaded.backend,
-            tiles=tiled.plan.count, seconds=round(time.perf_counter() - started, 3), tile=tiled.plan.tile,
+            backend=loaded.backend, tiles=tiled.plan.count, seconds=round(time.perf_counter() - started, 3), tile=tiled.plan.tile,
             before=chosen.before, tta=tta, faces=faces,
+            approximate=approximation(loaded.entry.name, tiled.plan.count),
         )
         log.info(UPSCALED_LOG, image.width, image.height, *out.shape[1::-1],
                  loaded.entry.name, provenance.seconds)
@@ -301,7 +298,7 @@ class Upscaler:
         """A chain's first models (`registry.Plan.before`), each on the whole output of the last."""
         for name in chain:
             step = self.load(name)
-            step_tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * step.entry.scale**2)
+            step_tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * step.entry.scale**2, name)
             rgb = upscale_tiled(self._module(step, step_tiling, tta), rgb, scale=step.entry.scale,
                                 size_multiple=step.size_multiple, options=step_tiling, device=step.device,
                                 dtype=step.dtype, channels_last=step.channels_last, cancelled=cancelled)
@@ -312,7 +309,7 @@ class Upscaler:
                    cancelled: CancelFn | None) -> tuple[TiledResult, WorkStore | None]:
         """The main model over ``rgb``, tile by tile, its finished tiles kept in ``checkpoint`` (the
         store is returned for the caller to delete once the result is made); its rate learnt."""
-        tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2)
+        tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2, loaded.entry.name)
         module = self._module(loaded, tiling, tta)
         plan = plan_for(rgb.shape[0], rgb.shape[1], tiling, loaded.size_multiple, model_context(module))
         resumable = checkpoint is not None and plan.count > 1  # one tile has nothing to resume part-way

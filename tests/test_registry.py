@@ -245,7 +245,7 @@ def test_api_models_lists_every_model_per_contract(client):
     assert all(fields <= m.keys() for m in body["models"])
     by_name = {m["name"]: m for m in body["models"]}
     assert by_name["realcugan-x4-denoise3x"]["noise"] == "high" and by_name["realcugan-x4-denoise3x"]["available"]
-    assert {m["family"] for m in body["models"]} == {"Real-ESRGAN", "Real-CUGAN", "waifu2x", "RealSR"}
+    assert {m["family"] for m in body["models"]} == {"Real-ESRGAN", "Real-CUGAN", "waifu2x", "RealSR", "DAT"}
     assert by_name["waifu2x-cunet-x1-noise0"]["licence"].startswith("MIT") and by_name["waifu2x-cunet-x1-noise0"]["available"]
     assert any(r["noise"] == "medium" and r["model"] is None and "4x" in r["error"] for r in body["routes"])
 

@@ -1,4 +1,4 @@
-"""The command line: ``python -m esrgan upscale|models|degrade|evaluate|train ...``."""
+"""The command line: ``python -m esrgan upscale|compare|models|degrade|evaluate|train ...``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from esrgan.cli import compare as cli_compare
 from esrgan.cli import evaluate as cli_evaluate
 from esrgan.cli import video as cli_video
 from esrgan.cli.env import engine_settings
@@ -267,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_upscale(sub)
     _add_models(sub)
+    cli_compare.add_compare(sub, _outscale, _side)
     cli_evaluate.add_degrade(sub)
     cli_evaluate.add_evaluate(sub)
     _add_train(sub)

