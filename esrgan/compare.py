@@ -21,6 +21,7 @@ from esrgan.errors import InvalidOptionError
 from esrgan.models import registry
 from esrgan.pipeline import Upscaler
 from esrgan.result import resample
+from esrgan.sizing import check_output_size
 from esrgan.tiling.run import upscale_tiled
 
 CONTEXT = 64  # px of input around the crop: a DAT tile's context, twice a blended tile's
@@ -124,6 +125,6 @@ def compare(upscaler: Upscaler, rgb: np.ndarray, scale: float, crop: Crop | None
     ModelNotFoundError, UnsupportedScaleError."""
     height, width = rgb.shape[:2]
     crop = check_crop(crop, width, height) if crop is not None else most_detailed(rgb)
-    upscaler.check_output_size(width, height, scale)
+    check_output_size(width, height, scale, upscaler.settings.max_output_pixels)
     names = models or candidates(upscaler, scale, anime, noise)
     return crop, [run_crop(upscaler, rgb, crop, name, scale) for name in names]

@@ -28,7 +28,7 @@ from esrgan.runtime.devices import describe, resolve_device, vulkan_tile
 from esrgan.runtime.measure import NCNN
 from esrgan.runtime.ncnn_backend import NetworkCache
 from esrgan.runtime.precision import PRECISION_FILE, PrecisionStore
-from esrgan.runtime.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate, rate_key
+from esrgan.runtime.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate, rate_key, registry_flops
 from esrgan.runtime.recheck import CalibrationWatch
 from esrgan.settings import Settings
 from esrgan.sizing import check_output_size
@@ -212,7 +212,9 @@ class Upscaler:
     def _model_flops(self, model: str, loaded: LoadedModel | None = None) -> float:
         if model not in self._flops:
             loaded = loaded or self.load(model)
-            self._flops[model] = flops_per_pixel(loaded.module, loaded.size_multiple)
+            weighted = next(loaded.module.parameters(), None) is not None  # ncnn's networks hold no weights here
+            self._flops[model] = (flops_per_pixel(loaded.module, loaded.size_multiple) if weighted
+                                  else registry_flops(loaded.entry.name))
         return self._flops[model]
 
     def upscale(
@@ -264,8 +266,8 @@ class Upscaler:
             model=loaded.entry.name, model_title=loaded.entry.title, weights=loaded.entry.source,
             native_scale=chosen.native_scale, scale=chosen.scale, resample=chosen.resample,
             device=describe(self.device), precision=getattr(loaded.module, "storage", PRECISION_NAMES[loaded.dtype]),
-            backend=loaded.backend, tiles=tiled.plan.count, seconds=round(time.perf_counter() - started, 3), tile=tiled.plan.tile,
-            before=chosen.before, tta=tta, faces=faces,
+            backend=loaded.backend, tiles=tiled.plan.count, seconds=round(time.perf_counter() - started, 3),
+            tile=tiled.plan.tile, before=chosen.before, tta=tta, faces=faces,
             approximate=approximation(loaded.entry.name, tiled.plan.count),
         )
         log.info(UPSCALED_LOG, image.width, image.height, *out.shape[1::-1],
