@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from esrgan.models.store import ModelStore  # noqa: E402
-from esrgan.tiling.run import TileOptions, model_context, plan_for, upscale_tiled  # noqa: E402
+from esrgan.tiling.plan import TileOptions, model_context, plan_for  # noqa: E402
+from esrgan.tiling.run import upscale_tiled
 
 IMAGE = ROOT / "tests" / "data" / "line_art.png"
 MODES = ("tile", "exact")

@@ -43,7 +43,8 @@ from esrgan.pipeline import flops_per_pixel  # noqa: E402
 from esrgan.runtime.choose import native_bf16  # noqa: E402
 from esrgan.runtime.measure import ncnn_candidates  # noqa: E402
 from esrgan.runtime.ncnn_backend import load_network, vulkan_devices  # noqa: E402
-from esrgan.tiling.run import TileOptions, upscale_tiled  # noqa: E402
+from esrgan.tiling.plan import TileOptions  # noqa: E402
+from esrgan.tiling.run import upscale_tiled
 
 DATASETS = Path(os.environ.get("REMASTER_DATASETS", ROOT.parent / "shared" / "datasets"))
 PHOTO = DATASETS / "Set14" / "baboon.png"

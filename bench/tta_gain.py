@@ -33,7 +33,8 @@ from esrgan.io.imageio import read_image, to_uint8  # noqa: E402
 from esrgan.models.store import ModelStore  # noqa: E402
 from esrgan.quality.metrics import quality  # noqa: E402
 from esrgan.quality.resize import imresize  # noqa: E402
-from esrgan.tiling.run import TileOptions, upscale_tiled  # noqa: E402
+from esrgan.tiling.plan import TileOptions  # noqa: E402
+from esrgan.tiling.run import upscale_tiled
 from esrgan.tiling.tta import with_tta  # noqa: E402
 
 

@@ -20,6 +20,7 @@ from esrgan.io.resumable import WorkStore, digest, work_identity
 from esrgan.models import registry
 from esrgan.models.keys import ModelKey
 from esrgan.models.store import LoadedModel, ModelStore
+from esrgan.models.whole import approximation, tiling_for, whole_spec
 from esrgan.options import UpscaleOptions
 from esrgan.result import Provenance, UpscaleResult, resample
 from esrgan.runtime import compiled
@@ -37,7 +38,6 @@ from esrgan.tiling.run import TiledResult, run_plan, upscale_tiled
 from esrgan.tiling.steps import CancelFn, ProgressFn
 from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tiling.tta import passes_for, with_tta
-from esrgan.tiling.whole import approximation, tiling_for, whole_spec
 
 log = logging.getLogger(__name__)
 UPSCALED_LOG = "upscaled %dx%d -> %dx%d with %s in %.1fs"  # per image (a video's frames leave it out)
@@ -147,7 +147,7 @@ class Upscaler:
     def tile_options(self, output_pixels: int = 0, model: str | None = None) -> TileOptions:
         """The tiling for a result of ``output_pixels``: on a GPU as large as half its free memory
         allows; on the CPU 384 px (fastest), smaller when the RAM left (or a huge output canvas)
-        needs the room (`esrgan.tiling.tile_size`); ``model``'s own where it runs whole (`esrgan.tiling.whole`)."""
+        needs the room (`esrgan.tiling.tile_size`); ``model``'s own where it runs whole (`esrgan.models.whole`)."""
         tile = self.settings.tile
         compiling = self.settings.backend == compiled.BACKEND_NAME
         if tile is None and self.device.type == "vulkan":

@@ -30,7 +30,7 @@ class Provenance:
     before: tuple[str, ...] = ()  # models run before ``model``, in order (a chain: `registry.Plan.before`)
     tta: bool = False  # every network ran on the 8 flips and transposes, averaged (`esrgan.tiling.tta`)
     faces: bool = False  # faces found in the input were restored and pasted over (`esrgan.faces`)
-    approximate: str = ""  # why the result is not exactly the network's whole-image output (`esrgan.tiling.whole`)
+    approximate: str = ""  # why the result is not exactly the network's whole-image output (`esrgan.models.whole`)
 
     def as_dict(self) -> dict:
         return asdict(self)

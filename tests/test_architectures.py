@@ -19,7 +19,8 @@ from esrgan.models.detect import detect, load
 from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.tiling.run import TileOptions, upscale_tiled
+from esrgan.tiling.plan import TileOptions
+from esrgan.tiling.run import upscale_tiled
 from esrgan.train.config import TrainConfig
 from esrgan.train.loop import Trainer
 from tests import tiny_arch

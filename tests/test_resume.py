@@ -13,7 +13,8 @@ from esrgan.io.imageio import DecodedImage
 from esrgan.io.resumable import WorkStore, digest
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.tiling.run import TileOptions, model_context, plan_for, run_plan, upscale_tiled
+from esrgan.tiling.plan import TileOptions, model_context, plan_for
+from esrgan.tiling.run import run_plan, upscale_tiled
 from tests.conftest import crop_of, psnr
 
 

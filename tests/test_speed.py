@@ -22,7 +22,8 @@ from esrgan.runtime import choose as runtime
 from esrgan.runtime.choose import CALIBRATION_MODEL, DTYPES, MIN_FAITHFUL_PSNR, calibrate_cpu, choose_runtime
 from esrgan.runtime.measure import NCNN_CANDIDATES, ncnn_candidates
 from esrgan.settings import Settings
-from esrgan.tiling.run import TileOptions, upscale_tiled
+from esrgan.tiling.plan import TileOptions
+from esrgan.tiling.run import upscale_tiled
 from tests.conftest import dataset_image, psnr
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

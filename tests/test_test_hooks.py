@@ -14,7 +14,9 @@ from torch import nn
 
 import esrgan.pipeline
 import esrgan.tiling.run
-from esrgan.tiling.run import TileOptions, count_tiles, model_context, plan_for, run_plan, steps_per_tile
+from esrgan.tiling.plan import TileOptions, count_tiles, model_context, plan_for
+from esrgan.tiling.run import run_plan
+from esrgan.tiling.steps import steps_per_tile
 from tests.conftest import ROOT, crop_of
 from tests.hooks import Hooks, OutOfMemoryAt, SlowSteps, install
 from tests.launch import command

@@ -9,16 +9,9 @@ from torch.nn import functional as F
 
 from esrgan.errors import Cancelled
 from esrgan.io.imageio import read_image
-from esrgan.tiling.run import (
-    TileOptions,
-    count_tiles,
-    plan_for,
-    plan_tiles,
-    run_plan,
-    steps_per_tile,
-    upscale_tiled,
-    work_pixels,
-)
+from esrgan.tiling.plan import TileOptions, count_tiles, plan_for, plan_tiles, work_pixels
+from esrgan.tiling.run import run_plan, upscale_tiled
+from esrgan.tiling.steps import steps_per_tile
 from esrgan.tiling.tile_size import DEFAULT_TILE_CPU, MIN_TILE_CPU, cpu_tile
 from tests.conftest import dataset_image, psnr
 

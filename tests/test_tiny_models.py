@@ -22,7 +22,8 @@ from esrgan.io.imageio import DecodedImage, read_image
 from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.tiling.run import TileOptions, count_tiles, upscale_tiled
+from esrgan.tiling.plan import TileOptions, count_tiles
+from esrgan.tiling.run import upscale_tiled
 from tests.conftest import dataset_image
 
 # name -> (constructor, arguments, context in input pixels that one output pixel depends on, at most)

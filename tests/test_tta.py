@@ -9,7 +9,8 @@ from torch import nn
 
 from esrgan.archs import RRDBNet, SRVGGNetCompact
 from esrgan.archs.waifu2x import CUNet, UpConv7
-from esrgan.tiling.run import TileOptions, upscale_tiled
+from esrgan.tiling.plan import TileOptions
+from esrgan.tiling.run import upscale_tiled
 from esrgan.tiling.tta import TTA, TTAValid, inverse, transform, with_tta
 
 # The 8 symmetries of the square, written out one by one (numpy axes of an (H, W) plane): the

@@ -16,7 +16,8 @@ from esrgan.io.imageio import DecodedImage, read_image
 from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.tiling.run import TileOptions, upscale_tiled
+from esrgan.tiling.plan import TileOptions
+from esrgan.tiling.run import upscale_tiled
 from esrgan.tiling.tta import TRANSFORMS, with_tta
 from tests.conftest import ROOT, dataset_image
 from tests.test_tiny_models import save_checkpoint, tiny_network

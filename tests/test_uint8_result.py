@@ -17,7 +17,9 @@ from esrgan.io.resumable import MANIFEST, WorkStore, digest
 from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.tiling.run import TileOptions, model_context, plan_for, run_plan, steps_per_tile
+from esrgan.tiling.plan import TileOptions, model_context, plan_for
+from esrgan.tiling.run import run_plan
+from esrgan.tiling.steps import steps_per_tile
 from esrgan.tiling.tta import with_tta
 from tests.conftest import crop_of, png_bytes, psnr
 from tests.hooks import OutOfMemoryAt

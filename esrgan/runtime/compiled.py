@@ -154,7 +154,7 @@ def module_for(loaded, tiling, backend: str, weights_dir: Path) -> torch.nn.Modu
 
     Args:
         loaded: An `esrgan.models.store.LoadedModel`.
-        tiling: The `esrgan.tiling.run.TileOptions` the run will use.
+        tiling: The `esrgan.tiling.plan.TileOptions` the run will use.
         backend: The backend setting; only ``"compiled"`` wraps the module.
         weights_dir: The weights folder (the kernel cache goes under it).
     """

@@ -1,7 +1,7 @@
 """How long work takes here: one rate per model, in seconds per processed pixel.
 
 A processed pixel is one the network really runs over: tile windows with their context, over the
-image padded to the model's size multiple (`esrgan.tiling.run.work_pixels`), so a thin strip that costs
+image padded to the model's size multiple (`esrgan.tiling.plan.work_pixels`), so a thin strip that costs
 many times its pixels is predicted as such. Every figure in the product is in this unit: what the
 engine learns from its runs (`RateStore.learn`), what ``python -m esrgan models --measure`` records
 (`RateStore.record`), what the Celery workers publish through Redis, and the CPU calibration's rate

@@ -38,14 +38,11 @@ from esrgan.tiling.plan import (
     Tile,
     TileOptions,
     TilePlan,
-    count_tiles,
     model_context,
     plan_for,
-    plan_tiles,
-    work_pixels,
 )
 from esrgan.tiling.se_passes import NoRoom, SyncedPasses
-from esrgan.tiling.steps import CancelFn, ProgressFn, Steps, counting, step_blocks, steps_per_tile
+from esrgan.tiling.steps import CancelFn, ProgressFn, Steps, counting, steps_per_tile
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +50,6 @@ log = logging.getLogger(__name__)
 OOM_ERRORS = (torch.OutOfMemoryError, MemoryError)
 BeforeForward = Callable[[list[Tile]], None]
 
-__all__ = ["CancelFn", "ProgressFn", "Tile", "TileOptions", "TilePlan", "TiledResult", "count_tiles",
-           "model_context", "plan_for", "plan_tiles", "run_plan", "step_blocks", "steps_per_tile",
-           "upscale_tiled", "work_pixels"]
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 from esrgan.io.imageio import DecodedImage, to_uint8
 from esrgan.models import registry
 from esrgan.pipeline import Upscaler
-from esrgan.tiling.run import CancelFn
+from esrgan.tiling.steps import CancelFn
 from esrgan.video.probe import Colour
 
 FrameFn = Callable[[np.ndarray], np.ndarray]

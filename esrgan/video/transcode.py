@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from esrgan.errors import Cancelled
-from esrgan.tiling.run import CancelFn, ProgressFn
+from esrgan.tiling.steps import CancelFn, ProgressFn
 from esrgan.video.errors import DamagedVideoError
 from esrgan.video.frames import FrameFn, frame_to_rgb, rgb_to_frame
 from esrgan.video.options import VideoWork
