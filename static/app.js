@@ -5,14 +5,18 @@
 // IndexedDB and sent on the next start. Plain JavaScript modules, no build step, no external
 // resources. This entry wires the modules in js/ (one concern each) and brings back remembered work.
 
-import { call, watchReachability } from "./js/api.js";
-import { changes, newCard, track } from "./js/cards.js";
-import { doneSending, refreshEstimates, takeFiles, watchChoosing } from "./js/files.js";
-import { forget, remembered } from "./js/memory.js";
-import { enqueue, resumeUnsent, watchQueue } from "./js/queue.js";
+import { watchReachability } from "./js/api.js";
+import { doneSending, holdEstimates, refreshEstimates, takeFiles, watchChoosing } from "./js/files.js";
+import { enqueue, restoreWork, watchQueue } from "./js/queue.js";
 import { loadModels, options, watchSettings } from "./js/settings.js";
 
 const form = document.getElementById("upscale-form");
+const actions = form.querySelector(".actions");
+
+// The sticky Upscale bar's height (a phone's), so that scrolling a control into view stops above it.
+new ResizeObserver(() => {
+  document.documentElement.style.setProperty("--actions-height", `${actions.offsetHeight}px`);
+}).observe(actions);
 
 function send(event) {
   event.preventDefault();
@@ -25,30 +29,10 @@ function send(event) {
   doneSending();
 }
 
-// Bring back the jobs this browser sent, oldest first, until their files expire.
-async function restore() {
-  const all = Object.values(remembered()).sort((a, b) => a.created - b.created);
-  const now = Date.now() / 1000;
-  for (const saved of all) {
-    if (saved.expires_at && saved.expires_at < now) { forget(saved.id); continue; }
-    let response;
-    try {
-      response = await call(saved.status_url);
-    } catch {
-      continue; // unreachable now: keep it remembered, the banner says why
-    }
-    if (response.status === 404) { forget(saved.id); continue; }
-    if (!response.ok) continue;
-    const job = await response.json();
-    track(job, saved.name || job.original_name, newCard(saved.name || job.original_name));
-  }
-  changes.dispatchEvent(new Event("change"));
-}
-
-watchSettings(refreshEstimates);
+watchSettings(refreshEstimates, holdEstimates);
 watchChoosing();
 watchQueue();
 watchReachability();
 form.addEventListener("submit", send);
 loadModels();
-restore().then(resumeUnsent);
+restoreWork();

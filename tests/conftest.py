@@ -18,11 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-import esrgan.tiling.run
 from esrgan.io.imageio import as_float, read_image
 from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
+from tests.hooks import SLOWDOWN_VARIABLE, Hooks, install
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -47,17 +47,13 @@ IMAGES = {
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-# REMASTER_STEP_SLOWDOWN=5 runs the suite with every network 5 times slower, as on a slower machine
-# (README, "Testing"): the apps the tests build and the servers and workers they start read it from
-# the environment (their STEP_SLOWDOWN setting); the engine runs tests make themselves get it here.
-STEP_SLOWDOWN = float(os.environ.get("REMASTER_STEP_SLOWDOWN") or 1)
-if STEP_SLOWDOWN != 1:
-
-    class _SlowedSteps(esrgan.tiling.run.Steps):
-        def __init__(self, total, progress, cancelled, delay=0.0, slowdown=1.0) -> None:
-            super().__init__(total, progress, cancelled, delay, max(slowdown, STEP_SLOWDOWN))
-
-    esrgan.tiling.run.Steps = _SlowedSteps
+# TEST_STEP_SLOWDOWN=5 runs the suite with every network 5 times slower, as on a slower machine: every
+# progress step of every tiled run takes five times its work (`tests.hooks`), in this process from
+# here on, and in every app and worker a test starts through ``tests/launch.py`` (the variable is
+# inherited; the launcher reads it). A verdict that changes under it depended on the machine's speed.
+SUITE_HOOKS = Hooks(slowdown=float(os.environ.get(SLOWDOWN_VARIABLE) or 1))
+if SUITE_HOOKS.active:
+    install(SUITE_HOOKS)
 
 
 def dataset_image(relative: str) -> Path:
@@ -130,6 +126,22 @@ def make_app(tmp_path, weights_dir):
 
 
 @pytest.fixture
+def engine_hooks():
+    """Hooks for this test's tiled runs, in this process (`tests.hooks.Hooks`'s fields as keyword
+    arguments: ``engine_hooks(delay=0.1)``); undone when the test ends."""
+    undo = []
+
+    def apply(**fields) -> Hooks:
+        hooks = Hooks(**fields)
+        undo.append(install(hooks))
+        return hooks
+
+    yield apply
+    for uninstall in reversed(undo):
+        uninstall()
+
+
+@pytest.fixture
 def app(make_app):
     return make_app()
 
@@ -170,6 +182,18 @@ def serve(make_app):
 @pytest.fixture
 def server(serve):
     return serve()
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium, for tests that open their own contexts (a phone, a desktop)."""
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

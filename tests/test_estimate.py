@@ -52,11 +52,13 @@ def test_models_listing_gives_the_choices_of_each_route_and_keeps_admin_text_apa
 
 
 def test_a_model_chosen_by_hand_says_what_it_ignores_before_sending(client):
+    # The model by its title, as the page shows it, not its internal name.
+    title = registry.spec(FAST).title
     body = estimate(client, scale=4, anime="true", noise="high", model=FAST).get_json()
-    assert body["warnings"] == [f"{FAST} has no noise reduction: the noise level 'high' is ignored"]
+    assert body["warnings"] == [f"{title} has no noise reduction: the noise level 'high' is ignored"]
     assert body["errors"] == []
     body = estimate(client, scale=4, model=FAST).get_json()
-    assert body["warnings"] == [f"{FAST} is trained for anime and illustration: the content type is ignored"]
+    assert body["warnings"] == [f"{title} is trained for anime and illustration: the content type is ignored"]
     assert estimate(client, scale=4, anime="true", model=FAST).get_json()["warnings"] == []
 
 

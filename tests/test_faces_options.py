@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from markupsafe import escape
 from PIL import Image
 
 from esrgan.errors import FacesUnavailableError, WeightsError
@@ -171,7 +172,10 @@ def test_without_a_checkpoint_the_form_field_is_a_400_with_the_reason_and_no_fil
     assert listing["faces"] == {"available": False, "checkpoint": None, "unavailable_reason": HOW_TO_ADD,
                                 "how_to_add": HOW_TO_ADD}
     page = client.get("/").get_data(as_text=True)
-    assert 'name="faces"' not in page and 'name="tta"' in page  # only what can run is offered
+    # Shown off, with how to add a checkpoint, rather than hidden.
+    assert ('<input type="checkbox" name="faces" id="option-faces" value="true" disabled '
+            'aria-describedby="option-faces-note">') in page and 'name="tta"' in page
+    assert f'<span class="hint switch-note" id="option-faces-note">{escape(HOW_TO_ADD)}</span>' in page
 
 
 def test_a_video_with_faces_asked_is_refused_with_the_reason(make_app, weights, tmp_path):

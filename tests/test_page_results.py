@@ -14,12 +14,11 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.test_page_before_sending import (  # noqa: F401
+from tests.test_page_before_sending import (
     DESKTOP,
     ESTIMATE_MS,
     FAST,
     PHONE,
-    browser,
     image,
     serious_accessibility_problems,
     upscale_button,

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.media import packets, write_animation, write_clip
-from tests.test_page_before_sending import AXE, DESKTOP, browser, serious_accessibility_problems  # noqa: F401
+from tests.test_page_before_sending import AXE, DESKTOP, serious_accessibility_problems
 
 pytestmark = pytest.mark.browser
 FRAMES = 24
@@ -78,7 +78,10 @@ def test_a_clip_from_the_file_input_to_a_downloaded_mp4_with_its_sound(serve, pa
     assert set(limits["limits"]["input_types"] + limits["video_limits"]["accept"]) == set(accept)
     choose_clip(page, clip)
     row = page.locator("#selected li")
-    expect(row).to_contain_text("video, 2×: the server checks its length")
+    # Read from the file before sending: its frame size and count, the model and the time.
+    expect(row).to_contain_text(re.compile(rf"video, 64×48 → 128×96, {FRAMES} frames: about \d+ (s|min)"))
+    expect(row.locator(".plan")).to_contain_text(re.compile(r"^Will use Real-ESRGAN"))
+    page.wait_for_function("() => document.querySelector('#selected img').src.startsWith('data:image/png')")
     upscale = page.get_by_role("button", name="Upscale")
     expect(upscale).to_be_enabled()
     page.evaluate("""() => { window.seen = { values: new Set(), words: new Set(), details: new Set() };
@@ -150,7 +153,7 @@ def test_a_video_over_its_limit_is_refused_before_sending_and_a_gif_is_taken(ser
     gif = write_animation(tmp_path / "anim.gif", "GIF")
     assert gif.stat().st_size < limit
     choose_clip(page, gif)
-    expect(row).to_contain_text("animated image, 41×33, 2×")
+    expect(row).to_contain_text(re.compile(r"animated image, 41×33 → 82×66, 5 frames: about \d+ (s|min)"))
     expect(upscale).to_be_enabled()
     assert posted == []
     upscale.click()

@@ -6,6 +6,7 @@
 import { call, sleep } from "./api.js";
 import { forget, remember } from "./memory.js";
 import { isMovingJob, showVideoPreview, showVideoResult } from "./video.js";
+import { titleOf } from "./settings.js";
 import { setupCompare } from "./viewer.js";
 import { announce, formatBytes, formatSeconds, plural } from "./words.js";
 
@@ -20,8 +21,17 @@ export const cards = new Map(); // job id -> {id, card, job, name, cancelling, s
 export const changes = new EventTarget();
 const changed = () => changes.dispatchEvent(new Event("change"));
 
-// How a result was made, in plain words: the model, any resizing after it, and where it ran.
-function madeWith(p, result) {
+// The switches a job asked for, as done: Best quality (TTA), faces restored (or none found).
+function switchesDone(job, p) {
+  const done = [];
+  if (p.tta ?? job.tta) done.push("Best quality (the 8 flips and turns averaged)");
+  if (job.faces) done.push(p.faces === false ? "Restore faces (no face found)" : "faces restored");
+  return done;
+}
+
+// How a result was made, in plain words: the model, any resizing after it, where it ran, and the
+// switches it ran with.
+function madeWith(job, p, result) {
   const model = `${p.model_title || p.model || result.model} (native ${p.native_scale || result.native_scale}\u00d7)`;
   const resized = p.resample ? `, then resized (${p.resample})` : "";
   const device = String(p.device || "");
@@ -29,7 +39,8 @@ function madeWith(p, result) {
     device ? `on ${device}` : "";
   const reduced = ["bf16", "fp16", "int8"].includes(p.precision) ? "reduced precision for speed" :
     p.precision === "fp32" ? "full precision" : "";
-  return `${model}${resized}${where ? `, ${where}` : ""}${reduced ? ` (${reduced})` : ""}`;
+  const extra = switchesDone(job, p).map((words) => `; ${words}`).join("");
+  return `${model}${resized}${where ? `, ${where}` : ""}${reduced ? ` (${reduced})` : ""}${extra}`;
 }
 
 // How long it took, and (only when there were several) in how many pieces the image was worked.
@@ -45,8 +56,8 @@ const FORMAT_NAMES = { png: "PNG", jpg: "JPEG", jpeg: "JPEG", webp: "WebP", bmp:
 function madeMoving(job, result) {
   const p = result.provenance || {};
   const frames = p.frames ?? job.media?.frames;
-  return [`${p.model || job.model} at ${p.scale ?? job.scale}\u00d7`, frames ? plural(frames, "frame") : ""]
-    .filter(Boolean).join(", ");
+  return [`${titleOf(p.model || job.model)} at ${p.scale ?? job.scale}\u00d7`, frames ? plural(frames, "frame") : "",
+    ...switchesDone(job, p)].filter(Boolean).join(", ");
 }
 
 // The file the Download link saves: name, format and size as the server reports them: fields of the
@@ -101,7 +112,7 @@ function showResult(entry, job) {
   card.querySelector(".fact-original").textContent = `${result.original_width} \u00d7 ${result.original_height}`;
   card.querySelector(".fact-output").textContent = `${result.output_width} \u00d7 ${result.output_height}`;
   const p = result.provenance || {};
-  card.querySelector(".fact-how").textContent = moving ? madeMoving(job, result) : madeWith(p, result);
+  card.querySelector(".fact-how").textContent = moving ? madeMoving(job, result) : madeWith(job, p, result);
   card.querySelector(".fact-time").textContent = moving ? formatSeconds(job.elapsed_seconds ?? 0) : took(p);
   const download = card.querySelector(".download");
   download.href = result.download_path;
@@ -259,7 +270,8 @@ export function newCard(name, after = null) {
   return card;
 }
 
-export function track(job, name, card) {
+// Follow a job in its card; `place` ({batch, order}) is remembered with it for a reload.
+export function track(job, name, card, place = {}) {
   const entry = { id: job.id, name, card, job, cancelling: false };
   cards.set(job.id, entry);
   card.querySelector(".cancel").addEventListener("click", () => cancel(entry));
@@ -270,7 +282,7 @@ export function track(job, name, card) {
     cards.delete(entry.id);
     changed();
   });
-  remember(job, name);
+  remember(job, name, place);
   follow(entry);
   return entry;
 }

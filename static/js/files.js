@@ -1,11 +1,14 @@
 // The chosen files before they are sent: choose, drop or paste; what the browser can check itself
 // (empty, not a type the server takes, too many bytes for its kind, too many pixels); each image's
 // output size, time and known problems as the server's estimate says, with the fix that really
-// works (a video or an animated image is checked by the server when it arrives); and the Upscale
-// button, enabled only once every file is checked and sendable.
+// works (a video or an animated image is checked by the server when it arrives; its frame size and
+// count, where the browser reads them, give its estimate); and the Upscale button, which sends the
+// files that can go (a click while they are being checked sends once they are) and leaves the others
+// listed with their fix.
 
 import { fetchEstimate } from "./api.js";
 import { acceptedTypes, checkBytes, checkPixels, videoLimits } from "./checks.js";
+import { probeMoving } from "./probe.js";
 import { options, serverLimits } from "./settings.js";
 import { article, formatSeconds, plural, say } from "./words.js";
 
@@ -19,6 +22,8 @@ const noiseSelect = document.getElementById("noise");
 let files = []; // {file, kind, li, width, height, errors, checking, seconds, local}
 let sending = false;
 let estimateRound = 0; // a newer round makes the answers of older ones stale
+let lastAsked = ""; // the options the files' estimates were last asked with
+let sendWhenReady = false; // Upscale was clicked while the files were being checked
 
 const imageSize = (file) => new Promise((resolve) => {
   const url = URL.createObjectURL(file);
@@ -94,8 +99,9 @@ function showProblem(entry, problem, fix) {
 }
 
 // A video or an animated image is checked by the server when it arrives (its length, frames and
-// sizes); before that, only whether the options can apply to it: a scale factor, not a size in pixels.
-function describeMoving(entry, opts, maxSeconds) {
+// sizes); before that, whether the options can apply to it (a scale factor, not a size in pixels)
+// and, where the browser read its frame size and count, the model and the time the server estimates.
+function describeMoving(entry, opts, maxSeconds, round) {
   const note = entry.li.querySelector(".estimate");
   const size = entry.width ? `, ${entry.width}\u00d7${entry.height}` : "";
   const length = maxSeconds ? ` (up to ${formatSeconds(maxSeconds)})` : "";
@@ -108,17 +114,72 @@ function describeMoving(entry, opts, maxSeconds) {
     return;
   }
   entry.errors = [];
-  note.textContent = `${MOVING_WORDS[entry.kind]}${size}, ${opts.scale}\u00d7: the server checks its length${length} and frames when it arrives`;
+  const frames = entry.frames ? `, ${plural(entry.frames, "frame")}` : "";
+  note.textContent = `${MOVING_WORDS[entry.kind]}${size}${frames}, ${opts.scale}\u00d7: the server checks its length${length} and frames when it arrives`;
+  if (entry.width && entry.frames) estimateMoving(entry, opts, round);
 }
 
-export async function refreshEstimates() {
-  const round = ++estimateRound;
-  const opts = options();
-  const { maxVideoSeconds } = limitsNow();
-  for (const entry of files.filter((e) => !e.local && e.kind !== "image")) describeMoving(entry, opts, maxVideoSeconds);
-  const asked = files.filter((e) => !e.local && e.width && e.kind === "image");
-  for (const entry of asked) entry.checking = true;
+// A moving file's time: the server's estimate for one frame of its size, times its frames.
+async function estimateMoving(entry, opts, round) {
+  let body;
+  try {
+    body = await fetchEstimate(entry.width, entry.height, { ...opts, format: "png" });
+  } catch {
+    return; // the server says it all when the file arrives
+  }
+  if (round !== estimateRound) return;
+  const seconds = (body.seconds_parts?.upscale ?? body.seconds) * entry.frames;
+  entry.seconds = seconds;
+  entry.li.querySelector(".estimate").textContent = `${MOVING_WORDS[entry.kind]}, ${entry.width}\u00d7${entry.height} ` +
+    `\u2192 ${body.output_width}\u00d7${body.output_height}, ${plural(entry.frames, "frame")}: about ` +
+    `${formatSeconds(seconds)} (the server checks its length and frames when it arrives)`;
+  showPlan(entry.li.querySelector(".plan"), { plan: body.plan });
+}
+
+// A size the person is still typing, or one no server would take, as the page says it (never a
+// form field's name): "" when the size is a number the server can judge.
+function sizeProblem(opts) {
+  const side = opts.width != null ? "width" : opts.height != null ? "height" : null;
+  if (side) {
+    const value = String(opts[side]).trim();
+    if (!/^\d+$/.test(value) || Number(value) < 1) return `type the result's ${side} as a whole number of pixels`;
+  } else if (String(opts.scale ?? "").trim() === "" || !Number.isFinite(Number(opts.scale))) {
+    return "type the factor as a number, e.g. 2.5";
+  }
+  return "";
+}
+
+// The options are being changed (a size typed key by key): the files' estimates are on their way,
+// so Upscale waits for them (a click now sends once they are in) instead of trusting the old ones.
+export function holdEstimates() {
+  for (const entry of files.filter((e) => !e.local && e.width && e.kind === "image")) {
+    entry.checking = true;
+    entry.errors = [];
+  }
+  lastAsked = "";
   updateSubmit();
+}
+
+export async function refreshEstimates({ force = false } = {}) {
+  const opts = options();
+  const asking = JSON.stringify(opts);
+  if (!force && asking === lastAsked) return; // the same options (a change event after typing): asked already
+  lastAsked = asking;
+  const round = ++estimateRound;
+  const { maxVideoSeconds } = limitsNow();
+  for (const entry of files.filter((e) => !e.local && e.kind !== "image")) describeMoving(entry, opts, maxVideoSeconds, round);
+  const asked = files.filter((e) => !e.local && e.width && e.kind === "image");
+  const problem = sizeProblem(opts);
+  for (const entry of asked) entry.checking = !problem;
+  if (problem) {
+    for (const entry of asked) {
+      entry.errors = [problem];
+      entry.li.querySelector(".plan").replaceChildren();
+      showProblem(entry, `${entry.width}\u00d7${entry.height}: ${problem}`, "");
+    }
+  }
+  updateSubmit();
+  if (problem) return;
   for (const entry of asked) {
     const note = entry.li.querySelector(".estimate");
     const fix = entry.li.querySelector(".fix");
@@ -137,6 +198,8 @@ export async function refreshEstimates() {
         `${sizes}, about ${formatSeconds(body.seconds)}`;
       note.classList.toggle("warn", entry.errors.length > 0);
       showPlan(plan, body); // replaced only now: the options below do not jump while it is asked
+      entry.checking = false; // sendable or not, it is known now: the fix below may take a while
+      updateSubmit();
       if (entry.errors.length) {
         const text = await findFix(entry, opts);
         if (round !== estimateRound) return;
@@ -150,7 +213,9 @@ export async function refreshEstimates() {
       } else {
         // The server refuses these options outright (e.g. a noise level no model makes at this scale).
         entry.errors = [error.message];
+        entry.checking = false;
         showProblem(entry, `${size}: ${error.message}`, "");
+        updateSubmit();
         const text = await findFix(entry, opts);
         if (round !== estimateRound) return;
         fix.textContent = text;
@@ -162,19 +227,41 @@ export async function refreshEstimates() {
   updateSubmit();
 }
 
+const sendable = (e) => !(e.errors && e.errors.length) && !e.local && !e.checking;
+const failingNow = (e) => (e.errors && e.errors.length) || e.local;
+
+// Upscale is off while nothing can be sent; while files are being checked it waits (aria-disabled:
+// a click then sends once the checks are in); files that cannot be upscaled stay behind, named,
+// and never hold back the others.
 function updateSubmit() {
-  const failing = files.filter((e) => (e.errors && e.errors.length) || e.local);
+  const failing = files.filter(failingNow);
   const checking = files.filter((e) => e.checking);
-  submit.disabled = sending || files.length === 0 || failing.length > 0 || checking.length > 0;
+  const ready = files.filter(sendable);
+  submit.disabled = sending || files.length === 0 || (failing.length === files.length);
+  submit.setAttribute("aria-disabled", String(submit.disabled || checking.length > 0));
+  if (!submit.disabled && checking.length === 0 && sendWhenReady) {
+    sendWhenReady = false;
+    form.requestSubmit(submit);
+    return;
+  }
+  if (submit.disabled) sendWhenReady = false;
   if (!files.length) return;
-  if (failing.length) {
-    say(`${plural(failing.length, "file")} cannot be upscaled as chosen: see the fix next to ${failing.length === 1 ? "it" : "each"}, or remove ${failing.length === 1 ? "it" : "them"}.`, true);
+  const names = failing.map((e) => e.file.name);
+  const them = failing.length === 1 ? "it" : "each";
+  if (failing.length && failing.length === files.length) {
+    say(`${plural(failing.length, "file")} cannot be upscaled as chosen: see the fix next to ${them}, or remove ${failing.length === 1 ? "it" : "them"}.`, true);
   } else if (checking.length) {
-    say(`Checking ${plural(checking.length, "file")}\u2026`);
+    say(`Checking ${plural(checking.length, "file")}\u2026${sendWhenReady ? " Sending once checked." : ""}`);
+  } else if (failing.length) {
+    say(`${listed(names)} cannot be upscaled as chosen (see the fix next to ${them}); ` +
+        `Upscale sends the other ${ready.length === 1 ? "file" : plural(ready.length, "file")}.`, true);
   } else {
     say(`${plural(files.length, "file")} ready`);
   }
 }
+
+const listed = (names) => (names.length < 2 ? names.join("") :
+  `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`);
 
 function fileRow(file) {
   const li = document.createElement("li");
@@ -221,11 +308,17 @@ async function choose(list) {
     const checked = await checkBytes(entry.file, limits);
     const bad = checked.problem ? checked : null;
     entry.kind = checked.kind;
-    // The page's CSP plays no blob: media, so a video's size is the server's to check.
+    // The page's CSP plays no blob: media: a video's size, frames and thumbnail are read from its file.
     if (!bad && entry.kind !== "video") {
       const size = await imageSize(entry.file);
       if (size.url) entry.li.querySelector("img").src = size.url;
       Object.assign(entry, { width: size.width, height: size.height });
+    }
+    if (!bad && entry.kind !== "image") {
+      const facts = await probeMoving(entry.file, entry.kind);
+      if (facts.thumbnail && !entry.width) entry.li.querySelector("img").src = facts.thumbnail;
+      entry.frames = facts.frames;
+      if (!entry.width && facts.width) Object.assign(entry, { width: facts.width, height: facts.height });
     }
     const moving = entry.kind !== "image";
     const problem = bad || checkPixels(entry.width, entry.height, moving ? limits.maxVideoPixels : limits.maxPixels,
@@ -239,19 +332,25 @@ async function choose(list) {
     }
   }
   if (files !== entries) return; // chosen again meanwhile
-  await refreshEstimates();
+  await refreshEstimates({ force: true });
 }
 
-// The chosen files with their estimated seconds, handed over once for sending (the list empties);
-// none while the button is off.
+// The chosen files that can be sent, with their estimated seconds, handed over once for sending
+// (they leave the list; those that cannot be upscaled as chosen stay, with their fix). None while
+// the button is off; while files are being checked, none yet: they go once the checks are in.
 export function takeFiles() {
   if (sending || !files.length || submit.disabled) return [];
+  if (files.some((e) => e.checking)) {
+    sendWhenReady = true;
+    updateSubmit();
+    return [];
+  }
   sending = true; // no double submit: the chosen files are handed over once
   submit.disabled = true;
-  const chosen = files;
-  files = [];
-  selected.replaceChildren();
-  input.value = "";
+  const chosen = files.filter(sendable);
+  files = files.filter((e) => !sendable(e));
+  for (const entry of chosen) entry.li.remove();
+  if (!files.length) input.value = "";
   return chosen.map((entry) => ({ file: entry.file, seconds: entry.seconds, kind: entry.kind }));
 }
 

@@ -1,5 +1,6 @@
 // What the page remembers across reloads and tabs: the jobs it sent (localStorage, keyed by job id),
-// until their files expire.
+// until their files expire, each with its place in the hand-over it came in (batch id and order),
+// so a reload lists them as they were.
 
 const STORE_KEY = "remaster.jobs";
 
@@ -7,10 +8,12 @@ export function remembered() {
   try { return JSON.parse(localStorage.getItem(STORE_KEY)) || {}; } catch { return {}; }
 }
 
-export function remember(job, name) {
+export function remember(job, name, place = {}) {
   const all = remembered();
-  all[job.id] = { id: job.id, name, status_url: job.status_url, created: all[job.id]?.created || Date.now(),
-                  expires_at: job.expires_at || null };
+  const known = all[job.id] || {};
+  all[job.id] = { id: job.id, name, status_url: job.status_url, created: known.created || Date.now(),
+                  expires_at: job.expires_at || null, batch: place.batch ?? known.batch ?? null,
+                  order: place.order ?? known.order ?? 0 };
   try { localStorage.setItem(STORE_KEY, JSON.stringify(all)); } catch { /* private mode: no memory */ }
 }
 

@@ -1,10 +1,12 @@
 // The client-side queue: files handed over by Upscale are sent one at a time (a 503 with Retry-After
 // is retried, sooner when our own jobs free room), each with a card that can be cancelled before it
 // is sent; until the server accepts a file its bytes are kept in IndexedDB (a reload sends it then);
-// the batch line (counts and time left) and the batch buttons (cancel all, ZIP).
+// the batch line (counts and time left) and the batch buttons (cancel all, ZIP); after a reload, the
+// cards as they were listed (newest hand-over first, each in its order) and the last batch's line.
 
 import { call, sleep } from "./api.js";
 import { FINISHED, cancel, cards, changes, newCard, track } from "./cards.js";
+import { forget, remembered } from "./memory.js";
 import { drop, keep, keptFiles } from "./unsent.js";
 import { announce, formatSeconds, plural, say, unsay } from "./words.js";
 
@@ -89,7 +91,7 @@ async function sendOne(item) {
     const fresh = item.card.querySelector(".cancel");
     fresh.replaceWith(fresh.cloneNode(true)); // drop the "cancel before sending" handler
     item.card.classList.remove("waiting");
-    item.entry = track(data, item.name, item.card);
+    item.entry = track(data, item.name, item.card, { batch: item.batch, order: item.order });
     drop(item.id); // the server has it now (and the job list remembers it)
     return;
   }
@@ -162,13 +164,17 @@ function retireMessage() {
 
 let localIds = 0;
 
-// Hand files over for sending: [{file, seconds?, opts, id?, name?}]; their cards are listed in the
-// order they will be sent, and their bytes kept until the server accepts them. Returns the first card.
-function hand(files) {
+// Hand files over for sending: [{file, seconds?, opts, id?, name?, batch?, order?}]; their cards are
+// listed in the order they will be sent (at the top, or after the card `after`), and their bytes kept
+// until the server accepts them. A hand-over of several is the batch the batch line counts (unless
+// `asBatch` is false: a reload counts it with the batch it came in). Returns the items.
+function hand(files, { after = null, asBatch = true } = {}) {
   const created = Date.now();
-  const items = files.map((f) => ({ id: f.id || `${created}-${localIds++}-${Math.random().toString(36).slice(2)}`,
-    file: f.file, name: f.name || f.file.name, opts: f.opts, seconds: f.seconds, created, status: "waiting" }));
-  let previous = null;
+  const batchId = `${created}-${localIds++}`;
+  const items = files.map((f, order) => ({ id: f.id || `${created}-${localIds++}-${Math.random().toString(36).slice(2)}`,
+    file: f.file, name: f.name || f.file.name, opts: f.opts, seconds: f.seconds, created: f.created || created,
+    batch: f.batch ?? (files.length > 1 ? batchId : null), order: f.order ?? order, status: "waiting" }));
+  let previous = after;
   for (const item of items) {
     item.card = pendingCard(item, previous);
     previous = item.card;
@@ -177,8 +183,10 @@ function hand(files) {
       if (item.status === "waiting") item.card.querySelector(".job-state").textContent = `${WAITING} (kept if you reload)`;
     }, () => { item.kept = false; });
   }
-  batch = items.length > 1 ? { items, announced: false } : null;
-  if (!batch) summary.hidden = true;
+  if (asBatch) {
+    batch = items.length > 1 ? { items, announced: false } : null;
+    if (!batch) summary.hidden = true;
+  }
   pending.push(...items);
   updateBatch();
   pump();
@@ -199,10 +207,58 @@ export function enqueue(files, opts) {
   return items[0].card;
 }
 
-// Files kept from an earlier visit that the server never accepted are sent now.
-export async function resumeUnsent() {
-  const kept = await keptFiles();
-  if (kept.length) hand(kept);
+// A remembered job's card again, after the card `after` (at the top when null); null when its files
+// expired or the server cannot say now (it stays remembered then: the banner says why).
+async function restoreJob(saved, after) {
+  if (saved.expires_at && saved.expires_at < Date.now() / 1000) { forget(saved.id); return null; }
+  let response;
+  try {
+    response = await call(saved.status_url);
+  } catch {
+    return null;
+  }
+  if (response.status === 404) { forget(saved.id); return null; }
+  if (!response.ok) return null;
+  const job = await response.json();
+  const name = saved.name || job.original_name;
+  return track(job, name, newCard(name, after), { batch: saved.batch, order: saved.order });
+}
+
+// The work of an earlier visit, listed as it was: each hand-over (a batch, or one file) newest first,
+// its sent jobs in order followed by its files the server never accepted (sent now); the newest
+// batch keeps its batch line.
+export async function restoreWork() {
+  const groups = new Map();
+  const group = (key, created) => {
+    if (!groups.has(key)) groups.set(key, { created, jobs: [], unsent: [] });
+    const found = groups.get(key);
+    found.created = Math.min(found.created, created);
+    return found;
+  };
+  for (const saved of Object.values(remembered())) group(saved.batch || saved.id, saved.created || 0).jobs.push(saved);
+  for (const kept of await keptFiles()) group(kept.batch || kept.id, kept.created || 0).unsent.push(kept);
+  const byOrder = (a, b) => (a.order ?? 0) - (b.order ?? 0) || (a.created || 0) - (b.created || 0);
+  let previous = null;
+  let newest = true;
+  for (const { jobs, unsent } of [...groups.values()].sort((a, b) => b.created - a.created)) {
+    const items = [];
+    for (const saved of jobs.sort(byOrder)) {
+      const entry = await restoreJob(saved, previous);
+      if (!entry) continue;
+      previous = entry.card;
+      items.push({ id: saved.id, status: "sent", entry, seconds: null });
+    }
+    if (unsent.length) {
+      const handed = hand(unsent.sort(byOrder), { after: previous, asBatch: false });
+      previous = handed[handed.length - 1].card;
+      items.push(...handed);
+    }
+    if (newest && items.length > 1) {
+      batch = { items, announced: items.every((i) => i.status === "sent" && FINISHED.includes(i.entry.job.status)) };
+    }
+    newest &&= items.length === 0; // an expired hand-over does not hide the one before it
+  }
+  changes.dispatchEvent(new Event("change"));
 }
 
 // Leaving the page while a file waits unsent and could not be kept asks first.

@@ -28,12 +28,12 @@ async function run(mode, work) {
 }
 
 // Keep a file until `drop(id)`; resolves once it is stored (rejects where IndexedDB is unavailable).
-export const keep = ({ id, file, name, opts, created }) =>
-  run("readwrite", (store) => store.put({ id, file, name, opts, created }));
+export const keep = ({ id, file, name, opts, created, seconds, batch, order }) =>
+  run("readwrite", (store) => store.put({ id, file, name, opts, created, seconds, batch, order }));
 
 export const drop = (id) => run("readwrite", (store) => store.delete(id)).catch(() => {});
 
-// Every kept file, oldest first: [{id, file (a Blob), name, opts, created}].
+// Every kept file, oldest first: [{id, file (a Blob), name, opts, created, seconds, batch, order}].
 export async function keptFiles() {
   try {
     const all = await run("readonly", (store) => store.getAll());

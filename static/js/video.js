@@ -1,8 +1,11 @@
 // The result of a video or animation job: before and after playing in step, the upscaled result
 // over the original with a split to drag (the compare slider over the playing video), or side by
 // side. One play/pause, one seek bar and one clock drive both; the original follows the result's
-// time whenever they drift apart by more than a frame or two. Plain DOM, no inline styles in markup
-// (the page's CSP): positions are set through the CSSOM.
+// time whenever they drift apart by more than a frame or two; an animated GIF, WebP or PNG plays its
+// two sides frame by frame in step (animation.js). Players start muted; a Sound box turns the result's
+// sound on. Plain DOM, no inline styles in markup (the page's CSP): positions are set through the CSSOM.
+
+import { AnimationPair, canStepAnimations } from "./animation.js";
 
 const DRIFT_S = 0.08; // the original is re-seeked when it is further than this from the result
 const VIDEO_KINDS = ["video", "animation"];
@@ -54,24 +57,34 @@ export function showVideoResult(container, job) {
   const name = job.original_name || "video";
   const afterIsVideo = String(job.mime || "").startsWith("video/");
   const beforeIsVideo = job.kind === "video";
-  const before = media(job.before_url || result.original_path, beforeIsVideo, `${name}, the original`);
-  const after = media(result.output_path, afterIsVideo,
-                      `${name} upscaled, ${result.output_width}\u00d7${result.output_height}`);
-  const stage = element("div", { class: "video-stage" }, before, after);
-  const split = element("input", { type: "range", min: 0, max: 100, value: 50, class: "video-split",
-                                   "aria-label": "Split between the original (left) and the upscaled result (right)" });
+  const beforeUrl = job.before_url || result.original_path;
+  const beforeName = `${name}, the original`;
+  const afterName = `${name} upscaled, ${result.output_width}\u00d7${result.output_height}`;
+  // An animation (both sides animated images) is drawn frame by frame in step where the browser can.
+  const stepped = job.kind === "animation" && !afterIsVideo && canStepAnimations();
+  const frame = (label) => element("canvas", { class: "video-frame", role: "img", "aria-label": label });
+  const before = stepped ? frame(beforeName) : media(beforeUrl, beforeIsVideo, beforeName);
+  const after = stepped ? frame(afterName) : media(result.output_path, afterIsVideo, afterName);
+  const pair = stepped ? new AnimationPair(before, after) : null;
+  const labels = ["Before", "After"].map((word) =>
+    element("span", { class: `label label-${word.toLowerCase()}`, "aria-hidden": "true", textContent: word }));
+  const stage = element("div", { class: "video-stage" }, before, after, ...labels);
+  const split = element("input", { type: "range", min: 0, max: 100, value: 50, class: "video-split" });
+  const splitLabel = element("label", { class: "video-label" }, "Before / after ", split);
   const layout = element("button", { type: "button", class: "video-layout", textContent: "Side by side" });
   const play = element("button", { type: "button", class: "video-play", textContent: "Pause" });
-  const seek = element("input", { type: "range", min: 0, max: 1000, value: 0, class: "video-seek",
-                                  "aria-label": "Position in the video" });
+  const seek = element("input", { type: "range", min: 0, max: 1000, value: 0, class: "video-seek" });
+  const seekLabel = element("label", { class: "video-label video-position" }, "Position ", seek);
   const time = element("span", { class: "video-time", textContent: "0:00" });
+  const soundBox = element("input", { type: "checkbox", class: "video-sound" });
+  const sound = element("label", { class: "pill" }, soundBox, " Sound");
   const frames = job.media?.frames ? `${job.media.frames} frames` : "";
   const facts = element("span", { class: "video-facts", textContent: frames });
-  const controls = element("div", { class: "video-controls" }, play, seek, time, split, layout, facts);
+  const controls = element("div", { class: "video-controls" }, play, seekLabel, time, sound, splitLabel, layout, facts);
   container.replaceChildren(element("div", { class: "video-viewer" }, stage, controls));
 
-  const players = [after, before].filter((node) => node.tagName === "VIDEO");
-  const lead = afterIsVideo ? after : players[0];
+  const players = pair ? [pair] : [after, before].filter((node) => node.tagName === "VIDEO");
+  const lead = pair || (afterIsVideo ? after : players[0]);
   let sideBySide = false;
 
   function applySplit() {
@@ -87,7 +100,9 @@ export function showVideoResult(container, job) {
       }
     }
     if (lead.duration) seek.value = String(Math.round((lead.currentTime / lead.duration) * 1000));
-    time.textContent = `${clock(lead.currentTime)} / ${clock(lead.duration)}`;
+    // An animation lasts a second or two: its frames say more than its clock.
+    time.textContent = pair ? `frame ${pair.frame + 1} of ${pair.starts.length}` :
+      `${clock(lead.currentTime)} / ${clock(lead.duration)}`;
   }
 
   function setPlaying(playing) {
@@ -103,7 +118,7 @@ export function showVideoResult(container, job) {
     [layout, "click", () => {
       sideBySide = !sideBySide;
       stage.classList.toggle("side-by-side", sideBySide);
-      split.hidden = sideBySide;
+      splitLabel.hidden = sideBySide;
       layout.textContent = sideBySide ? "Overlay with a split" : "Side by side";
       applySplit();
     }],
@@ -114,18 +129,27 @@ export function showVideoResult(container, job) {
       }
     }],
   ];
+  // Players start muted; the box gives the result's sound (the original stays muted: one sound).
+  listeners.push([soundBox, "change", () => { if (lead) lead.muted = !soundBox.checked; }]);
   if (lead) {
     listeners.push([lead, "timeupdate", follow], [lead, "seeked", follow]);
     listeners.push([lead, "play", () => setPlaying(true)], [lead, "pause", () => setPlaying(false)]);
   }
   for (const [node, type, fn] of listeners) node.addEventListener(type, fn);
-  play.hidden = seek.hidden = time.hidden = !lead;
+  play.hidden = seekLabel.hidden = time.hidden = !lead;
+  sound.hidden = !(lead?.tagName === "VIDEO");
   applySplit();
-  setPlaying(true);
+  if (pair) {
+    pair.load(beforeUrl, result.output_path).then(() => { follow(); setPlaying(true); },
+      () => { facts.textContent = `${frames}${frames ? "; " : ""}this browser cannot play the two sides in step`; });
+  } else {
+    setPlaying(true);
+  }
 
   return function stop() {
     for (const [node, type, fn] of listeners) node.removeEventListener(type, fn);
-    for (const player of players) {
+    pair?.stop();
+    for (const player of players.filter((p) => p !== pair)) {
       player.pause();
       player.removeAttribute("src");
       player.load();

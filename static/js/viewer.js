@@ -1,10 +1,14 @@
 // The before/after comparison of a finished job: a split moved by drag, click or slider; zoom by
 // Ctrl+wheel (a trackpad's pinch), a touch pinch, the slider or keys, and by the plain wheel only once
-// a click has engaged the viewer (so the wheel and vertical swipes scroll the page); pan with Shift,
-// the middle button, Pan mode or the arrow keys. At 1x the result fits the card, small ones too.
+// a click (not a drag of the split) has engaged the viewer (so the wheel and vertical swipes scroll
+// the page); pan with Shift, the middle button, Pan mode or the arrow keys. At 1x the result fits the
+// card, small ones too. The Before and After labels sit either side of the split wherever zoom and
+// pan put it, and a side out of view has no label.
 
 const MAX_ZOOM = 8;
 const FIT_HEIGHT = 0.75; // of the window's height, at most
+const LABEL_GAP = 8; // pixels between a label and the split line, or the viewer's edge
+const CLICK_SLOP = 4; // pixels a pointer may move and still be a click, not a drag
 
 export function setupCompare(card, job) {
   const result = job.result;
@@ -13,6 +17,8 @@ export function setupCompare(card, job) {
   const before = card.querySelector(".before");
   const after = card.querySelector(".after");
   const line = card.querySelector(".compare-line");
+  const labelBefore = card.querySelector(".label-before");
+  const labelAfter = card.querySelector(".label-after");
   const split = card.querySelector(".split");
   const zoomInput = card.querySelector(".zoom");
   const zoomValue = card.querySelector(".zoom-value");
@@ -57,11 +63,24 @@ export function setupCompare(card, job) {
     clamp();
     stage.style.transform = `translate(${tx}px, ${ty}px) scale(${zoom})`;
     stage.style.setProperty("--split", `${split.value}%`);
-    line.style.left = `${tx + (split.value / 100) * baseW * zoom}px`;
+    const at = tx + (split.value / 100) * baseW * zoom;
+    line.style.left = `${at}px`;
+    placeLabels(at);
     zoomInput.value = zoom;
     zoomValue.textContent = `${+zoom.toFixed(2)}\u00d7`;
     view.classList.toggle("zoomed", zoom > 1);
     describe();
+  }
+  // "Before" ends just left of the split, "After" starts just right of it (the split kept within
+  // the view); a side with no room in view for its label shows none.
+  function placeLabels(at) {
+    const roomBefore = Math.min(at, baseW);
+    const roomAfter = baseW - Math.max(at, 0);
+    const [wb, wa] = [labelBefore.offsetWidth, labelAfter.offsetWidth];
+    labelBefore.style.visibility = roomBefore >= wb + 2 * LABEL_GAP ? "" : "hidden";
+    labelAfter.style.visibility = roomAfter >= wa + 2 * LABEL_GAP ? "" : "hidden";
+    labelBefore.style.left = `${roomBefore - LABEL_GAP - wb}px`;
+    labelAfter.style.left = `${baseW - roomAfter + LABEL_GAP}px`;
   }
   function zoomAt(next, px, py) {
     next = Math.min(MAX_ZOOM, Math.max(1, next));
@@ -102,10 +121,10 @@ export function setupCompare(card, job) {
     if (!touch) {
       view.setPointerCapture(event.pointerId);
       event.preventDefault();
-      engaged = true;
     }
     const pan = panMode.checked || event.shiftKey || event.button === 1 || (touch && zoom > 1);
-    gesture = pan ? { kind: "pan", x: event.clientX, y: event.clientY, tx, ty } : { kind: "split" };
+    gesture = pan ? { kind: "pan", x: event.clientX, y: event.clientY, tx, ty } :
+      { kind: "split", x: event.clientX, y: event.clientY, moved: false };
     if (!pan && !touch) splitTo(event.clientX);
   });
   view.addEventListener("pointerleave", () => { if (!pointers.size) engaged = false; });
@@ -114,7 +133,7 @@ export function setupCompare(card, job) {
     if (!pointers.has(event.pointerId) || !gesture) return;
     pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
     if (gesture.kind === "split") {
-      gesture.moved = true;
+      gesture.moved ||= Math.abs(event.clientX - gesture.x) + Math.abs(event.clientY - gesture.y) > CLICK_SLOP;
       splitTo(event.clientX);
     }
     if (gesture.kind === "pan") {
@@ -136,6 +155,8 @@ export function setupCompare(card, job) {
   view.addEventListener("pointerup", (event) => {
     // A tap (a finger down and up without moving) jumps the split, as a click does.
     if (event.pointerType === "touch" && gesture?.kind === "split" && !gesture.moved) splitTo(event.clientX);
+    // A click engages the plain wheel for zooming; a drag of the split leaves the wheel to the page.
+    if (event.pointerType !== "touch" && gesture) engaged = !(gesture.kind === "split" && gesture.moved);
     release(event);
   });
   view.addEventListener("pointercancel", release);

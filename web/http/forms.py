@@ -73,16 +73,17 @@ def parse_model(value: str | None, available: Collection[str]) -> str | None:
     return value
 
 
-def parse_side(value: str | None, name: str) -> int | None:
-    """A result's width or height in pixels, or None when the field is absent or empty."""
+def parse_side(value: str | None, side_name: str) -> int | None:
+    """A result's width or height in pixels, or None when the field is absent or empty. Refusals name
+    the side in a person's words ("the result's width"), never the form field."""
     if value is None or value.strip() == "":
         return None
     try:
         side = int(value)
     except ValueError:
-        raise BadRequest(f"{name} must be a whole number of pixels, not {quote(value)}") from None
+        raise BadRequest(f"the result's {side_name} must be a whole number of pixels, not {quote(value)}") from None
     if side < 1:
-        raise BadRequest(f"{name} must be a positive number of pixels, not {quote(value)}")
+        raise BadRequest(f"the result's {side_name} must be a positive number of pixels, not {quote(value)}")
     return side
 
 
@@ -116,17 +117,19 @@ class RequestOptions:
 
 UPLOAD_SIZE_FIELDS = ("width", "height")  # an upload's fields for the result's size
 ESTIMATE_SIZE_FIELDS = ("target_width", "target_height")  # an estimate's (its width, height: the input's)
+SIDES = ("width", "height")  # the size fields' sides, in a person's words
 
 
 def read_options(fields: Mapping[str, str], size_fields: tuple[str, str] = UPLOAD_SIZE_FIELDS) -> RequestOptions:
     """Validate the options of a form or a query string. The result is asked either by ``scale``
     or by one of ``size_fields`` (its width or its height), never both."""
-    target_width, target_height = (parse_side(fields.get(name), name) for name in size_fields)
+    target_width, target_height = (parse_side(fields.get(name), side)
+                                   for name, side in zip(size_fields, SIDES, strict=True))
     by_size = target_width is not None or target_height is not None
     if by_size and fields.get("scale"):
-        raise BadRequest(f"give the scale or the result's size ({' or '.join(size_fields)}), not both")
+        raise BadRequest("give a scale or the result's width or height, not both")
     if target_width is not None and target_height is not None:
-        raise BadRequest(f"give the result's {size_fields[0]} or its {size_fields[1]}, not both: the aspect is kept")
+        raise BadRequest("give the result's width or its height, not both: the aspect is kept")
     return RequestOptions(
         scale=None if by_size else check_outscale(fields.get("scale")),
         anime=parse_bool(fields.get("anime"), "anime"),

@@ -28,8 +28,9 @@ def index():
         formats=OUTPUT_FORMATS,
         noise_levels=NOISE_LEVELS,
         models=list(entries.values()),
-        # The switches the server offers (tta, faces), as /api/models "options" says them.
-        extra_options=[o for o in option_rows(service.upscaler) if o["available"]],
+        # The switches the server offers (tta, faces), as /api/models "options" says them; one it
+        # cannot run here is shown off, with what to add.
+        extra_options=option_rows(service.upscaler),
         max_megabytes=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024),
         max_input_pixels=current_app.config["MAX_INPUT_PIXELS"],
         max_output_pixels=current_app.config["MAX_OUTPUT_PIXELS"],

@@ -46,17 +46,17 @@ def plan_view(plan: Plan, entry: ModelEntry | None) -> dict:
 
 def option_warnings(entry: ModelEntry | None, chosen_by_hand: bool, anime: bool, noise: str) -> list[str]:
     """What a model picked by hand ignores of the other options (sent anyway: the model is what it
-    is). The route's own choice honours every option it is offered for."""
+    is), naming the model by its title. The route's own choice honours every option it is offered for."""
     if not chosen_by_hand or entry is None:
         return []
     warnings = []
     if noise != "none" and entry.noise is None:
-        warnings.append(f"{entry.name} has no noise reduction: the noise level {noise!r} is ignored")
+        warnings.append(f"{entry.title} has no noise reduction: the noise level {noise!r} is ignored")
     elif noise != "none" and entry.noise != noise:
-        warnings.append(f"{entry.name} reduces noise at its own level ({entry.noise}): {noise!r} is ignored")
+        warnings.append(f"{entry.title} reduces noise at its own level ({entry.noise}): {noise!r} is ignored")
     if anime != entry.anime and entry.family != "custom":
         trained = "anime and illustration" if entry.anime else "photos"
-        warnings.append(f"{entry.name} is trained for {trained}: the content type is ignored")
+        warnings.append(f"{entry.title} is trained for {trained}: the content type is ignored")
     return warnings
 
 
