@@ -11,6 +11,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from esrgan.video.probe import probe
+from esrgan.video.segments import plan_rows, plan_segments
 from esrgan.video.streams import DEFAULT_ASS_HEADER
 from tests.conftest import dataset_image
 
@@ -104,3 +106,38 @@ def packets(path: Path, kind: str) -> list[bytes]:
         streams = [s for s in container.streams if s.type == kind]
         found = [bytes(p) for p in container.demux(streams[0]) if p.size]
     return [p for p in found if p != b"\x00\x00"] if kind == "subtitle" else found
+
+
+def halves(path: Path) -> list[list]:
+    """A job's segment plan (as its record keeps it) of two equal halves of a clip, whatever this
+    machine's estimates would plan."""
+    info = probe(path)
+    return plan_rows(plan_segments(info, seconds_per_frame=1.0, seconds=info.frames / 2))
+
+
+BT2020, PQ, BT2020_NCL = 9, 16, 9  # FFmpeg's enums: primaries, transfer, matrix
+MASTER_DISPLAY = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)"  # P3-D65 on BT.2020, 1000 nits
+MAX_CLL = (1000, 400)
+
+
+def write_hdr_clip(path: Path, width: int = 64, height: int = 48, frames: int = 8) -> Path:
+    """A 10-bit BT.2020/PQ HEVC clip (libx265) with mastering display and content light level: a
+    smooth 16-bit gradient that drifts, so 8 bits would band it."""
+    out = av.open(str(path), "w")
+    params = f"master-display={MASTER_DISPLAY}:max-cll={MAX_CLL[0]},{MAX_CLL[1]}:log-level=error:pools=none"
+    video = out.add_stream("libx265", rate=FPS, options={"crf": "12", "x265-params": params})
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p10le"
+    context = video.codec_context
+    context.time_base = Fraction(1, FPS)
+    context.color_primaries, context.color_trc, context.colorspace, context.color_range = BT2020, PQ, BT2020_NCL, 1
+    ramp = np.linspace(0.2, 0.3, width)[None, :] + np.linspace(0, 0.05, height)[:, None]
+    for i in range(frames):
+        rgb = np.stack([ramp + 0.002 * i, ramp * 0.9, ramp[::-1, ::-1]], axis=2)
+        pixels = np.ascontiguousarray((rgb * 65535).astype(np.uint16))
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb48le").reformat(
+            format="yuv420p10le", dst_colorspace=BT2020_NCL, dst_color_range=1)
+        frame.pts, frame.time_base = i, context.time_base
+        out.mux(video.encode(frame))
+    out.mux(video.encode(None))
+    out.close()
+    return path

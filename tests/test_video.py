@@ -40,10 +40,12 @@ from esrgan.video import (
     frame_upscaler,
     join_segments,
     media_kind,
+    plan_rows,
     plan_segments,
     preview_segment,
     probe,
     probe_animation,
+    segments_from_rows,
     upscale_animation,
     upscale_segment,
     upscale_video,
@@ -161,7 +163,8 @@ def test_refusing_to_transcode_stops_before_work(media, tmp_path):
         upscale_video(media / "clip.mp4", tmp_path / "out.webm",
                       VideoWork(_never, 2, EncodeOptions(codec="vp9", container="webm", incompatible="refuse")))
     with pytest.raises(VideoOptionError, match="WEBM holds only vp9 or av1"):
-        upscale_video(media / "clip.mp4", tmp_path / "out.webm", VideoWork(_never, 2, EncodeOptions(container="webm")))
+        upscale_video(media / "clip.mp4", tmp_path / "out.webm",
+                      VideoWork(_never, 2, EncodeOptions(codec="h264", container="webm")))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -204,7 +207,7 @@ def test_truncated_file_is_refused_before_work(media, tmp_path):
     data = (media / "vfr.mkv").read_bytes()
     src = tmp_path / "cut.mkv"
     src.write_bytes(data[: len(data) * 6 // 10])
-    with pytest.raises(DamagedVideoError, match="truncated or damaged.*after frame") as caught:
+    with pytest.raises(DamagedVideoError, match=r"cut.mkv is a damaged video \(truncated\?\).*after frame") as caught:
         upscale_video(src, tmp_path / "out.mp4", VideoWork(_never, 2))
     assert 0 < caught.value.frame < FRAMES
     assert [p.name for p in tmp_path.iterdir()] == ["cut.mkv"]
@@ -261,8 +264,9 @@ def test_inputs_that_are_not_videos_are_refused_with_reasons(tmp_path):
 def test_segments_joined_equal_an_unsegmented_run(media, tmp_path):
     src = media / "clip.mp4"
     info = probe(src)
-    segments = plan_segments(info, seconds=1.0)
-    assert [s.frames for s in segments] == [12, 12, 6] and segments[1].start_pts in info.keyframes
+    segments = plan_segments(info, seconds_per_frame=0.1, seconds=1.0)  # 3 s of work: three segments
+    assert [s.frames for s in segments] == [10, 10, 10]
+    assert not {s.start_pts for s in segments[1:]} & set(info.keyframes)  # cut between keyframes
     parts = [tmp_path / s.file_name for s in segments]
     for segment, part in zip(segments, parts, strict=True):
         assert upscale_segment(info, segment, part, VideoWork(double, 2)) == segment.frames
@@ -280,8 +284,20 @@ def test_segments_joined_equal_an_unsegmented_run(media, tmp_path):
     # Another GOP structure encodes the pictures a little differently (measured: 39.5 dB at worst).
     for x, y in zip(decoded(joined.path), decoded(whole.path), strict=True):
         assert psnr(x / 255, y / 255) > 38
-    with pytest.raises(SegmentError, match="the segments hold 24 frames; the clip has 30"):
+    with pytest.raises(SegmentError, match="the segments hold 20 frames; the clip has 30"):
         join_segments(info, parts[:2], tmp_path / "short.mp4")
+
+
+def test_a_one_keyframe_clip_is_planned_by_its_work_at_any_frame(tmp_path):
+    info = probe(write_clip(tmp_path / "one.mp4", subtitle="", audio=False, gop=250, frames=31))
+    assert len(info.keyframes) == 1
+    assert len(plan_segments(info, 0.3, seconds=10.0)) == 1  # 9.3 s of work: one segment
+    segments = plan_segments(info, 0.4, seconds=10.0)  # 12.4 s: two
+    assert [(s.index, s.count, s.frames) for s in segments] == [(0, 2, 15), (1, 2, 16)]
+    assert segments[1].start_pts == info.pts[15] and segments[0].end_pts == segments[1].start_pts
+    assert segments[1].end_pts is None and segments[1].start == pytest.approx(15 / FPS)
+    assert segments_from_rows(info, plan_rows(segments)) == segments
+    assert len(plan_segments(info, 100.0, seconds=1.0)) == info.frames  # never more than a frame each
 
 
 def test_preview_is_the_first_frames_upscaled(media, tmp_path):

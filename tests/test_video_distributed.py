@@ -10,7 +10,7 @@ import os
 import signal
 import time
 
-from esrgan.video import plan_segments, probe
+from esrgan.video import DEFAULT_VIDEO_MODEL, probe
 from tests.conftest import job_finished
 from tests.hooks import Hooks
 from tests.media import packets, write_clip
@@ -21,21 +21,24 @@ from tests.test_distributed import (  # noqa: F401
     stop_workers,
 )
 
-FRAMES = 36  # 3 s at 12 fps, a keyframe every 6 frames: six segments of half a second
+FRAMES = 36  # 3 s at 12 fps
+SEGMENT_WORK_S = 0.1  # estimated work a segment: a handful of segments of a few frames
 # As in the other Celery tests, not raised above the jobs' length: a copy Redis hands out while the
 # task's worker is alive waits for it (`web.worker.main`; tested in test_distributed).
 VISIBILITY = 5
+SEGMENT_FRAMES = 6.5  # frames' worth of estimated work a segment holds in the kill test
 STALE = 6  # seconds before a dead helper's claim is taken over (its heartbeat every 1.5 s)
 
 
 def test_two_workers_share_the_segments_of_one_video(redis_url, tmp_path, weights_dir, make_app):  # noqa: F811
     uploads, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("alpha", "beta"),
-                                           VIDEO_SEGMENT_SECONDS=0.5, VISIBILITY_TIMEOUT=VISIBILITY)
+                                           VIDEO_SEGMENT_SECONDS=SEGMENT_WORK_S, VISIBILITY_TIMEOUT=VISIBILITY)
     try:
-        app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(uploads), VIDEO_SEGMENT_SECONDS=0.5,
+        app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(uploads), VIDEO_SEGMENT_SECONDS=SEGMENT_WORK_S,
                        VISIBILITY_TIMEOUT=VISIBILITY)
         client = app.test_client()
-        clip = write_clip(tmp_path / "clip.mp4", subtitle="", frames=FRAMES)
+        clip = write_clip(tmp_path / "clip.mp4", subtitle="", frames=FRAMES, gop=250)  # x264's default: one keyframe
+        assert len(probe(clip).keyframes) == 1
         form = {"scale": "2", "file": (io.BytesIO(clip.read_bytes()), "clip.mp4")}
         response = client.post("/api/jobs", data=form, content_type="multipart/form-data")
         assert response.status_code == 202, response.get_json()
@@ -58,7 +61,9 @@ def test_two_workers_share_the_segments_of_one_video(redis_url, tmp_path, weight
     helper = ({"alpha", "beta"} - {owner}).pop()
     assert "done by the job's own process" in (tmp_path / f"{owner}.log").read_text()
     assert f"done by {helper}@test" in (tmp_path / f"{helper}.log").read_text()
-    assert set(files.load_record(job_id)["provenance"]["segments"]) == {"alpha@test", "beta@test"}
+    record = files.load_record(job_id)
+    assert set(record["provenance"]["segments"]) == {"alpha@test", "beta@test"}
+    assert len(record["media"]["plan"]) == len(record["provenance"]["segments"]) >= 2
     assert not (uploads / f"{job_id}_work").exists() and not list(uploads.glob(f"{job_id}_segment*"))
 
 
@@ -79,25 +84,29 @@ def test_a_worker_killed_mid_segment_loses_that_segment_only(redis_url, tmp_path
     """SIGKILL a helper while it holds a segment part-way (the store says so): the segments finished
     before stay as they are, the lost one is upscaled by the survivor, and the job's progress counted
     the helper's frames while it lived."""
-    settings = {"VIDEO_SEGMENT_SECONDS": 0.5, "VIDEO_PREVIEW_FRAMES": 0, "VIDEO_STALE_SECONDS": STALE,
-                "VISIBILITY_TIMEOUT": VISIBILITY}
-    slow = Hooks(delay=0.03)  # tens of steps a frame: slow on purpose
+    settings = {"VIDEO_PREVIEW_FRAMES": 0, "VIDEO_STALE_SECONDS": STALE, "VISIBILITY_TIMEOUT": VISIBILITY}
+    app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(tmp_path / "uploads"), **settings)
+    # The job's estimate (made here, at submission, with no hook) plans its segments: about six frames
+    # each, so that one can be seen held part-way.
+    per_frame = app.extensions["remaster"].runner.estimate_seconds(DEFAULT_VIDEO_MODEL, 64, 48)
+    settings["VIDEO_SEGMENT_SECONDS"] = SEGMENT_FRAMES * per_frame
+    slow = Hooks(delay=0.03)  # tens of steps a frame: slow on purpose (the workers only)
     uploads, workers, logs = start_workers(redis_url, tmp_path, weights_dir, ("alpha", "beta"), slow, **settings)
     try:
-        app = make_app(BROKER_URL=redis_url, UPLOAD_FOLDER=str(uploads), **settings)
         files = app.extensions["remaster"].files
         clip = write_clip(tmp_path / "clip.mp4", subtitle="", frames=FRAMES)
         form = {"scale": "2", "file": (io.BytesIO(clip.read_bytes()), "clip.mp4")}
         job_id = app.test_client().post("/api/jobs", data=form, content_type="multipart/form-data").get_json()["id"]
-        work, frames = uploads / f"{job_id}_work", {s.index: s.frames for s in plan_segments(probe(clip), 0.5)}
+        work, frames = uploads / f"{job_id}_work", {}
         counted, deadline = False, time.monotonic() + 300
         while True:  # until the helper holds its second segment part-way, its first one finished
             assert time.monotonic() < deadline, (tmp_path / "alpha.log").read_text()[-3000:]
             record = files.load_record(job_id)
             assert record["status"] == "queued" or record["status"] == "running", record
             owner = record["worker"]
+            frames = frames or {i: row[2] for i, row in enumerate((record.get("media") or {}).get("plan") or [])}
             done, held = seen_in(work)
-            if owner is None or not done and not held:
+            if owner is None or not frames or not done and not held:
                 time.sleep(0.05)
                 continue
             mine = sum(frames[i] for i, w in done.items() if w == owner) + sum(

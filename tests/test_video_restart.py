@@ -5,6 +5,7 @@ segment store behind it (`web.jobs.video`, `esrgan.io.resumable`) forgets a chan
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import time
@@ -16,13 +17,17 @@ from esrgan.io.resumable import WorkStore
 from esrgan.video import probe
 from tests.conftest import wait_until
 from tests.hooks import Hooks
-from tests.media import packets, write_clip
+from tests.media import halves, packets, write_clip
 from tests.test_restart import job_state, post_job, start_server
 from web.jobs.storage import FileStore, new_id
 from web.jobs.video import VideoSettings, run_video, segment_files
 
-FRAMES = 24  # 2 s at 12 fps, a keyframe every 6 frames: four segments of half a second
+FRAMES = 24  # 2 s at 12 fps with x264's default keyframe interval: one keyframe
 MODEL = "realesrgan-x4plus-anime"  # an RRDBNet: slow enough per frame to be killed mid-video
+# Estimated work a segment holds: far below any frame's estimate (the tests' slept steps are not in
+# it, and a fast CPU's estimate is small), so every frame is a segment of its own: 24 segments.
+SEGMENT_WORK_S = "0.000001"
+KILL_AT = 0.4  # the share of the plan's segments finished when the server is killed
 
 
 def finished_segments(folder, job_id: str) -> list[str]:
@@ -30,27 +35,46 @@ def finished_segments(folder, job_id: str) -> list[str]:
     return sorted(p.name for p in (folder / f"{job_id}_work").glob("segment-*.unit"))
 
 
+def recorded_plan(folder, job_id: str) -> list:
+    """The segment plan kept in the job's record ([] before the job has planned)."""
+    try:
+        return json.loads((folder / f"{job_id}.json").read_text()).get("media", {}).get("plan") or []
+    except (OSError, ValueError):
+        return []
+
+
 def post_clip(base: str, data: bytes) -> str:
     return post_job(base, data, MODEL, scale="2", filename="clip.mp4", content_type="video/mp4")
 
 
-def test_a_server_killed_mid_video_resumes_from_its_finished_segments(tmp_path, weights_dir, monkeypatch):
-    monkeypatch.setenv("REMASTER_VIDEO_SEGMENT_SECONDS", "0.5")
+def seconds(path) -> list:
+    info = probe(path)
+    return [(p - info.pts[0]) * info.time_base for p in info.pts]
+
+
+def test_a_one_keyframe_clip_killed_at_40_percent_resumes_from_its_last_finished_segment(tmp_path, weights_dir,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("REMASTER_VIDEO_SEGMENT_SECONDS", SEGMENT_WORK_S)
     monkeypatch.setenv("REMASTER_VIDEO_PREVIEW_FRAMES", "0")
     folder = tmp_path / "uploads"
-    clip = write_clip(tmp_path / "clip.mp4", subtitle="", frames=FRAMES)
-    # Each network step sleeps too: a segment takes >= 2 s on any CPU, so the job is still running
-    # when its first segment is seen finished.
+    clip = write_clip(tmp_path / "clip.mp4", subtitle="", frames=FRAMES, gop=250)
+    assert len(probe(clip).keyframes) == 1
+    # Each network step sleeps too (the tests' hook, not in the estimate): the job is still running
+    # when 40% of its segments are seen finished.
     process, base = start_server(folder, weights_dir, tmp_path / "first.log", Hooks(delay=0.05))
     try:
         job_id = post_clip(base, clip.read_bytes())
-        wait_until(lambda: finished_segments(folder, job_id), 240, "a finished segment")
+        wait_until(lambda: recorded_plan(folder, job_id), 240, "the segment plan")
+        plan = recorded_plan(folder, job_id)
+        assert len(plan) >= 4 and sum(frames for _, _, frames in plan) == FRAMES
+        wait_until(lambda: len(finished_segments(folder, job_id)) >= KILL_AT * len(plan), 240, "40% of the segments")
         assert job_state(base, job_id)["status"] == "running"
     finally:
         os.kill(process.pid, signal.SIGKILL)  # no chance to clean up
         process.wait(10)
     kept = finished_segments(folder, job_id)
-    assert kept
+    assert len(plan) > len(kept) >= KILL_AT * len(plan)
+    # Restarted without the slow steps: its estimates differ, the recorded plan (and the store) stay.
     process, base = start_server(folder, weights_dir, tmp_path / "second.log")
     try:
         wait_until(lambda: job_state(base, job_id)["status"] in ("done", "failed"), 240, "the job to end")
@@ -61,9 +85,10 @@ def test_a_server_killed_mid_video_resumes_from_its_finished_segments(tmp_path, 
     assert state["status"] == "done", state["error"]
     out = folder / state["result"]["output_path"].rsplit("/", 1)[-1]
     assert probe(out).frames == FRAMES and packets(out, "audio") == packets(clip, "audio")
+    assert seconds(out) == seconds(clip)  # every timestamp, as an uninterrupted run keeps them
     redone = (tmp_path / "second.log").read_text().count("done by the job's own process")
-    assert redone == 4 - len(kept)  # only the segments the killed server had not finished
-    assert state["result"]["provenance"]["segments"] == ["server"] * 4
+    assert redone == len(plan) - len(kept)  # only the segments the killed server had not finished
+    assert state["result"]["provenance"]["segments"] == ["server"] * len(plan)
     assert not (folder / f"{job_id}_work").exists() and not list(folder.glob(f"{job_id}_segment*"))
 
 
@@ -76,6 +101,7 @@ def test_a_changed_job_never_resumes_from_stale_segments_and_a_cancel_deletes_th
     job_id = app.test_client().post("/api/jobs", data=form, content_type="multipart/form-data").get_json()["id"]
     service = app.extensions["remaster"]
     job, files, upscaler = service.runner.get(job_id), service.files, service.upscaler
+    job.media = {**job.media, "plan": halves(files.resolve(job.input_file))}
     settings = VideoSettings(segment_seconds=0.5, preview_frames=0)
 
     def run(stop, seen: list[int]) -> None:

@@ -15,7 +15,7 @@ import pytest
 from esrgan.errors import Cancelled
 from esrgan.video import probe, probe_animation
 from tests.conftest import get
-from tests.media import damage_frame, packets, write_animation, write_clip
+from tests.media import damage_frame, halves, packets, write_animation, write_clip
 from web.jobs.video import VideoSettings, run_video, segment_files
 
 FRAMES = 12
@@ -56,7 +56,7 @@ def leftovers(app) -> list[str]:
 
 @pytest.fixture
 def app(make_app):
-    return make_app(PRECISION="fp32", VIDEO_SEGMENT_SECONDS=0.5)  # 12 frames at 12 fps, keyframe every 6: 2 segments
+    return make_app(PRECISION="fp32", VIDEO_SEGMENT_SECONDS=0.5)
 
 
 def test_a_clip_becomes_a_job_counted_in_frames_and_downloads_with_its_sound(app, clips):
@@ -143,6 +143,7 @@ def test_preview_comes_first_and_a_stopped_run_resumes_at_its_next_segment(make_
     job_id = post(client, clips / "clip.mp4").get_json()["id"]
     service = app.extensions["remaster"]
     job, files, upscaler = service.runner.get(job_id), service.files, service.upscaler
+    job.media = {**job.media, "plan": halves(files.resolve(job.input_file))}
     settings = VideoSettings(segment_seconds=0.5, preview_frames=4, preview_min_seconds=0)
     stages, progress = [], []
 

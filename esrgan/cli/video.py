@@ -43,7 +43,8 @@ ANIMATION_SUFFIXES = {"gif": (".gif",), "webp": (".webp",), "apng": (".png", ".a
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     """The upscale command's flags for a video (ignored for images)."""
     group = parser.add_argument_group("video", "for a video or an animation written as a video")
-    group.add_argument("--codec", choices=tuple(CODECS), default="h264", help="video codec (default h264)")
+    group.add_argument("--codec", choices=tuple(CODECS), default=None,
+                       help="video codec (default h264; hevc 10-bit for a source of more than 8 bits)")
     group.add_argument("--crf", type=int, help="constant quality (default: h264 18, vp9 and av1 30)")
     group.add_argument("--container", choices=tuple(CONTAINERS),
                        help="mp4, mkv or webm (default: from the output's suffix, else mp4)")

@@ -13,8 +13,9 @@ Entry points:
     probe(path, limits) -> VideoInfo: facts and limits, checked before any work.
     upscale_video(src, dst, work) -> VideoResult; ``work``: `esrgan.video.options.VideoWork` (the frame
         function, its scale, the encoder's options, the limits, progress and cancel), as for the others.
-    plan_segments / upscale_segment / join_segments: the same work in keyframe-aligned segments
-        (resume, several workers), joined losslessly; preview_segment: the first frames, for a preview.
+    plan_segments / upscale_segment / join_segments: the same work in segments cut at any frame by
+        estimated work (resume, several workers), joined losslessly; preview_segment: the first
+        frames, for a preview.
     probe_animation / upscale_animation: GIF, WebP, APNG in, the same kind (or a video) out.
 
 Every refusal is a `VideoError` (see `esrgan.video.errors`), each also a kind of the engine's own
@@ -38,7 +39,15 @@ from esrgan.video.frames import DEFAULT_VIDEO_MODEL, FrameFn, default_video_mode
 from esrgan.video.options import CODECS, CONTAINERS, EncodeOptions, VideoLimits, container_for_path
 from esrgan.video.probe import Colour, StreamInfo, VideoInfo, media_kind, probe
 from esrgan.video.result import VideoResult, output_size
-from esrgan.video.segments import Segment, join_segments, plan_segments, preview_segment, upscale_segment
+from esrgan.video.segments import (
+    Segment,
+    join_segments,
+    plan_rows,
+    plan_segments,
+    preview_segment,
+    segments_from_rows,
+    upscale_segment,
+)
 from esrgan.video.transcode import upscale_video
 
 __all__ = [
@@ -47,6 +56,6 @@ __all__ = [
     "NotAVideoError", "Segment", "SegmentError", "StreamInfo", "UnsupportedCodecError", "VideoError",
     "VideoInfo", "VideoLimits", "VideoOptionError", "VideoResult", "VideoTooLargeError", "VideoTooLongError",
     "container_for_path", "default_video_model", "frame_upscaler", "join_segments", "media_kind",
-    "output_size", "plan_segments", "preview_segment", "probe", "probe_animation", "upscale_animation",
-    "upscale_segment", "upscale_video",
+    "output_size", "plan_rows", "plan_segments", "preview_segment", "probe", "probe_animation", "upscale_animation",
+    "segments_from_rows", "upscale_segment", "upscale_video",
 ]

@@ -69,23 +69,28 @@ class AnimationResult(AnimationInfo):
         return {**asdict(self), "path": str(self.path)}
 
 
-def probe_animation(path: str | Path, limits: VideoLimits = VideoLimits()) -> AnimationInfo:
-    """Read an animated image's facts, checked against ``limits``.
+def probe_animation(path: str | Path, limits: VideoLimits = VideoLimits(), name: str | None = None) -> AnimationInfo:
+    """Read an animated image's facts, checked against ``limits`` (refusals call the file ``name``,
+    the name it was sent under; default: the path's).
 
     Raises:
         NotAVideoError: Not an animated GIF, WebP or PNG.
         VideoTooLargeError, VideoTooLongError: Over a limit.
     """
     path = Path(path)
+    name = name or path.name
     try:
         with Image.open(path) as image:
             kind = ANIMATED_FORMATS.get(image.format or "")
+            width, height = image.size  # from the header: checked before any frame is read
+            if width * height > limits.max_input_pixels:
+                raise VideoTooLargeError(f"{name} is {width}x{height} ({width * height / 1e6:.1f} MP a frame); "
+                                         f"the limit is {limits.max_input_pixels / 1e6:.1f} MP")
             frames = getattr(image, "n_frames", 1)
             if kind is None or frames < 2:
-                raise NotAVideoError(f"{path.name} is not an animated GIF, WebP or PNG")
-            width, height = image.size
-            if width * height > limits.max_input_pixels or frames > limits.max_frames:
-                raise VideoTooLargeError(f"{path.name} is {frames} frames of {width}x{height}; the limits are "
+                raise NotAVideoError(f"{name} is not an animated GIF, WebP or PNG")
+            if frames > limits.max_frames:
+                raise VideoTooLargeError(f"{name} is {frames} frames of {width}x{height}; the limits are "
                                          f"{limits.max_frames} frames of {limits.max_input_pixels / 1e6:.1f} MP")
             delays, alpha = [], False
             for index in range(frames):
@@ -95,10 +100,10 @@ def probe_animation(path: str | Path, limits: VideoLimits = VideoLimits()) -> An
                 alpha = alpha or _has_alpha(image)
             loop = image.info.get("loop")
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise NotAVideoError(f"{path.name} is not an animation we can read ({exc})") from exc
+        raise NotAVideoError(f"{name} is not an animation we can read ({exc})") from exc
     info = AnimationInfo(path, kind, width, height, frames, tuple(delays), loop, alpha)
     if info.duration > limits.max_seconds:
-        raise VideoTooLongError(f"{path.name} lasts {info.duration:.1f} s; the limit is {limits.max_seconds:g} s")
+        raise VideoTooLongError(f"{name} lasts {info.duration:.1f} s; the limit is {limits.max_seconds:g} s")
     return info
 
 
@@ -121,7 +126,7 @@ def upscale_animation(src: str | Path, dst: str | Path, work: VideoWork,
         raise VideoTooLargeError(f"a {scale:g}x result would be {size[0]}x{size[1]} a frame; the limit is "
                                  f"{limits.max_output_pixels / 1e6:.1f} MP")
     if output == "video":
-        options.validate()
+        options = options.validate().for_depth(8)
     frames = []
     with Image.open(info.path) as image:
         for index in range(info.frames):

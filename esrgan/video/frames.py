@@ -1,8 +1,9 @@
 """Frames between FFmpeg and the networks: colour-exact conversion of decoded pictures to RGB and
 back, and the frame function the video engine calls, built from an `Upscaler`.
 
-The engine core knows a frame function only as ``(H, W, 3) uint8 RGB -> (H', W', 3) uint8 RGB``,
-so any network (or a test's stand-in) can drive it.
+The engine core knows a frame function only as ``(H, W, 3) RGB -> (H', W', 3) RGB`` of the same
+dtype: uint8 for 8-bit clips, uint16 (the full 16-bit range) for deeper ones, so any network (or
+a test's stand-in) can drive it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import replace
 import av
 import numpy as np
 
-from esrgan.io.imageio import DecodedImage, to_uint8
+from esrgan.io.imageio import DecodedImage, as_float, to_uint8
 from esrgan.models import registry
 from esrgan.pipeline import Upscaler
 from esrgan.tiling.steps import CancelFn
@@ -23,6 +24,7 @@ FrameFn = Callable[[np.ndarray], np.ndarray]
 
 DEFAULT_VIDEO_MODEL = registry.VIDEO_DEFAULT_MODEL  # the registry's choice, named here for the engine's callers
 LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: what an unspecified range means for YUV video
+DEEP_PEAK = 65535.0  # a deeper clip's frames span uint16 whatever their bits (FFmpeg scales to rgb48)
 
 
 def default_video_model(noise: str | None = "none") -> str | None:
@@ -31,17 +33,19 @@ def default_video_model(noise: str | None = "none") -> str | None:
     return DEFAULT_VIDEO_MODEL if noise in (None, "", "none") else None
 
 
-def frame_to_rgb(frame: av.VideoFrame, colour: Colour) -> np.ndarray:
-    """A decoded picture as (H, W, 3) uint8 RGB, converted with the clip's own matrix and range."""
-    rgb = frame.reformat(format="rgb24", src_colorspace=colour.matrix,
+def frame_to_rgb(frame: av.VideoFrame, colour: Colour, bits: int = 8) -> np.ndarray:
+    """A decoded picture as (H, W, 3) RGB, converted with the clip's own matrix and range: uint8 for
+    an 8-bit clip, uint16 for a deeper one (its samples are not rounded to 8 bits)."""
+    rgb = frame.reformat(format="rgb48le" if bits > 8 else "rgb24", src_colorspace=colour.matrix,
                          src_color_range=colour.range or LIMITED_RANGE)
     return rgb.to_ndarray()
 
 
 def rgb_to_frame(rgb: np.ndarray, colour: Colour, pix_fmt: str) -> av.VideoFrame:
-    """(H, W, 3) uint8 RGB as a picture in ``pix_fmt``, with the clip's matrix, range and tags, so that
-    a player converts it back to the same RGB."""
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    """(H, W, 3) uint8 or uint16 RGB as a picture in ``pix_fmt``, with the clip's matrix, range and
+    tags, so that a player converts it back to the same RGB."""
+    deep = rgb.dtype == np.uint16
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if deep else "rgb24")
     out = frame.reformat(format=pix_fmt, dst_colorspace=colour.matrix, dst_color_range=colour.range or LIMITED_RANGE)
     out.colorspace = colour.matrix
     out.color_range = colour.range or LIMITED_RANGE
@@ -84,8 +88,12 @@ def frame_upscaler(
     upscaler.plan(scale, anime, model, noise)  # refuse a bad choice before the first frame
 
     def upscale_frame(rgb: np.ndarray) -> np.ndarray:
-        image = DecodedImage(rgb.astype(np.float32) / 255.0)
+        deep = rgb.dtype == np.uint16
+        peak = DEEP_PEAK if deep else 255.0
+        image = DecodedImage(rgb.astype(np.float32) / peak, bit_depth=16 if deep else 8)
         result = upscaler.upscale(image, scale, anime, model, cancelled=cancelled, noise=noise, tta=tta)
-        return to_uint8(result.image.pixels)
+        if not deep:
+            return to_uint8(result.image.pixels)
+        return np.clip(as_float(result.image.pixels) * peak + 0.5, 0, peak).astype(np.uint16)
 
     return upscale_frame

@@ -4,7 +4,7 @@ Pure data; no environment is read here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from esrgan.video.errors import VideoOptionError
@@ -16,35 +16,53 @@ if TYPE_CHECKING:
 
     from esrgan.tiling.steps import CancelFn, ProgressFn
 
-Codec = Literal["h264", "vp9", "av1"]
+Codec = Literal["h264", "hevc", "vp9", "av1", "prores"]
 Container = Literal["mp4", "mkv", "webm"]
 OnIncompatible = Literal["transcode", "refuse"]
 
 
 @dataclass(frozen=True)
 class CodecSpec:
-    """One output video codec: its FFmpeg encoder and how its settings are spelt."""
+    """One output video codec: its FFmpeg encoder and how its settings are spelt.
+
+    Attributes:
+        pix_fmt: What it writes from an 8-bit source.
+        deep_pix_fmt: What it writes from a source of more bits (10 here), or None: 8 bits always.
+        params_option: The encoder's option of its own ``key=value:...`` settings (HDR metadata,
+            threads), or None.
+    """
 
     encoder: str
     pix_fmt: str
+    deep_pix_fmt: str | None
     default_crf: int
     max_crf: int
     default_preset: str
     preset_option: str  # the encoder's name for its speed/quality knob
+    params_option: str | None = None
 
     def encoder_options(self, crf: int, preset: str) -> dict[str, str]:
-        options = {"crf": str(crf), self.preset_option: preset}
+        options = {self.preset_option: preset}
+        if self.max_crf:
+            options["crf"] = str(crf)
         if self.encoder == "libvpx-vp9":
             options |= {"b": "0", "row-mt": "1"}  # constant quality needs bitrate 0
         return options
 
 
 CODECS: dict[str, CodecSpec] = {
-    # yuv420p everywhere: what every player decodes. CRF 18 is visually lossless for x264.
-    "h264": CodecSpec("libx264", "yuv420p", 18, 51, "medium", "preset"),
-    "vp9": CodecSpec("libvpx-vp9", "yuv420p", 30, 63, "4", "cpu-used"),
-    "av1": CodecSpec("libsvtav1", "yuv420p", 30, 63, "8", "preset"),
+    # 4:2:0 (what every player decodes) at 8 bits, or 10 from a deeper source; CRF 18 is visually
+    # lossless for x264. H.264 stays 8-bit (10-bit H.264 plays almost nowhere); ProRes is 4:2:2.
+    "h264": CodecSpec("libx264", "yuv420p", None, 18, 51, "medium", "preset"),
+    "hevc": CodecSpec("libx265", "yuv420p", "yuv420p10le", 20, 51, "medium", "preset", "x265-params"),
+    "vp9": CodecSpec("libvpx-vp9", "yuv420p", None, 30, 63, "4", "cpu-used"),
+    "av1": CodecSpec("libsvtav1", "yuv420p", "yuv420p10le", 30, 63, "8", "preset", "svtav1-params"),
+    "prores": CodecSpec("prores_ks", "yuv422p10le", "yuv422p10le", 0, 0, "hq", "profile"),
 }
+DEEP_DEFAULT_CODEC = "hevc"  # for a source of more than 8 bits when no codec is asked: Main10
+# The wheel's x265 corrupts memory on some narrower pictures (40 or 48 pixels wide, measured): HEVC
+# is written only from this size up, and the default for a smaller deep result is AV1.
+MIN_HEVC_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -60,8 +78,8 @@ class ContainerSpec:
 
 
 CONTAINERS: dict[str, ContainerSpec] = {
-    "mp4": ContainerSpec("mp4", ".mp4", ("h264", "vp9", "av1"), "aac", "mov_text"),
-    "mkv": ContainerSpec("matroska", ".mkv", ("h264", "vp9", "av1"), "libopus", "srt"),
+    "mp4": ContainerSpec("mp4", ".mp4", ("h264", "hevc", "vp9", "av1"), "aac", "mov_text"),
+    "mkv": ContainerSpec("matroska", ".mkv", ("h264", "hevc", "vp9", "av1", "prores"), "libopus", "srt"),
     "webm": ContainerSpec("webm", ".webm", ("vp9", "av1"), "libopus", "webvtt"),
 }
 SUFFIX_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "mkv", ".webm": "webm"}
@@ -107,25 +125,48 @@ class EncodeOptions:
     """How the result is written.
 
     Attributes:
-        codec: ``"h264"`` (libx264, the default), ``"vp9"`` or ``"av1"`` (SVT-AV1).
+        codec: ``"h264"`` (libx264), ``"hevc"`` (libx265), ``"vp9"``, ``"av1"`` (SVT-AV1) or
+            ``"prores"`` (ProRes 422 HQ, MKV only); None: by the source (`for_depth`): H.264 for
+            8 bits, HEVC Main10 for more.
         container: ``"mp4"`` (default), ``"mkv"`` or ``"webm"`` (VP9 or AV1 only).
-        crf: Constant-quality level; None: the codec's default (H.264 18, VP9 and AV1 30).
+        crf: Constant-quality level; None: the codec's default (H.264 18, HEVC 20, VP9 and AV1 30).
         preset: The encoder's speed knob; None: its default (x264 ``medium``).
         threads: Encoder threads; a fixed number gives the same bytes on any machine.
         incompatible: What to do with a sound or subtitle stream the container cannot hold:
             ``"transcode"`` that stream only (and say so) or ``"refuse"`` before work.
     """
 
-    codec: Codec = "h264"
+    codec: Codec | None = None
     container: Container = "mp4"
     crf: int | None = None
     preset: str | None = None
     threads: int = DEFAULT_ENCODER_THREADS
     incompatible: OnIncompatible = "transcode"
 
+    def for_depth(self, bits: int, side: int = MIN_HEVC_SIDE) -> EncodeOptions:
+        """These options with the codec chosen for a source of ``bits`` per sample, written with
+        pictures of ``side`` pixels on their shorter side, when none is asked.
+
+        Raises:
+            VideoOptionError: HEVC asked for pictures smaller than MIN_HEVC_SIDE.
+        """
+        if self.codec == "hevc" and side < MIN_HEVC_SIDE:
+            raise VideoOptionError(f"hevc is written here from {MIN_HEVC_SIDE}x{MIN_HEVC_SIDE} pictures up; this "
+                                   f"result is {side} pixels on a side: choose av1 or a larger scale")
+        if self.codec is not None:
+            return self
+        if self.container == "webm" or (bits > 8 and side < MIN_HEVC_SIDE):
+            return replace(self, codec="av1" if bits > 8 else "vp9")
+        return replace(self, codec=DEEP_DEFAULT_CODEC if bits > 8 else "h264")
+
+    def pix_fmt(self, bits: int) -> str:
+        """What the encoder writes from a source of ``bits`` per sample."""
+        spec = self.codec_spec
+        return spec.deep_pix_fmt if bits > 8 and spec.deep_pix_fmt else spec.pix_fmt
+
     @property
     def codec_spec(self) -> CodecSpec:
-        return CODECS[self.codec]
+        return CODECS[self.codec or "h264"]
 
     @property
     def container_spec(self) -> ContainerSpec:
@@ -141,14 +182,16 @@ class EncodeOptions:
 
     def validate(self) -> EncodeOptions:
         """Return self when every option is known and they fit together. Raises VideoOptionError."""
-        if self.codec not in CODECS:
+        if self.codec is not None and self.codec not in CODECS:
             raise VideoOptionError(f"codec must be one of {', '.join(CODECS)}, not {self.codec!r}")
         if self.container not in CONTAINERS:
             raise VideoOptionError(f"container must be one of {', '.join(CONTAINERS)}, not {self.container!r}")
-        if self.codec not in self.container_spec.video_codecs:
+        if self.codec is not None and self.codec not in self.container_spec.video_codecs:
             holds = " or ".join(self.container_spec.video_codecs)
             raise VideoOptionError(f"{self.container.upper()} holds only {holds} video; choose mp4 or mkv "
                                    f"for {self.codec}")
+        if self.crf is not None and not self.codec_spec.max_crf:
+            raise VideoOptionError(f"{self.codec} takes no crf: its quality is its profile")
         if not 0 <= self.effective_crf <= self.codec_spec.max_crf:
             raise VideoOptionError(f"crf for {self.codec} must be 0 to {self.codec_spec.max_crf}, not {self.crf}")
         if self.incompatible not in ("transcode", "refuse"):
@@ -170,8 +213,8 @@ class VideoWork:
     `upscale_segment` and `upscale_animation` (`esrgan.video`) take besides where to read and write.
 
     Attributes:
-        upscale_frame: (H, W, 3) uint8 RGB -> the exact ``scale``x size, (H', W', 3) uint8 RGB
-            (see `esrgan.video.frames.frame_upscaler`).
+        upscale_frame: (H, W, 3) RGB -> the exact ``scale``x size, (H', W', 3) RGB, uint8 for an
+            8-bit clip, uint16 for a deeper one (see `esrgan.video.frames.frame_upscaler`).
         scale: The scale ``upscale_frame`` applies (any from 1 to 8).
         options: Codec, container, CRF, what to do with streams the container cannot hold.
         limits: Checked before any work.

@@ -20,7 +20,9 @@ from esrgan.video.errors import (
     VideoTooLargeError,
     VideoTooLongError,
 )
-from esrgan.video.options import VideoLimits
+from esrgan.video.hdr import HdrMetadata, hdr_of
+from esrgan.video.opening import declared_size, file_head, looks_like_video, open_media
+from esrgan.video.options import DEFAULT_MAX_INPUT_PIXELS, VideoLimits
 
 MediaKind = Literal["image", "animation", "video"]
 ANIMATED_FORMATS = {"GIF": "gif", "WEBP": "webp", "PNG": "apng"}
@@ -70,6 +72,7 @@ class VideoInfo:
         streams: The other streams.
         pts: Every picture's timestamp, in presentation order.
         keyframes: Timestamps of the pictures a decoder can start at.
+        hdr: The mastering display and content light level the first frame carries, if any.
     """
 
     path: Path
@@ -89,6 +92,12 @@ class VideoInfo:
     streams: tuple[StreamInfo, ...]
     pts: tuple[int, ...]
     keyframes: tuple[int, ...]
+    hdr: HdrMetadata | None = None
+
+    @property
+    def bits(self) -> int:
+        """Bits per sample of the decoded pictures (8, 10, 12...)."""
+        return av.VideoFormat(self.pix_fmt).components[0].bits if self.pix_fmt else 8
 
     @property
     def end_pts(self) -> int:
@@ -106,8 +115,10 @@ class VideoInfo:
         return 1
 
 
-def media_kind(path: str | Path) -> MediaKind:
-    """Whether a file is a still image, an animated image (GIF, WebP, APNG) or a video, by content.
+def media_kind(path: str | Path, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> MediaKind:
+    """Whether a file is a still image, an animated image (GIF, WebP, APNG) or a video, by content; a
+    broken video container is a video (`probe` says what is wrong with it). No picture over
+    ``max_pixels`` is decoded to find out.
 
     Raises:
         NotAVideoError: Neither an image nor a media file FFmpeg can read.
@@ -121,42 +132,49 @@ def media_kind(path: str | Path) -> MediaKind:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         pass
     try:
-        with av.open(str(path)) as container:  # FFmpeg's image readers (by the name): an image, if any
+        with open_media(path, max_pixels) as container:  # FFmpeg's image readers (by the name): an image
             return "image" if any(m in container.format.name for m in IMAGE_DEMUXERS) else "video"
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        if looks_like_video(file_head(path)):
+            return "video"
         raise NotAVideoError(f"{path.name} is neither a video nor an image we can read ({_reason(exc)})") from exc
 
 
-def probe(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
+def probe(path: str | Path, limits: VideoLimits = VideoLimits(), name: str | None = None) -> VideoInfo:
     """Read a clip's facts and check them against ``limits``, cheaply: the header, every packet's
-    timestamp (no decoding), and the first frame.
+    timestamp (no decoding), and the first frame. No picture larger than ``limits.max_input_pixels``
+    is ever decoded (`esrgan.video.opening`). Refusals call the file ``name`` (the name it was sent
+    under; default: the path's).
 
     Raises:
         NotAVideoError: Not a media file, or a still image.
         NoVideoStreamError: No picture stream (sound only).
         UnsupportedCodecError: A picture codec not in ``limits.decoders``.
         VideoTooLongError, VideoTooLargeError: Over a limit.
-        DamagedVideoError: The first frame does not decode.
+        DamagedVideoError: A broken container, or the first frame does not decode.
     """
     path = Path(path)
+    name = name or path.name
     try:
-        container = av.open(str(path))
+        container = open_media(path, limits.max_input_pixels)
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise NotAVideoError(f"{path.name} is not a video we can read ({_reason(exc)})") from exc
+        if looks_like_video(file_head(path)):
+            raise DamagedVideoError(f"{name} is a damaged video: {_reason(exc)}", frame=0) from exc
+        raise NotAVideoError(f"{name} is not a video we can read ({_reason(exc)})") from exc
     with container:
         fmt = container.format.name
         if any(marker in fmt for marker in IMAGE_DEMUXERS):
-            raise NotAVideoError(f"{path.name} is a still or animated image ({fmt}), not a video")
+            raise NotAVideoError(f"{name} is a still or animated image ({fmt}), not a video")
         pictures = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
         if not pictures:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
-            raise NoVideoStreamError(f"{path.name} holds no picture ({kinds}): upload a video")
+            raise NoVideoStreamError(f"{name} holds no picture ({kinds}): upload a video")
         stream = pictures[0]
-        _check_header(path, container, stream, limits)
-        pts, keyframes = _scan(container, stream, limits)
+        _check_header(name, container, stream, limits)
+        pts, keyframes = _scan(name, container, stream, limits)
         if not pts:
-            raise DamagedVideoError(f"{path.name} has a picture stream without any frame", frame=0)
-        first = _first_frame(path, stream.index)
+            raise DamagedVideoError(f"{name} is a damaged video: its picture stream holds no frame", frame=0)
+        first = _first_frame(path, name, stream.index, limits.max_input_pixels)
         others = tuple(StreamInfo(s.index, s.type, _codec_name(s), s.language)
                        for s in container.streams if s.index != stream.index)
         cc = stream.codec_context
@@ -167,35 +185,34 @@ def probe(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
             rotation=int(first.rotation),
             colour=Colour(first.color_primaries, first.color_trc, first.colorspace, first.color_range),
             sample_aspect_ratio=_sar(stream), pix_fmt=first.format.name, streams=others,
-            pts=tuple(pts), keyframes=tuple(keyframes),
+            pts=tuple(pts), keyframes=tuple(keyframes), hdr=hdr_of(first),
         )
     return replace(info, duration=float((info.end_pts - info.pts[0]) * info.time_base))
 
 
-def _check_header(path: Path, container, stream, limits: VideoLimits) -> None:
+def _check_header(name: str, container, stream, limits: VideoLimits) -> None:
     codec = stream.codec_context.codec.canonical_name
     if codec not in limits.decoders:
-        raise UnsupportedCodecError(f"{path.name} is in the {codec} video codec, which we do not take; "
+        raise UnsupportedCodecError(f"{name} is in the {codec} video codec, which we do not take; "
                                     f"use one of {', '.join(sorted(limits.decoders))}")
     seconds = _header_seconds(container, stream)
     if seconds is not None and seconds > limits.max_seconds:
-        raise VideoTooLongError(f"{path.name} lasts {seconds:.1f} s; the limit is {limits.max_seconds:g} s: "
+        raise VideoTooLongError(f"{name} lasts {seconds:.1f} s; the limit is {limits.max_seconds:g} s: "
                                 "cut it first")
-    width, height = stream.codec_context.width, stream.codec_context.height
-    if width * height > limits.max_input_pixels:
-        raise VideoTooLargeError(f"{path.name} is {width}x{height} ({width * height / 1e6:.1f} MP a frame); "
-                                 f"the limit is {limits.max_input_pixels / 1e6:.1f} MP: downscale it first")
+    declared_size(stream, limits.max_input_pixels, name)
 
 
 def _header_seconds(container, stream) -> float | None:
+    """The length the header declares: the stream's, or the file's from its first timestamp (some
+    muxers give the end time there: a clip starting at 1 h is not 1 h long)."""
     if stream.duration is not None and stream.time_base:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
-        return container.duration / av.time_base
+        return (container.duration - (container.start_time or 0)) / av.time_base
     return None
 
 
-def _scan(container, stream, limits: VideoLimits) -> tuple[list[int], list[int]]:
+def _scan(name: str, container, stream, limits: VideoLimits) -> tuple[list[int], list[int]]:
     """Every picture packet's timestamp (sorted into presentation order) and the keyframes'."""
     pts: list[int] = []
     keyframes: list[int] = []
@@ -214,30 +231,29 @@ def _scan(container, stream, limits: VideoLimits) -> tuple[list[int], list[int]]
             if packet.is_keyframe:
                 keyframes.append(stamp)
             if len(pts) > limits.max_frames:
-                raise VideoTooLargeError(f"{Path(container.name).name} has more than {limits.max_frames} "
+                raise VideoTooLargeError(f"{name} has more than {limits.max_frames} "
                                          "frames, the limit: cut it first")
     except av.error.FFmpegError as exc:
-        raise DamagedVideoError(f"the video is damaged after packet {len(pts)} ({_reason(exc)})",
+        raise DamagedVideoError(f"{name} is a damaged video after packet {len(pts)} ({_reason(exc)})",
                                 frame=len(pts)) from exc
     pts.sort()
     seconds = float((pts[-1] - pts[0]) * stream.time_base) if pts else 0.0
     if seconds > limits.max_seconds:
-        raise VideoTooLongError(f"the video lasts {seconds:.1f} s; the limit is {limits.max_seconds:g} s: cut it first")
-    _check_complete(container, stream, pts, seconds)
+        raise VideoTooLongError(f"{name} lasts {seconds:.1f} s; the limit is {limits.max_seconds:g} s: cut it first")
+    _check_complete(name, stream, pts, seconds)
     return pts, sorted(keyframes)
 
 
-def _check_complete(container, stream, pts: list[int], seconds: float) -> None:
+def _check_complete(name: str, stream, pts: list[int], seconds: float) -> None:
     """A file cut short (a failed upload or copy) still opens: its header promises more frames, or a
     longer picture stream, than its packets hold."""
-    name = Path(container.name).name
     if stream.frames and len(pts) < stream.frames:
-        raise DamagedVideoError(f"{name} is truncated or damaged: frame {len(pts) + 1} of {stream.frames} "
+        raise DamagedVideoError(f"{name} is a damaged video (truncated?): frame {len(pts) + 1} of {stream.frames} "
                                 "is missing", frame=len(pts))
     promised = _stream_seconds(stream)
     step = float((pts[1] - pts[0]) * stream.time_base) if len(pts) > 1 else 0.0
     if promised is not None and promised - seconds > max(TRUNCATION_SLACK_S, 3 * step):
-        raise DamagedVideoError(f"{name} is truncated or damaged: its pictures stop at {seconds:.2f} s of "
+        raise DamagedVideoError(f"{name} is a damaged video (truncated?): its pictures stop at {seconds:.2f} s of "
                                 f"{promised:.2f} s, after frame {len(pts)}", frame=len(pts))
 
 
@@ -245,22 +261,24 @@ def _stream_seconds(stream) -> float | None:
     """The picture stream's length as its header says (Matroska keeps it in a DURATION tag)."""
     if stream.duration is not None and stream.time_base:
         return float(stream.duration * stream.time_base)
-    tag = stream.metadata.get("DURATION")
+    tag = stream.metadata.get("DURATION")  # where the stream ends: less its start is its length
+    start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
     try:
         hours, minutes, rest = tag.split(":")
-        return int(hours) * 3600 + int(minutes) * 60 + float(rest)
+        return int(hours) * 3600 + int(minutes) * 60 + float(rest) - start
     except (AttributeError, ValueError):
         return None
 
 
-def _first_frame(path: Path, index: int) -> av.VideoFrame:
+def _first_frame(path: Path, name: str, index: int, max_pixels: int) -> av.VideoFrame:
     try:
-        with av.open(str(path)) as container:
+        with open_media(path, max_pixels) as container:
             for frame in container.decode(container.streams[index]):
                 return frame
     except av.error.FFmpegError as exc:
-        raise DamagedVideoError(f"the first frame of {path.name} does not decode ({_reason(exc)})", frame=0) from exc
-    raise DamagedVideoError(f"no frame of {path.name} decodes", frame=0)
+        raise DamagedVideoError(f"{name} is a damaged video: its first frame does not decode ({_reason(exc)})",
+                                frame=0) from exc
+    raise DamagedVideoError(f"{name} is a damaged video: no frame decodes", frame=0)
 
 
 def _sar(stream) -> Fraction | None:

@@ -87,12 +87,14 @@ def differences(info: VideoInfo, options: EncodeOptions, exact: tuple[int, int],
                 size: tuple[int, int]) -> tuple[str, ...]:
     """What the result cannot keep of the source, said plainly."""
     notes = []
+    pix_fmt = options.pix_fmt(info.bits)
     if size != exact:
         notes.append(f"the exact size {exact[0]}x{exact[1]} was cut to {size[0]}x{size[1]}: "
-                     f"{options.codec_spec.pix_fmt} needs even sides")
-    depth = av.VideoFormat(info.pix_fmt).components[0].bits if info.pix_fmt else 8
-    if depth > 8:
-        notes.append(f"the {depth}-bit source was written with 8 bits ({options.codec_spec.pix_fmt})")
+                     f"{pix_fmt} needs even sides")
+    written = av.VideoFormat(pix_fmt).components[0].bits
+    if info.bits > written:
+        notes.append(f"the {info.bits}-bit source was written with {written} bits ({pix_fmt}): {options.codec} "
+                     "was asked; choose hevc, av1 or prores to keep them")
     if info.sample_aspect_ratio and options.container != "mp4" and options.codec != "h264":
         notes.append(f"the pixel aspect {info.sample_aspect_ratio} is not kept: {options.container.upper()} "
                      f"with {options.codec} does not store it here; choose mp4")

@@ -21,6 +21,7 @@ import av
 from esrgan.errors import OutputPathError, StorageFullError
 from esrgan.io.atomic import new_file_mode
 from esrgan.video.errors import IncompatibleStreamError
+from esrgan.video.hdr import HdrMetadata
 from esrgan.video.options import CONTAINERS, EncodeOptions
 from esrgan.video.probe import Colour, VideoInfo
 
@@ -132,21 +133,26 @@ class PictureFormat:
     colour: Colour
     sample_aspect_ratio: Fraction | None
     rotation: int
+    bits: int = 8
+    hdr: HdrMetadata | None = None
 
     @classmethod
     def of(cls, info: VideoInfo, width: int, height: int) -> PictureFormat:
         return cls(width, height, info.time_base, info.frame_rate, info.colour, info.sample_aspect_ratio,
-                   info.rotation)
+                   info.rotation, info.bits, info.hdr)
 
 
 def add_video_stream(out: av.container.OutputContainer, picture: PictureFormat,
                      options: EncodeOptions) -> av.VideoStream:
-    """The encoder stream: source time base (every timestamp kept), rate, colour tags, pixel aspect
-    and display rotation."""
+    """The encoder stream: source time base (every timestamp kept), rate, depth (10 bits from a
+    deeper source where the codec has them), colour tags, HDR metadata, pixel aspect and display
+    rotation. ``options`` must name its codec (`EncodeOptions.for_depth`)."""
     spec = options.codec_spec
-    stream = out.add_stream(spec.encoder, rate=picture.frame_rate,
-                            options=spec.encoder_options(options.effective_crf, options.effective_preset))
-    stream.width, stream.height, stream.pix_fmt = picture.width, picture.height, spec.pix_fmt
+    settings = spec.encoder_options(options.effective_crf, options.effective_preset)
+    if spec.params_option is not None:
+        settings[spec.params_option] = ":".join(encoder_params(spec.encoder, picture, options.threads))
+    stream = out.add_stream(spec.encoder, rate=picture.frame_rate, options=settings)
+    stream.width, stream.height, stream.pix_fmt = picture.width, picture.height, options.pix_fmt(picture.bits)
     context = stream.codec_context
     context.time_base = picture.time_base
     stream.time_base = picture.time_base  # a hint: MP4 keeps a multiple of it, so no timestamp is rounded
@@ -163,6 +169,21 @@ def add_video_stream(out: av.container.OutputContainer, picture: PictureFormat,
     if picture.rotation:
         stream.set_display_rotation(picture.rotation)
     return stream
+
+
+def encoder_params(encoder: str, picture: PictureFormat, threads: int) -> list[str]:
+    """x265's or SVT-AV1's own parameters: quiet, a fixed parallelism (so an encode gives the same
+    bytes on any machine: the segments' join relies on it), and the source's HDR metadata.
+
+    x265 runs without its thread pool (the wheel's x265 corrupts memory with one at some small
+    widths: 40 or 48 pixels, measured) and without B-pictures (it leaves the decoding time of a
+    short segment's pictures unset, so the same segment came out with other bytes: measured)."""
+    hdr = picture.hdr
+    if encoder == "libx265":
+        fixed = ["pools=none", "frame-threads=1", "bframes=0", "log-level=error"]
+        return fixed + (hdr.x265_params() if hdr else [])
+    fixed = [f"lp={max(1, threads)}"]
+    return fixed + (hdr.svtav1_params() if hdr else [])
 
 
 class Passthrough:

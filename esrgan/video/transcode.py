@@ -2,8 +2,8 @@
 over. Decoding, inference and encoding run at once (three threads joined by short queues), so at
 most a few frames are ever in memory and none on disk.
 
-The public entry is `upscale_video`; `encode_frames` is the same machinery for one keyframe-aligned
-window of a clip, which `esrgan.video.segments` uses.
+The public entry is `upscale_video`; `run_pipeline` is the same machinery for one window of a clip
+(a segment, cut at any picture), which `esrgan.video.segments` uses.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import numpy as np
 
 from esrgan.errors import Cancelled
 from esrgan.tiling.steps import CancelFn, ProgressFn
-from esrgan.video.errors import DamagedVideoError
+from esrgan.video.errors import DamagedVideoError, VideoTooLargeError
 from esrgan.video.frames import FrameFn, frame_to_rgb, rgb_to_frame
+from esrgan.video.opening import pixel_ceiling
 from esrgan.video.options import VideoWork
 from esrgan.video.probe import VideoInfo, probe
 from esrgan.video.result import VideoResult, check_output, differences
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 
 QUEUE_DEPTH = 4  # frames waiting between two stages: enough to ride out jitter, little memory
 POLL_S = 0.1
+# The decoder's pixel ceiling over the declared size: its buffers are padded (alignment), and a frame
+# between the declared size and the ceiling is decoded, then refused by its number.
+DECODE_SLACK = 4
+MIN_DECODE_CEILING = 1 << 16
+MAX_REORDER_FRAMES = 64  # an encoder holds back fewer pictures than this (x265 at most 16 B-frames)
 
 
 def upscale_video(src: str | Path, dst: str | Path, work: VideoWork, info: VideoInfo | None = None) -> VideoResult:
@@ -47,7 +53,8 @@ def upscale_video(src: str | Path, dst: str | Path, work: VideoWork, info: Video
     Args:
         src: The clip.
         dst: Where the result goes (its folder must exist).
-        work: The frame function and its scale, the encoder's options, the limits, the callbacks.
+        work: The frame function and its scale (its frames uint8 for an 8-bit clip, uint16 for a
+            deeper one), the encoder's options, the limits, the callbacks.
         info: The clip's `probe`, when the caller has it already.
 
     Raises:
@@ -61,6 +68,7 @@ def upscale_video(src: str | Path, dst: str | Path, work: VideoWork, info: Video
     options.validate()
     info = info or probe(src, work.limits)
     exact, size = check_output(info, scale, work.limits)
+    options = options.for_depth(info.bits, min(size))
     plans = plan_streams(info, options)
     dst = Path(dst)
     with atomic_output(dst) as tmp, av.open(str(info.path)) as source:
@@ -112,7 +120,8 @@ def run_pipeline(
     """Decode (thread) -> upscale (this thread) -> encode and mux (thread); returns frames written.
 
     ``window`` = (first pts, end pts or None) limits the work to the pictures in it (a segment): the
-    source is sought to its first keyframe, and only picture packets are read.
+    source is sought to the keyframe at or before its first picture, the pictures before that are
+    decoded and dropped, and only picture packets are read.
     """
     start, end = window
     expected = sum(1 for p in info.pts if p >= start and (end is None or p < end))
@@ -174,6 +183,9 @@ def _decode(source, info: VideoInfo, window, passthrough: Passthrough | None, si
     start, end = window
     stream = source.streams[info.video_index]
     stream.thread_type = "AUTO"
+    # A picture much larger than the clip declared is never allocated (a hostile frame mid-stream).
+    ceiling = pixel_ceiling(max(DECODE_SLACK * info.width * info.height, MIN_DECODE_CEILING))
+    stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(ceiling)}
     others = sorted(passthrough.indices) if passthrough is not None else []
     streams = [stream] + [source.streams[i] for i in others]
     if start > info.pts[0]:
@@ -186,7 +198,7 @@ def _decode(source, info: VideoInfo, window, passthrough: Passthrough | None, si
                     if not _put(sink, item, stop):
                         return
                 continue
-            for frame in packet.decode():
+            for frame in _decoded(packet, index, info):
                 if frame.is_corrupt:
                     raise DamagedVideoError(f"the video is damaged at frame {index + 1}", frame=index)
                 # A raw stream's frames carry no stamps: the probe counted them one frame apart.
@@ -196,7 +208,8 @@ def _decode(source, info: VideoInfo, window, passthrough: Passthrough | None, si
                 if end is not None and pts >= end:
                     _put(sink, _END, stop)
                     return
-                item = _Frame(index, pts, frame.duration or info.frame_ticks, frame_to_rgb(frame, info.colour))
+                rgb = frame_to_rgb(frame, info.colour, info.bits)
+                item = _Frame(index, pts, frame.duration or info.frame_ticks, rgb)
                 if not _put(sink, item, stop):
                     return
                 index += 1
@@ -205,11 +218,28 @@ def _decode(source, info: VideoInfo, window, passthrough: Passthrough | None, si
     _put(sink, _END, stop)
 
 
+def _decoded(packet: av.Packet, index: int, info: VideoInfo) -> list[av.VideoFrame]:
+    """A packet's pictures; one larger than the clip's declared size is refused by its number (the
+    decoder's ceiling turns it down before allocating it)."""
+    try:
+        frames = packet.decode()
+    except av.error.ArgumentError as exc:
+        raise _too_large(index, info) from exc
+    if any(f.width * f.height > info.width * info.height for f in frames):
+        raise _too_large(index, info)
+    return frames
+
+
+def _too_large(index: int, info: VideoInfo) -> VideoTooLargeError:
+    return VideoTooLargeError(f"frame {index + 1} of the video is larger than its declared "
+                              f"{info.width}x{info.height} frames: a damaged or hostile file")
+
+
 def _encode(inbox: queue.Queue, stop: threading.Event, out, video, passthrough, info: VideoInfo,
             size: tuple[int, int]) -> None:
     me = threading.current_thread()
     pix_fmt = video.pix_fmt
-    last_pts = None
+    last_pts = last_dts = None
     try:
         while (item := _get(inbox, stop)) is not _END:
             if isinstance(item, _Frame):
@@ -218,15 +248,27 @@ def _encode(inbox: queue.Queue, stop: threading.Event, out, video, passthrough, 
                 pts = item.pts if last_pts is None or item.pts > last_pts else last_pts + 1
                 frame.pts, frame.time_base, frame.duration = pts, info.time_base, item.duration
                 last_pts = pts
-                out.mux(video.encode(frame))
+                last_dts = _mux_video(out, video.encode(frame), info, last_dts)
             elif item is not None:
                 passthrough.write(out, item)
-        out.mux(video.encode(None))
+        _mux_video(out, video.encode(None), info, last_dts)
         if passthrough is not None:
             passthrough.flush(out)
     except BaseException as exc:
         me.failure = exc  # type: ignore[attr-defined]
         stop.set()
+
+
+def _mux_video(out, packets: list[av.Packet], info: VideoInfo, last_dts: int | None) -> int | None:
+    """Mux encoded pictures; a decoding time no encoder could mean (x265 leaves it unset when a
+    clip ends within its reordering delay: a short segment) becomes the earliest valid one."""
+    for packet in packets:
+        if packet.pts is not None and (packet.dts is None or packet.dts > packet.pts
+                                       or packet.dts < packet.pts - MAX_REORDER_FRAMES * info.frame_ticks):
+            packet.dts = packet.pts if last_dts is None else min(packet.pts, last_dts + 1)
+        last_dts = packet.dts if packet.dts is not None else last_dts
+        out.mux(packet)
+    return last_dts
 
 
 def _put(sink: queue.Queue, item, stop: threading.Event) -> bool:

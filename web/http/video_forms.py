@@ -36,6 +36,7 @@ from esrgan.video import (
     probe,
     probe_animation,
 )
+from esrgan.video.opening import file_head, looks_like_video, open_media
 from esrgan.video.probe import ANIMATED_FORMATS, IMAGE_DEMUXERS
 from web.errors import BadRequest
 from web.http.forms import quote, read_options
@@ -51,7 +52,7 @@ VIDEO_DEFAULTS = {
     "MAX_VIDEO_FRAMES": 36_000,
     "MAX_VIDEO_INPUT_PIXELS": 3840 * 2160,  # per frame; the output per frame is MAX_OUTPUT_PIXELS
     "VIDEO_PREVIEW_FRAMES": 12,  # the first frames upscaled as a quick preview of a long video
-    "VIDEO_SEGMENT_SECONDS": 10,  # a video is upscaled in keyframe-aligned segments of about this
+    "VIDEO_SEGMENT_SECONDS": 10,  # a video is upscaled in segments of about this much estimated work
     "VIDEO_FREE_DISK_MARGIN": 64 * 2**20,  # bytes a video job must leave free beyond its estimate
     "VIDEO_STALE_SECONDS": 30,  # a segment's holder silent this long is dead; its segment is taken over
 }
@@ -64,6 +65,7 @@ INPUT_EXT = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "avi": "avi", "gif": "gif", "webp
 WEB_CODECS = ("vp8", "vp9", "av1")  # in Matroska: stored as .webm, which browsers play
 VIDEO_MIME = {"mp4": "video/mp4", "webm": "video/webm", "mkv": "video/x-matroska", "avi": "video/x-msvideo",
               "gif": "image/gif", "video": "application/octet-stream"}
+SENT_NAME_CHARS = 80  # an upload's name in a message is cut to this
 # What the page's file picker offers beside images (the server decides by content either way).
 ACCEPT = ("video/mp4", "video/webm", "video/x-matroska", "video/quicktime", "video/x-msvideo", "image/gif",
           ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".apng")
@@ -89,10 +91,11 @@ def body_limit(config: Mapping) -> int:
     return max(int(config["MAX_CONTENT_LENGTH"]), int(config["MAX_VIDEO_BYTES"]))
 
 
-def upload_kind(stream: IO[bytes]) -> UploadKind:
-    """Whether an upload is a still image, an animated image or a video, by content; anything that is
-    neither animation nor video is "image" (the image path says what is wrong with it). The stream
-    is left at its start."""
+def upload_kind(stream: IO[bytes], max_pixels: int) -> UploadKind:
+    """Whether an upload is a still image, an animated image or a video, by content; a broken video
+    container is a video (its probe says what is wrong); anything that is neither animation nor
+    video is "image" (the image path says what is wrong with it). No picture over ``max_pixels``
+    is decoded to find out. The stream is left at its start."""
     try:
         try:
             with Image.open(stream) as image:
@@ -102,10 +105,11 @@ def upload_kind(stream: IO[bytes]) -> UploadKind:
             pass
         stream.seek(0)
         try:
-            with av.open(stream) as container:
+            with open_media(stream, max_pixels) as container:
                 return "image" if any(m in container.format.name for m in IMAGE_DEMUXERS) else "video"
         except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError):
-            return "image"
+            stream.seek(0)
+            return "video" if looks_like_video(file_head(stream)) else "image"
     finally:
         stream.seek(0)
 
@@ -118,7 +122,7 @@ def _uploaded_file() -> FileStorage | None:
 def refuse_video_or_animation() -> None:
     """The synchronous /upscale takes images only: a video or an animation is a job (POST /api/jobs)."""
     upload = _uploaded_file()
-    if upload is not None and (kind := upload_kind(upload.stream)) != "image":
+    if upload is not None and (kind := upload_kind(upload.stream, _probe_pixels(current_app.config))) != "image":
         raise UnsupportedFormatError(f"this is {'a video' if kind == 'video' else 'an animated image'}: "
                                      "/upscale answers images only; POST it to /api/jobs and poll the job")
 
@@ -136,7 +140,7 @@ def video_job_from_request() -> Job | None:
     if upload is None:
         return None
     config = current_app.config
-    kind = upload_kind(upload.stream)
+    kind = upload_kind(upload.stream, _probe_pixels(config))
     size = _stream_size(upload.stream)
     if kind == "image":
         if size > int(config["MAX_CONTENT_LENGTH"]):
@@ -150,13 +154,15 @@ def video_job_from_request() -> Job | None:
         raise BadRequest(f"Restore faces is for still images; send the {kind} without it")
     encode = read_encode_options(request.form, kind)
     service = services()
-    model = options.model or _video_model(options)
     job_id = new_id()
     tmp = _save(upload.stream, service.files.root)
     try:
         limits = video_limits(config)
-        info = probe(tmp, limits) if kind == "video" else probe_animation(tmp, limits)
+        sent = _sent_name(upload.filename, kind)
+        info = probe(tmp, limits, sent) if kind == "video" else probe_animation(tmp, limits, sent)
         width, height = info.width, info.height
+        options = options.for_image(width, height)  # a result asked by its width or height
+        model = options.model or _video_model(options)
         as_video = kind == "video" or encode is not None
         exact, even = output_size(width, height, options.scale)
         out_width, out_height = even if as_video else exact
@@ -184,16 +190,17 @@ def video_job_from_request() -> Job | None:
 
 
 def read_encode_options(fields: Mapping[str, str], kind: UploadKind) -> EncodeOptions | None:
-    """The fields ``codec``, ``crf`` and ``container``: how a video is written (mp4 H.264 CRF 18 by
-    default). For an animation, None (written as the same kind) unless a container is asked for."""
+    """The fields ``codec``, ``crf`` and ``container``: how a video is written (mp4, H.264 CRF 18 by
+    default, HEVC Main10 for a source of more than 8 bits). For an animation, None (written as the
+    same kind) unless a container is asked for."""
     if kind == "animation" and not fields.get("container"):
         return None
     try:
         crf = int(fields["crf"]) if fields.get("crf") else None
     except ValueError:
         raise BadRequest(f"crf must be a whole number, not {quote(fields['crf'])}") from None
-    codec, container = fields.get("codec") or "h264", fields.get("container") or "mp4"
-    if codec not in CODECS or container not in CONTAINERS:
+    codec, container = fields.get("codec") or None, fields.get("container") or "mp4"
+    if (codec is not None and codec not in CODECS) or container not in CONTAINERS:
         raise VideoOptionError(f"codec must be one of {', '.join(CODECS)} and container one of "
                                f"{', '.join(CONTAINERS)}, not {quote(codec)} / {quote(container)}")
     return EncodeOptions(codec=codec, container=container, crf=crf).validate()  # type: ignore[arg-type]
@@ -219,6 +226,18 @@ def add_kind_view(view: dict, job: Job) -> None:
         media = job.media or {}
         view["media"] = {k: media.get(k) for k in ("frames", "duration", "frame_rate", "as_video", "result")}
         view["mime"] = VIDEO_MIME.get(job.output_format, "application/octet-stream")
+
+
+def _sent_name(filename: str | None, kind: UploadKind) -> str:
+    """The upload's name as the person sent it, for messages: its last part, printable, not too long."""
+    name = "".join(c for c in (filename or "").replace("\\", "/").rsplit("/", 1)[-1] if c.isprintable())
+    return (name if len(name) <= SENT_NAME_CHARS else name[: SENT_NAME_CHARS - 3] + "...") or f"the {kind}"
+
+
+def _probe_pixels(config: Mapping) -> int:
+    """The largest picture telling an upload's kind may decode: a video frame's limit (a larger one
+    is refused by the probe that follows, without decoding it either)."""
+    return int(config["MAX_VIDEO_INPUT_PIXELS"])
 
 
 def _video_model(options) -> str:

@@ -1,5 +1,8 @@
 """Running a video or animation job: a quick preview of the first frames, then every frame in
-keyframe-aligned segments, joined losslessly into the result (`esrgan.video`).
+segments of about ``segment_seconds`` of estimated work each (cut at any frame), joined losslessly
+into the result (`esrgan.video`). The plan is made once per job and kept in its record
+(``job.media["plan"]``): a run after a restart, or a helper, uses that plan even where the
+estimates have changed since, so the finished segments stay valid.
 
 `web.jobs.lifecycle.run_job` calls `run_video` for a job whose kind is not "image" and ends the job by
 what it raises, as for an image. Finished segments are the units of the job's segment store (an
@@ -34,9 +37,11 @@ from esrgan.video import (
     VideoInfo,
     frame_upscaler,
     join_segments,
+    plan_rows,
     plan_segments,
     preview_segment,
     probe,
+    segments_from_rows,
     upscale_animation,
     upscale_segment,
 )
@@ -67,7 +72,7 @@ class VideoSettings:
     """How video jobs run here (from the app's config: `video_settings`).
 
     Attributes:
-        segment_seconds: Length of the keyframe-aligned segments a video is upscaled in.
+        segment_seconds: Estimated work (seconds here) of each segment a video is upscaled in.
         preview_frames: Frames in the quick preview (0: none).
         preview_min_seconds: Videos expected to take at least this long get a preview first.
         stale_seconds: A segment's claim not touched for this long belongs to a dead process.
@@ -87,12 +92,34 @@ def video_settings(config: Mapping) -> VideoSettings:
                          float(config["PREVIEW_MIN_SECONDS"]), float(config["VIDEO_STALE_SECONDS"]))
 
 
+def job_segments(job: Job, info: VideoInfo, settings: VideoSettings, upscaler: Upscaler | None = None) -> list[Segment]:
+    """The job's segment plan: the one in its record, else made now (from the job's estimate of its
+    upscaling, or ``upscaler``'s) and put there, to be saved with the record's next change."""
+    rows = (job.media or {}).get("plan")
+    if rows:
+        return segments_from_rows(info, rows)
+    segments = plan_segments(info, _seconds_per_frame(job, info, upscaler), settings.segment_seconds)
+    job.media = {**(job.media or {}), "plan": plan_rows(segments)}
+    return segments
+
+
+def _seconds_per_frame(job: Job, info: VideoInfo, upscaler: Upscaler | None) -> float:
+    if job.estimate_seconds:
+        return job.estimate_seconds / max(1, info.frames)
+    try:
+        return upscaler.estimate_seconds(job.model, info.width, info.height) if upscaler is not None else 0.0
+    except Exception:  # no estimate: one segment, as a clip with no rates known
+        log.warning("no estimate to plan the segments of job %s", job.id, exc_info=True)
+        return 0.0
+
+
 def segment_identity(job: Job, info: VideoInfo, segments: list[Segment], engine: Settings) -> dict:
     """What decides a job's segments: a store opened with another identity starts empty. Every
-    segment plans its own tiles, so the tile size counts too."""
+    segment plans its own tiles, so the tile size counts too; the plan (kept in the job's record)
+    decides where each segment starts and ends."""
     return work_identity("video-segments", engine, model=job.model, anime=job.anime, scale=job.scale,
                          noise=job.noise, tile=engine.tile, encode=asdict(encode_options(job)),
-                         input=input_digest(info.path), plan=[[s.start_pts, s.end_pts, s.frames] for s in segments])
+                         input=input_digest(info.path), plan=plan_rows(segments))
 
 
 def segment_store(files: FileStore, job: Job, info: VideoInfo, segments: list[Segment], engine: Settings,
@@ -169,7 +196,7 @@ def run_video(job: Job, upscaler: Upscaler, files: FileStore, settings: VideoSet
         return
     info = probe(source, NO_LIMITS)
     options = encode_options(job)
-    segments = plan_segments(info, settings.segment_seconds)
+    segments = job_segments(job, info, settings, upscaler)
     store = segment_store(files, job, info, segments, upscaler.settings)
     try:
         frames = settings.preview_frames

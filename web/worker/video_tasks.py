@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from celery import Celery, Task
 
-from esrgan.video import EncodeOptions, frame_upscaler, plan_segments, probe, upscale_segment
+from esrgan.video import EncodeOptions, frame_upscaler, probe, segments_from_rows, upscale_segment
 from esrgan.video.options import VideoWork
 from web.jobs import segment_claims as claims
 from web.jobs.lifecycle import load_job
@@ -60,8 +60,11 @@ def segment_task(self: Task, job_id: str, index: int) -> dict:
     job = load_job(files, job_id)
     if job is None or job.status in FINISHED or job.kind != "video":
         return {"job": job_id, "segment": index, "done": False}
+    rows = (job.media or {}).get("plan")
+    if not rows:  # the job's worker saves the plan before it shares any segment
+        return {"job": job_id, "segment": index, "done": False, "error": "the job has no segment plan"}
     info = probe(files.resolve(job.input_file), NO_LIMITS)
-    segments = plan_segments(info, resources.video.segment_seconds)
+    segments = segments_from_rows(info, rows)  # the job's own plan, whatever the estimates say here
     if index >= len(segments):
         return {"job": job_id, "segment": index, "done": False}
     segment = segments[index]
