@@ -34,11 +34,15 @@ sys.path.insert(0, str(ROOT))
 
 from esrgan.pipeline import Upscaler  # noqa: E402
 from esrgan.settings import Settings  # noqa: E402
-from esrgan.video import DEFAULT_VIDEO_MODEL, EncodeOptions, frame_upscaler, probe, upscale_video  # noqa: E402
-from esrgan.video.frames import frame_to_rgb, rgb_to_frame  # noqa: E402
-from esrgan.video.options import VideoWork  # noqa: E402
+from esrgan.video.frames import DEFAULT_VIDEO_MODEL, frame_to_rgb, frame_upscaler, rgb_to_frame  # noqa: E402  # noqa: E402
+from esrgan.video.options import (
+    EncodeOptions,
+    VideoWork,  # noqa: E402
+)
+from esrgan.video.probe import probe
 from esrgan.video.result import output_size  # noqa: E402
 from esrgan.video.streams import PictureFormat, add_video_stream  # noqa: E402
+from esrgan.video.transcode import upscale_video
 
 WIDTH, HEIGHT, FPS = 320, 240, 24
 PHOTO = ROOT / "tests" / "data" / "astronaut.png"

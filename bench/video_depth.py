@@ -35,17 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 from esrgan.pipeline import Upscaler  # noqa: E402
 from esrgan.settings import Settings  # noqa: E402
-from esrgan.video import (  # noqa: E402
-    DEFAULT_VIDEO_MODEL,
-    EncodeOptions,
-    frame_upscaler,
-    join_segments,
-    plan_segments,
-    probe,
-    upscale_segment,
-    upscale_video,
-)
-from esrgan.video.options import VideoWork  # noqa: E402
+from esrgan.video.frames import DEFAULT_VIDEO_MODEL, frame_upscaler  # noqa: E402
+from esrgan.video.options import EncodeOptions, VideoWork  # noqa: E402
+from esrgan.video.probe import probe  # noqa: E402
+from esrgan.video.segments import join_segments, plan_segments, upscale_segment  # noqa: E402
+from esrgan.video.transcode import upscale_video  # noqa: E402
 
 FPS = 12
 

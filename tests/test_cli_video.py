@@ -14,7 +14,8 @@ import torch
 from esrgan.archs import SRVGGNetCompact
 from esrgan.cli.main import main
 from esrgan.pipeline import UPSCALED_LOG
-from esrgan.video import probe, probe_animation
+from esrgan.video.animated import probe_animation
+from esrgan.video.probe import probe
 from tests.media import packets, write_animation, write_clip
 
 TINY = "tiny-compact-x4"

@@ -24,33 +24,30 @@ from esrgan.errors import Cancelled, ModelNotFoundError
 from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.video import (
+from esrgan.video.animated import probe_animation, upscale_animation
+from esrgan.video.errors import (
     DamagedVideoError,
-    EncodeOptions,
     IncompatibleStreamError,
     NotAVideoError,
     NoVideoStreamError,
     SegmentError,
     UnsupportedCodecError,
-    VideoLimits,
     VideoOptionError,
     VideoTooLargeError,
     VideoTooLongError,
-    default_video_model,
-    frame_upscaler,
+)
+from esrgan.video.frames import default_video_model, frame_upscaler
+from esrgan.video.options import EncodeOptions, VideoLimits, VideoWork
+from esrgan.video.probe import media_kind, probe
+from esrgan.video.segments import (
     join_segments,
-    media_kind,
     plan_rows,
     plan_segments,
     preview_segment,
-    probe,
-    probe_animation,
     segments_from_rows,
-    upscale_animation,
     upscale_segment,
-    upscale_video,
 )
-from esrgan.video.options import VideoWork
+from esrgan.video.transcode import upscale_video
 from tests.conftest import psnr
 from tests.media import (
     BT709,

@@ -12,17 +12,11 @@ import av
 import numpy as np
 import pytest
 
-from esrgan.video import (
-    EncodeOptions,
-    frame_upscaler,
-    join_segments,
-    plan_segments,
-    probe,
-    upscale_segment,
-    upscale_video,
-)
-from esrgan.video.frames import frame_to_rgb
-from esrgan.video.options import VideoWork
+from esrgan.video.frames import frame_to_rgb, frame_upscaler
+from esrgan.video.options import EncodeOptions, VideoWork
+from esrgan.video.probe import probe
+from esrgan.video.segments import join_segments, plan_segments, upscale_segment
+from esrgan.video.transcode import upscale_video
 from tests.media import BT2020, BT2020_NCL, MAX_CLL, PQ, write_hdr_clip
 
 FRAMES = 8

@@ -10,7 +10,8 @@ import os
 import signal
 import time
 
-from esrgan.video import DEFAULT_VIDEO_MODEL, probe
+from esrgan.video.frames import DEFAULT_VIDEO_MODEL
+from esrgan.video.probe import probe
 from tests.conftest import job_finished
 from tests.hooks import Hooks
 from tests.media import packets, write_clip

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from esrgan.video import VideoTooLargeError, media_kind, probe, upscale_video
+from esrgan.video.errors import VideoTooLargeError
 from esrgan.video.options import VideoWork
+from esrgan.video.probe import media_kind, probe
+from esrgan.video.transcode import upscale_video
 from tests.hostile_media import (
     bomb_mov,
     declare_samples,

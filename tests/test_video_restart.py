@@ -14,7 +14,7 @@ import pytest
 
 from esrgan.errors import Cancelled
 from esrgan.io.resumable import WorkStore
-from esrgan.video import probe
+from esrgan.video.probe import probe
 from tests.conftest import wait_until
 from tests.hooks import Hooks
 from tests.media import halves, packets, write_clip

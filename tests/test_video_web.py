@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from esrgan.errors import Cancelled
-from esrgan.video import probe, probe_animation
+from esrgan.video.animated import probe_animation
+from esrgan.video.probe import probe
 from tests.conftest import get
 from tests.media import damage_frame, halves, packets, write_animation, write_clip
 from web.jobs.video import VideoSettings, run_video, segment_files

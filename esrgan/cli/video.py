@@ -21,19 +21,11 @@ from tqdm import tqdm
 
 from esrgan.errors import InvalidOptionError, OutputPathError, RemasterError
 from esrgan.pipeline import UPSCALED_LOG, Upscaler
-from esrgan.video import (
-    CODECS,
-    CONTAINERS,
-    EncodeOptions,
-    container_for_path,
-    frame_upscaler,
-    media_kind,
-    probe,
-    probe_animation,
-    upscale_animation,
-    upscale_video,
-)
-from esrgan.video.options import SUFFIX_CONTAINERS, VideoWork
+from esrgan.video.animated import probe_animation, upscale_animation
+from esrgan.video.frames import frame_upscaler
+from esrgan.video.options import CODECS, CONTAINERS, SUFFIX_CONTAINERS, EncodeOptions, VideoWork, container_for_path
+from esrgan.video.probe import media_kind, probe
+from esrgan.video.transcode import upscale_video
 
 VIDEO_OR_ANIMATION = ("video", "animation")
 # The file suffixes an animated image of each kind may be written under (its kind is kept).

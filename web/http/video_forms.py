@@ -26,18 +26,12 @@ from werkzeug.utils import secure_filename
 
 from esrgan.errors import ImageTooLargeError, UnsupportedFormatError
 from esrgan.models import registry
-from esrgan.video import (
-    CODECS,
-    CONTAINERS,
-    EncodeOptions,
-    VideoLimits,
-    VideoOptionError,
-    output_size,
-    probe,
-    probe_animation,
-)
+from esrgan.video.animated import probe_animation
+from esrgan.video.errors import VideoOptionError
 from esrgan.video.opening import file_head, looks_like_video, open_media
-from esrgan.video.probe import ANIMATED_FORMATS, IMAGE_DEMUXERS
+from esrgan.video.options import CODECS, CONTAINERS, EncodeOptions, VideoLimits
+from esrgan.video.probe import ANIMATED_FORMATS, IMAGE_DEMUXERS, probe
+from esrgan.video.result import output_size
 from web.errors import BadRequest
 from web.http.forms import quote, read_options
 from web.jobs.record import Job

@@ -31,21 +31,19 @@ from esrgan.errors import Cancelled
 from esrgan.io.resumable import WorkStore, work_identity
 from esrgan.pipeline import Upscaler
 from esrgan.settings import Settings
-from esrgan.video import (
-    EncodeOptions,
+from esrgan.video.animated import upscale_animation
+from esrgan.video.frames import frame_upscaler
+from esrgan.video.options import EncodeOptions, VideoLimits, VideoWork
+from esrgan.video.probe import VideoInfo, probe
+from esrgan.video.segments import (
     Segment,
-    VideoInfo,
-    frame_upscaler,
     join_segments,
     plan_rows,
     plan_segments,
     preview_segment,
-    probe,
     segments_from_rows,
-    upscale_animation,
     upscale_segment,
 )
-from esrgan.video.options import VideoLimits, VideoWork
 from web.jobs import segment_claims as claims
 from web.jobs.record import Job
 from web.jobs.storage import FileStore

@@ -19,8 +19,10 @@ from dataclasses import replace
 
 from celery import Celery, Task
 
-from esrgan.video import EncodeOptions, frame_upscaler, probe, segments_from_rows, upscale_segment
-from esrgan.video.options import VideoWork
+from esrgan.video.frames import frame_upscaler
+from esrgan.video.options import EncodeOptions, VideoWork
+from esrgan.video.probe import probe
+from esrgan.video.segments import segments_from_rows, upscale_segment
 from web.jobs import segment_claims as claims
 from web.jobs.lifecycle import load_job
 from web.jobs.record import FINISHED, Job
