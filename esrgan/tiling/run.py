@@ -19,7 +19,6 @@ with a result equal to an uninterrupted run's (bit for bit on the same machine).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from esrgan.errors import ImageTooLargeError
 from esrgan.io.resumable import WorkStore
 from esrgan.tiling import se_sync
 from esrgan.tiling.canvas import Canvas, place, weighted
+from esrgan.tiling.memory import return_freed_memory
 from esrgan.tiling.plan import (
     Tile,
     TileOptions,
@@ -222,7 +222,7 @@ class _Run(SyncedPasses):
             i += len(group)
             self.steps.step(to=base + i * self.per_tile)
             if self.device.type == "cpu":
-                _return_freed_memory()
+                return_freed_memory()
         return plan, True
 
     def _halve(self, plan: TilePlan, first: int, error: BaseException) -> TilePlan:
@@ -302,23 +302,3 @@ def _pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, border: 
     fits = max(top, bottom) < height and max(left, right) < width
     mode = "reflect" if border == "reflect" and fits else "replicate"
     return F.pad(x, (left, right, top, bottom), mode=mode)
-
-
-def _return_freed_memory() -> None:
-    """Give the previous tile's freed activations back to the OS (glibc keeps them otherwise, and
-    fragmentation then grows the process by hundreds of MB over a large image). Costs nothing
-    measurable per tile; a no-op where the C library is not glibc."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018 - glibc only
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_LIBC = _load_libc()
