@@ -24,7 +24,7 @@ from esrgan.cli.main import main
 
 # Commands whose every file is written and closed when `main` returns. Not ``train``: its data
 # loader may have worker processes, and a run of hours gains nothing from a faster exit.
-ONE_SHOT = frozenset({"upscale", "models", "degrade", "evaluate"})
+ONE_SHOT = frozenset({"upscale", "compare", "models", "degrade", "evaluate"})
 FLUSH_FAILED = 120  # the status CPython's own exit gives when flushing stdout fails
 
 

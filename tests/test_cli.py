@@ -212,7 +212,7 @@ def test_no_help_shows_backticks_and_noise_covers_photos(weights_dir):
     top = run_cli("--help", env_weights=weights_dir)
     assert top.returncode == 0 and "usage: python -m esrgan" in top.stdout and "`" not in top.stdout
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(commands) == {"upscale", "models", "degrade", "evaluate", "train"}
+    assert set(commands) == {"upscale", "compare", "models", "degrade", "evaluate", "train"}
     for name, parser in commands.items():
         assert "`" not in parser.format_help(), name
     noise = next(a for a in commands["upscale"]._actions if "--noise" in a.option_strings)
