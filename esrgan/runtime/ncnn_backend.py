@@ -20,7 +20,12 @@ which the tiler answers with smaller tiles.
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,16 +67,32 @@ class VulkanDevice:
         return f"vulkan:{self.index} ({self.name}{', a CPU driver' if self.cpu else ''})"
 
 
+@functools.cache
 def vulkan_devices() -> list[VulkanDevice]:
-    """The Vulkan devices here (none without the ncnn wheel, a Vulkan loader or a driver)."""
+    """The Vulkan devices here (none without the ncnn wheel, a Vulkan loader or a driver); looked for once."""
     try:
         ncnn = _ncnn()
-        with _NET_LOCK:
+        with _NET_LOCK, _without_stderr():
             count = ncnn.get_gpu_count()
             return [VulkanDevice(i, ncnn.get_gpu_info(i).device_name(), ncnn.get_gpu_info(i).type() == CPU_DRIVER_TYPE,
                                  int(ncnn.get_gpu_device(i).get_heap_budget())) for i in range(count)]
     except (BackendUnavailableError, RuntimeError, OSError):
         return []
+
+
+@contextmanager
+def _without_stderr() -> Iterator[None]:
+    """ncnn prints its table of Vulkan devices to the process's stderr (fd 2, from C++) when it first
+    looks for them: noise in every command's output, so fd 2 points at /dev/null meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @dataclass(frozen=True)
