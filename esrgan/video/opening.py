@@ -39,8 +39,13 @@ def open_media(source: str | Path | IO[bytes], max_pixels: int) -> av.container.
     """
     ceiling = {"max_pixels": str(pixel_ceiling(max_pixels))}
     container = av.open(source if not isinstance(source, Path) else str(source), options=ceiling)
-    for stream in container.streams.video:
-        stream.codec_context.options = {**stream.codec_context.options, **ceiling}
+    try:
+        for stream in container.streams.video:
+            if stream.codec_context is not None:  # None: this build has no decoder for it (an SVG), nothing decodes
+                stream.codec_context.options = {**stream.codec_context.options, **ceiling}
+    except BaseException:
+        container.close()
+        raise
     return container
 
 
