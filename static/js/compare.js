@@ -37,6 +37,7 @@ let entry = null; // the chosen image being compared: {file, width, height}
 let imageUrl = null;
 let proposals = 0; // a newer proposal makes the answers of older ones stale
 let comparisons = 0; // likewise for comparisons (new options make the one running stale too)
+let running = false; // a comparison is under way (`busy`)
 
 function tell(text, isError = false) {
   status.textContent = text;
@@ -102,9 +103,12 @@ async function propose(keepRegion) {
     "The box shows the most detailed region: move it, or press Compare.");
 }
 
+// While a comparison runs, Compare says it is off (aria-disabled: a disabled button would drop the
+// keyboard's focus) and the candidates' list is busy; the status line says what happens.
 function busy(on) {
-  run.disabled = on;
-  panel.setAttribute("aria-busy", String(on));
+  running = on;
+  run.setAttribute("aria-disabled", String(on));
+  list.setAttribute("aria-busy", String(on));
 }
 
 // The job of a comparison that takes longer than one request, polled until it ends: its result.
@@ -128,6 +132,7 @@ async function finished(job, mine) {
 }
 
 async function compare() {
+  if (running || run.disabled) return;
   const models = modelsChosen();
   if (!models.length) {
     tell("Choose at least one model to try.", true);
@@ -180,6 +185,10 @@ function candidateItem(candidate, width, height) {
   const button = Object.assign(document.createElement("button"), {
     type: "button", className: "primary", textContent: `Upscale with ${candidate.title}` });
   button.addEventListener("click", () => {
+    if (entry.checking) { // its estimate for new options is on its way: Upscale would wait, then use the form's model
+      tell("The image is being checked for the options chosen; press it again in a moment.", true);
+      return;
+    }
     close();
     upscaleWith(candidate.model);
   });
