@@ -28,6 +28,7 @@ CANDIDATE_ROLE = "candidate{}"  # candidate N's PNG is ``<job id>_candidate<N>.p
 
 
 def crop_of(job: Job) -> Crop:
+    """The crop a compare job asks for, (x, y, w, h) in input pixels (its record keeps a list)."""
     x, y, w, h = job.media["crop"]
     return x, y, w, h
 
