@@ -21,8 +21,10 @@ from esrgan.errors import InvalidOptionError
 from esrgan.models import registry
 from esrgan.pipeline import Upscaler
 from esrgan.result import resample
+from esrgan.runtime.rates import rate_key
 from esrgan.sizing import check_output_size
 from esrgan.tiling.run import upscale_tiled
+from esrgan.tiling.steps import CancelFn
 
 CONTEXT = 64  # px of input around the crop: a DAT tile's context, twice a blended tile's
 ALIGN = 32  # window origins on this grid (see the module docstring)
@@ -98,8 +100,10 @@ def window(crop: Crop, width: int, height: int) -> Crop:
     return x0, y0, x1 - x0, y1 - y0
 
 
-def run_crop(upscaler: Upscaler, rgb: np.ndarray, crop: Crop, model: str, scale: float) -> Candidate:
-    """``model`` on ``crop`` of (H, W, 3) float32 ``rgb``, at ``scale`` (native, then Lanczos where they differ)."""
+def run_crop(upscaler: Upscaler, rgb: np.ndarray, crop: Crop, model: str, scale: float,
+             cancelled: CancelFn | None = None) -> Candidate:
+    """``model`` on ``crop`` of (H, W, 3) float32 ``rgb``, at ``scale`` (native, then Lanczos where they
+    differ); ``cancelled`` is polled at every network step (True raises `Cancelled`)."""
     height, width = rgb.shape[:2]
     x, y, w, h = check_crop(crop, width, height)
     wx, wy, ww, wh = window(crop, width, height)
@@ -109,9 +113,11 @@ def run_crop(upscaler: Upscaler, rgb: np.ndarray, crop: Crop, model: str, scale:
     started = time.perf_counter()
     out = upscale_tiled(loaded.module, np.ascontiguousarray(rgb[wy : wy + wh, wx : wx + ww]), scale=native,
                         size_multiple=loaded.size_multiple, options=options, device=loaded.device,
-                        dtype=loaded.dtype, channels_last=loaded.channels_last)
+                        dtype=loaded.dtype, channels_last=loaded.channels_last, cancelled=cancelled)
     seconds = time.perf_counter() - started
-    upscaler.rates.learn(loaded.entry.name, seconds, ww * wh)  # a crop's run teaches the whole image's estimate
+    # A crop's run teaches the whole image's estimate: under the key `Upscaler.estimate_seconds` reads.
+    key = rate_key(upscaler.store.key(loaded.entry.name), loaded.backend, str(loaded.device))
+    upscaler.rates.learn(key, seconds, ww * wh)
     part = out[(y - wy) * native : (y - wy + h) * native, (x - wx) * native : (x - wx + w) * native]
     size = registry.output_size(w, h, scale)
     pixels = np.clip(part, 0, 1) if size == (w * native, h * native) else resample(part, size)

@@ -20,6 +20,8 @@ const submit = document.getElementById("submit");
 const noiseSelect = document.getElementById("noise");
 
 let files = []; // {file, kind, li, width, height, errors, checking, seconds, local}
+// Fires "change" whenever the chosen files or what is known of them change (Compare models follows it).
+export const choosing = new EventTarget();
 let sending = false;
 let estimateRound = 0; // a newer round makes the answers of older ones stale
 let lastAsked = ""; // the options the files' estimates were last asked with
@@ -234,6 +236,7 @@ const failingNow = (e) => (e.errors && e.errors.length) || e.local;
 // a click then sends once the checks are in); files that cannot be upscaled stay behind, named,
 // and never hold back the others.
 function updateSubmit() {
+  choosing.dispatchEvent(new Event("change"));
   const failing = files.filter(failingNow);
   const checking = files.filter((e) => e.checking);
   const ready = files.filter(sendable);
@@ -352,6 +355,13 @@ export function takeFiles() {
   for (const entry of chosen) entry.li.remove();
   if (!files.length) input.value = "";
   return chosen.map((entry) => ({ file: entry.file, seconds: entry.seconds, kind: entry.kind }));
+}
+
+// The one image chosen, when exactly one still image is and the browser read its size: {file, width,
+// height}; else null. What the server thinks of it comes when it is compared or sent.
+export function oneImage() {
+  const [entry] = files;
+  return files.length === 1 && entry.kind === "image" && entry.width > 0 && !entry.local ? entry : null;
 }
 
 export function doneSending() {

@@ -1,4 +1,5 @@
-"""HTTP API: the synchronous ``POST /upscale``, the job API, the models listing, estimates, health.
+"""HTTP API: the synchronous ``POST /upscale``, the job API, comparing models on a crop, the models
+listing, estimates, health.
 
 Every error is JSON ``{"error": "..."}`` with a 4xx status (503 + Retry-After when the queue is
 full; `web.errors`), and an error leaves no file behind. Files are served by `web.http.downloads`.
@@ -12,6 +13,7 @@ from esrgan.listing import models_listing
 from esrgan.models.registry import output_size
 from web import figures
 from web.errors import BadRequest, NotFound, QueueFull
+from web.http.compare_forms import compare_job_from_request, proposal_from_request
 from web.http.forms import ESTIMATE_SIZE_FIELDS, job_from_request, limit_problems, read_options, work_pixels
 from web.http.limits import image_limits
 from web.http.video_forms import allow_video_bodies, page_values, refuse_video_or_animation, video_job_from_request
@@ -45,14 +47,35 @@ def upscale():
     return finished_job_response(job)
 
 
-@bp.post("/api/jobs")
-def create_job():
-    allow_video_bodies()  # a video's own size limit; an image is held to its own once its kind is known
-    job = submit(video_job_from_request() or job_from_request())
+def job_accepted(job: Job):
+    """202 with the job's view and its address: the answer about a job that is still working."""
     response = jsonify(status_view(job))
     response.status_code = 202
     response.headers["Location"] = url_for("api.job_status", job_id=job.id)
     return response
+
+
+@bp.post("/api/compare")
+def compare():
+    """Models tried on a crop of the image (an upload's fields, ``crop=X,Y,W,H``, optional
+    ``models``), as a job of its own queued like any other: 200 with the candidates when it ends
+    within SYNC_TIMEOUT_SECONDS, else 202 with the job, whose ``result`` holds them once done."""
+    job = submit(compare_job_from_request())
+    job = services().runner.wait(job.id, timeout=float(current_app.config["SYNC_TIMEOUT_SECONDS"]))
+    return finished_job_response(job) if job.status in FINISHED else job_accepted(job)
+
+
+@bp.post("/api/compare/proposal")
+def compare_proposal():
+    """Where a comparison of the uploaded image would start: the most detailed region and the
+    models it would try (nothing is stored)."""
+    return jsonify(proposal_from_request())
+
+
+@bp.post("/api/jobs")
+def create_job():
+    allow_video_bodies()  # a video's own size limit; an image is held to its own once its kind is known
+    return job_accepted(submit(video_job_from_request() or job_from_request()))
 
 
 @bp.get("/api/jobs/<job_id>")

@@ -14,6 +14,7 @@ from esrgan.io.imageio import decode, encode
 from web.errors import BadRequest, NotFound, error_response
 from web.http.video_forms import VIDEO_MIME
 from web.http.views import download_name, find_job
+from web.jobs.compare import candidate_model
 from web.jobs.record import Job
 from web.jobs.storage import FILE_NAME
 from web.service import services
@@ -111,8 +112,8 @@ def uploads(name: str):
     """Serve only files this app stored, under the name the user would expect."""
     match = FILE_NAME.match(name)
     job = services().runner.get(match["id"]) if match else None
-    before = f"{job.id}_before.png" if job else None
-    if job is None or name not in (job.input_file, job.output_file, job.preview_file, before):
+    served = (job.input_file, job.output_file, job.preview_file, f"{job.id}_before.png") if job else ()
+    if job is None or (name not in served and candidate_model(job, name) is None):
         raise NotFound("no such file (files expire after an hour)")
     return _send(name, job, download=request.args.get("download") == "1")
 
@@ -121,7 +122,9 @@ def _send(name: str, job: Job, download: bool):
     role = FILE_NAME.match(name)["role"]
     stem = PurePath(download_name(job, "in")).stem
     served_name = {"in": download_name(job, "in"), "out": download_name(job, "out"),
-                   "preview": f"{stem}_preview{PurePath(name).suffix}", "before": f"{stem}.png"}[role]
+                   "preview": f"{stem}_preview{PurePath(name).suffix}", "before": f"{stem}.png"}.get(role)
+    if served_name is None:  # a compare's candidate: the image's name and the model's
+        served_name = f"{stem}_{candidate_model(job, name)}{PurePath(name).suffix}"
     response = send_from_directory(
         services().files.root, name, mimetype=MIME[PurePath(name).suffix.lstrip(".")],
         as_attachment=download, download_name=served_name, max_age=600,

@@ -14,7 +14,7 @@ from flask import current_app, request
 from werkzeug.utils import secure_filename
 
 from esrgan.errors import FacesUnavailableError, ImageTooLargeError, ModelNotFoundError, RemasterError
-from esrgan.io.imageio import OUTPUT_FORMATS, check_encodable, decode
+from esrgan.io.imageio import OUTPUT_FORMATS, DecodedImage, check_encodable, decode
 from esrgan.models.registry import check_noise, check_outscale, output_size
 from esrgan.sizing import check_output_size, scale_for_size
 from web import figures
@@ -186,9 +186,29 @@ def limit_problems(width: int, height: int, options: RequestOptions, model: str)
             "Very thin or very large images cost the most: crop or downscale it first.")
 
 
-def job_from_request() -> Job:
-    """Validate an upload and its options, store the input, and describe the job (not yet run).
-    Everything the result could fail on is refused here, before any work and before any file."""
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded still image, decoded within the limits, with its options (the scale known)."""
+
+    name: str  # the file's name, made safe (`secure_filename`)
+    data: bytes
+    image: DecodedImage
+    options: RequestOptions
+
+    def route_model(self) -> str:
+        """The model asked for, else the route's for these options."""
+        options = self.options
+        return options.model or services().upscaler.plan(options.scale, options.anime, noise=options.noise).model
+
+    def check_limits(self, model: str) -> None:
+        """Refuse the upload, before any work and any file, if its result with ``model`` would break a limit."""
+        problem = next(limit_problems(self.image.width, self.image.height, self.options, model), None)
+        if problem is not None:
+            raise problem
+
+
+def read_upload() -> Upload:
+    """The request's image and options, validated and decoded (nothing stored yet)."""
     upload = request.files.get("file")
     if upload is None:
         raise BadRequest("no file: send the image as the multipart field 'file'")
@@ -197,14 +217,20 @@ def job_from_request() -> Job:
     options = read_options(request.form)
     data = upload.read()
     image = decode(data, max_pixels=int(current_app.config["MAX_INPUT_PIXELS"]))
-    options = options.for_image(image.width, image.height)
+    name = secure_filename(upload.filename) or "image"
+    return Upload(name, data, image, options.for_image(image.width, image.height))
+
+
+def job_from_request() -> Job:
+    """Validate an upload and its options, store the input, and describe the job (not yet run).
+    Everything the result could fail on is refused here, before any work and before any file."""
+    upload = read_upload()
+    image, options = upload.image, upload.options
+    model = upload.route_model()
+    upload.check_limits(model)
     service = services()
-    model = options.model or service.upscaler.plan(options.scale, options.anime, noise=options.noise).model
-    problem = next(limit_problems(image.width, image.height, options, model), None)
-    if problem is not None:
-        raise problem
     job_id = new_id()
-    input_file = service.files.write(job_id, "in", image.source_format, data)
+    input_file = service.files.write(job_id, "in", image.source_format, upload.data)
     output_width, output_height = output_size(image.width, image.height, options.scale)
     plan = service.upscaler.plan(options.scale, options.anime, model, noise=options.noise)
     priors = job_priors(model, image.width, image.height, options.scale, options.output_format,
@@ -214,7 +240,7 @@ def job_from_request() -> Job:
     return Job(
         id=job_id, scale=options.scale, anime=options.anime, noise=options.noise, model=model,
         output_format=options.output_format, quality=options.quality,
-        original_name=secure_filename(upload.filename) or "image", input_file=input_file,
+        original_name=upload.name, input_file=input_file,
         input_width=image.width, input_height=image.height, output_width=output_width, output_height=output_height,
         keep_gps=options.keep_gps, tta=options.tta, faces=options.faces,
         preview_estimate=round(priors.preview, 1), finish_estimate=round(priors.finish, 1),

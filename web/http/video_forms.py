@@ -59,6 +59,7 @@ INPUT_EXT = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "avi": "avi", "gif": "gif", "webp
 WEB_CODECS = ("vp8", "vp9", "av1")  # in Matroska: stored as .webm, which browsers play
 VIDEO_MIME = {"mp4": "video/mp4", "webm": "video/webm", "mkv": "video/x-matroska", "avi": "video/x-msvideo",
               "gif": "image/gif", "video": "application/octet-stream"}
+PROGRESS_UNITS = {"image": "steps", "compare": "models"}  # what a job's progress counts, by its kind
 SENT_NAME_CHARS = 80  # an upload's name in a message is cut to this
 # What the page's file picker offers beside images (the server decides by content either way).
 ACCEPT = ("video/mp4", "video/webm", "video/x-matroska", "video/quicktime", "video/x-msvideo", "image/gif",
@@ -212,11 +213,11 @@ def check_free_disk(root: Path, output_pixels: int, as_video: bool, input_bytes:
 
 def add_kind_view(view: dict, job: Job) -> None:
     """Add to a job's status view its kind and the unit of its progress ("frames" for a video or an
-    animation, "steps" for an image) and, for a video or an animation, its facts and the result's
-    MIME type."""
+    animation, "steps" for an image, "models" for a compare) and, for a video or an animation, its
+    facts and the result's MIME type."""
     view["kind"] = job.kind
-    view["progress"]["unit"] = "steps" if job.kind == "image" else "frames"
-    if job.kind != "image":
+    view["progress"]["unit"] = PROGRESS_UNITS.get(job.kind, "frames")
+    if job.kind in ("video", "animation"):
         media = job.media or {}
         view["media"] = {k: media.get(k) for k in ("frames", "duration", "frame_rate", "as_video", "result")}
         view["mime"] = VIDEO_MIME.get(job.output_format, "application/octet-stream")

@@ -9,6 +9,7 @@ from flask import current_app, jsonify, url_for
 
 from web.errors import NotFound, error_response
 from web.http.video_forms import add_kind_view
+from web.jobs.compare import COMPARE, candidates_of, crop_of, crop_view
 from web.jobs.record import Job
 from web.service import services
 
@@ -70,6 +71,31 @@ def result_view(job: Job) -> dict:
     }
 
 
+def compare_view(job: Job) -> dict:
+    """A compare job's result: the crop, the size of each candidate (``output_width`` and
+    ``output_height``: the crop at the asked scale) and the candidates in the order they were tried,
+    each with ``model``, ``title``, ``note``, ``image_url`` (its PNG), ``crop_seconds`` (the crop's run)
+    and ``full_seconds`` (this machine's estimate for the whole image)."""
+    return {
+        "job_id": job.id,
+        "crop": crop_view(crop_of(job)),
+        "scale": job.scale,
+        "original_path": file_url(job.input_file),
+        "original_width": job.input_width,
+        "original_height": job.input_height,
+        "output_width": job.output_width,
+        "output_height": job.output_height,
+        "candidates": [{"model": c["model"], "title": c["title"], "note": c["note"], "image_url": file_url(c["file"]),
+                        "crop_seconds": c["crop_seconds"], "full_seconds": c["full_seconds"]}
+                       for c in candidates_of(job)],
+    }
+
+
+def done_view(job: Job) -> dict:
+    """What a done job made: a compare's candidates, else the result (`result_view`)."""
+    return compare_view(job) if job.kind == COMPARE else result_view(job)
+
+
 def status_view(job: Job) -> dict:
     """A job as the page and API clients see it (contract C2; the README tells it)."""
     runner = services().runner
@@ -102,7 +128,7 @@ def status_view(job: Job) -> dict:
         if job.finished and job.finished_at else None,
     }
     if job.status == "done":
-        view["result"] = result_view(job)
+        view["result"] = done_view(job)
     add_kind_view(view, job)
     return view
 
@@ -110,5 +136,5 @@ def status_view(job: Job) -> dict:
 def finished_job_response(job: Job):
     """The result of a done job, else its error with the status its kind answers with."""
     if job.status == "done":
-        return jsonify(result_view(job))
+        return jsonify(done_view(job))
     return error_response(job.error_kind, job.error or f"job {job.status}")

@@ -15,8 +15,10 @@ from esrgan.models.catalogue import ModelEntry
 from esrgan.models.registry import Plan, output_size
 from esrgan.pipeline import Upscaler
 from esrgan.tiling.tta import passes_for
+from web.jobs.compare import COMPARE, compare_work
 from web.jobs.eta import Priors
 from web.jobs.preview import PREVIEW_MAX_PIXELS, preview_model
+from web.jobs.record import Job
 
 # Seconds per megapixel of output, measured on the 2-core AMD EPYC (Zen 4, AVX-512) at load 16
 # (other helpers' work): a 1600x1200 result, PNG level 6 / JPEG and WebP quality 92; the Lanczos
@@ -120,3 +122,11 @@ def job_priors(model: str, width: int, height: int, scale: float, output_format:
         preview=preview_seconds(model, width, height, scale, upscale, min_preview_seconds, available, estimate),
         finish=finish_seconds(out_width, out_height, output_format, resampled),
     )
+
+
+def work_seconds(job: Job, estimate: EstimateFn) -> float:
+    """Seconds of network work ``job`` asks for: a compare's run per model on the crop's window, else
+    the image (every frame of a video) times its passes (8 with TTA)."""
+    if job.kind == COMPARE:
+        return sum(estimate(model, width, height) for model, width, height in compare_work(job))
+    return estimate(job.model, job.input_width, job.input_height) * job.frames * passes_for(job.tta)

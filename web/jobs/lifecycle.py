@@ -24,9 +24,10 @@ from esrgan.errors import Cancelled, RemasterError
 from esrgan.io.imageio import decode as decode_image
 from esrgan.io.imageio import encode
 from esrgan.pipeline import Upscaler
-from esrgan.tiling.tta import passes_for
 from web import figures
 from web.errors import ErrorKind, error_kind
+from web.jobs.compare import COMPARE, run_compare
+from web.jobs.estimate import work_seconds
 from web.jobs.preview import make_preview, wants_preview
 from web.jobs.record import FINISHED, Job, Status
 from web.jobs.storage import FileStore
@@ -60,8 +61,7 @@ class JobResources:
     def estimate(self, job: Job) -> float | None:
         """Seconds the upscaling of ``job`` should take here (None when it cannot be told)."""
         try:
-            return figures.seconds(self.upscaler.estimate_seconds(job.model, job.input_width, job.input_height)
-                                   * job.frames * passes_for(job.tta))
+            return figures.seconds(work_seconds(job, self.upscaler.estimate_seconds))
         except Exception:  # an estimate is a courtesy; the job itself reports real errors
             log.warning("no estimate for job %s", job.id, exc_info=True)
             return None
@@ -172,6 +172,9 @@ def run_job(job: Job, resources: JobResources, *, cancelled: Callable[[], bool] 
         return job.cancel_requested or interrupted()
 
     try:
+        if job.kind == COMPARE:  # several models on a crop (`web.jobs.compare`); it fails the same ways
+            run_compare(job, resources.upscaler, files, progress, stage, stop_requested)
+            return finish(files, job, "done")
         if job.kind != "image":  # a video or an animation (`web.jobs.video`); it fails the same ways
             run_video(job, resources.upscaler, files, resources.video, progress, stage, stop_requested)
             return finish(files, job, "done")

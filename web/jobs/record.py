@@ -67,8 +67,10 @@ class Job:
     faces: bool = False  # restore faces after upscaling (`esrgan.faces`)
     restarts: int = 0  # times a stop or a crash sent it back to the queue after it had started
     worker: str | None = None
-    kind: str = "image"  # "image", "video" or "animation" (`web.http.video_forms`)
-    media: dict | None = None  # a video's or an animation's facts, options and result (`web.http.video_forms`)
+    kind: str = "image"  # "image", "video" or "animation" (`web.http.video_forms`), or "compare"
+    # A video's or an animation's facts, options and result (`web.http.video_forms`); a compare's crop,
+    # models and candidates (`web.jobs.compare`).
+    media: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -1,8 +1,9 @@
 """Where uploaded and produced files live: random names, atomic writes, expiry.
 
 Files are addressed by job id, never by the user's file name: a job's input is ``<id>_in.<ext>``, its
-output ``<id>_out.<ext>``, its quick preview ``<id>_preview.png`` and the browser-viewable copy of a
-TIFF or 16-bit original ``<id>_before.png`` (those four roles and no other), all in one flat folder
+output ``<id>_out.<ext>``, its quick preview ``<id>_preview.png``, the browser-viewable copy of a
+TIFF or 16-bit original ``<id>_before.png`` and a compare job's candidates ``<id>_candidate<N>.png``
+(`web.jobs.compare`; those roles and no other), all in one flat folder
 that every worker can reach. Job records sit beside them as ``<id>.json``, so a job survives as
 plain data.
 
@@ -29,7 +30,7 @@ from web.jobs.record import FINISHED
 log = logging.getLogger(__name__)
 
 FILE_NAME = re.compile(
-    r"^(?P<id>[0-9a-f]{32})_(?P<role>in|out|preview|before)\.(?P<ext>png|jpg|webp|bmp|tiff|gif|mp4|webm|mkv|avi|video)$")
+    r"^(?P<id>[0-9a-f]{32})_(?P<role>in|out|preview|before|candidate\d{1,2})\.(?P<ext>png|jpg|webp|bmp|tiff|gif|mp4|webm|mkv|avi|video)$")
 JOB_PREFIX = re.compile(r"^(?P<id>[0-9a-f]{32})[._]")  # any file (or folder) of one job, its record too
 KEEP = float("inf")  # the expiry of a file whose job has not ended
 

@@ -17,6 +17,7 @@ from esrgan.models import registry
 from esrgan.runtime.rates import prior_rate, registry_flops
 from web import figures
 from web.errors import QueueFull
+from web.jobs.estimate import work_seconds
 from web.jobs.lifecycle import finish, load_job, persist
 from web.jobs.record import FINISHED, Job
 from web.jobs.storage import FileStore
@@ -75,8 +76,7 @@ class CeleryRunner:
         waiting = self.redis.zcard(QUEUED_KEY)
         if waiting >= self.max_queue:
             raise QueueFull(f"the queue is full ({waiting} jobs waiting); try again shortly")
-        job.estimate_seconds = figures.seconds(self.estimate_seconds(job.model, job.input_width,
-                                                                      job.input_height) * job.frames)
+        job.estimate_seconds = figures.seconds(work_seconds(job, self.estimate_seconds))
         persist(self.files, job)
         self.redis.zadd(QUEUED_KEY, {job.id: job.created_at})
         self.celery.send_task(TASK_NAME, args=[job.id], task_id=job.id, queue=self.queue_for(job))
