@@ -35,9 +35,10 @@ def test_cli_dat_light_x2_equals_spandrels_own_run(tmp_path, weights_dir):
     out = tmp_path / "out.png"
     env = {"REMASTER_WEIGHTS_FOLDER": str(weights_dir), "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-m", "esrgan", "upscale", str(small), "--model", "dat-light-x2",
-                           "-s", "2", "--fp32", "-o", str(out)], cwd=ROOT, env=env, capture_output=True,
+                           "--fp32", "-o", str(out)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+    # No -s: a model named alone gives its own scale (2x), never its 2x resampled to the default 4x.
     assert "dat-light-x2" in done.stdout and "Lanczos" not in done.stdout
     state = torch.load(_shipped(2), map_location="cpu", weights_only=True)
     reference = ModelLoader().load_from_state_dict(state).model.eval()

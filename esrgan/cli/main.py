@@ -32,6 +32,7 @@ __all__ = ["build_parser", "engine_settings", "main"]
 
 log = logging.getLogger("esrgan")
 
+DEFAULT_SCALE = 4.0  # -s when neither it, a size nor --model says one
 DESCRIPTION = ("Upscale images and videos with Real-ESRGAN, Real-CUGAN and waifu2x models; list the models, "
                "degrade and evaluate images, fine-tune a model. Each command has its own --help.")
 
@@ -40,8 +41,9 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("upscale", help="upscale images", description="Upscale one or more images.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     scale = p.add_mutually_exclusive_group()
-    scale.add_argument("-s", "--scale", type=_outscale, default=4, metavar="X",
-                       help="output scale, any from 1 to 8 (default 4); 2, 3 (Real-CUGAN) and 4 are native")
+    scale.add_argument("-s", "--scale", type=_outscale, metavar="X",
+                       help="output scale, any from 1 to 8 (default: the --model's own scale, else 4); "
+                            "2, 3 (Real-CUGAN) and 4 are native")
     scale.add_argument("--outscale", type=_outscale, dest="scale", metavar="X",
                        help="any output scale from 1 to 8 (model at its native scale, then a Lanczos resample)")
     scale.add_argument("--width", type=_side, metavar="PX",
@@ -134,13 +136,16 @@ def _size_tag(args: argparse.Namespace) -> str:
 def cmd_upscale(args: argparse.Namespace) -> int:
     settings = engine_settings(device=args.device, precision=args.precision, backend=args.backend,
                                tile=args.tile, tile_pad=args.tile_pad)
+    upscaler = Upscaler(None, settings)
+    if args.scale is None and args.width is None and args.height is None:
+        # A model named without a scale gives its own (dat-light-x2: 2x), not a resample to 4x.
+        args.scale = float(upscaler.store.entry(args.model).scale) if args.model else DEFAULT_SCALE
     if cli_video.is_video_or_animation(args.inputs):  # a video or an animation, by content
-        return cli_video.upscale_video_or_animation(args, Upscaler(None, settings))
+        return cli_video.upscale_video_or_animation(args, upscaler)
     targets = _targets(args.inputs, args.output, _size_tag(args), args.format)
     for _, dst in targets:  # before any work: an hour of inference must not end in "no such folder"
         if not dst.parent.is_dir():
             raise OutputPathError(f"the output folder {dst.parent} does not exist")
-    upscaler = Upscaler(None, settings)
     if args.face_enhance and (missing := upscaler.faces.unavailable_reason()) is not None:
         raise FacesUnavailableError(missing)  # before any work, one line
     failures = 0
