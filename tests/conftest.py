@@ -161,7 +161,9 @@ def job_finished(client, job_id: str, seconds: float = 120) -> dict:
 
 @pytest.fixture
 def make_app(tmp_path, weights_dir):
-    """Build an app on temporary folders; extra config as keyword arguments."""
+    """Build an app on temporary folders; extra config as keyword arguments. It runs on the CPU in
+    fp32 unless a test says otherwise (``PRECISION="auto"``), so that no app a test starts measures
+    the CPU or a model first (`esrgan.runtime.choose`, `esrgan.runtime.per_model`)."""
     from web import create_app
 
     apps = []
@@ -169,7 +171,8 @@ def make_app(tmp_path, weights_dir):
     def build(**config):
         app = create_app({
             "TESTING": True, "UPLOAD_FOLDER": str(tmp_path / "uploads"), "WEIGHTS_FOLDER": str(weights_dir),
-            "PRELOAD_MODELS": False, "DEVICE": "cpu", "MAX_CONTENT_LENGTH": 4 * 2**20, **config,
+            "PRELOAD_MODELS": False, "DEVICE": "cpu", "PRECISION": "fp32", "MAX_CONTENT_LENGTH": 4 * 2**20,
+            **config,
         })
         apps.append(app)
         return app
