@@ -49,7 +49,8 @@ def child(source: str, target: str, launched: float) -> None:
     stamps["encode"] = time.time()
     runtime = upscaler.runtime
     print(json.dumps({"stamps": stamps, "parts": load_parts(upscaler.store, runtime.dtype, runtime.channels_last),
-                      "runtime": f"{runtime.precision} {runtime.backend}", "tiles": result.provenance.tiles}),
+                      "runtime": f"{result.provenance.precision} {result.provenance.backend}",
+                      "tiles": result.provenance.tiles}),
           flush=True)
     stamps["end"] = time.time()
     print(json.dumps({"end": stamps["end"]}), flush=True)

@@ -346,9 +346,9 @@ def default_path(store: ModelStore, device: str, sizes: list[int], backend: str 
 
     upscaler = Upscaler(store, Settings(device=device, backend=backend))
     started = time.perf_counter()
-    upscaler.upscale(DecodedImage(crop(64)), 4)  # loads, and compiles for --backend compiled
+    made = upscaler.upscale(DecodedImage(crop(64)), 4).provenance  # loads, and compiles for --backend compiled
     first = time.perf_counter() - started
-    print(f"\nProduct path (Upscaler.upscale, x4plus at 4x, {upscaler.runtime.precision} {upscaler.runtime.backend}, "
+    print(f"\nProduct path (Upscaler.upscale, x4plus at 4x, {made.precision} {made.backend}, "
           f"--backend {backend}, tile {upscaler.tile_options().tile}; first call {first:.1f} s):\n")
     print("| size | decoded image in host memory -> result in host memory, s (best of 3) | result | PNG encode s "
           "(timed apart) | tiles | PSNR to the official fp32 path |")

@@ -13,8 +13,10 @@ from esrgan.faces.restorer import HOW_TO_ADD
 from esrgan.io.imageio import DecodedImage
 from esrgan.models import registry
 from esrgan.models.keys import ModelKey
-from esrgan.pipeline import Upscaler
+from esrgan.pipeline import PRECISION_NAMES, Upscaler
 from esrgan.runtime.devices import available, describe
+from esrgan.runtime.per_model import EMPTY_ROW
+from esrgan.runtime.rates import rate_key
 
 MEASURE_SIDE = 128  # input side of the probe: large enough that padding is a small share
 WARM_UP_SIDE = 32  # a first, small run loads the model and warms the kernels
@@ -27,17 +29,19 @@ FACES_NOTE = ("Finds faces in the image, restores each with your GFPGAN or Resto
               "blends it over the upscaled result.")
 
 
-def seconds_per_megapixel(upscaler: Upscaler, name: str) -> float | None:
-    """The catalogued model's rate (`esrgan.runtime.rates`) per million processed pixels, as the listing shows it."""
-    rate = upscaler.rates.get(ModelKey(name))
+def seconds_per_megapixel(upscaler: Upscaler, name: str, backend: str | None = None) -> float | None:
+    """The catalogued model's rate (`esrgan.runtime.rates`) per million processed pixels on ``backend``
+    (the one its figures choose; torch's where never measured), as the listing shows it."""
+    rate = upscaler.rates.get(rate_key(ModelKey(name), backend or "torch", str(upscaler.device)))
     return None if rate is None else round(rate * 1e6, 3)
 
 
-def precision_figures(upscaler: Upscaler, name: str) -> dict:
-    """The catalogued model's bf16 figures on this machine (`esrgan.runtime.precision`), None where never measured."""
-    figures = upscaler.precisions.get(ModelKey(name))
-    return figures.as_row() if figures is not None else {"bf16_psnr": None, "bf16_speedup": None,
-                                                          "precision": None}
+def measured_row(upscaler: Upscaler, name: str) -> dict:
+    """The catalogued model's figures on this CPU (`esrgan.runtime.per_model`): the backend and precision
+    they choose, each candidate's speed and PSNR to torch fp32, and its rate there; None where never measured."""
+    figures = upscaler.choices.get(ModelKey(name))
+    row = figures.as_row() if figures is not None else dict(EMPTY_ROW)
+    return {"seconds_per_megapixel": seconds_per_megapixel(upscaler, name, row["backend"]), **row}
 
 
 def how_to_add(spec: registry.ModelSpec) -> str:
@@ -60,8 +64,7 @@ def model_rows(upscaler: Upscaler) -> list[dict]:
             "name": spec.name, "title": spec.title, "family": spec.family, "native_scale": spec.scale,
             "scale": spec.scale, "anime": spec.anime, "noise": spec.noise, "licence": spec.licence,
             "source": entry.source if entry else spec.source, "note": spec.note,
-            "seconds_per_megapixel": seconds_per_megapixel(upscaler, spec.name),
-            **precision_figures(upscaler, spec.name),
+            **measured_row(upscaler, spec.name),
             "available": entry is not None, "unavailable_reason": missing.get(spec.name),
             "honours_noise": spec.noise is not None, "how_to_add": how_to_add(spec),
         })
@@ -72,8 +75,7 @@ def model_rows(upscaler: Upscaler) -> list[dict]:
                 "name": entry.name, "title": entry.title, "family": entry.family, "native_scale": entry.scale,
                 "scale": entry.scale, "anime": entry.anime, "noise": entry.noise, "licence": entry.licence,
                 "source": entry.source, "note": entry.note or "your own checkpoint",
-                "seconds_per_megapixel": seconds_per_megapixel(upscaler, entry.name),
-                **precision_figures(upscaler, entry.name), "available": True, "unavailable_reason": None,
+                **measured_row(upscaler, entry.name), "available": True, "unavailable_reason": None,
                 "honours_noise": entry.noise is not None, "how_to_add": None,
             })
     return rows
@@ -127,8 +129,9 @@ def models_listing(upscaler: Upscaler) -> dict:
 
 
 def measure_rate(upscaler: Upscaler, name: str) -> float:
-    """Seconds per processed pixel of ``name`` at its native scale on this machine; recorded in the
-    engine's rate store (``weights/converted/rates.json``) and returned.
+    """Seconds per processed pixel of ``name`` at its native scale on this machine, on the backend it
+    runs on here; recorded in the engine's rate store (``weights/converted/rates.json``, by
+    `esrgan.runtime.rates.rate_key`) and returned.
 
     The probe is a fixed pseudo-random texture (the work does not depend on the content: these
     networks have no data-dependent paths), run once small to load the model, then `MEASURE_RUNS`
@@ -146,10 +149,12 @@ def measure_rate(upscaler: Upscaler, name: str) -> float:
         upscaler.upscale(image, entry.scale, model=name)
         best = min(best, time.perf_counter() - started)
     rate = best / upscaler.work_pixels(MEASURE_SIDE, MEASURE_SIDE, name)
-    precision = upscaler.runtime.precision
+    loaded = upscaler.load(name)  # as the runs above had it: on its backend, in its precision
+    precision = getattr(loaded.module, "storage", PRECISION_NAMES[loaded.dtype])
     twins = [ModelKey(twin) for twin in same_network(name)[1:]]
     for key in (upscaler.store.key(name), *twins):
-        upscaler.rates.record(key, rate, str(upscaler.device), precision)
+        upscaler.rates.record(rate_key(key, loaded.backend, str(upscaler.device)), rate, str(upscaler.device),
+                              precision)
     return rate
 
 

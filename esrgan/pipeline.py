@@ -26,9 +26,9 @@ from esrgan.result import Provenance, UpscaleResult, resample
 from esrgan.runtime import compiled
 from esrgan.runtime.choose import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
 from esrgan.runtime.devices import describe, resolve_device, vulkan_tile
-from esrgan.runtime.measure import NCNN
+from esrgan.runtime.measure import NCNN, TORCH
 from esrgan.runtime.ncnn_backend import NetworkCache
-from esrgan.runtime.precision import PRECISION_FILE, PrecisionStore
+from esrgan.runtime.per_model import ENGINES, PRECISION_FILE, ModelChoices
 from esrgan.runtime.rates import RATES_FILE, RateStore, flops_per_pixel, prior_rate, rate_key, registry_flops
 from esrgan.runtime.recheck import CalibrationWatch
 from esrgan.settings import Settings
@@ -64,9 +64,10 @@ class Upscaler:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.rates = RateStore(self.store.weights_dir / "converted" / RATES_FILE)
-        self.precisions = PrecisionStore(self.store.weights_dir / "converted" / PRECISION_FILE)  # per model
         self._flops: dict[str, float] = {}
         self.networks = NetworkCache()  # shipped graphs on ncnn (`esrgan.runtime.ncnn_backend`)
+        # each model's own backend and precision on the CPU, measured once (`esrgan.runtime.per_model`)
+        self.choices = ModelChoices(self.store.weights_dir / "converted" / PRECISION_FILE, self.networks)
         self._runtime: Runtime | None = None
         self._runtime_lock = threading.Lock()
         self.watch = CalibrationWatch()  # when the CPU is measured again (`recalibrate_if_due`)
@@ -165,15 +166,17 @@ class Upscaler:
                               se_sync=self.settings.se_sync)
         return tiling_for(options, model, output_pixels)
 
-    def load(self, model: str, measure_precision: bool = False) -> LoadedModel:
-        """The model ready to run in its own precision (`esrgan.runtime.precision`); ``measure_precision``:
-        measure a model this CPU has no bf16 figures for now (runs do, estimates do not)."""
+    def load(self, model: str, measure: bool = False) -> LoadedModel:
+        """The model ready to run; on the CPU with precision ``auto``, on the backend and in the
+        precision its own figures choose (`esrgan.runtime.per_model`). ``measure``: measure a model
+        this CPU has no figures for now (runs do, estimates do not: they take the calibration's torch choice)."""
         runtime = self.runtime
-        automatic = self.settings.precision == "auto" and self.device.type == "cpu"
-        if runtime.engine == NCNN and (ncnn := self.networks.load(self.store, model, self.device, runtime.precision,
-                                                                  not automatic or self.settings.backend == NCNN)):
-            return ncnn  # chosen by measurement, a model ncnn cannot run (a checkpoint) runs on torch below
-        precision = self.precisions.choose(self.store, model, runtime.precision, automatic, measure_precision)
+        engine, precision = runtime.engine, runtime.precision
+        if self.device.type == "cpu" and self.settings.precision == "auto" and runtime.engine != NCNN:
+            engines = ENGINES if self.settings.backend == "auto" else (TORCH,)  # --backend torch... stays torch
+            engine, precision = self.choices.choose(self.store, model, runtime.precision, engines, measure)
+        if engine == NCNN:
+            return self.networks.load(self.store, model, self.device, precision)
         precision = "bf16" if precision == "fp16" and whole_spec(self.store.entry(model).name) else precision
         return self.store.load(model, self.device, DTYPES[precision], runtime.channels_last)
 
@@ -256,7 +259,7 @@ class Upscaler:
         started = time.perf_counter()
         ask = UpscaleOptions(scale, anime, model, noise, tta, faces, float_result)
         chosen = self._route(image, ask)
-        loaded = self._ready(chosen.model, stage)
+        loaded = self._ready(chosen.models, stage)
         rgb = self._run_before(image.rgb(), chosen.before, tta, cancelled)
         as_bytes = ask.bytes_result(image, chosen)
         key = rate_key(self.store.key(chosen.model), loaded.backend, str(self.device))
@@ -284,14 +287,15 @@ class Upscaler:
             raise FacesUnavailableError(missing)
         return chosen
 
-    def _ready(self, model: str, stage: StageFn | None) -> LoadedModel:
-        """``model`` loaded, the CPU measured first if it must be, each stage said."""
+    def _ready(self, models: tuple[str, ...], stage: StageFn | None) -> LoadedModel:
+        """The last of ``models`` (a chain's) loaded, each measured first where it must be (the CPU
+        once, a model the first time it runs), each stage said."""
         if stage is not None and not self.calibrated:
             stage("calibrating")
         self.runtime  # noqa: B018  measures the CPU now if it must, before "loading"
         if stage is not None:
             stage("loading")
-        loaded = self.load(model, measure_precision=True)
+        loaded = [self.load(model, measure=True) for model in models][-1]
         if stage is not None:
             stage("upscaling")
         return loaded

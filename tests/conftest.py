@@ -13,6 +13,7 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ from PIL import Image
 from esrgan.io.imageio import as_float, read_image
 from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
+from esrgan.runtime.choose import machine_key
+from esrgan.runtime.per_model import PRECISION_FILE, ModelChoices, ModelFigures, model_candidates
 from esrgan.settings import Settings
 from tests.hooks import SLOWDOWN_VARIABLE, Hooks, install
 
@@ -109,6 +112,19 @@ def small_photo() -> np.ndarray:
     return read_image(dataset_image("astronaut_lr4.png")).pixels[20:52, 30:70]
 
 
+def record_figures(store: ModelStore, model: str, fastest: str) -> ModelFigures:
+    """Keep figures for ``model`` in ``store``'s weights folder as if this machine had measured them
+    (`esrgan.runtime.per_model`): every candidate it has here faithful, ``fastest`` 4x faster than the
+    others, so the engine runs it that way without measuring anything."""
+    candidates = model_candidates(store, model)
+    assert fastest in candidates, f"{model} has no {fastest} here ({candidates})"
+    figures = ModelFigures(store.key(model).text, machine_key(), {name: 0.25 if name == fastest else 1.0
+                                                                  for name in candidates},
+                           {name: 60.0 for name in candidates if name != "fp32"}, 0.0)
+    ModelChoices(store.weights_dir / "converted" / PRECISION_FILE).file.put(store.key(model), asdict(figures))
+    return figures
+
+
 def png_bytes(image: Image.Image, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG", **options)
@@ -145,7 +161,9 @@ def job_finished(client, job_id: str, seconds: float = 120) -> dict:
 
 @pytest.fixture
 def make_app(tmp_path, weights_dir):
-    """Build an app on temporary folders; extra config as keyword arguments."""
+    """Build an app on temporary folders; extra config as keyword arguments. It runs on the CPU in
+    fp32 unless a test says otherwise (``PRECISION="auto"``), so that no app a test starts measures
+    the CPU or a model first (`esrgan.runtime.choose`, `esrgan.runtime.per_model`)."""
     from web import create_app
 
     apps = []
@@ -153,7 +171,8 @@ def make_app(tmp_path, weights_dir):
     def build(**config):
         app = create_app({
             "TESTING": True, "UPLOAD_FOLDER": str(tmp_path / "uploads"), "WEIGHTS_FOLDER": str(weights_dir),
-            "PRELOAD_MODELS": False, "DEVICE": "cpu", "MAX_CONTENT_LENGTH": 4 * 2**20, **config,
+            "PRELOAD_MODELS": False, "DEVICE": "cpu", "PRECISION": "fp32", "MAX_CONTENT_LENGTH": 4 * 2**20,
+            **config,
         })
         apps.append(app)
         return app

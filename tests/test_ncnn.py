@@ -139,14 +139,14 @@ def test_a_model_ncnn_cannot_run_is_refused_by_name(tmp_path):
         engine = Upscaler(None, Settings(weights_folder=str(tmp_path), device=device, backend="ncnn"))
         with pytest.raises(BackendUnavailableError, match=r"my_model cannot run on ncnn/Vulkan: it is a user check"):
             engine.upscale(picture, 4, model="my_model")
-    # left to choose on a CPU where ncnn measured faster, the checkpoint still runs: on torch
-    chose_ncnn = Calibration(machine_key(), 1.0, None, None, "ncnn-fp32", 3, 0.0, {"ncnn-fp32": 0.5, "ncnn-bf16": 0.6},
-                             {"ncnn-fp32": 120.0, "ncnn-bf16": 50.0})
+    # left to choose on the CPU, the checkpoint runs on torch: ncnn is not among its candidates
     auto = Upscaler(None, Settings(weights_folder=str(tmp_path), device="cpu"))
+    calibration = Calibration(machine_key(), 1.0, None, None, "fp32", 1, 0.0)
     auto.calibration_record.parent.mkdir(parents=True, exist_ok=True)
-    auto.calibration_record.write_text(json.dumps(asdict(chose_ncnn)))
-    assert auto.runtime.backend == "ncnn"
+    auto.calibration_record.write_text(json.dumps(asdict(calibration)))
     assert auto.upscale(picture, 4, model="my_model").provenance.backend.startswith("torch")
+    figures = auto.choices.get(auto.store.key("my_model"))  # measured only where torch bf16 is native
+    assert figures is None or set(figures.seconds) == {"fp32", "bf16"}
 
 
 def test_auto_never_picks_a_cpu_vulkan_driver(monkeypatch):
@@ -187,8 +187,9 @@ def test_the_models_listing_names_every_device(store):
     ({"ncnn-fp32": 0.9, "ncnn-bf16": 0.5}, {"ncnn-fp32": 120.0, "ncnn-bf16": 39.0}, "ncnn-fp32"),  # bf16 unfaithful
     ({"ncnn-fp32": 0.9, "ncnn-bf16": 0.5}, {"ncnn-fp32": 120.0, "ncnn-bf16": 50.0}, "ncnn-bf16"),
     ({"ncnn-fp32": 0.98, "ncnn-bf16": 0.99}, {"ncnn-fp32": 120.0, "ncnn-bf16": 50.0}, "fp32"),  # within noise
+    ({"bf16": 0.7, "ncnn-fp32": 0.75}, {"bf16": 50.0, "ncnn-fp32": 120.0}, "bf16"),  # ncnn beats fp32, not bf16
+    ({"bf16": 0.7, "ncnn-fp32": 0.6}, {"bf16": 39.0, "ncnn-fp32": 120.0}, "ncnn-fp32"),  # bf16 unfaithful
 ])
-def test_the_calibration_takes_ncnn_only_where_faithful_and_faster(ncnn_seconds, ncnn_psnr, chosen):
-    torch_fp32 = 1.0  # seconds of the calibration round; torch bf16 not native (an AVX2-only CPU)
-    assert fastest_faithful("fp32", torch_fp32, torch_fp32, ncnn_seconds, ncnn_psnr, MIN_SPEEDUP,
-                            MIN_FAITHFUL_PSNR) == chosen
+def test_ncnn_is_taken_only_where_faithful_and_faster(ncnn_seconds, ncnn_psnr, chosen):
+    """`fastest_faithful`, as the calibration and each model's figures use it; torch fp32 takes 1 s."""
+    assert fastest_faithful({"fp32": 1.0, **ncnn_seconds}, ncnn_psnr, MIN_SPEEDUP, MIN_FAITHFUL_PSNR) == chosen

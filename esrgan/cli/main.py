@@ -24,7 +24,8 @@ from esrgan.models.store import ModelStore
 from esrgan.pipeline import Upscaler
 from esrgan.quality.evaluate import VGG19_FILE
 from esrgan.result import UpscaleResult
-from esrgan.runtime.choose import BACKENDS, PRECISIONS, native_bf16
+from esrgan.runtime.choose import BACKENDS, PRECISIONS
+from esrgan.runtime.per_model import model_candidates
 from esrgan.settings import Settings
 from esrgan.sizing import scale_for_size
 
@@ -68,12 +69,13 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile-pad", type=int, default=Settings.tile_pad)
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--precision", choices=PRECISIONS, default="auto",
-                           help="auto: fp16 on CUDA; on the CPU bf16 where measured faster and faithful, else fp32")
+                           help="auto: fp16 on CUDA; on the CPU each model's fastest faithful precision, measured once")
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32")
     precision.add_argument("--half", dest="precision", action="store_const", const="fp16", help="fp16 (CUDA)")
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="torch-cl (channels-last), torch (NCHW, as the official code runs) or ncnn (the shipped "
-                        "graphs: Winograd on the CPU, Vulkan GPUs); default: REMASTER_BACKEND, else auto (measured)")
+                        "graphs: Winograd on the CPU, Vulkan GPUs); default: REMASTER_BACKEND, else auto "
+                        "(measured per model)")
     p.add_argument("--device", default=None,
                    help="auto (CUDA, else a Vulkan GPU, else the CPU), cpu, cuda[:N] or vulkan[:N]; "
                         "default: REMASTER_DEVICE, else auto")
@@ -106,7 +108,8 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list available models and how each scale is made")
     p.add_argument("--json", action="store_true", help="print the listing as JSON (as GET /api/models)")
     p.add_argument("--measure", nargs="*", metavar="MODEL",
-                   help="measure each model's rate on this machine (all available models if none named)")
+                   help="measure each model's rate on this machine, and on the CPU the backend and precision it "
+                        "runs in (all available models if none named)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="for --measure (auto: as upscale does)")
     p.set_defaults(func=cmd_models)
 
@@ -194,9 +197,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     upscaler = Upscaler(None, engine_settings(device="cpu", precision=args.precision))
     if args.measure is not None:
         names = args.measure or list(upscaler.store.entries())
-        bf16 = native_bf16()[0] and args.precision == "auto"  # each model's bf16 figures (esrgan.runtime.precision)
+        per_model = args.precision == "auto"  # each model's backend and precision (esrgan.runtime.per_model)
         for name in names:
-            figures = upscaler.precisions.measured(upscaler.store, upscaler.store.key(name)) if bf16 else None
+            chooses = per_model and len(model_candidates(upscaler.store, name)) > 1
+            figures = upscaler.choices.measured(upscaler.store, name) if chooses else None
             rate = measure_rate(upscaler, name)
             print(f"{name}: {rate * 1e6:.2f} s per megapixel processed" + (f"; {figures}" if figures else ""),
                   file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -209,7 +213,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in listing["models"]:
         noise = f" noise {m['noise']}" if m["noise"] else ""
         speed = f", {m['seconds_per_megapixel']:.1f} s/MP" if m["seconds_per_megapixel"] is not None else ""
-        speed += f", {m['precision']} (bf16 {m['bf16_psnr']:.1f} dB)" if m["bf16_psnr"] is not None else ""
+        speed += f", runs on {m['backend']} {m['precision']} (measured)" if m["backend"] is not None else ""
         state = m["source"] if m["available"] else f"unavailable: {m['unavailable_reason']}"
         print(f"  {m['name']:34} {m['family']:11} {m['native_scale']}x{' anime' if m['anime'] else ''}{noise}"
               f"{speed}  {state}; licence {m['licence'] or 'unknown'}")

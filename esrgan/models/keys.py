@@ -1,4 +1,4 @@
-"""What the figures measured per model (its rate, its bf16 precision) are kept under: the model's identity.
+"""What the figures measured per model (its rate, its backend and precision) are kept under: the model's identity.
 
 A model the catalogue lists (registered, shipped, or a checkpoint in the weights folder) is known by
 its name. A checkpoint given by its path (``--model RUN/model.pth``, as ``train`` prints) is known

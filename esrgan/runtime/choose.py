@@ -7,17 +7,18 @@ Left on ``auto``, the CPU choice works in two stages:
    has bf16 instructions (x86 ``avx512_bf16`` / ``amx_bf16`` with torch's AVX-512 kernels, aarch64
    ``bf16``) and neither ``ATEN_CPU_CAPABILITY`` nor ``ONEDNN_MAX_CPU_ISA`` caps the kernels below
    them. Emulated bf16 is 5-10x slower than fp32, so on an AVX2-only CPU it is never even tried.
-2. Where there is a choice, x4plus runs a small procedural test image in every candidate,
-   interleaved over several rounds, and the candidates are compared by their fastest round: load
-   from other processes only ever adds time, so the minimum of interleaved rounds is what the CPU
-   can do, and one busy moment cannot make a slower precision look faster. bf16 is chosen only if
-   it is clearly faster (`MIN_SPEEDUP`) and within `MIN_FAITHFUL_PSNR` of the fp32 output. The
-   shipped graph on ncnn runs in the same rounds (`esrgan.runtime.measure` says when it wins).
+2. This calibration runs x4plus on a small procedural test image in every torch candidate,
+   interleaved over several rounds, and compares them by their fastest round: load from other
+   processes only ever adds time, so the minimum of interleaved rounds is what the CPU can do, and
+   one busy moment cannot make a slower precision look faster. bf16 is chosen only if it is clearly
+   faster (`MIN_SPEEDUP`) and within `MIN_FAITHFUL_PSNR` of the fp32 output.
 
 The verdict is recorded in ``weights/converted/`` per CPU, kernel cap and torch version, with the
-rate it measured. The pipeline reports the rate real jobs achieve (`rate_disagrees`); a recorded
-choice whose jobs run far slower than the calibration said is measured again. CUDA uses fp16,
-channels-last; a Vulkan device runs ncnn with fp16 storage (fp32 where asked).
+rate it measured: the rate estimates start from, and the precision of a model not measured yet.
+Each model's own backend and precision (torch or the shipped graph on ncnn) are then measured on
+that model, once, by `esrgan.runtime.per_model`. The pipeline reports the rate real jobs achieve
+(`rate_disagrees`); a recorded calibration whose jobs run far slower than it said is measured
+again. CUDA uses fp16, channels-last; a Vulkan device runs ncnn with fp16 storage (fp32 where asked).
 """
 
 from __future__ import annotations
@@ -28,24 +29,14 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 
 from esrgan.errors import InvalidOptionError, RemasterError
-from esrgan.runtime.measure import (
-    NCNN,
-    NCNN_CANDIDATES,
-    fastest_faithful,
-    ncnn_candidate,
-    ncnn_candidates,
-    ncnn_version,
-    psnr_to,
-    test_image,
-    time_interleaved,
-)
+from esrgan.runtime.measure import NCNN, fastest_faithful, ncnn_version, psnr_to, test_image, time_interleaved
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +64,8 @@ ONEDNN_BF16_ISA_MARKS = ("BF16", "AMX", "FP16", "AVX10", "ALL", "DEFAULT")
 
 @dataclass(frozen=True)
 class Runtime:
-    """How the networks run: dtype and memory layout, and why."""
+    """How the networks run: dtype and memory layout, and why. On the CPU with precision ``auto``
+    this is the calibration's torch choice; each model's own is `esrgan.runtime.per_model`'s."""
 
     precision: str
     channels_last: bool
@@ -94,10 +86,9 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Calibration:
-    """A recorded verdict: the fastest round of each candidate tried, and the choice.
+    """A recorded verdict: the fastest round of each torch precision tried, and the choice.
 
-    ``bf16_seconds`` and ``bf16_psnr`` are None where bf16 was not a candidate (no native support);
-    ``ncnn_seconds`` and ``ncnn_psnr`` (by `NCNN_CANDIDATES` name) None where ncnn was not.
+    ``bf16_seconds`` and ``bf16_psnr`` are None where bf16 was not a candidate (no native support).
     """
 
     machine: str
@@ -107,38 +98,17 @@ class Calibration:
     chosen: str
     rounds: int
     measured_at: float
-    ncnn_seconds: dict[str, float] | None = None
-    ncnn_psnr: dict[str, float] | None = None
-
-    @property
-    def torch_choice(self) -> str:
-        """The torch precision measured best (what runs where the backend is forced to torch)."""
-        faithful = self.bf16_psnr is not None and self.bf16_psnr >= MIN_FAITHFUL_PSNR
-        fast = self.bf16_seconds is not None and self.fp32_seconds / self.bf16_seconds >= MIN_SPEEDUP
-        return "bf16" if faithful and fast else "fp32"
 
     @property
     def seconds_per_pixel(self) -> float:
-        if self.chosen in NCNN_CANDIDATES and self.ncnn_seconds:
-            return float(self.ncnn_seconds[self.chosen]) / CALIBRATION_SIDE**2
         seconds = self.bf16_seconds if self.chosen == "bf16" else self.fp32_seconds
         return float(seconds) / CALIBRATION_SIDE**2
 
-    def runtime(self, engine: str) -> tuple[str, str]:
-        """(engine, precision) of the choice, among ``engine``'s candidates (``"auto"``: all)."""
-        if self.chosen in NCNN_CANDIDATES and engine in ("auto", NCNN):
-            return NCNN, self.chosen.split("-")[1]
-        return "torch", self.torch_choice
-
     def describe(self) -> str:
         if self.bf16_seconds is None:
-            text = f"measured here: fp32 {self.fp32_seconds:.2f}s; bf16 not native on this CPU, not tried"
-        else:
-            text = (f"measured here (best of {self.rounds} interleaved rounds): fp32 {self.fp32_seconds:.2f}s, "
-                    f"bf16 {self.bf16_seconds:.2f}s at {self.bf16_psnr:.1f} dB to fp32")
-        for name, seconds in (self.ncnn_seconds or {}).items():
-            text += f", {name} {seconds:.2f}s at {(self.ncnn_psnr or {}).get(name, 0):.1f} dB"
-        return text
+            return f"measured here: fp32 {self.fp32_seconds:.2f}s; bf16 not native on this CPU, not tried"
+        return (f"measured here (best of {self.rounds} interleaved rounds): fp32 {self.fp32_seconds:.2f}s, "
+                f"bf16 {self.bf16_seconds:.2f}s at {self.bf16_psnr:.1f} dB to fp32")
 
 
 def _onednn_isa_cap() -> str:
@@ -199,14 +169,15 @@ def machine_key() -> str:
 
 
 def read_calibration(record: Path | None) -> Calibration | None:
-    """The recorded calibration if it is valid for this machine as it is now, else None."""
+    """The recorded calibration if it is valid for this machine as it is now, else None (a record
+    of another format, e.g. one that also timed ncnn, is measured again)."""
     if record is None or not record.is_file():
         return None
     try:
         saved = Calibration(**json.loads(record.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return saved if saved.machine == machine_key() else None
+    return saved if saved.machine == machine_key() and saved.chosen in DTYPES else None
 
 
 def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates: tuple[str, ...] | None = None,
@@ -217,8 +188,7 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
         store: The `ModelStore` that loads x4plus.
         record: Where the verdict is kept (None: measure, keep nothing).
         fresh: Measure even if a valid record exists.
-        candidates: Precisions to try; default `cpu_candidates()` (fp32, plus bf16 where native)
-            and `ncnn_candidates()`.
+        candidates: Precisions to try; default `cpu_candidates()` (fp32, plus bf16 where native).
         rounds: Interleaved timed rounds per candidate (1 where there is only one candidate: it
             then measures the rate for estimates, and jobs correct it; see `rate_disagrees`).
         side: Test image side (x4plus input pixels); the record's rates assume the default.
@@ -230,20 +200,17 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
         saved = read_calibration(record)
         if saved is not None:
             return saved
-    candidates = candidates or (*cpu_candidates(), *ncnn_candidates())
+    candidates = candidates or cpu_candidates()
     if len(candidates) == 1:  # nothing to choose: one round gives the rate for estimates
         rounds = 1
     x = test_image(side).to(memory_format=torch.channels_last)
     modules = {}
     for name in candidates:
         try:
-            modules[name] = (ncnn_candidate(store, CALIBRATION_MODEL, name) if name in NCNN_CANDIDATES else
-                             store.load(CALIBRATION_MODEL, "cpu", DTYPES[name], channels_last=True).module)
-        except (RuntimeError, RemasterError) as exc:  # no kernels for this dtype at all; no ncnn graph
-            if isinstance(exc, RemasterError) and name not in NCNN_CANDIDATES:
-                raise  # no x4plus weights to measure with: not calibrated (`choose_runtime`)
+            modules[name] = store.load(CALIBRATION_MODEL, "cpu", DTYPES[name], channels_last=True).module
+        except RuntimeError as exc:  # no kernels for this dtype at all
             log.info("%s unavailable on this CPU: %s", name, exc)
-    inputs = {name: x.to(DTYPES.get(name, torch.float32)) for name in modules}
+    inputs = {name: x.to(DTYPES[name]) for name in modules}
     outputs: dict[str, torch.Tensor] = {}
 
     def runner(name: str) -> Callable[[], object]:
@@ -257,13 +224,9 @@ def calibrate_cpu(store, record: Path | None, *, fresh: bool = False, candidates
         seconds = time_interleaved({name: runner(name) for name in modules}, rounds)
     reference = outputs["fp32"].float().clamp(0, 1)
     psnr = {name: psnr_to(outputs[name].float().clamp(0, 1), reference) for name in seconds if name != "fp32"}
-    ncnn_seconds = {name: round(seconds[name], 4) for name in NCNN_CANDIDATES if name in seconds} or None
-    ncnn_psnr = {name: psnr[name] for name in NCNN_CANDIDATES if name in seconds} or None
     result = Calibration(machine_key(), round(seconds["fp32"], 4), round(seconds["bf16"], 4) if "bf16" in seconds
-                         else None, psnr.get("bf16"), "fp32", rounds, round(time.time(), 1), ncnn_seconds, ncnn_psnr)
-    best = result.bf16_seconds if result.torch_choice == "bf16" else result.fp32_seconds
-    result = replace(result, chosen=fastest_faithful(result.torch_choice, best, result.fp32_seconds, ncnn_seconds,
-                                                     ncnn_psnr, MIN_SPEEDUP, MIN_FAITHFUL_PSNR))
+                         else None, psnr.get("bf16"), fastest_faithful(seconds, psnr, MIN_SPEEDUP, MIN_FAITHFUL_PSNR),
+                         rounds, round(time.time(), 1))
     log.info("CPU calibration: %s -> %s", result.describe(), result.chosen)
     if record is not None:
         try:
@@ -325,10 +288,7 @@ def choose_runtime(device: torch.device, precision: str = "auto", backend: str =
         calibration = calibrate_cpu(store, record, fresh=fresh)
     except RemasterError as exc:  # e.g. no x4plus weights to measure with
         return Runtime("fp32", channels_last, f"not calibrated: {exc}")
-    engine, chosen = calibration.runtime("auto" if backend == "auto" else "torch")
-    rate = replace(calibration, chosen=f"ncnn-{chosen}" if engine == NCNN else chosen).seconds_per_pixel
-    return Runtime(chosen, channels_last and engine != NCNN, calibration.describe(), rate, engine)
-
+    return Runtime(calibration.chosen, channels_last, calibration.describe(), calibration.seconds_per_pixel)
 
 
 def rate_disagrees(runtime: Runtime, seconds_per_pixel: float, pixels: int) -> bool:

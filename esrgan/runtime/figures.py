@@ -1,4 +1,4 @@
-"""The figures this machine measured per model (`esrgan.runtime.rates`, `esrgan.runtime.precision`),
+"""The figures this machine measured per model (`esrgan.runtime.rates`, `esrgan.runtime.per_model`),
 each kind in one JSON file beside the converted weights, keyed by the model's identity
 (`esrgan.models.keys.ModelKey`: its catalogue name, or a checkpoint's path and hash).
 """

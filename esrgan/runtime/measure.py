@@ -1,10 +1,12 @@
-"""How the CPU calibration (`esrgan.runtime.choose`) measures: its test image, interleaved timing
-that load cannot poison, and its ncnn candidates (which there are, how each runs, when one wins).
+"""How the CPU is measured (`esrgan.runtime.choose`, `esrgan.runtime.per_model`): the candidates,
+interleaved timing that load cannot poison, and when a candidate wins.
 
-The shipped graph on ncnn (`esrgan.runtime.ncnn_backend`) runs in fp32 with Winograd convolutions
-(fewer multiplications: the way past torch's fp32 on CPUs without native bf16) or with bf16 storage.
-Each is measured in the calibration's interleaved rounds beside torch, and chosen only where it is
-faithful and clearly faster, so no CPU ends up slower than torch fp32.
+A candidate is one way of running a network on the CPU: torch ``fp32`` (channels-last, the
+reference every other is compared to), torch ``bf16`` (only where the CPU runs it natively), and the
+shipped graph on ncnn (`esrgan.runtime.ncnn_backend`) in fp32 with Winograd convolutions (fewer
+multiplications: the way past torch's fp32 on CPUs without native bf16) or with bf16 storage. Each
+is timed in the same interleaved rounds and chosen only where it is faithful and clearly faster
+(`fastest_faithful`), so nothing ends up slower than torch fp32.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import torch
 from torch.nn import functional as F
 
 NCNN = "ncnn"
-NCNN_CANDIDATES = ("ncnn-fp32", "ncnn-bf16")  # calibration names: the shipped graph on ncnn, by storage
+TORCH = "torch"
+TORCH_CANDIDATES = ("fp32", "bf16")  # torch on the CPU, channels-last, by precision
+NCNN_CANDIDATES = ("ncnn-fp32", "ncnn-bf16")  # the shipped graph on ncnn, by storage
 NCNN_MIN_SPEEDUP = 1.05  # ncnn fp32 must beat the torch choice by this much (noise, not a real gain)
 
 
@@ -40,32 +44,34 @@ def ncnn_version() -> str:
         return ""
 
 
-def ncnn_candidate(store, model: str, name: str) -> torch.nn.Module:
-    """``model``'s shipped graph on ncnn on the CPU, in the storage candidate ``name`` says."""
-    from esrgan.runtime.ncnn_backend import load_network
-
-    return load_network(store, model, None, name.split("-")[1], torch.get_num_threads())[0]
-
-
 def psnr_to(out: torch.Tensor, reference: torch.Tensor) -> float:
     """PSNR (dB) of two float images in [0, 1]."""
     mse = float(((out - reference) ** 2).mean())
     return round(float("inf") if mse == 0 else 10 * float(np.log10(1 / mse)), 2)
 
 
-def fastest_faithful(torch_choice: str, torch_seconds: float, fp32_seconds: float,
-                     ncnn_seconds: dict[str, float] | None, ncnn_psnr: dict[str, float] | None,
-                     min_speedup: float, min_psnr: float) -> str:
-    """The torch choice (``torch_seconds`` per round), unless an ncnn storage is faithful (``min_psnr``
-    to fp32) and clearly faster: ncnn fp32 by `NCNN_MIN_SPEEDUP` over the torch choice, bf16 storage
-    by ``min_speedup`` over the best fp32 (torch's ``fp32_seconds`` or ncnn's) too."""
-    chosen, best = torch_choice, torch_seconds
-    seconds = ncnn_seconds or {}
+def runs_as(candidate: str) -> tuple[str, str]:
+    """(engine, precision) of a candidate: ``"ncnn-bf16"`` is ``("ncnn", "bf16")``, ``"fp32"`` ``("torch", "fp32")``."""
+    engine, _, precision = candidate.rpartition("-")
+    return engine or TORCH, precision
+
+
+def fastest_faithful(seconds: Mapping[str, float], psnr: Mapping[str, float], min_speedup: float,
+                     min_psnr: float) -> str:
+    """The candidate to run, from each one's fastest round (``seconds``, torch ``"fp32"`` among them)
+    and its PSNR to torch fp32's output (``psnr``): torch fp32, or torch bf16 where it is faithful
+    (``min_psnr``) and ``min_speedup`` faster; then ncnn fp32 where it beats that torch choice by
+    `NCNN_MIN_SPEEDUP`, and ncnn bf16 storage where it is faithful and ``min_speedup`` faster than
+    the best fp32 (torch's or ncnn's) and than the choice so far."""
+    fp32 = seconds["fp32"]
+    chosen, best = "fp32", fp32
+    if "bf16" in seconds and psnr.get("bf16", 0) >= min_psnr and seconds["bf16"] * min_speedup <= fp32:
+        chosen, best = "bf16", seconds["bf16"]
     for name in NCNN_CANDIDATES:
-        if name not in seconds or (ncnn_psnr or {}).get(name, 0) < min_psnr:
+        if name not in seconds or psnr.get(name, 0) < min_psnr:
             continue
         if name.endswith("bf16"):
-            fast = seconds[name] * min_speedup <= min(best, fp32_seconds, seconds.get("ncnn-fp32", float("inf")))
+            fast = seconds[name] * min_speedup <= min(best, fp32, seconds.get("ncnn-fp32", float("inf")))
         else:
             fast = seconds[name] * NCNN_MIN_SPEEDUP <= best
         if fast:

@@ -227,6 +227,15 @@ def refusal(name: str, why: str) -> BackendUnavailableError:
                                    "--device cpu or cuda)")
 
 
+def has_shipped_graph(store, name: str) -> bool:
+    """Whether ncnn can run ``name`` here: a catalogued model (not a user checkpoint) whose shipped
+    graph is installed. Raises ModelNotFoundError for no such model."""
+    entry = store.entry(name)
+    if entry.checkpoint is not None:
+        return False
+    return store.conversions.ncnn_pair(registry.spec(entry.name)) is not None
+
+
 def load_network(store, name: str, gpu: int | None, storage: str, threads: int) -> tuple[NcnnNetwork, object]:
     """``name``'s shipped graph on ncnn, and its catalogue entry.
 
@@ -253,13 +262,10 @@ class NetworkCache:
         self._lock = threading.Lock()
         self._loaded: dict[tuple[str, str, str], LoadedModel] = {}
 
-    def load(self, store, name: str, device: torch.device, storage: str, strict: bool = True) -> LoadedModel | None:
+    def load(self, store, name: str, device: torch.device, storage: str) -> LoadedModel:
         """``name`` ready for the tiler: its tensors stay on the host (float32), whatever ``device``
-        (``cpu`` or ``vulkan:N``) the graph runs on. Raises as `load_network` does; with ``strict``
-        False, a model ncnn cannot run (a user checkpoint) gives None instead (torch runs it)."""
+        (``cpu`` or ``vulkan:N``) the graph runs on. Raises as `load_network` does."""
         entry = store.entry(name)
-        if not strict and (entry.checkpoint is not None or registry.spec(entry.name).ncnn_stem is None):
-            return None
         key = (entry.name if entry.checkpoint is None else str(entry.checkpoint), str(device), storage)
         with self._lock:
             if key not in self._loaded:

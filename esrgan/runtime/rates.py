@@ -25,7 +25,6 @@ from esrgan.models import registry
 from esrgan.models.keys import ModelKey
 from esrgan.runtime.choose import CALIBRATION_MODEL, CALIBRATION_ROUNDS, CALIBRATION_SIDE, cpu_candidates
 from esrgan.runtime.figures import FiguresFile
-from esrgan.runtime.measure import ncnn_candidates
 
 log = logging.getLogger(__name__)
 TORCH_BACKENDS = ("torch", "torch-cl", "compiled")  # one rate each model: the layout changes little
@@ -75,8 +74,8 @@ def prior_rate(flops: float, device_type: str = "cpu", calibrated: float | None 
 
 def calibration_seconds() -> float:
     """About how long the one-time CPU measurement (`esrgan.runtime.choose.calibrate_cpu`) takes here: a
-    warm-up, then the timed rounds of every candidate (torch precisions, ncnn storages) on a small x4plus input."""
-    candidates = len(cpu_candidates()) + len(ncnn_candidates())
+    warm-up, then the timed rounds of every torch precision it runs natively on a small x4plus input."""
+    candidates = len(cpu_candidates())
     rounds = CALIBRATION_ROUNDS if candidates > 1 else 1
     rate = prior_rate(registry_flops(CALIBRATION_MODEL))
     return MODEL_LOAD_SECONDS + (candidates * rounds + 1) * rate * CALIBRATION_SIDE**2
