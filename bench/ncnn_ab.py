@@ -7,6 +7,7 @@ best of each, their ratio and the PSNR of the two 8-bit results; and the load be
 other processes only ever add time.
 
     python bench/ncnn_ab.py [--side 256] [--rounds 2] [--model realesrgan-x4plus] [--image tests/data/astronaut.png]
+                            [--tile N ...]   (more arms: ncnn with ``--tile N``, e.g. --tile 384 to pin the old size)
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ def psnr_8bit(a: Path, b: Path) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def run(source: Path, out: Path, backend: str, model: str) -> float:
+def run(source: Path, out: Path, arm: str, model: str) -> float:
+    backend, _, tile = arm.partition(":")
     command = [sys.executable, "-m", "esrgan", "upscale", str(source), "-s", "4", "--device", "cpu", "--fp32",
-               "--backend", backend, "--model", model, "-o", str(out)]
+               "--backend", backend, "--model", model, "-o", str(out), *(["--tile", tile] if tile else [])]
     started = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     return time.perf_counter() - started
@@ -47,28 +49,31 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", default="realesrgan-x4plus")
     parser.add_argument("--image", default=str(ROOT / "tests" / "data" / "astronaut.png"))
+    parser.add_argument("--tile", type=int, action="append", default=[], help="an ncnn arm with this --tile")
     args = parser.parse_args()
+    arms = {**BACKENDS, **{f"ncnn fp32 (--tile {tile})": f"ncnn:{tile}" for tile in args.tile}}
     folder = Path(tempfile.mkdtemp(prefix="ncnn-ab-"))
     source = folder / "in.png"
     with Image.open(args.image) as image:
         image.convert("RGB").crop((0, 0, args.side, args.side)).save(source)
     print(f"# load before: {os.getloadavg()}; {args.model} 4x on a {args.side}x{args.side} crop, {args.rounds} rounds")
-    outputs = {label: folder / f"{backend}.png" for label, backend in BACKENDS.items()}
-    for label, backend in BACKENDS.items():  # untimed: conversion, kernels, page cache
-        run(source, outputs[label], backend, args.model)
-    times: dict[str, list[float]] = {label: [] for label in BACKENDS}
+    outputs = {label: folder / f"{arm.replace(':', '-')}.png" for label, arm in arms.items()}
+    for label, arm in arms.items():  # untimed: conversion, kernels, page cache
+        run(source, outputs[label], arm, args.model)
+    times: dict[str, list[float]] = {label: [] for label in arms}
     for index in range(args.rounds):
-        order = list(BACKENDS) if index % 2 == 0 else list(BACKENDS)[::-1]
+        order = list(arms) if index % 2 == 0 else list(arms)[::-1]
         for label in order:
-            times[label].append(run(source, outputs[label], BACKENDS[label], args.model))
+            times[label].append(run(source, outputs[label], arms[label], args.model))
             print(f"# round {index + 1} {label}: {times[label][-1]:.2f} s", flush=True)
-    torch_label, ncnn_label = BACKENDS
+    torch_label = next(iter(BACKENDS))
     best = {label: min(values) for label, values in times.items()}
     print(f"# load after: {os.getloadavg()}")
-    for label in BACKENDS:
+    for label in arms:
         print(f"{label}: best {best[label]:.2f} s of {', '.join(f'{t:.2f}' for t in times[label])}")
-    print(f"ncnn / torch time: {best[ncnn_label] / best[torch_label]:.3f}x; "
-          f"PSNR of the 8-bit results: {psnr_8bit(outputs[ncnn_label], outputs[torch_label]):.1f} dB")
+    for label in list(arms)[1:]:
+        print(f"{label} / torch time: {best[label] / best[torch_label]:.3f}x; "
+              f"PSNR of the 8-bit results: {psnr_8bit(outputs[label], outputs[torch_label]):.1f} dB")
     return 0
 
 

@@ -20,12 +20,12 @@ from esrgan.io.resumable import WorkStore, digest, work_identity
 from esrgan.models import registry
 from esrgan.models.keys import ModelKey
 from esrgan.models.store import LoadedModel, ModelStore
-from esrgan.models.whole import approximation, tiling_for, whole_spec
+from esrgan.models.whole import approximation, whole_spec
 from esrgan.options import UpscaleOptions
 from esrgan.result import Provenance, UpscaleResult, resample
 from esrgan.runtime import compiled
 from esrgan.runtime.choose import CALIBRATION_MODEL, DTYPES, Runtime, choose_runtime, needs_calibration
-from esrgan.runtime.devices import describe, resolve_device, vulkan_tile
+from esrgan.runtime.devices import describe, resolve_device
 from esrgan.runtime.measure import NCNN, TORCH
 from esrgan.runtime.ncnn_backend import NetworkCache
 from esrgan.runtime.per_model import ENGINES, PRECISION_FILE, ModelChoices
@@ -33,10 +33,10 @@ from esrgan.runtime.rates import RATES_FILE, RateStore, flops_per_pixel, prior_r
 from esrgan.runtime.recheck import CalibrationWatch
 from esrgan.settings import Settings
 from esrgan.sizing import check_output_size
+from esrgan.tile_choice import tile_options
 from esrgan.tiling.plan import TileOptions, TilePlan, model_context, plan_for
 from esrgan.tiling.run import TiledResult, run_plan, upscale_tiled
 from esrgan.tiling.steps import CancelFn, ProgressFn
-from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 from esrgan.tiling.tta import passes_for, with_tta
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,6 @@ UPSCALED_LOG = "upscaled %dx%d -> %dx%d with %s in %.1fs"  # per image (a video'
 
 StageFn = Callable[[str], None]
 
-# The compiled backend runs one fixed shape: 512 px tiles (+ context) in batches of 4 on a GPU, so
-# a small image is not padded up to a window sized for the largest.
-COMPILED_CUDA_TILE = 512
-SMALL_TILE_BATCH = 4  # same-shape tiles per forward pass when tiles are small on a GPU
 PRECISION_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
@@ -145,26 +141,12 @@ class Upscaler:
                                  noise=noise)
         return registry.plan(scale, anime, entries, noise=noise)
 
-    def tile_options(self, output_pixels: int = 0, model: str | None = None) -> TileOptions:
-        """The tiling for a result of ``output_pixels``: on a GPU as large as half its free memory
-        allows; on the CPU 384 px (fastest), smaller when the RAM left (or a huge output canvas)
-        needs the room (`esrgan.tiling.tile_size`); ``model``'s own where it runs whole (`esrgan.models.whole`)."""
-        tile = self.settings.tile
-        compiling = self.settings.backend == compiled.BACKEND_NAME
-        if tile is None and self.device.type == "vulkan":
-            tile = vulkan_tile(self.device, self.settings.tile_pad)
-        elif tile is None and self.device.type == "cuda":
-            tile = COMPILED_CUDA_TILE if compiling else cuda_tile(self.device, self.runtime.precision != "fp32")
-        elif tile is None:
-            large = output_pixels * 3 * 4 > LARGE_CANVAS_BYTES
-            runtime = self.runtime if large else self._runtime  # no calibration for a small image
-            bf16 = runtime is not None and runtime.precision == "bf16"
-            tile = cpu_tile(output_pixels, self.settings.tile_pad, bf16)
-        small = self.device.type == "cuda" and 0 < tile <= 512
-        options = TileOptions(tile=tile, tile_pad=self.settings.tile_pad, pre_pad=self.settings.pre_pad,
-                              batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling,
-                              se_sync=self.settings.se_sync)
-        return tiling_for(options, model, output_pixels)
+    def tile_options(self, output_pixels: int = 0, model: str | None = None, backend: str = "torch",
+                     input_pixels: int = 0) -> TileOptions:
+        """The tiling of a run of ``model`` on ``backend`` from ``input_pixels`` to ``output_pixels``
+        on this device (`esrgan.tile_choice`)."""
+        return tile_options(self.settings, self.device, lambda must: self.runtime if must else self._runtime,
+                            output_pixels, model, backend, input_pixels)
 
     def load(self, model: str, measure: bool = False) -> LoadedModel:
         """The model ready to run; on the CPU with precision ``auto``, on the backend and in the
@@ -185,8 +167,12 @@ class Upscaler:
         read by the estimate (`work_pixels`), the progress total and the run itself."""
         return self._tile_plan(self.load(model), width, height)
 
+    def _tiling(self, loaded: LoadedModel, width: int, height: int) -> TileOptions:
+        return self.tile_options(width * height * loaded.entry.scale**2, loaded.entry.name, loaded.backend,
+                                 width * height)
+
     def _tile_plan(self, loaded: LoadedModel, width: int, height: int) -> TilePlan:
-        tiling = self.tile_options(width * height * loaded.entry.scale**2, loaded.entry.name)
+        tiling = self._tiling(loaded, width, height)
         return plan_for(height, width, tiling, loaded.size_multiple, model_context(self._module(loaded, tiling)))
 
     def work_pixels(self, width: int, height: int, model: str) -> int:
@@ -304,7 +290,7 @@ class Upscaler:
         """A chain's first models (`registry.Plan.before`), each on the whole output of the last."""
         for name in chain:
             step = self.load(name)
-            step_tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * step.entry.scale**2, name)
+            step_tiling = self._tiling(step, rgb.shape[1], rgb.shape[0])
             rgb = upscale_tiled(self._module(step, step_tiling, tta), rgb, scale=step.entry.scale,
                                 size_multiple=step.size_multiple, options=step_tiling, device=step.device,
                                 dtype=step.dtype, channels_last=step.channels_last, cancelled=cancelled)
@@ -315,7 +301,7 @@ class Upscaler:
                    cancelled: CancelFn | None) -> tuple[TiledResult, WorkStore | None]:
         """The main model over ``rgb``, tile by tile, its finished tiles kept in ``checkpoint`` (the
         store is returned for the caller to delete once the result is made); its rate learnt."""
-        tiling = self.tile_options(rgb.shape[0] * rgb.shape[1] * loaded.entry.scale**2, loaded.entry.name)
+        tiling = self._tiling(loaded, rgb.shape[1], rgb.shape[0])
         module = self._module(loaded, tiling, tta)
         plan = plan_for(rgb.shape[0], rgb.shape[1], tiling, loaded.size_multiple, model_context(module))
         resumable = checkpoint is not None and plan.count > 1  # one tile has nothing to resume part-way
