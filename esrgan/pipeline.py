@@ -141,12 +141,10 @@ class Upscaler:
                                  noise=noise)
         return registry.plan(scale, anime, entries, noise=noise)
 
-    def tile_options(self, output_pixels: int = 0, model: str | None = None, backend: str = "torch",
-                     input_pixels: int = 0) -> TileOptions:
-        """The tiling of a run of ``model`` on ``backend`` from ``input_pixels`` to ``output_pixels``
-        on this device (`esrgan.tile_choice`)."""
+    def tile_options(self, output_pixels: int = 0, model: str | None = None) -> TileOptions:
+        """The tiling of a run of ``model`` whose result has ``output_pixels`` here (`esrgan.tile_choice`)."""
         return tile_options(self.settings, self.device, lambda must: self.runtime if must else self._runtime,
-                            output_pixels, model, backend, input_pixels)
+                            output_pixels, model)
 
     def load(self, model: str, measure: bool = False) -> LoadedModel:
         """The model ready to run; on the CPU with precision ``auto``, on the backend and in the
@@ -168,8 +166,7 @@ class Upscaler:
         return self._tile_plan(self.load(model), width, height)
 
     def _tiling(self, loaded: LoadedModel, width: int, height: int) -> TileOptions:
-        return self.tile_options(width * height * loaded.entry.scale**2, loaded.entry.name, loaded.backend,
-                                 width * height)
+        return self.tile_options(width * height * loaded.entry.scale**2, loaded.entry.name)
 
     def _tile_plan(self, loaded: LoadedModel, width: int, height: int) -> TilePlan:
         tiling = self._tiling(loaded, width, height)

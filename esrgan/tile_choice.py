@@ -2,9 +2,8 @@
 total all plan from (`esrgan.pipeline.Upscaler.tile_options`).
 
 On a GPU as large as half its free memory allows (Vulkan: its heap budget); on the CPU 384 px
-(`esrgan.tiling.tile_size`), smaller when the RAM left (or a huge output canvas) needs the room, and
-smaller for ncnn on large images (`ncnn_cpu_tile`); a model that runs whole gets its own
-(`esrgan.models.whole`). The user's ``--tile`` always wins.
+(`esrgan.tiling.tile_size`), smaller when the RAM left (or a huge output canvas) needs the room; a
+model that runs whole gets its own (`esrgan.models.whole`). The user's ``--tile`` always wins.
 """
 
 from __future__ import annotations
@@ -17,10 +16,9 @@ from esrgan.models.whole import tiling_for
 from esrgan.runtime import compiled
 from esrgan.runtime.choose import Runtime
 from esrgan.runtime.devices import vulkan_tile
-from esrgan.runtime.measure import NCNN
 from esrgan.settings import Settings
 from esrgan.tiling.plan import TileOptions
-from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile, ncnn_cpu_tile
+from esrgan.tiling.tile_size import LARGE_CANVAS_BYTES, cpu_tile, cuda_tile
 
 # The compiled backend runs one fixed shape: 512 px tiles (+ context) in batches of 4 on a GPU, so
 # a small image is not padded up to a window sized for the largest.
@@ -31,9 +29,9 @@ RuntimeFn = Callable[[bool], "Runtime | None"]  # (measure now if need be) -> th
 
 
 def tile_options(settings: Settings, device: torch.device, runtime: RuntimeFn, output_pixels: int = 0,
-                 model: str | None = None, backend: str = "torch", input_pixels: int = 0) -> TileOptions:
-    """The tiling of a run of ``model`` (on ``backend``) whose result has ``output_pixels`` from
-    ``input_pixels``. ``runtime(True)`` measures the CPU if it must; ``runtime(False)`` does not."""
+                 model: str | None = None) -> TileOptions:
+    """The tiling of a run of ``model`` whose result has ``output_pixels``. ``runtime(True)``
+    measures the CPU if it must; ``runtime(False)`` does not."""
     tile = settings.tile
     compiling = settings.backend == compiled.BACKEND_NAME
     if tile is None and device.type == "vulkan":
@@ -43,8 +41,6 @@ def tile_options(settings: Settings, device: torch.device, runtime: RuntimeFn, o
     elif tile is None:
         known = runtime(output_pixels * 3 * 4 > LARGE_CANVAS_BYTES)  # no calibration for a small image
         tile = cpu_tile(output_pixels, settings.tile_pad, known is not None and known.precision == "bf16")
-        if backend == NCNN:
-            tile = ncnn_cpu_tile(input_pixels, tile)
     small = device.type == "cuda" and 0 < tile <= 512
     options = TileOptions(tile=tile, tile_pad=settings.tile_pad, pre_pad=settings.pre_pad,
                           batch=SMALL_TILE_BATCH if small else 1, fixed_window=compiling, se_sync=settings.se_sync)

@@ -20,7 +20,6 @@ from esrgan.runtime.choose import MIN_FAITHFUL_PSNR, MIN_SPEEDUP, Calibration, m
 from esrgan.runtime.measure import fastest_faithful
 from esrgan.runtime.ncnn_backend import VulkanDevice, vulkan_devices
 from esrgan.settings import Settings
-from esrgan.tiling.tile_size import NCNN_TILE_CPU, NCNN_WHOLE_PIXELS
 from tests.conftest import crop_of, psnr
 
 ncnn = pytest.importorskip("ncnn", reason="the ncnn wheel is not installed (requirements.txt)")
@@ -131,20 +130,6 @@ def test_out_of_memory_on_the_device_goes_on_with_smaller_tiles(store, engine_ho
     assert reference.provenance.tiles == result.provenance.tiles
     assert psnr(result.image.pixels, reference.image.pixels) >= 90
 
-
-def test_ncnn_on_the_cpu_tiles_a_large_image_smaller_than_torch_does(store):
-    """Its windows slow down as they grow (`esrgan.tiling.tile_size`): 128 px tiles above 256x256,
-    an image up to that whole as on torch; the user's ``--tile`` wins."""
-    model = "realesr-animevideov3"
-    on_ncnn = Upscaler(store, Settings(device="cpu", precision="fp32", backend="ncnn"))
-    on_torch = Upscaler(store, Settings(device="cpu", precision="fp32", backend="torch"))
-    assert NCNN_TILE_CPU == 128 and 250 * 250 <= NCNN_WHOLE_PIXELS < 300 * 257
-    large = on_ncnn.tile_plan(300, 257, model)
-    assert large.tile == NCNN_TILE_CPU and large.count == 9
-    assert on_torch.tile_plan(300, 257, model).count == 1
-    assert on_ncnn.tile_plan(250, 250, model).count == on_torch.tile_plan(250, 250, model).count == 1
-    asked = Upscaler(store, Settings(device="cpu", precision="fp32", backend="ncnn", tile=384))
-    assert asked.tile_plan(300, 257, model).count == 1
 
 
 def test_a_model_ncnn_cannot_run_is_refused_by_name(tmp_path):

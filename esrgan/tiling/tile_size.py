@@ -22,12 +22,6 @@ RAM_SHARE = 0.5  # of the RAM available, what one tile's activations may take
 # 1040x1040 window); fp32 takes twice as much. Tiles are sized to half the free GPU memory.
 CUDA_BYTES_PER_PIXEL_FP16 = 8.5 * 1024
 CUDA_TILE_RANGE = (256, 2048)
-# ncnn on the CPU slows down per pixel as its window grows (its Winograd buffers leave the cache):
-# x4plus fp32, network only, on the project's 2-core AVX2 EPYC, about 290 us per input pixel at a
-# 128 px window, 390 at 256 and 500 at 384 (torch fp32: 373, 428, 529). Above NCNN_WHOLE_PIXELS an
-# image runs in 128 px tiles, whose 10 px context costs less than the larger windows lose.
-NCNN_TILE_CPU = 128
-NCNN_WHOLE_PIXELS = 256 * 256
 
 
 def available_ram() -> int:
@@ -52,14 +46,6 @@ def cpu_tile(output_pixels: int, tile_pad: int, half_precision: bool, ram: int |
         budget = min(budget, CPU_ACTIVATION_BUDGET)
     window = int((max(budget, 0) / per_pixel) ** 0.5)
     return max(MIN_TILE_CPU, min(DEFAULT_TILE_CPU, (window - 2 * tile_pad) // 16 * 16))
-
-
-def ncnn_cpu_tile(input_pixels: int, tile: int) -> int:
-    """The tile for ncnn on the CPU over an image of ``input_pixels``, ``tile`` being the torch path's:
-    whole up to `NCNN_WHOLE_PIXELS` (as the torch path would run it), else at most `NCNN_TILE_CPU`."""
-    if input_pixels <= NCNN_WHOLE_PIXELS:
-        return tile
-    return NCNN_TILE_CPU if tile == 0 else min(tile, NCNN_TILE_CPU)
 
 
 def cuda_tile(device: torch.device, half_precision: bool) -> int:
