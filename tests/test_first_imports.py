@@ -22,7 +22,7 @@ from esrgan.settings import Settings
 from tests.conftest import ROOT
 from tests.test_restart import free_port
 
-INTERPRETERS = 8  # without the lock, the first 4 already failed (all of them)
+INTERPRETERS = 4  # without the lock, all of the first 4 failed
 AT_ONCE = 4  # interpreters started together (each runs its own 4 threads)
 
 # Four threads released together by a barrier, each doing a first use that imports spandrel (or
