@@ -263,3 +263,16 @@ def page(browser):
     context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 1000})
     yield context.new_page()
     context.close()
+
+
+# The modules that take longest in one process (their tests' seconds added up on the project's
+# 2-core machine), longest first. On two workers (.ci/run) whole modules go to whichever worker is
+# free, in this order, so the short ones come last and both workers end together.
+LONGEST_FIRST = ("test_docs", "test_distributed", "test_cli", "test_faces_options", "test_restart", "test_page_jobs",
+                 "test_page_first_minute", "test_first_imports", "test_video_distributed", "test_compiled",
+                 "test_compare", "test_video_page", "test_train", "test_ncnn", "test_video_restart", "test_tiling")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: a module keeps its own order

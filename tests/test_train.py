@@ -28,8 +28,6 @@ from esrgan.train.loop import Trainer, default_freeze, expand_freeze, freeze
 from esrgan.train.losses import PerceptualLoss
 from tests.conftest import ROOT, crop_of
 
-pytestmark = pytest.mark.xdist_group("test_train")  # one worker runs the module: its fixtures train a model
-
 # 96 px crops of test images (tests/data) that make the training folder.
 CROPS = {"astronaut.png": (100, 100, 196, 196), "coffee.png": (60, 60, 156, 156), "line_art.png": (40, 80, 136, 176),
          "rocket.png": (100, 100, 196, 196), "chelsea_head.png": (80, 80, 176, 176)}
