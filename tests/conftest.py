@@ -52,7 +52,11 @@ IMAGES = {
 
 FINISHED = ("done", "failed", "cancelled")  # a job's statuses once it has ended
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One torch thread per core: under pytest-xdist each worker takes its share of the cores, since a
+# second OpenMP thread on a core that the other worker (or a process it started) holds turns each
+# small operator into a wait for the scheduler (a tiny network's tiled run: 0.35 s alone, 29 s so).
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // WORKERS)))
 
 # TEST_STEP_SLOWDOWN=5 runs the suite with every network 5 times slower, as on a slower machine: every
 # progress step of every tiled run takes five times its work (`tests.hooks`), in this process from

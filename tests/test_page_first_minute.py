@@ -262,7 +262,7 @@ def test_on_a_phone_the_sticky_upscale_bar_covers_no_control(serve, browser, tmp
             const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
             const label = control.closest('label');
             if (!(hit === control || control.contains(hit) || (label && label.contains(hit)))) {
-                found.push(`${control.id || control.name || control.textContent} under ${hit && hit.className}`);
+                found.push(`${control.id || control.name || control.textContent} under ${hit && `${hit.tagName}#${hit.id}.${hit.className}`} at ${Math.round(box.y)} of ${innerHeight}, scrolled ${Math.round(scrollY)}`);
             }
         }
         return [controls.length, found];

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from esrgan.errors import Cancelled, RemasterError
 from esrgan.io.imageio import decode as decode_image
@@ -129,9 +129,10 @@ def finish(files: FileStore, job: Job, status: Status, error: str | None = None,
     if job.preview_file is not None:  # first: a reader that sees the job finished sees no preview
         files.delete(job.preview_file)
         job.preview_file = None
-    job.status, job.stage, job.finished_at, job.error, job.error_kind = status, status, time.time(), error, kind
     files.delete_work(job.id)  # a finished job resumes nothing
-    persist(files, job)
+    ended = replace(job, status=status, stage=status, finished_at=time.time(), error=error, error_kind=kind)
+    persist(files, ended)  # on disk first: whoever sees the job finished finds its record written
+    job.status, job.stage, job.finished_at, job.error, job.error_kind = status, status, ended.finished_at, error, kind
     return job
 
 
