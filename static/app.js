@@ -15,9 +15,15 @@ import { loadModels, options, watchSettings } from "./js/settings.js";
 const form = document.getElementById("upscale-form");
 const actions = form.querySelector(".actions");
 
-// The sticky Upscale bar's height (a phone's), so that scrolling a control into view stops above it.
+// The sticky Upscale bar's height (a phone's), so that scrolling a control into view stops above it;
+// when the bar grows (a message arrives in it), the control in focus comes back above it.
 new ResizeObserver(() => {
   document.documentElement.style.setProperty("--actions-height", `${actions.offsetHeight}px`);
+  const focused = document.activeElement;
+  if (!form.contains(focused) || actions.contains(focused)) return;
+  if (focused.getBoundingClientRect().bottom > actions.getBoundingClientRect().top) {
+    focused.scrollIntoView({ block: "nearest" });
+  }
 }).observe(actions);
 
 // Send the chosen files that can go with `opts`; the first card comes into view and takes the focus.
