@@ -83,14 +83,14 @@ def test_job_api_submit_poll_result(client):
 
 
 def test_cancel_a_running_and_a_queued_job_leaves_no_output(make_app):
-    app = make_app(TILE=32, WORKERS=1)
+    app = make_app(TILE=32, WORKERS=1, PREVIEW_MIN_SECONDS=1e9)  # no preview: on a slow machine it comes first
     client = app.test_client()
     big = png_bytes(crop_of("astronaut.png", (0, 0, 160, 160)))
     running = upload(client, big, url="/api/jobs", scale="4").get_json()
     queued = upload(client, coffee(), url="/api/jobs").get_json()
     deadline = time.time() + 60
-    while client.get(f"/api/jobs/{running['id']}").get_json()["progress"]["done"] < 1:
-        assert time.time() < deadline
+    while (state := client.get(f"/api/jobs/{running['id']}").get_json())["progress"]["done"] < 1:
+        assert time.time() < deadline, {key: state.get(key) for key in ("status", "stage", "progress")}
         time.sleep(0.05)
     assert client.delete(f"/api/jobs/{queued['id']}").get_json()["status"] == "cancelled"
     client.delete(f"/api/jobs/{running['id']}")

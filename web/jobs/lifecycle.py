@@ -130,9 +130,10 @@ def finish(files: FileStore, job: Job, status: Status, error: str | None = None,
         files.delete(job.preview_file)
         job.preview_file = None
     files.delete_work(job.id)  # a finished job resumes nothing
-    ended = replace(job, status=status, stage=status, finished_at=time.time(), error=error, error_kind=kind)
-    persist(files, ended)  # on disk first: whoever sees the job finished finds its record written
-    job.status, job.stage, job.finished_at, job.error, job.error_kind = status, status, ended.finished_at, error, kind
+    ending = {"status": status, "stage": status, "finished_at": time.time(), "error": error, "error_kind": kind}
+    persist(files, replace(job, **ending))  # on disk first: whoever sees the job finished finds its record
+    for name, value in ending.items():
+        setattr(job, name, value)
     return job
 
 
