@@ -130,6 +130,11 @@ def test_recovery_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_p
     doomed = left_behind("running", attempts=2)
     done = left_behind("done", finished_at=time.time(), output_file=files.write(new_id(), "out", "png", photo))
     expired = left_behind("done", finished_at=time.time())  # its record outlived its result
+    # What a process killed in the middle of a write leaves (`write_atomic`'s temporary names).
+    half_written = [folder / f".{running}.json.k1ll3d.part", folder / f".{running}_out.png.k1ll3d.part",
+                    folder / f".{doomed}.json.k1ll3d.part"]
+    for path in half_written:
+        path.write_bytes(b'{"status": "runn')
 
     client = make_app(UPLOAD_FOLDER=str(folder)).test_client()
     states = {}
@@ -147,6 +152,7 @@ def test_recovery_reruns_what_it_can_and_explains_what_it_cannot(make_app, tmp_p
     assert states[lost]["status"] == "failed" and "upload it again" in states[lost]["error"]
     assert states[stopping]["status"] == "cancelled"
     assert states[doomed]["status"] == "failed" and "2 times" in states[doomed]["error"]
+    assert not [path.name for path in half_written if path.exists()]  # the recovery cleared them
     for job_id in (queued, running, lost, stopping, doomed, done, expired):
         answer = client.delete(f"/api/jobs/{job_id}")
         assert answer.status_code == 200, answer.get_json()

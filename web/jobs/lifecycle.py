@@ -243,6 +243,8 @@ def recover(files: FileStore, job: Job) -> bool:
     with a reason a person understands."""
     if job.finished:
         return False
+    if job.status == "running":  # the process that ran it is gone: a write it was killed in is left half done
+        files.delete_temporaries(job.id)
     if job.cancel_requested:
         finish(files, job, "cancelled", "cancelled", "conflict")
         return False

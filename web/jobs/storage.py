@@ -119,6 +119,14 @@ class FileStore:
         """Remove a job's resumable parts (none is fine)."""
         self._remove(self.work_dir(job_id))
 
+    def delete_temporaries(self, job_id: str) -> int:
+        """Remove the half-written files (``.<job id>....part``, `write_atomic`'s) that a process
+        killed in the middle of a write left behind; call it only when no live process writes the
+        job. Returns how many went."""
+        if not re.fullmatch(r"[0-9a-f]{32}", job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        return sum(self._remove(path) for path in self.root.glob(f".{job_id}*.part"))
+
     def delete_job(self, job_id: str) -> None:
         for path in self.root.glob(f"{job_id}*"):
             self._remove(path)
