@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = re.compile(
     r"^(?P<id>[0-9a-f]{32})_(?P<role>in|out|preview|before|candidate\d{1,2})\.(?P<ext>png|jpg|webp|bmp|tiff|gif|mp4|webm|mkv|avi|video)$")
+JOB_ID = re.compile(r"[0-9a-f]{32}")  # `new_id`'s
 JOB_PREFIX = re.compile(r"^(?P<id>[0-9a-f]{32})[._]")  # any file (or folder) of one job, its record too
 KEEP = float("inf")  # the expiry of a file whose job has not ended
 
@@ -101,7 +102,7 @@ class FileStore:
         write_atomic(self.root / f"{job_id}.json", json.dumps(record).encode())
 
     def load_record(self, job_id: str) -> dict | None:
-        if not re.fullmatch(r"[0-9a-f]{32}", job_id):
+        if not JOB_ID.fullmatch(job_id):
             return None
         try:
             return json.loads((self.root / f"{job_id}.json").read_text())
@@ -111,7 +112,7 @@ class FileStore:
     def work_dir(self, job_id: str) -> Path:
         """The folder (not created here) where a job's engine keeps its finished parts, so that a
         run interrupted by a crash resumes (`esrgan.io.resumable`); it expires with the job's files."""
-        if not re.fullmatch(r"[0-9a-f]{32}", job_id):
+        if not JOB_ID.fullmatch(job_id):
             raise ValueError(f"not a job id: {job_id!r}")
         return self.root / f"{job_id}_work"
 
@@ -123,7 +124,7 @@ class FileStore:
         """Remove the half-written files (``.<job id>....part``, `write_atomic`'s) that a process
         killed in the middle of a write left behind; call it only when no live process writes the
         job. Returns how many went."""
-        if not re.fullmatch(r"[0-9a-f]{32}", job_id):
+        if not JOB_ID.fullmatch(job_id):
             raise ValueError(f"not a job id: {job_id!r}")
         return sum(self._remove(path) for path in self.root.glob(f".{job_id}*.part"))
 
